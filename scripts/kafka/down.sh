@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Stops what scripts/kafka/up.sh started (by the pids it wrote), gracefully, then by force.
+# ORDO_KAFKA_WIPE=1 also deletes the broker's data (a fresh cluster on the next up).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/kafka/env.sh
+source "$here/env.sh"
+
+stop_pidfile() { # name, pidfile
+  local name="$1" pidfile="$2" pid
+  [[ -f "$pidfile" ]] || return 0
+  pid="$(cat "$pidfile")"
+  if kill -0 "$pid" 2>/dev/null; then
+    printf '[kafka:down] stopping %s (pid %s)\n' "$name" "$pid" >&2
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  fi
+  rm -f "$pidfile"
+}
+
+stop_pidfile registry "$REGISTRY_DIR/pid"
+stop_pidfile kafka "$KAFKA_DIR/pid"
+if [[ "${ORDO_KAFKA_WIPE:-0}" == 1 ]]; then rm -rf "$KAFKA_DIR/data"; fi

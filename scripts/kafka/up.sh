@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Starts a single-node KRaft Kafka broker and an Apicurio schema registry on 127.0.0.1,
+# both fetched from Maven Central with Maven (no Docker). Idempotent: if they already
+# answer, it does nothing. State, logs and pids live under .local/ (git-ignored).
+#
+# Environment (all optional):
+#   KAFKA_PORT (9092)  KAFKA_CONTROLLER_PORT (9093)  REGISTRY_PORT (8081)
+#   ORDO_LOCAL_DIR (<repo>/.local)   ORDO_JAVA_FOR_REGISTRY (a java >= 21; found if unset)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/kafka/env.sh
+source "$here/env.sh"
+
+mkdir -p "$LOCAL_DIR" "$KAFKA_DIR" "$REGISTRY_DIR"
+
+log() { printf '[kafka:up] %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() { # name, seconds, command...
+  local name="$1" secs="$2"; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@"; do
+    if ((SECONDS > deadline)); then log "$name did not come up within ${secs}s"; return 1; fi
+    sleep 0.5
+  done
+}
+
+alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# ---------- fetch (cached in ~/.m2 and .local) ----------
+classpath_file="$KAFKA_DIR/classpath-$KAFKA_VERSION.txt"
+if [[ ! -s "$classpath_file" ]]; then
+  log "resolving Apache Kafka $KAFKA_VERSION from Maven Central"
+  mvn -q -B -f "$here/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+    dependency:build-classpath -Dmdep.outputFile="$classpath_file.tmp" >&2
+  mv "$classpath_file.tmp" "$classpath_file"
+fi
+
+registry_home="$REGISTRY_DIR/apicurio-$REGISTRY_VERSION"
+if [[ ! -f "$registry_home/quarkus-run.jar" ]]; then
+  log "fetching Apicurio Registry $REGISTRY_VERSION from Maven Central"
+  mvn -q -B -f "$here/pom.xml" dependency:copy \
+    -Dartifact="io.apicurio:apicurio-registry-app:$REGISTRY_VERSION:tar.gz:all" \
+    -DoutputDirectory="$REGISTRY_DIR/download" >&2
+  rm -rf "$registry_home.tmp" && mkdir -p "$registry_home.tmp"
+  tar -xzf "$REGISTRY_DIR/download/apicurio-registry-app-$REGISTRY_VERSION-all.tar.gz" -C "$registry_home.tmp"
+  rm -rf "$registry_home" && mv "$registry_home.tmp" "$registry_home"
+  rm -rf "$REGISTRY_DIR/download"
+fi
+
+# ---------- Kafka ----------
+if port_open "$KAFKA_PORT"; then
+  log "something already listens on 127.0.0.1:$KAFKA_PORT; assuming it is the broker"
+else
+  props="$KAFKA_DIR/server.properties"
+  cat > "$props" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=10
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+transaction.abort.timed.out.transaction.cleanup.interval.ms=5000
+log.cleaner.backoff.ms=5000
+delete.topic.enable=true
+PROPS
+  cat > "$KAFKA_DIR/log4j2.properties" <<'LOG'
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = ${sys:ordo.kafka.log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+logger.started.name = kafka.server.KafkaRaftServer
+logger.started.level = INFO
+LOG
+  cp="$(cat "$classpath_file")"
+  java_opts=(-Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
+    -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" -Dordo.kafka.log="$KAFKA_DIR/server.log")
+  if [[ ! -f "$KAFKA_DIR/data/meta.properties" ]]; then
+    log "formatting KRaft storage in $KAFKA_DIR/data"
+    cluster_id="$(java "${java_opts[@]}" -cp "$cp" kafka.tools.StorageTool random-uuid)"
+    java "${java_opts[@]}" -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" -c "$props" >"$KAFKA_DIR/format.log" 2>&1 \
+      || { cat "$KAFKA_DIR/format.log" >&2; exit 1; }
+  fi
+  log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT"
+  nohup java "${java_opts[@]}" -cp "$cp" kafka.Kafka "$props" >"$KAFKA_DIR/stdout.log" 2>&1 &
+  echo $! >"$KAFKA_DIR/pid"
+fi
+
+# ---------- schema registry ----------
+if port_open "$REGISTRY_PORT"; then
+  log "something already listens on 127.0.0.1:$REGISTRY_PORT; assuming it is the registry"
+else
+  registry_java="$(find_java 21)" || {
+    log "Apicurio Registry $REGISTRY_VERSION needs Java >= 21; none found (set ORDO_JAVA_FOR_REGISTRY)"; exit 1; }
+  log "starting Apicurio Registry $REGISTRY_VERSION on 127.0.0.1:$REGISTRY_PORT ($registry_java)"
+  (cd "$registry_home" && nohup "$registry_java" -Xms128m -Xmx512m \
+    -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
+    -Dquarkus.management.enabled=false -Dquarkus.log.level=WARN \
+    -Dapicurio.ccompat.legacy-id-mode.enabled=false \
+    -jar quarkus-run.jar >"$REGISTRY_DIR/stdout.log" 2>&1 &
+    echo $! >"$REGISTRY_DIR/pid")
+fi
+
+kafka_ready() {
+  alive "$KAFKA_DIR/pid" || port_open "$KAFKA_PORT" || { log "Kafka exited; see $KAFKA_DIR/stdout.log"; tail -20 "$KAFKA_DIR/stdout.log" >&2; exit 1; }
+  port_open "$KAFKA_PORT" && grep -q 'Kafka Server started' "$KAFKA_DIR/server.log" 2>/dev/null
+}
+registry_ready() { curl -fsS "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7/subjects" >/dev/null 2>&1; }
+
+if [[ -f "$KAFKA_DIR/pid" ]]; then wait_for kafka 90 kafka_ready; fi
+wait_for registry 90 registry_ready
+log "ready: KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT SCHEMA_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"

@@ -1,0 +1,88 @@
+/**
+ * One base error with a stable `ORDO_...` code, a `retriable` flag and a `cause`.
+ * Subclasses exist only for the kinds a caller acts on differently:
+ *   BadRecordError  -> the record goes to the dead-letter topic with `reason`
+ *   ConfigError     -> exit non-zero at start, naming the variable
+ *   FencedError     -> drop the task (another worker owns the partition now)
+ */
+export class OrdoError extends Error {
+  static readonly code: string = 'ORDO_ERROR';
+  readonly code: string;
+  readonly retriable: boolean;
+
+  constructor(message: string, options: { retriable?: boolean; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = (new.target as typeof OrdoError).code;
+    this.retriable = options.retriable ?? false;
+  }
+}
+
+/** DLQ reasons: stable strings written to the `ordo-dlq-reason` header. */
+export type DeadLetterReason =
+  | 'undecodable'
+  | 'unknown-schema'
+  | 'incompatible-schema'
+  | 'invalid-event'
+  | 'clock-skew'
+  | 'bad-service-time';
+
+/** A record that cannot be processed: data, not a crash. Goes to the DLQ. */
+export class BadRecordError extends OrdoError {
+  static override readonly code: string = 'ORDO_BAD_RECORD';
+  readonly reason: DeadLetterReason;
+
+  constructor(reason: DeadLetterReason, message: string, options: { cause?: unknown } = {}) {
+    super(message, { retriable: false, cause: options.cause });
+    this.reason = reason;
+  }
+}
+
+/** A received service time too far ahead of local physical time; the clock is unchanged. */
+export class ClockSkewError extends BadRecordError {
+  static override readonly code = 'ORDO_CLOCK_SKEW';
+  readonly skewMs: number;
+
+  constructor(skewMs: number, maxSkewMs: number) {
+    super('clock-skew', `received service time is ${skewMs} ms ahead of local physical time (max ${maxSkewMs} ms)`);
+    this.skewMs = skewMs;
+  }
+}
+
+/** A `service-time` header (or service time value) that does not parse. */
+export class BadServiceTimeError extends BadRecordError {
+  static override readonly code = 'ORDO_BAD_SERVICE_TIME';
+
+  constructor(message: string) {
+    super('bad-service-time', message);
+  }
+}
+
+/** Invalid configuration: the process exits at start with this message. */
+export class ConfigError extends OrdoError {
+  static override readonly code = 'ORDO_CONFIG';
+  readonly variable: string;
+
+  constructor(variable: string, message: string) {
+    super(`${variable}: ${message}`);
+    this.variable = variable;
+  }
+}
+
+/** Another producer with the same transactional id took over: drop the task, never retry. */
+export class FencedError extends OrdoError {
+  static override readonly code = 'ORDO_FENCED';
+
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, { retriable: false, cause: options.cause });
+  }
+}
+
+/** The registry or broker could not be reached: retry the batch, never dead-letter it. */
+export class TransientError extends OrdoError {
+  static override readonly code = 'ORDO_TRANSIENT';
+
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, { retriable: true, cause: options.cause });
+  }
+}

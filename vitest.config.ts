@@ -1,0 +1,31 @@
+import { defineConfig } from 'vitest/config';
+
+// Three projects so each layer runs alone:
+//   unit        pure code, no broker (fast, property-based where an invariant exists)
+//   integration the real local broker and registry (scripts/kafka/up.sh)
+//   faults      exactly-once under SIGKILL / SIGSTOP, real worker processes
+export default defineConfig({
+  test: {
+    projects: [
+      { test: { name: 'unit', include: ['test/**/*.test.ts'], exclude: ['test/integration/**', 'test/faults/**'] } },
+      {
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'faults',
+          include: ['test/faults/**/*.test.ts'],
+          testTimeout: 600_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
