@@ -6,6 +6,8 @@ import { defineConfig } from 'vitest/config';
 //   faults      exactly-once under SIGKILL / SIGSTOP, real worker processes
 export default defineConfig({
   test: {
+    // One shared broker on a 2-core machine: files run one at a time.
+    fileParallelism: false,
     projects: [
       { test: { name: 'unit', include: ['test/**/*.test.ts'], exclude: ['test/integration/**', 'test/faults/**'] } },
       {
@@ -14,7 +16,6 @@ export default defineConfig({
           include: ['test/integration/**/*.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,
-          fileParallelism: false,
         },
       },
       {
@@ -23,7 +24,6 @@ export default defineConfig({
           include: ['test/faults/**/*.test.ts'],
           testTimeout: 600_000,
           hookTimeout: 120_000,
-          fileParallelism: false,
         },
       },
     ],

@@ -13,7 +13,7 @@ export class OrdoError extends Error {
   constructor(message: string, options: { retriable?: boolean; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
-    this.code = (new.target as typeof OrdoError).code;
+    this.code = (new.target).code;
     this.retriable = options.retriable ?? false;
   }
 }

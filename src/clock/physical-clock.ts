@@ -1,0 +1,7 @@
+/** Source of physical time. Injected so tests can step, freeze and rewind it. */
+export interface PhysicalClock {
+  /** Milliseconds since the Unix epoch. */
+  now(): number;
+}
+
+export const systemClock: PhysicalClock = { now: () => Date.now() };

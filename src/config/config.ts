@@ -1,0 +1,109 @@
+import { hostname } from 'node:os';
+import { ConfigError } from '../errors.js';
+import { EnvReader } from './env.js';
+
+/** Kafka topic names accept letters, digits, '.', '_' and '-', at most 249 characters. */
+const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
+const NODE = /^[A-Za-z0-9._:@-]{1,128}$/;
+const BROKER = /^[^\s,:]+:\d{1,5}$/;
+
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface TopicNames {
+  input: string;
+  ordered: string;
+  dlq: string;
+  late: string;
+}
+
+/**
+ * The one typed configuration, parsed from the environment and validated at start.
+ * docs/configuration.md lists every variable with its default; keep the two in step.
+ */
+export interface OrdoConfig {
+  brokers: string[];
+  clientId: string;
+  registryUrl: string;
+  groupId: string;
+  nodeId: string;
+  topics: TopicNames;
+  /** Partitions and replication factor used when Ordo creates a missing topic. */
+  topicPartitions: number;
+  replicationFactor: number;
+  createTopics: boolean;
+  maxSkewMs: number;
+  /** Upper bound of input records handled in one transaction. */
+  maxBatchRecords: number;
+  maxBytesPerPartition: number;
+  sessionTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  rebalanceTimeoutMs: number;
+  transactionTimeoutMs: number;
+  shutdownGraceMs: number;
+  metricsPort: number;
+  logLevel: LogLevel;
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): OrdoConfig {
+  const read = new EnvReader(env);
+  const brokers = read.list('KAFKA_BROKERS', ['127.0.0.1:9092']);
+  for (const broker of brokers) {
+    if (!BROKER.test(broker)) throw new ConfigError('KAFKA_BROKERS', `"${broker}" is not host:port`);
+  }
+  const registryUrl = read.string('SCHEMA_REGISTRY_URL', 'http://127.0.0.1:8081/apis/ccompat/v7');
+  try {
+    const url = new URL(registryUrl);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('protocol');
+  } catch {
+    throw new ConfigError('SCHEMA_REGISTRY_URL', `"${registryUrl}" is not an http(s) URL`);
+  }
+  const topics: TopicNames = {
+    input: read.string('ORDO_INPUT_TOPIC', 'usage-events', TOPIC, 'a valid Kafka topic name'),
+    ordered: read.string('ORDO_ORDERED_TOPIC', 'usage-events-ordered', TOPIC, 'a valid Kafka topic name'),
+    dlq: read.string('ORDO_DLQ_TOPIC', 'usage-events-dlq', TOPIC, 'a valid Kafka topic name'),
+    late: read.string('ORDO_LATE_TOPIC', 'usage-events-late', TOPIC, 'a valid Kafka topic name'),
+  };
+  const config: OrdoConfig = {
+    brokers,
+    registryUrl,
+    clientId: read.string('ORDO_CLIENT_ID', 'ordo', NODE, 'a client id of [A-Za-z0-9._:@-]'),
+    groupId: read.string('ORDO_GROUP_ID', 'ordo-pipeline', TOPIC, 'a group id of [A-Za-z0-9._-] (it prefixes topic names)'),
+    nodeId: read.string('ORDO_NODE_ID', hostname().slice(0, 128) || 'ordo', NODE, 'a node id of [A-Za-z0-9._:@-], 1-128 chars'),
+    topics,
+    topicPartitions: read.int('ORDO_TOPIC_PARTITIONS', 6, 1, 10_000),
+    replicationFactor: read.int('ORDO_REPLICATION_FACTOR', 1, 1, 16),
+    createTopics: read.bool('ORDO_CREATE_TOPICS', true),
+    maxSkewMs: read.int('ORDO_MAX_SKEW_MS', 500, 0, 24 * 3600 * 1000),
+    maxBatchRecords: read.int('ORDO_MAX_BATCH_RECORDS', 2000, 1, 1_000_000),
+    maxBytesPerPartition: read.int('ORDO_MAX_BYTES_PER_PARTITION', 1_048_576, 1024, 100 * 1_048_576),
+    sessionTimeoutMs: read.int('ORDO_SESSION_TIMEOUT_MS', 30_000, 6_000, 300_000),
+    heartbeatIntervalMs: read.int('ORDO_HEARTBEAT_INTERVAL_MS', 3_000, 100, 100_000),
+    rebalanceTimeoutMs: read.int('ORDO_REBALANCE_TIMEOUT_MS', 60_000, 1_000, 600_000),
+    transactionTimeoutMs: read.int('ORDO_TRANSACTION_TIMEOUT_MS', 60_000, 1_000, 900_000),
+    shutdownGraceMs: read.int('ORDO_SHUTDOWN_GRACE_MS', 30_000, 0, 600_000),
+    metricsPort: read.int('ORDO_METRICS_PORT', 9464, 0, 65_535),
+    logLevel: read.oneOf('ORDO_LOG_LEVEL', 'info', LOG_LEVELS),
+  };
+  checkCrossFieldRules(config);
+  return config;
+}
+
+function checkCrossFieldRules(config: OrdoConfig): void {
+  if (config.heartbeatIntervalMs * 3 > config.sessionTimeoutMs) {
+    throw new ConfigError(
+      'ORDO_HEARTBEAT_INTERVAL_MS',
+      `${config.heartbeatIntervalMs} ms must be at most a third of ORDO_SESSION_TIMEOUT_MS (${config.sessionTimeoutMs} ms)`,
+    );
+  }
+  const names = Object.entries(config.topics);
+  for (const [i, [keyA, a]] of names.entries()) {
+    for (const [keyB, b] of names.slice(i + 1)) {
+      if (a === b) throw new ConfigError(envNameOfTopic(keyB), `topic "${b}" is also used as the ${keyA} topic`);
+    }
+  }
+}
+
+function envNameOfTopic(key: string): string {
+  return `ORDO_${key.toUpperCase()}_TOPIC`;
+}

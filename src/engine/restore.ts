@@ -1,0 +1,106 @@
+import { randomUUID } from 'node:crypto';
+import type { Kafka } from 'kafkajs';
+import type { Logger } from '../observability/logger.js';
+
+export interface RestoreTarget {
+  topic: string;
+  partition: number;
+  onRecord(key: string, value: Buffer | null): void;
+}
+
+/**
+ * Reads one partition of each changelog topic from the start to its end offset with
+ * read_committed, feeding every record to its target.
+ *
+ * Must run after the task's transactional producer is initialised: that fences any
+ * zombie and completes its open transaction, so the end offset is stable (nobody else
+ * writes these partitions) and nothing aborted is replayed. kafkajs has no manual
+ * partition assignment, so a throwaway consumer group (never committed, deleted after)
+ * does the reading.
+ */
+export async function restorePartitions(
+  kafka: Kafka,
+  targets: RestoreTarget[],
+  options: { groupPrefix: string; logger: Logger; heartbeat?: () => Promise<void>; timeoutMs?: number },
+): Promise<{ records: number }> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const pending = new Map<string, { target: RestoreTarget; end: bigint }>();
+  try {
+    for (const target of targets) {
+      const offsets = await admin.fetchTopicOffsets(target.topic);
+      const p = offsets.find((o) => o.partition === target.partition);
+      if (!p) throw new Error(`changelog ${target.topic} has no partition ${target.partition}`);
+      if (BigInt(p.high) > BigInt(p.low)) pending.set(target.topic, { target, end: BigInt(p.high) });
+    }
+  } finally {
+    await admin.disconnect();
+  }
+  if (pending.size === 0) return { records: 0 };
+
+  const groupId = `${options.groupPrefix}-restore-${randomUUID()}`;
+  const consumer = kafka.consumer({ groupId, readUncommitted: false, maxBytesPerPartition: 8 * 1024 * 1024, maxWaitTimeInMs: 100, sessionTimeout: 30_000 });
+  let records = 0;
+  let finish!: () => void;
+  let fail!: (error: Error) => void;
+  const done = new Promise<void>((resolve, reject) => {
+    finish = resolve;
+    fail = reject;
+  });
+  const reached = (topic: string, partition: number, lastOffset: string | null | undefined): void => {
+    const entry = pending.get(topic);
+    if (!entry || partition !== entry.target.partition || lastOffset == null) return;
+    if (BigInt(lastOffset) + 1n >= entry.end) {
+      pending.delete(topic);
+      if (pending.size === 0) finish();
+    }
+  };
+  // Also fires for fetches that held only transaction markers or aborted records.
+  const removeListener = consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
+    reached(event.payload.topic, event.payload.partition, event.payload.lastOffset);
+  });
+  const removeCrash = consumer.on(consumer.events.CRASH, (event) => fail(event.payload.error));
+  const timer = setTimeout(() => fail(new Error(`restore did not reach the changelog end within ${options.timeoutMs ?? 300_000} ms`)), options.timeoutMs ?? 300_000);
+  const beat = setInterval(() => void options.heartbeat?.().catch(() => undefined), 1_000);
+  try {
+    await consumer.connect();
+    await consumer.subscribe({ topics: [...pending.keys()], fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatch: async ({ batch, pause }) => {
+        const entry = pending.get(batch.topic);
+        if (!entry || batch.partition !== entry.target.partition) {
+          pause();
+          return;
+        }
+        for (const message of batch.messages) {
+          if (BigInt(message.offset) >= entry.end) break;
+          entry.target.onRecord(message.key?.toString('utf8') ?? '', message.value);
+          records += 1;
+        }
+        await Promise.resolve();
+      },
+    });
+    await done;
+  } finally {
+    clearTimeout(timer);
+    clearInterval(beat);
+    removeListener();
+    removeCrash();
+    await consumer.disconnect().catch((error: unknown) => options.logger.warn('restore consumer disconnect failed', { error }));
+    await deleteGroup(kafka, groupId, options.logger);
+  }
+  return { records };
+}
+
+async function deleteGroup(kafka: Kafka, groupId: string, logger: Logger): Promise<void> {
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    await admin.deleteGroups([groupId]);
+  } catch (error) {
+    logger.debug('could not delete the restore group (it expires by itself)', { groupId, error });
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}

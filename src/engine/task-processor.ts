@@ -1,0 +1,43 @@
+import type { OutputRecord, SourceRecord } from '../processors/records.js';
+import type { KeyValueStore, StoreCodec } from './state-store.js';
+
+export interface StoreSpec {
+  name: string;
+  codec: StoreCodec<unknown>;
+}
+
+/** What a task hands its processor: its partition and its restored stores. */
+export interface TaskContext {
+  readonly topic: string;
+  readonly partition: number;
+  /** The engine's own store (`meta`): input position, clock high-water mark. */
+  readonly meta: KeyValueStore<string>;
+  store<V>(name: string): KeyValueStore<V>;
+}
+
+/** Per-batch facts a processor reports for metrics; the engine records them after commit. */
+export interface BatchReport {
+  deadLetters: { reason: string }[];
+  clockSkewsMs?: number[];
+  clockSkewRejected?: number;
+}
+
+export interface ProcessResult {
+  outputs: OutputRecord[];
+  report: BatchReport;
+}
+
+/**
+ * One processor chain per task. `prepare` may do I/O (e.g. prefetch schemas) and must be
+ * idempotent; `process` is pure over the batch and the task's stores: its store writes are
+ * staged and only become state when the batch's transaction commits.
+ */
+export interface TaskProcessor {
+  readonly stores: readonly StoreSpec[];
+  /** Called once after the stores are restored, before the first batch. */
+  onRestored(context: TaskContext): void;
+  prepare(records: readonly SourceRecord[]): Promise<void>;
+  process(records: readonly SourceRecord[], context: TaskContext): ProcessResult;
+}
+
+export type TaskProcessorFactory = (topic: string, partition: number) => TaskProcessor;

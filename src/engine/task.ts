@@ -1,0 +1,166 @@
+import type { Kafka, Producer } from 'kafkajs';
+import { FencedError } from '../errors.js';
+import type { OrdoMetrics } from '../metrics/metrics.js';
+import type { Logger } from '../observability/logger.js';
+import type { SourceRecord } from '../processors/records.js';
+import { restorePartitions } from './restore.js';
+import { InMemoryStore, type KeyValueStore, stringCodec } from './state-store.js';
+import type { TaskContext, TaskProcessor } from './task-processor.js';
+import { classifyKafkaError, commitTransaction } from './transaction.js';
+
+export const META_STORE = 'meta';
+export const META_POSITION = 'position';
+
+export type TaskState = 'created' | 'restoring' | 'running' | 'closed' | 'fenced';
+
+export interface TaskOptions {
+  kafka: Kafka;
+  groupId: string;
+  topic: string;
+  partition: number;
+  processor: TaskProcessor;
+  transactionTimeoutMs: number;
+  logger: Logger;
+  metrics: OrdoMetrics;
+}
+
+export function changelogTopic(groupId: string, store: string): string {
+  return `${groupId}-${store}-changelog`;
+}
+
+export function transactionalId(groupId: string, topic: string, partition: number): string {
+  return `${groupId}-${topic}-${partition}`;
+}
+
+/**
+ * One task per assigned input partition: its transactional producer (id
+ * `<group>-<topic>-<partition>`, which fences a zombie owner of the same partition), its
+ * state stores restored from their changelogs, and its processor chain.
+ */
+export class Task {
+  state: TaskState = 'created';
+  private readonly producer: Producer;
+  private readonly stores = new Map<string, InMemoryStore<unknown>>();
+  private readonly context: TaskContext;
+  private readonly log: Logger;
+
+  constructor(private readonly options: TaskOptions) {
+    const { kafka, groupId, topic, partition } = options;
+    this.log = options.logger.child({ topic, partition });
+    this.producer = kafka.producer({
+      transactionalId: transactionalId(groupId, topic, partition),
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: options.transactionTimeoutMs,
+    });
+    this.stores.set(META_STORE, new InMemoryStore(META_STORE, stringCodec));
+    for (const spec of options.processor.stores) this.stores.set(spec.name, new InMemoryStore(spec.name, spec.codec));
+    const stores = this.stores;
+    this.context = {
+      topic,
+      partition,
+      meta: stores.get(META_STORE) as unknown as KeyValueStore<string>,
+      store<V>(name: string): KeyValueStore<V> {
+        const store = stores.get(name);
+        if (!store) throw new Error(`no store named ${name}`);
+        return store as KeyValueStore<V>;
+      },
+    };
+  }
+
+  get partition(): number {
+    return this.options.partition;
+  }
+
+  /** The next input offset to process, as committed with the last transaction (undefined: none yet). */
+  get position(): string | undefined {
+    return this.context.meta.get(META_POSITION);
+  }
+
+  /**
+   * Fences older owners and completes their open transaction (InitProducerId), then
+   * restores every store from its changelog before anything is processed.
+   */
+  async start(heartbeat: () => Promise<void>): Promise<void> {
+    const { kafka, groupId, partition, metrics } = this.options;
+    await this.producer.connect();
+    const init = await this.producer.transaction();
+    await init.abort(); // nothing sent: only initialises the producer id and epoch
+    this.state = 'restoring';
+    const started = process.hrtime.bigint();
+    const counts = new Map<string, number>();
+    const { records } = await restorePartitions(
+      kafka,
+      [...this.stores.values()].map((store) => ({
+        topic: changelogTopic(groupId, store.name),
+        partition,
+        onRecord: (key, value) => {
+          store.restore(key, value);
+          counts.set(store.name, (counts.get(store.name) ?? 0) + 1);
+        },
+      })),
+      { groupPrefix: groupId, logger: this.log, heartbeat },
+    );
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    for (const store of this.stores.values()) {
+      metrics.restoreSeconds.observe({ store: store.name }, seconds);
+      metrics.restoreRecords.inc({ store: store.name }, counts.get(store.name) ?? 0);
+    }
+    this.options.processor.onRestored(this.context);
+    this.state = 'running';
+    this.log.info('task restored', { records, seconds, position: this.position ?? null });
+  }
+
+  /**
+   * Runs the processors over `records` (consecutive, from this partition) and commits
+   * outputs, changelog records and the next input offset in one transaction.
+   * Store writes are staged and applied only once the commit succeeded.
+   */
+  async process(records: readonly SourceRecord[]): Promise<{ outputs: number; deadLetters: number }> {
+    const last = records[records.length - 1];
+    if (!last) return { outputs: 0, deadLetters: 0 };
+    const { processor, groupId, topic, partition, metrics } = this.options;
+    await processor.prepare(records);
+    const nextOffset = (BigInt(last.offset) + 1n).toString();
+    const started = process.hrtime.bigint();
+    try {
+      const result = processor.process(records, this.context);
+      this.context.meta.put(META_POSITION, nextOffset);
+      const outputs = [...result.outputs];
+      for (const store of this.stores.values()) {
+        const topicName = changelogTopic(groupId, store.name);
+        for (const entry of store.changes()) outputs.push({ topic: topicName, key: entry.key, value: entry.value, headers: {} });
+      }
+      await commitTransaction(this.producer, { outputs, partition, offsets: { groupId, topic, partition, nextOffset } });
+      for (const store of this.stores.values()) store.commit();
+      metrics.transactionSeconds.observe({ outcome: 'commit' }, Number(process.hrtime.bigint() - started) / 1e9);
+      this.record(records, result.outputs, result.report);
+      return { outputs: result.outputs.length, deadLetters: result.report.deadLetters.length };
+    } catch (error) {
+      for (const store of this.stores.values()) store.rollback();
+      const classified = classifyKafkaError(error);
+      metrics.transactionSeconds.observe({ outcome: 'abort' }, Number(process.hrtime.bigint() - started) / 1e9);
+      metrics.transactionsAborted.inc({ reason: classified instanceof FencedError ? 'fenced' : 'error' });
+      if (classified instanceof FencedError) this.state = 'fenced';
+      throw classified;
+    }
+  }
+
+  private record(records: readonly SourceRecord[], outputs: readonly { topic: string }[], report: { deadLetters: { reason: string }[]; clockSkewsMs?: number[]; clockSkewRejected?: number }): void {
+    const { metrics, topic, partition } = this.options;
+    metrics.eventsIn.inc({ topic, partition: String(partition) }, records.length);
+    const perTopic = new Map<string, number>();
+    for (const o of outputs) perTopic.set(o.topic, (perTopic.get(o.topic) ?? 0) + 1);
+    for (const [t, n] of perTopic) metrics.eventsOut.inc({ topic: t }, n);
+    for (const d of report.deadLetters) metrics.deadLettered.inc({ reason: d.reason });
+    for (const skew of report.clockSkewsMs ?? []) metrics.clockSkew.observe(skew / 1000);
+    if (report.clockSkewRejected) metrics.clockSkewRejected.inc(report.clockSkewRejected);
+    const now = Date.now();
+    for (const r of records) metrics.endToEndSeconds.observe(Math.max(0, now - r.timestamp) / 1000);
+  }
+
+  async close(): Promise<void> {
+    if (this.state !== 'fenced') this.state = 'closed';
+    await this.producer.disconnect().catch((error: unknown) => this.log.warn('producer disconnect failed', { error }));
+  }
+}

@@ -1,0 +1,308 @@
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import { FencedError, OrdoError } from '../errors.js';
+import type { OrdoMetrics } from '../metrics/metrics.js';
+import type { Logger } from '../observability/logger.js';
+import type { SourceRecord } from '../processors/records.js';
+import { ensureTopics, partitionCount, type TopicSpec } from '../kafka/topics.js';
+import { Lifecycle, type LifecycleState } from './lifecycle.js';
+import { META_STORE, Task, changelogTopic } from './task.js';
+import type { TaskProcessorFactory } from './task-processor.js';
+
+export interface WorkerOptions {
+  kafka: Kafka;
+  groupId: string;
+  inputTopic: string;
+  /** Output topics the processors write (created if missing, co-partitioned with the input). */
+  outputTopics: string[];
+  /** Stores the processors declare (changelogs are created for them and for `meta`). */
+  storeNames: string[];
+  processorFactory: TaskProcessorFactory;
+  topicPartitions: number;
+  replicationFactor: number;
+  createTopics: boolean;
+  maxBatchRecords: number;
+  maxBytesPerPartition: number;
+  sessionTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  rebalanceTimeoutMs: number;
+  transactionTimeoutMs: number;
+  shutdownGraceMs: number;
+  partitionsConsumedConcurrently?: number;
+  /** Attempts for a batch that fails with a transient error before the worker gives up. */
+  maxBatchAttempts?: number;
+  logger: Logger;
+  metrics: OrdoMetrics;
+}
+
+/**
+ * The only place that runs the consume loop: a consumer group on the input topic, one
+ * Task per assigned partition, exactly-once batches, revocation, fencing and drain.
+ */
+export class Worker {
+  readonly lifecycle = new Lifecycle();
+  private consumer: Consumer | undefined;
+  private readonly tasks = new Map<number, Task>();
+  private readonly starting = new Map<number, Promise<Task>>();
+  /** Partitions whose task was fenced: not restarted until the next assignment. */
+  private readonly fenced = new Set<number>();
+  private assigned = new Set<number>();
+  private readonly log: Logger;
+  private stopping: Promise<void> | undefined;
+  private failure: Error | undefined;
+
+  constructor(private readonly options: WorkerOptions) {
+    this.log = options.logger.child({ group: options.groupId });
+    this.lifecycle.onChange((to, from) => {
+      this.log.info('lifecycle', { from, to });
+      for (const state of ['starting', 'restoring', 'running', 'draining', 'stopped', 'failed'] as LifecycleState[]) {
+        options.metrics.lifecycleState.set({ state }, state === to ? 1 : 0);
+      }
+    });
+  }
+
+  get state(): LifecycleState {
+    return this.lifecycle.state;
+  }
+
+  get error(): Error | undefined {
+    return this.failure;
+  }
+
+  /** Ensures topics, joins the group and starts consuming; resolves once the consumer runs. */
+  async start(): Promise<void> {
+    const o = this.options;
+    try {
+      await this.ensureTopics();
+      const consumer = o.kafka.consumer({
+        groupId: o.groupId,
+        sessionTimeout: o.sessionTimeoutMs,
+        heartbeatInterval: o.heartbeatIntervalMs,
+        rebalanceTimeout: o.rebalanceTimeoutMs,
+        maxBytesPerPartition: o.maxBytesPerPartition,
+        readUncommitted: false,
+        allowAutoTopicCreation: false,
+        retry: { retries: 10 },
+      });
+      this.consumer = consumer;
+      consumer.on(consumer.events.GROUP_JOIN, (event) => this.onAssignment(event.payload.memberAssignment[o.inputTopic] ?? []));
+      consumer.on(consumer.events.CRASH, (event) => {
+        if (!event.payload.restart) void this.fail(event.payload.error);
+      });
+      await consumer.connect();
+      await consumer.subscribe({ topics: [o.inputTopic], fromBeginning: true });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: o.partitionsConsumedConcurrently ?? 4,
+        eachBatch: (payload) => this.onBatch(payload),
+      });
+      this.lifecycle.transition('running');
+    } catch (error) {
+      await this.fail(error as Error);
+      throw error;
+    }
+  }
+
+  private async ensureTopics(): Promise<void> {
+    const o = this.options;
+    const admin = o.kafka.admin();
+    await admin.connect();
+    try {
+      const partitions = (await partitionCount(admin, o.inputTopic)) ?? o.topicPartitions;
+      const specs: TopicSpec[] = [
+        { topic: o.inputTopic, partitions },
+        ...o.outputTopics.map((topic) => ({ topic, partitions })),
+        ...[META_STORE, ...o.storeNames].map((store) => ({ topic: changelogTopic(o.groupId, store), partitions, mustMatchPartitions: true, compacted: true })),
+      ];
+      await ensureTopics(admin, specs, { create: o.createTopics, replicationFactor: o.replicationFactor });
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  private onAssignment(partitions: number[]): void {
+    const next = new Set(partitions);
+    this.options.metrics.rebalances.inc({ kind: 'assignment' });
+    this.options.metrics.assignedPartitions.set(next.size);
+    this.log.info('partitions assigned', { partitions: [...next].sort((a, b) => a - b) });
+    for (const partition of this.assigned) {
+      if (!next.has(partition)) void this.dropTask(partition, 'revoked');
+    }
+    // A new generation: a fenced partition assigned again may be retried.
+    this.fenced.clear();
+    this.assigned = next;
+  }
+
+  private async dropTask(partition: number, why: string): Promise<void> {
+    const task = this.tasks.get(partition);
+    this.tasks.delete(partition);
+    if (task) {
+      this.log.info('closing task', { partition, why });
+      await task.close();
+    }
+  }
+
+  private async taskFor(partition: number, heartbeat: () => Promise<void>): Promise<Task> {
+    const existing = this.tasks.get(partition);
+    if (existing) return existing;
+    let pending = this.starting.get(partition);
+    if (!pending) {
+      pending = this.startTask(partition, heartbeat).finally(() => this.starting.delete(partition));
+      this.starting.set(partition, pending);
+    }
+    return pending;
+  }
+
+  private async startTask(partition: number, heartbeat: () => Promise<void>): Promise<Task> {
+    const o = this.options;
+    if (this.lifecycle.state === 'running') this.lifecycle.transition('restoring');
+    const task = new Task({
+      kafka: o.kafka,
+      groupId: o.groupId,
+      topic: o.inputTopic,
+      partition,
+      processor: o.processorFactory(o.inputTopic, partition),
+      transactionTimeoutMs: o.transactionTimeoutMs,
+      logger: this.log,
+      metrics: o.metrics,
+    });
+    try {
+      await task.start(heartbeat);
+    } catch (error) {
+      await task.close();
+      throw error;
+    }
+    this.tasks.set(partition, task);
+    if (this.starting.size <= 1 && this.lifecycle.state === 'restoring') this.lifecycle.transition('running');
+    return task;
+  }
+
+  private async onBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
+    const partition = batch.partition;
+    if (this.fenced.has(partition)) return this.awaitRebalance(heartbeat);
+    const task = await this.withRetries(() => this.taskFor(partition, heartbeat), heartbeat, partition);
+    if (!task) return;
+
+    // Our changelog holds the exact position committed with the last transaction; the
+    // group offset kafkajs started from can lag it (markers materialise asynchronously).
+    const position = task.position;
+    let messages: KafkaMessage[] = batch.messages;
+    if (position !== undefined) {
+      const pos = BigInt(position);
+      if (!taskSeeked.has(task) && messages.length > 0 && BigInt(messages[0]!.offset) !== pos) {
+        taskSeeked.add(task);
+        this.log.info('seeking to the committed task position', { partition, from: messages[0]!.offset, to: position });
+        this.consumer?.seek({ topic: batch.topic, partition, offset: position });
+        return;
+      }
+      taskSeeked.add(task);
+      messages = messages.filter((m) => BigInt(m.offset) >= pos);
+    }
+
+    const size = this.options.maxBatchRecords;
+    for (let i = 0; i < messages.length; i += size) {
+      if (!isRunning() || isStale() || this.tasks.get(partition) !== task) return;
+      const chunk = messages.slice(i, i + size).map((m) => toSourceRecord(batch.topic, partition, m));
+      const ok = await this.withRetries(() => task.process(chunk), heartbeat, partition);
+      if (ok === undefined) return;
+      resolveOffset(chunk[chunk.length - 1]!.offset);
+      await heartbeat();
+    }
+    // Everything fetched is committed: also move past trailing markers and aborted records.
+    if (this.tasks.get(partition) === task && !isStale()) resolveOffset(batch.lastOffset());
+  }
+
+  /** Runs `action`, retrying transient failures with backoff; fenced -> drop the task; exhausted -> fail the worker. */
+  private async withRetries<T>(action: () => Promise<T>, heartbeat: () => Promise<void>, partition: number): Promise<T | undefined> {
+    const attempts = this.options.maxBatchAttempts ?? 10;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await action();
+      } catch (error) {
+        if (error instanceof FencedError) {
+          this.options.metrics.tasksFenced.inc();
+          this.log.warn('task fenced: another worker owns this partition now', { partition, error });
+          this.fenced.add(partition);
+          await this.dropTask(partition, 'fenced');
+          await this.awaitRebalance(heartbeat);
+          return undefined;
+        }
+        const retriable = error instanceof OrdoError ? error.retriable : isKafkaRetriable(error);
+        if (!retriable || attempt >= attempts || !this.consumer || this.lifecycle.done) {
+          this.log.error('batch failed; giving up', { partition, attempt, error });
+          await this.dropTask(partition, 'failed');
+          void this.fail(error as Error);
+          return undefined;
+        }
+        const delay = Math.min(5_000, 100 * 2 ** (attempt - 1));
+        this.log.warn('batch failed; retrying', { partition, attempt, delayMs: delay, error });
+        await sleep(delay);
+        await heartbeat();
+      }
+    }
+  }
+
+  /** Heartbeats until the group coordinator reports the rebalance (the heartbeat throws and kafkajs rejoins). */
+  private async awaitRebalance(heartbeat: () => Promise<void>): Promise<void> {
+    const deadline = Date.now() + this.options.sessionTimeoutMs;
+    while (Date.now() < deadline && !this.lifecycle.done && this.lifecycle.state !== 'draining') {
+      await heartbeat();
+      await sleep(Math.min(500, this.options.heartbeatIntervalMs));
+    }
+  }
+
+  /** Drains in-flight batches, leaves the group, closes tasks; bounded by the grace timeout. */
+  async stop(): Promise<void> {
+    if (this.stopping) return this.stopping;
+    this.lifecycle.transition('draining');
+    const drain = async (): Promise<void> => {
+      await this.consumer?.stop();
+      await this.consumer?.disconnect();
+      await Promise.all([...this.tasks.keys()].map((p) => this.dropTask(p, 'shutdown')));
+    };
+    this.stopping = (async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.options.shutdownGraceMs)));
+      const outcome = await Promise.race([drain().then(() => 'drained' as const), grace]).catch((error: unknown) => {
+        this.log.error('drain failed', { error });
+        return 'error' as const;
+      });
+      clearTimeout(timer);
+      if (outcome === 'drained' && !this.failure) this.lifecycle.transition('stopped');
+      else {
+        this.failure ??= new OrdoError(`drain did not finish within ${this.options.shutdownGraceMs} ms`);
+        this.lifecycle.transition('failed');
+      }
+    })();
+    return this.stopping;
+  }
+
+  private async fail(error: Error): Promise<void> {
+    if (this.lifecycle.done || this.failure) return;
+    this.failure = error;
+    this.log.error('worker failed', { error });
+    this.lifecycle.transition('draining');
+    try {
+      await this.consumer?.disconnect();
+    } catch {
+      /* leaving the group is best effort once failed */
+    }
+    await Promise.all([...this.tasks.keys()].map((p) => this.dropTask(p, 'failed')));
+    this.lifecycle.transition('failed');
+  }
+}
+
+const taskSeeked = new WeakSet<Task>();
+
+function toSourceRecord(topic: string, partition: number, m: KafkaMessage): SourceRecord {
+  return { topic, partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: Number(m.timestamp) };
+}
+
+function isKafkaRetriable(error: unknown): boolean {
+  return (error as { retriable?: boolean } | undefined)?.retriable === true;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,54 @@
+import type { Admin, ITopicConfig } from 'kafkajs';
+import { ConfigError } from '../errors.js';
+
+export interface TopicSpec {
+  topic: string;
+  /** Exact partition count required (co-partitioning), or a default when created. */
+  partitions: number;
+  mustMatchPartitions?: boolean;
+  compacted?: boolean;
+}
+
+/**
+ * Creates missing topics and checks the partition counts that co-partitioning depends on
+ * (a changelog must have the input topic's partition count).
+ */
+export async function ensureTopics(admin: Admin, specs: TopicSpec[], options: { create: boolean; replicationFactor: number }): Promise<void> {
+  const existing = new Set(await admin.listTopics());
+  const missing = specs.filter((s) => !existing.has(s.topic));
+  if (missing.length > 0) {
+    if (!options.create) {
+      throw new ConfigError('ORDO_CREATE_TOPICS', `topics ${missing.map((s) => s.topic).join(', ')} do not exist and topic creation is off`);
+    }
+    const topics: ITopicConfig[] = missing.map((s) => ({
+      topic: s.topic,
+      numPartitions: s.partitions,
+      replicationFactor: options.replicationFactor,
+      configEntries: s.compacted ? [{ name: 'cleanup.policy', value: 'compact' }] : [],
+    }));
+    try {
+      await admin.createTopics({ topics, waitForLeaders: true });
+    } catch (error) {
+      // Another worker may have created them at the same moment.
+      if ((error as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw error;
+    }
+  }
+  const metadata = await admin.fetchTopicMetadata({ topics: specs.map((s) => s.topic) });
+  for (const spec of specs) {
+    const found = metadata.topics.find((t) => t.name === spec.topic);
+    if (spec.mustMatchPartitions && found && found.partitions.length !== spec.partitions) {
+      throw new ConfigError(
+        'ORDO_TOPIC_PARTITIONS',
+        `topic ${spec.topic} has ${found.partitions.length} partitions but must have ${spec.partitions} (co-partitioned with the input topic)`,
+      );
+    }
+  }
+}
+
+/** Partition count of an existing topic, or undefined if it does not exist. */
+export async function partitionCount(admin: Admin, topic: string): Promise<number | undefined> {
+  const topics = await admin.listTopics();
+  if (!topics.includes(topic)) return undefined;
+  const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
+  return metadata.topics[0]?.partitions.length;
+}

@@ -1,0 +1,99 @@
+import { BadRecordError, OrdoError } from '../errors.js';
+import type { SchemaLookup } from '../schema/schema-catalog.js';
+import { type UsageEvent, usageEventType, validateUsageEvent } from '../schema/usage-event.js';
+import { unframe } from '../schema/wire-format.js';
+import { parseServiceTimeHeader } from '../clock/service-time.js';
+import type avro from 'avsc';
+import { type DecodedEvent, HEADER, type HeaderValue, type SourceRecord, type StepResult, type TimeContext } from './records.js';
+
+/** Schema ids in a batch, so the engine can prefetch writer schemas before the pure step. */
+export function schemaIdsOf(records: readonly SourceRecord[]): number[] {
+  const ids = new Set<number>();
+  for (const record of records) {
+    const value = record.value;
+    if (value && value.length >= 5 && value[0] === 0) ids.add(value.readUInt32BE(1));
+  }
+  return [...ids];
+}
+
+/**
+ * Decodes Confluent-framed Avro UsageEvents against our reader schema (schema evolution
+ * through avsc resolvers), validates them and reads the upstream time context headers.
+ * Pure: every writer schema must already be in `schemas`.
+ */
+export class DecodeStep {
+  private readonly resolvers = new Map<avro.Type, avro.Resolver | Error>();
+
+  constructor(private readonly schemas: SchemaLookup) {}
+
+  run(records: readonly SourceRecord[]): StepResult<DecodedEvent> {
+    const items: DecodedEvent[] = [];
+    const dead: StepResult<DecodedEvent>['dead'] = [];
+    for (const source of records) {
+      try {
+        items.push({ source, event: this.decodeValue(source.value), context: readTimeContext(source.headers) });
+      } catch (error) {
+        if (!(error instanceof BadRecordError)) throw error;
+        dead.push({ source, reason: error.reason, message: error.message });
+      }
+    }
+    return { items, dead };
+  }
+
+  private decodeValue(value: Buffer | null): UsageEvent {
+    const { schemaId, body } = unframe(value);
+    const writer = this.schemas.writerType(schemaId);
+    if (writer === undefined) throw new OrdoError(`schema id ${schemaId} was not prefetched`); // engine bug, not data
+    if (writer === null) throw new BadRecordError('unknown-schema', `schema id ${schemaId} is not in the schema registry`);
+    const resolver = this.resolverFor(writer);
+    if (resolver instanceof Error) {
+      throw new BadRecordError('incompatible-schema', `schema id ${schemaId} cannot be read as UsageEvent: ${resolver.message}`);
+    }
+    let event: UsageEvent;
+    try {
+      event = usageEventType.fromBuffer(body, resolver, true) as UsageEvent;
+    } catch (cause) {
+      throw new BadRecordError('undecodable', `Avro body does not decode with schema id ${schemaId}: ${(cause as Error).message}`, { cause });
+    }
+    validateUsageEvent(event);
+    return event;
+  }
+
+  private resolverFor(writer: avro.Type): avro.Resolver | Error {
+    let resolver = this.resolvers.get(writer);
+    if (resolver === undefined) {
+      try {
+        resolver = usageEventType.createResolver(writer);
+      } catch (error) {
+        resolver = error as Error;
+      }
+      this.resolvers.set(writer, resolver);
+    }
+    return resolver;
+  }
+}
+
+const NODE = /^[\x21-\x7e]{1,255}$/;
+
+/** Reads `service-time` / `service-node`. A node without a time, or a bad value, is a bad record. */
+export function readTimeContext(headers: Readonly<Record<string, HeaderValue>>): TimeContext | undefined {
+  const time = parseServiceTimeHeader(headers[HEADER.serviceTime]);
+  const nodeHeader = headers[HEADER.serviceNode];
+  const node = nodeHeader === undefined ? undefined : single(nodeHeader);
+  if (node !== undefined && !NODE.test(node)) {
+    throw new BadRecordError('bad-service-time', `service-node ${JSON.stringify(node.slice(0, 40))} is not 1-255 printable ASCII characters`);
+  }
+  if (time === undefined) {
+    if (node !== undefined) throw new BadRecordError('bad-service-time', 'service-node header without a service-time header');
+    return undefined;
+  }
+  return { time, node };
+}
+
+function single(value: Exclude<HeaderValue, undefined>): string {
+  if (Array.isArray(value)) {
+    if (value.length !== 1) throw new BadRecordError('bad-service-time', 'multiple service-node headers');
+    value = value[0]!;
+  }
+  return typeof value === 'string' ? value : value.toString('utf8');
+}

@@ -1,0 +1,49 @@
+import { formatServiceTime } from '../clock/service-time.js';
+import { usageEventType } from '../schema/usage-event.js';
+import { frame } from '../schema/wire-format.js';
+import { HEADER, type Headers, type OutputRecord, type StampedEvent } from './records.js';
+
+/** Headers Ordo owns on output: never passed through from input, always set from the stamp. */
+const RESERVED = new Set<string>([
+  HEADER.serviceTime,
+  HEADER.serviceNode,
+  HEADER.originServiceTime,
+  HEADER.originServiceNode,
+  HEADER.seq,
+]);
+
+/**
+ * Encodes stamped events as Confluent-framed Avro with the output schema id, keyed by
+ * subject. Input headers pass through (traceparent included); Ordo's stamp becomes
+ * `service-time`/`service-node`, the input's context (if any) `origin-service-*`.
+ */
+export class EncodeStep {
+  constructor(
+    private readonly topic: string,
+    private readonly schemaId: number,
+  ) {}
+
+  run(events: readonly StampedEvent[]): OutputRecord[] {
+    return events.map((e) => {
+      const headers = passThroughHeaders(e.source.headers, RESERVED);
+      headers[HEADER.serviceTime] = formatServiceTime(e.stamp.time);
+      headers[HEADER.serviceNode] = e.stamp.node;
+      if (e.context !== undefined) {
+        headers[HEADER.originServiceTime] = formatServiceTime(e.context.time);
+        if (e.context.node !== undefined) headers[HEADER.originServiceNode] = e.context.node;
+      }
+      return { topic: this.topic, key: e.event.subject, value: frame(this.schemaId, usageEventType.toBuffer(e.event)), headers };
+    });
+  }
+}
+
+/** Copies headers except `reserved`; repeated headers keep their last value (kafkajs writes one per key). */
+export function passThroughHeaders(input: Headers, reserved: ReadonlySet<string>): Record<string, Buffer | string> {
+  const out: Record<string, Buffer | string> = {};
+  for (const [name, value] of Object.entries(input)) {
+    if (value === undefined || reserved.has(name)) continue;
+    const last = Array.isArray(value) ? value[value.length - 1] : value;
+    if (last !== undefined) out[name] = last;
+  }
+  return out;
+}

@@ -1,0 +1,73 @@
+import type { DeadLetterReason } from '../errors.js';
+import type { UsageEvent } from '../schema/usage-event.js';
+
+export type HeaderValue = Buffer | string | (Buffer | string)[] | undefined;
+export type Headers = Record<string, HeaderValue>;
+
+/** One input record as read from a partition. Offsets stay strings (Kafka offsets are int64). */
+export interface SourceRecord {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Headers;
+  /** Record timestamp, ms since the epoch, as Kafka gave it. */
+  timestamp: number;
+}
+
+/** A record to write, always to the task's own partition of `topic` unless `partition` is set. */
+export interface OutputRecord {
+  topic: string;
+  key: Buffer | string | null;
+  value: Buffer | string | null;
+  headers: Record<string, Buffer | string>;
+  partition?: number;
+}
+
+/** A record that cannot be processed, with the reason that goes into the DLQ headers. */
+export interface DeadLetter {
+  source: SourceRecord;
+  reason: DeadLetterReason;
+  message: string;
+}
+
+/** The upstream service's time context (`service-time` / `service-node` on input). */
+export interface TimeContext {
+  time: bigint;
+  node: string | undefined;
+}
+
+export interface DecodedEvent {
+  source: SourceRecord;
+  event: UsageEvent;
+  context: TimeContext | undefined;
+}
+
+export interface StampedEvent extends DecodedEvent {
+  /** Ordo's own stamp: the time context for the next hop. */
+  stamp: { time: bigint; node: string };
+  /** Origin service time if the input had one, else the stamp: what downstream order follows. */
+  orderKey: { time: bigint; node: string };
+}
+
+/** A step's result: what goes on, and what goes to the dead-letter topic. */
+export interface StepResult<T> {
+  items: T[];
+  dead: DeadLetter[];
+}
+
+export const HEADER = {
+  serviceTime: 'service-time',
+  serviceNode: 'service-node',
+  originServiceTime: 'origin-service-time',
+  originServiceNode: 'origin-service-node',
+  seq: 'ordo-seq',
+  traceparent: 'traceparent',
+  dlqReason: 'ordo-dlq-reason',
+  dlqError: 'ordo-dlq-error',
+  dlqNode: 'ordo-dlq-node',
+  sourceTopic: 'ordo-source-topic',
+  sourcePartition: 'ordo-source-partition',
+  sourceOffset: 'ordo-source-offset',
+} as const;

@@ -1,0 +1,47 @@
+import { ClockSkewError } from '../errors.js';
+import type { HybridClock } from '../clock/hybrid-clock.js';
+import type { PhysicalClock } from '../clock/physical-clock.js';
+import { millisOf } from '../clock/service-time.js';
+import type { DecodedEvent, StampedEvent, StepResult } from './records.js';
+
+export interface StampStats {
+  /** ms by which each received context was ahead of local physical time (0 if behind). */
+  skewsMs: number[];
+  rejectedForSkew: number;
+}
+
+/**
+ * Stamps each event with the task's hybrid clock: a receive event when the upstream
+ * service passed a time context, a local event otherwise. A context too far ahead is not
+ * adopted: the event is dead-lettered as `clock-skew` and the clock is left unchanged.
+ */
+export class StampStep {
+  constructor(
+    private readonly clock: HybridClock,
+    private readonly physical: PhysicalClock,
+  ) {}
+
+  run(events: readonly DecodedEvent[], stats?: StampStats): StepResult<StampedEvent> {
+    const items: StampedEvent[] = [];
+    const dead: StepResult<StampedEvent>['dead'] = [];
+    const node = this.clock.node;
+    for (const decoded of events) {
+      const context = decoded.context;
+      if (context === undefined) {
+        const stamp = { time: this.clock.now(), node };
+        items.push({ ...decoded, stamp, orderKey: stamp });
+        continue;
+      }
+      stats?.skewsMs.push(Math.max(0, millisOf(context.time) - this.physical.now()));
+      try {
+        const stamp = { time: this.clock.receive(context.time), node };
+        items.push({ ...decoded, stamp, orderKey: { time: context.time, node: context.node ?? '' } });
+      } catch (error) {
+        if (!(error instanceof ClockSkewError)) throw error;
+        if (stats) stats.rejectedForSkew += 1;
+        dead.push({ source: decoded.source, reason: error.reason, message: error.message });
+      }
+    }
+    return { items, dead };
+  }
+}

@@ -1,0 +1,58 @@
+import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
+import avro from 'avsc';
+import { TransientError } from '../errors.js';
+
+/**
+ * What the pure decode step needs: the writer schema for an id, resolved ahead of time.
+ * `undefined` = not fetched; `null` = the registry says the id does not exist.
+ */
+export interface SchemaLookup {
+  writerType(schemaId: number): avro.Type | null | undefined;
+}
+
+/** Wraps @kafkajs/confluent-schema-registry: registers our schemas, prefetches writer schemas by id. */
+export class SchemaCatalog implements SchemaLookup {
+  private readonly registry: SchemaRegistry;
+  private readonly types = new Map<number, avro.Type | null>();
+
+  constructor(registryUrl: string) {
+    this.registry = new SchemaRegistry({ host: registryUrl }, { [SchemaType.AVRO]: {} });
+  }
+
+  /** Registers `schema` under `subject` (idempotent) and returns its id. */
+  async register(subject: string, schema: avro.Schema): Promise<number> {
+    try {
+      const { id } = await this.registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject });
+      return id;
+    } catch (cause) {
+      throw new TransientError(`could not register schema under subject ${subject}: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  writerType(schemaId: number): avro.Type | null | undefined {
+    return this.types.get(schemaId);
+  }
+
+  /** Fetches every id not yet known. A 404 marks the id unknown; anything else is transient. */
+  async prefetch(schemaIds: Iterable<number>): Promise<void> {
+    for (const id of new Set(schemaIds)) {
+      if (this.types.has(id)) continue;
+      try {
+        const schema = await this.registry.getSchema(id);
+        // The library returns an avsc Type for Avro schemas; anything else is not ours to read.
+        this.types.set(id, schema instanceof avro.Type ? schema : null);
+      } catch (cause) {
+        if (isNotFound(cause)) {
+          this.types.set(id, null);
+          continue;
+        }
+        throw new TransientError(`schema registry lookup of id ${id} failed: ${(cause as Error).message}`, { cause });
+      }
+    }
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  // The client reports a refused connection as status 400, so only a real 404 means "no such id".
+  return (error as { status?: number } | undefined)?.status === 404;
+}
