@@ -57,10 +57,7 @@ export async function produce(producer: Producer, topic: string, messages: TestM
   }
 }
 
-export interface ReadRecord extends KafkaMessage {
-  topic: string;
-  partition: number;
-}
+export type ReadRecord = KafkaMessage & { topic: string; partition: number };
 
 /**
  * Reads `topic` with read_committed from the beginning until `expected` records arrived
