@@ -21,7 +21,7 @@ export interface RestoreTarget {
 export async function restorePartitions(
   kafka: Kafka,
   targets: RestoreTarget[],
-  options: { groupPrefix: string; logger: Logger; heartbeat?: () => Promise<void>; timeoutMs?: number },
+  options: { groupPrefix: string; logger: Logger; timeoutMs?: number },
 ): Promise<{ records: number }> {
   const admin = kafka.admin();
   await admin.connect();
@@ -61,7 +61,6 @@ export async function restorePartitions(
   });
   const removeCrash = consumer.on(consumer.events.CRASH, (event) => fail(event.payload.error));
   const timer = setTimeout(() => fail(new Error(`restore did not reach the changelog end within ${options.timeoutMs ?? 300_000} ms`)), options.timeoutMs ?? 300_000);
-  const beat = setInterval(() => void options.heartbeat?.().catch(() => undefined), 1_000);
   try {
     await consumer.connect();
     await consumer.subscribe({ topics: [...pending.keys()], fromBeginning: true });
@@ -84,7 +83,6 @@ export async function restorePartitions(
     await done;
   } finally {
     clearTimeout(timer);
-    clearInterval(beat);
     removeListener();
     removeCrash();
     await consumer.disconnect().catch((error: unknown) => options.logger.warn('restore consumer disconnect failed', { error }));

@@ -81,7 +81,7 @@ export class Task {
    * Fences older owners and completes their open transaction (InitProducerId), then
    * restores every store from its changelog before anything is processed.
    */
-  async start(heartbeat: () => Promise<void>): Promise<void> {
+  async start(): Promise<void> {
     const { kafka, groupId, partition, metrics } = this.options;
     await this.producer.connect();
     const init = await this.producer.transaction();
@@ -99,7 +99,7 @@ export class Task {
           counts.set(store.name, (counts.get(store.name) ?? 0) + 1);
         },
       })),
-      { groupPrefix: groupId, logger: this.log, heartbeat },
+      { groupPrefix: groupId, logger: this.log },
     );
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     for (const store of this.stores.values()) {

@@ -48,6 +48,8 @@ export class Worker {
   private assigned = new Set<number>();
   private readonly log: Logger;
   private stopping: Promise<void> | undefined;
+  private consuming = false;
+  private restoring = 0;
   private failure: Error | undefined;
 
   constructor(private readonly options: WorkerOptions) {
@@ -96,7 +98,8 @@ export class Worker {
         partitionsConsumedConcurrently: o.partitionsConsumedConcurrently ?? 4,
         eachBatch: (payload) => this.onBatch(payload),
       });
-      this.lifecycle.transition('running');
+      this.consuming = true;
+      this.refreshState();
     } catch (error) {
       await this.fail(error as Error);
       throw error;
@@ -131,6 +134,12 @@ export class Worker {
     // A new generation: a fenced partition assigned again may be retried.
     this.fenced.clear();
     this.assigned = next;
+    // Restore eagerly, so a partition is ready before its first batch arrives.
+    for (const partition of next) {
+      if (!this.tasks.has(partition) && !this.starting.has(partition)) {
+        this.taskFor(partition).catch((error: unknown) => this.log.warn('task start failed; retried on the next batch', { partition, error }));
+      }
+    }
   }
 
   private async dropTask(partition: number, why: string): Promise<void> {
@@ -142,20 +151,28 @@ export class Worker {
     }
   }
 
-  private async taskFor(partition: number, heartbeat: () => Promise<void>): Promise<Task> {
+  private async taskFor(partition: number, heartbeat?: () => Promise<void>): Promise<Task> {
     const existing = this.tasks.get(partition);
     if (existing) return existing;
     let pending = this.starting.get(partition);
     if (!pending) {
-      pending = this.startTask(partition, heartbeat).finally(() => this.starting.delete(partition));
+      pending = this.startTask(partition).finally(() => this.starting.delete(partition));
       this.starting.set(partition, pending);
     }
-    return pending;
+    if (!heartbeat) return pending;
+    // Keep the group membership alive while the restore runs.
+    const beat = setInterval(() => void heartbeat().catch(() => undefined), Math.max(100, this.options.heartbeatIntervalMs));
+    try {
+      return await pending;
+    } finally {
+      clearInterval(beat);
+    }
   }
 
-  private async startTask(partition: number, heartbeat: () => Promise<void>): Promise<Task> {
+  private async startTask(partition: number): Promise<Task> {
     const o = this.options;
-    if (this.lifecycle.state === 'running') this.lifecycle.transition('restoring');
+    this.restoring += 1;
+    this.refreshState();
     const task = new Task({
       kafka: o.kafka,
       groupId: o.groupId,
@@ -167,20 +184,36 @@ export class Worker {
       metrics: o.metrics,
     });
     try {
-      await task.start(heartbeat);
+      await task.start();
     } catch (error) {
       await task.close();
       throw error;
+    } finally {
+      this.restoring -= 1;
+      this.refreshState();
+    }
+    if (!this.assigned.has(partition) || this.lifecycle.state === 'draining' || this.lifecycle.done) {
+      // Revoked (or shutting down) while restoring.
+      await task.close();
+      throw new RevokedError(`partition ${partition} is no longer assigned`);
     }
     this.tasks.set(partition, task);
-    if (this.starting.size <= 1 && this.lifecycle.state === 'restoring') this.lifecycle.transition('running');
     return task;
+  }
+
+  /** restoring while any task restores, running once consuming with every task ready. */
+  private refreshState(): void {
+    const state = this.lifecycle.state;
+    if (state === 'draining' || this.lifecycle.done) return;
+    if (this.restoring > 0) this.lifecycle.transition('restoring');
+    else if (this.consuming) this.lifecycle.transition('running');
   }
 
   private async onBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
     const partition = batch.partition;
     if (this.fenced.has(partition)) return this.awaitRebalance(heartbeat);
+    if (!this.assigned.has(partition)) return; // a stale batch from before the last rebalance
     const task = await this.withRetries(() => this.taskFor(partition, heartbeat), heartbeat, partition);
     if (!task) return;
 
@@ -220,6 +253,7 @@ export class Worker {
       try {
         return await action();
       } catch (error) {
+        if (error instanceof RevokedError) return undefined;
         if (error instanceof FencedError) {
           this.options.metrics.tasksFenced.inc();
           this.log.warn('task fenced: another worker owns this partition now', { partition, error });
@@ -294,6 +328,11 @@ export class Worker {
 }
 
 const taskSeeked = new WeakSet<Task>();
+
+/** The partition was revoked while its task was starting: not an error of the batch. */
+class RevokedError extends OrdoError {
+  static override readonly code = 'ORDO_REVOKED';
+}
 
 function toSourceRecord(topic: string, partition: number, m: KafkaMessage): SourceRecord {
   return { topic, partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: Number(m.timestamp) };

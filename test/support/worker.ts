@@ -31,3 +31,22 @@ export async function startPipeline(config: OrdoConfig): Promise<{ worker: Worke
   await worker.start();
   return { worker, metrics };
 }
+
+/** The environment of an `ordo pipeline` child process for a test's own topics and group. */
+export function childEnv(prefix: string, nodeId: string, overrides: Record<string, string> = {}): Record<string, string> {
+  return {
+    KAFKA_BROKERS: BROKERS.join(','),
+    SCHEMA_REGISTRY_URL: REGISTRY_URL,
+    ORDO_GROUP_ID: `${prefix}-g`,
+    ORDO_INPUT_TOPIC: `${prefix}-in`,
+    ORDO_ORDERED_TOPIC: `${prefix}-ordered`,
+    ORDO_DLQ_TOPIC: `${prefix}-dlq`,
+    ORDO_LATE_TOPIC: `${prefix}-late`,
+    ORDO_NODE_ID: nodeId,
+    ORDO_SESSION_TIMEOUT_MS: '10000',
+    ORDO_HEARTBEAT_INTERVAL_MS: '1000',
+    ORDO_SHUTDOWN_GRACE_MS: '20000',
+    ORDO_METRICS_PORT: '0',
+    ...overrides,
+  };
+}

@@ -1,0 +1,58 @@
+import { EnvReader } from '../src/config/env.js';
+
+/** Everything a bench run is parameterised by; all from the environment, all recorded in the result. */
+export interface BenchParams {
+  brokers: string[];
+  registryUrl: string;
+  /** Events pre-produced for each throughput phase. */
+  events: number;
+  /** Partitions of every input/output topic. */
+  partitions: number;
+  /** Paced latency phase: events per second and seconds of measured production. */
+  latencyRate: number;
+  latencySeconds: number;
+  /** Paced events sent (and awaited) before the measured window, so start-up is not measured. */
+  latencyWarmupSeconds: number;
+  /** Distinct subjects (Kafka keys). */
+  subjects: number;
+  /** Share of events that carry an upstream `service-time` context header. */
+  contextRatio: number;
+  /** Repetitions of the whole set of phases; medians are reported when > 1. */
+  rounds: number;
+  /** Systems to run, in order (baseline-plain, baseline-tx, ordo-pipeline). */
+  systems: SystemName[];
+  /** Upper bound for a throughput drain (all N outputs visible). */
+  drainTimeoutMs: number;
+  /** Hard deadline for the whole run; past it the bench cleans up and exits non-zero. */
+  deadlineMs: number;
+  /** Poll interval of the read_committed output reader (its fetch maxWaitTimeInMs). */
+  readerMaxWaitMs: number;
+}
+
+export const SYSTEMS = ['baseline-plain', 'baseline-tx', 'ordo-pipeline'] as const;
+export type SystemName = (typeof SYSTEMS)[number];
+
+export function loadParams(env: Record<string, string | undefined> = process.env): BenchParams {
+  const read = new EnvReader(env);
+  const systems = read.list('BENCH_SYSTEMS', [...SYSTEMS]);
+  for (const s of systems) {
+    if (!(SYSTEMS as readonly string[]).includes(s)) throw new Error(`BENCH_SYSTEMS: "${s}" is not one of ${SYSTEMS.join(', ')}`);
+  }
+  const contextPercent = read.int('BENCH_CONTEXT_PERCENT', 10, 0, 100);
+  return {
+    brokers: read.list('KAFKA_BROKERS', ['127.0.0.1:9092']),
+    registryUrl: read.string('SCHEMA_REGISTRY_URL', 'http://127.0.0.1:8081/apis/ccompat/v7'),
+    events: read.int('BENCH_EVENTS', 50_000, 1, 10_000_000),
+    partitions: read.int('BENCH_PARTITIONS', 3, 1, 1_000),
+    latencyRate: read.int('BENCH_LATENCY_RATE', 1_000, 1, 1_000_000),
+    latencySeconds: read.int('BENCH_LATENCY_SECONDS', 10, 1, 3_600),
+    latencyWarmupSeconds: read.int('BENCH_LATENCY_WARMUP_SECONDS', 2, 0, 600),
+    subjects: read.int('BENCH_SUBJECTS', 1_000, 1, 10_000_000),
+    contextRatio: contextPercent / 100,
+    rounds: read.int('BENCH_ROUNDS', 1, 1, 100),
+    systems: systems as SystemName[],
+    drainTimeoutMs: read.int('BENCH_DRAIN_TIMEOUT_S', 120, 1, 3_600) * 1000,
+    deadlineMs: read.int('BENCH_DEADLINE_S', 900, 10, 24 * 3_600) * 1000,
+    readerMaxWaitMs: read.int('BENCH_READER_MAX_WAIT_MS', 50, 1, 5_000),
+  };
+}

@@ -1,0 +1,263 @@
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
+import { loadConfig, type OrdoConfig } from '../src/config/config.js';
+import type { Worker } from '../src/engine/worker.js';
+import { OrdoMetrics } from '../src/metrics/metrics.js';
+import { noopLogger } from '../src/observability/logger.js';
+import { createPipelineWorker } from '../src/roles/pipeline.js';
+import { benchKafka, withTimeout } from './kafka.js';
+import type { BenchParams, SystemName } from './params.js';
+
+/** One system under test: consumes `inputTopic` from the beginning, writes `outputTopic`. */
+export interface Processor {
+  readonly system: SystemName;
+  readonly inputTopic: string;
+  readonly outputTopic: string;
+  readonly groupId: string;
+  /** Resolves once the consumer runs (group join may still be under way). */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Set when the processor failed for good. */
+  failure(): Error | undefined;
+  /** Counters worth recording (transactions, records...). */
+  details(): Promise<Record<string, unknown>>;
+  /** Registry subjects it registered (deleted at the end). */
+  readonly subjects: string[];
+}
+
+/**
+ * The Ordo configuration for a phase: its own topics and group, Ordo's defaults for
+ * everything else (ORDO_* environment variables still apply, so tuning can be compared).
+ * The baselines take their batch size, fetch size and group timings from it too.
+ */
+export function ordoConfig(params: BenchParams, prefix: string): OrdoConfig {
+  return loadConfig({
+    ...process.env,
+    KAFKA_BROKERS: params.brokers.join(','),
+    SCHEMA_REGISTRY_URL: params.registryUrl,
+    ORDO_CLIENT_ID: 'ordo-bench',
+    ORDO_NODE_ID: 'bench-node',
+    ORDO_GROUP_ID: `${prefix}-g`,
+    ORDO_INPUT_TOPIC: `${prefix}-in`,
+    ORDO_ORDERED_TOPIC: `${prefix}-ordered`,
+    ORDO_DLQ_TOPIC: `${prefix}-dlq`,
+    ORDO_LATE_TOPIC: `${prefix}-late`,
+    ORDO_TOPIC_PARTITIONS: String(params.partitions),
+    ORDO_METRICS_PORT: '0',
+    ORDO_LOG_LEVEL: 'silent',
+  });
+}
+
+/** Ordo's Worker runs this many partitions' batches at once; the baselines do the same. */
+const PARTITIONS_CONCURRENTLY = 4;
+
+export function createProcessor(system: SystemName, params: BenchParams, prefix: string): Processor {
+  const config = ordoConfig(params, prefix);
+  switch (system) {
+    case 'baseline-plain':
+      return new PassthroughProcessor(system, params, config, `${prefix}-out`, false);
+    case 'baseline-tx':
+      return new PassthroughProcessor(system, params, config, `${prefix}-out`, true);
+    case 'ordo-pipeline':
+      return new OrdoProcessor(config);
+  }
+}
+
+/**
+ * Raw kafkajs consume -> produce, no processing: every record's key, value and headers
+ * go unchanged to the same partition of the output topic.
+ * - plain: one non-transactional producer, offsets auto-committed (at-least-once);
+ * - transactional: like Ordo's engine, one transactional producer per input partition
+ *   (id `<group>-<topic>-<partition>`), and per chunk of at most `maxBatchRecords`
+ *   records one transaction holding the outputs and the input offsets (sendOffsets).
+ */
+class PassthroughProcessor implements Processor {
+  readonly inputTopic: string;
+  readonly outputTopic: string;
+  readonly groupId: string;
+  readonly subjects: string[] = [];
+  private readonly kafka: Kafka;
+  private consumer: Consumer | undefined;
+  private plainProducer: Producer | undefined;
+  private readonly producers = new Map<number, Promise<Producer>>();
+  private error: Error | undefined;
+  private batches = 0;
+  private records = 0;
+  private commitMs = 0;
+
+  constructor(
+    readonly system: SystemName,
+    params: BenchParams,
+    private readonly config: OrdoConfig,
+    outputTopic: string,
+    private readonly transactional: boolean,
+  ) {
+    this.inputTopic = config.topics.input;
+    this.outputTopic = outputTopic;
+    this.groupId = config.groupId;
+    this.kafka = benchKafka(params.brokers, `bench-${system}`);
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    if (!this.transactional) {
+      this.plainProducer = this.kafka.producer({ allowAutoTopicCreation: false });
+      await withTimeout(this.plainProducer.connect(), 30_000, 'baseline producer connect');
+    }
+    const consumer = this.kafka.consumer({
+      groupId: this.groupId,
+      sessionTimeout: c.sessionTimeoutMs,
+      heartbeatInterval: c.heartbeatIntervalMs,
+      rebalanceTimeout: c.rebalanceTimeoutMs,
+      maxBytesPerPartition: c.maxBytesPerPartition,
+      readUncommitted: false,
+      allowAutoTopicCreation: false,
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.CRASH, (event) => {
+      if (!event.payload.restart) this.error ??= event.payload.error;
+    });
+    await withTimeout(consumer.connect(), 30_000, 'baseline consumer connect');
+    await consumer.subscribe({ topics: [this.inputTopic], fromBeginning: true });
+    await consumer.run({
+      autoCommit: !this.transactional,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: PARTITIONS_CONCURRENTLY,
+      eachBatch: (payload) => this.onBatch(payload),
+    });
+  }
+
+  private async onBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    const size = this.config.maxBatchRecords;
+    const partition = batch.partition;
+    for (let i = 0; i < batch.messages.length; i += size) {
+      if (!isRunning() || isStale()) return;
+      const chunk = batch.messages.slice(i, i + size);
+      const last = chunk[chunk.length - 1]!;
+      const messages = chunk.map((m) => passthrough(m, partition));
+      const started = performance.now();
+      if (this.transactional) await this.commitChunk(partition, messages, (BigInt(last.offset) + 1n).toString());
+      else await this.plainProducer!.send({ topic: this.outputTopic, messages, acks: -1 });
+      this.commitMs += performance.now() - started;
+      this.batches++;
+      this.records += chunk.length;
+      resolveOffset(last.offset);
+      await heartbeat();
+    }
+    if (!isStale()) resolveOffset(batch.lastOffset());
+  }
+
+  private async commitChunk(partition: number, messages: Message[], nextOffset: string): Promise<void> {
+    const producer = await this.producerFor(partition);
+    const transaction = await producer.transaction();
+    try {
+      await transaction.send({ topic: this.outputTopic, messages, acks: -1 });
+      await transaction.sendOffsets({ consumerGroupId: this.groupId, topics: [{ topic: this.inputTopic, partitions: [{ partition, offset: nextOffset }] }] });
+      await transaction.commit();
+    } catch (error) {
+      await transaction.abort().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private producerFor(partition: number): Promise<Producer> {
+    let pending = this.producers.get(partition);
+    if (!pending) {
+      const producer = this.kafka.producer({
+        transactionalId: `${this.groupId}-${this.inputTopic}-${partition}`,
+        idempotent: true,
+        maxInFlightRequests: 1,
+        transactionTimeout: this.config.transactionTimeoutMs,
+        allowAutoTopicCreation: false,
+      });
+      pending = producer.connect().then(() => producer);
+      this.producers.set(partition, pending);
+    }
+    return pending;
+  }
+
+  async stop(): Promise<void> {
+    await withTimeout(this.consumer?.disconnect() ?? Promise.resolve(), 30_000, `${this.system} consumer disconnect`);
+    const producers = [...this.producers.values()].map(async (p) => (await p).disconnect());
+    if (this.plainProducer) producers.push(this.plainProducer.disconnect());
+    await withTimeout(Promise.allSettled(producers), 30_000, `${this.system} producer disconnect`);
+  }
+
+  failure(): Error | undefined {
+    return this.error;
+  }
+
+  details(): Promise<Record<string, unknown>> {
+    return Promise.resolve({
+      mode: this.transactional ? 'transactional (EOS: outputs + sendOffsets per chunk)' : 'plain (non-transactional producer, autoCommit)',
+      recordsIn: this.records,
+      batches: this.batches,
+      recordsPerBatch: this.batches > 0 ? round(this.records / this.batches, 1) : null,
+      meanBatchCommitMs: this.batches > 0 ? round(this.commitMs / this.batches, 2) : null,
+    });
+  }
+}
+
+function passthrough(m: KafkaMessage, partition: number): Message {
+  return { key: m.key, value: m.value, headers: m.headers ?? {}, partition };
+}
+
+/** The real Ordo `pipeline` role, in process: createPipelineWorker + Worker.start(). */
+class OrdoProcessor implements Processor {
+  readonly system = 'ordo-pipeline' as const;
+  readonly inputTopic: string;
+  readonly outputTopic: string;
+  readonly groupId: string;
+  readonly subjects: string[];
+  private worker: Worker | undefined;
+  private readonly metrics = new OrdoMetrics();
+
+  constructor(private readonly config: OrdoConfig) {
+    this.inputTopic = config.topics.input;
+    this.outputTopic = config.topics.ordered;
+    this.groupId = config.groupId;
+    this.subjects = [`${config.topics.ordered}-value`];
+  }
+
+  async start(): Promise<void> {
+    this.worker = await withTimeout(createPipelineWorker(this.config, { logger: noopLogger, metrics: this.metrics }), 60_000, 'createPipelineWorker');
+    await withTimeout(this.worker.start(), 60_000, 'Ordo worker start');
+  }
+
+  async stop(): Promise<void> {
+    await withTimeout(this.worker?.stop() ?? Promise.resolve(), this.config.shutdownGraceMs + 10_000, 'Ordo worker stop');
+  }
+
+  failure(): Error | undefined {
+    return this.worker?.state === 'failed' ? (this.worker.error ?? new Error('Ordo worker failed')) : undefined;
+  }
+
+  async details(): Promise<Record<string, unknown>> {
+    const sum = async (metric: { get(): Promise<{ values: { value: number; metricName?: string; labels: object }[] }> }, name?: string): Promise<number> =>
+      (await metric.get()).values.filter((v) => name === undefined || v.metricName === name).reduce((a, v) => a + v.value, 0);
+    const transactions = await sum(this.metrics.transactionSeconds, 'ordo_transaction_commit_seconds_count');
+    const txSeconds = await sum(this.metrics.transactionSeconds, 'ordo_transaction_commit_seconds_sum');
+    const recordsIn = await sum(this.metrics.eventsIn);
+    const outByTopic = Object.fromEntries((await this.metrics.eventsOut.get()).values.map((v) => [String(v.labels.topic), v.value]));
+    return {
+      mode: 'Ordo pipeline role (decode -> stamp -> encode, exactly-once per batch, meta changelog)',
+      recordsIn,
+      eventsOutByTopic: outByTopic,
+      deadLettered: await sum(this.metrics.deadLettered),
+      transactions,
+      recordsPerTransaction: transactions > 0 ? round(recordsIn / transactions, 1) : null,
+      meanTransactionMs: transactions > 0 ? round((txSeconds / transactions) * 1000, 2) : null,
+      transactionsAborted: await sum(this.metrics.transactionsAborted),
+      config: {
+        maxBatchRecords: this.config.maxBatchRecords,
+        maxBytesPerPartition: this.config.maxBytesPerPartition,
+        transactionTimeoutMs: this.config.transactionTimeoutMs,
+        maxSkewMs: this.config.maxSkewMs,
+      },
+    };
+  }
+}
+
+function round(value: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}

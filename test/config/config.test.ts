@@ -1,0 +1,267 @@
+import { hostname } from 'node:os';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { LOG_LEVELS, loadConfig, type OrdoConfig } from '../../src/config/config.js';
+import { EnvReader } from '../../src/config/env.js';
+import { ConfigError, OrdoError } from '../../src/errors.js';
+import { catchError } from '../support/unit/fixtures.js';
+
+function expectConfigError(env: Record<string, string | undefined>, variable: string): ConfigError {
+  const error = catchError(() => loadConfig(env));
+  expect(error).toBeInstanceOf(ConfigError);
+  expect(error).toBeInstanceOf(OrdoError);
+  const configError = error as ConfigError;
+  expect(configError.variable).toBe(variable);
+  expect(configError.message.startsWith(`${variable}: `)).toBe(true);
+  expect(configError.code).toBe('ORDO_CONFIG');
+  expect(configError.retriable).toBe(false);
+  return configError;
+}
+
+describe('loadConfig defaults', () => {
+  it('gives every field its documented default on an empty environment', () => {
+    const config = loadConfig({});
+    const { nodeId, ...rest } = config;
+    expect(rest).toEqual({
+      brokers: ['127.0.0.1:9092'],
+      clientId: 'ordo',
+      registryUrl: 'http://127.0.0.1:8081/apis/ccompat/v7',
+      groupId: 'ordo-pipeline',
+      topics: { input: 'usage-events', ordered: 'usage-events-ordered', dlq: 'usage-events-dlq', late: 'usage-events-late' },
+      topicPartitions: 6,
+      replicationFactor: 1,
+      createTopics: true,
+      maxSkewMs: 500,
+      maxBatchRecords: 2000,
+      maxBytesPerPartition: 1_048_576,
+      sessionTimeoutMs: 30_000,
+      heartbeatIntervalMs: 3_000,
+      rebalanceTimeoutMs: 60_000,
+      transactionTimeoutMs: 60_000,
+      shutdownGraceMs: 30_000,
+      metricsPort: 9464,
+      logLevel: 'info',
+    } satisfies Omit<OrdoConfig, 'nodeId'>);
+    // The node id defaults to the host name (a pod name on Kubernetes).
+    expect(nodeId).toBe(hostname().slice(0, 128) || 'ordo');
+  });
+
+  it('treats empty and blank variables as unset', () => {
+    const config = loadConfig({ KAFKA_BROKERS: '', ORDO_MAX_SKEW_MS: '   ', ORDO_LOG_LEVEL: '', ORDO_CREATE_TOPICS: ' ' });
+    expect(config.brokers).toEqual(['127.0.0.1:9092']);
+    expect(config.maxSkewMs).toBe(500);
+    expect(config.logLevel).toBe('info');
+    expect(config.createTopics).toBe(true);
+  });
+});
+
+describe('loadConfig parses every variable', () => {
+  it('reads each variable into its field', () => {
+    const config = loadConfig({
+      KAFKA_BROKERS: 'kafka-0.kafka:9092, kafka-1.kafka:9093 ,10.0.0.7:19092',
+      SCHEMA_REGISTRY_URL: 'https://registry.internal:8443/apis/ccompat/v7',
+      ORDO_INPUT_TOPIC: 'in.events',
+      ORDO_ORDERED_TOPIC: 'out_ordered',
+      ORDO_DLQ_TOPIC: 'dead-letters',
+      ORDO_LATE_TOPIC: 'late.v2',
+      ORDO_CLIENT_ID: 'ordo-client:1@a',
+      ORDO_GROUP_ID: 'billing.pipeline',
+      ORDO_NODE_ID: 'ordo-pipeline-7f9c:0',
+      ORDO_TOPIC_PARTITIONS: '12',
+      ORDO_REPLICATION_FACTOR: '3',
+      ORDO_CREATE_TOPICS: 'false',
+      ORDO_MAX_SKEW_MS: '250',
+      ORDO_MAX_BATCH_RECORDS: '500',
+      ORDO_MAX_BYTES_PER_PARTITION: '2048',
+      ORDO_SESSION_TIMEOUT_MS: '45000',
+      ORDO_HEARTBEAT_INTERVAL_MS: '15000',
+      ORDO_REBALANCE_TIMEOUT_MS: '90000',
+      ORDO_TRANSACTION_TIMEOUT_MS: '120000',
+      ORDO_SHUTDOWN_GRACE_MS: '0',
+      ORDO_METRICS_PORT: '0',
+      ORDO_LOG_LEVEL: 'debug',
+    });
+    expect(config).toEqual({
+      brokers: ['kafka-0.kafka:9092', 'kafka-1.kafka:9093', '10.0.0.7:19092'],
+      registryUrl: 'https://registry.internal:8443/apis/ccompat/v7',
+      topics: { input: 'in.events', ordered: 'out_ordered', dlq: 'dead-letters', late: 'late.v2' },
+      clientId: 'ordo-client:1@a',
+      groupId: 'billing.pipeline',
+      nodeId: 'ordo-pipeline-7f9c:0',
+      topicPartitions: 12,
+      replicationFactor: 3,
+      createTopics: false,
+      maxSkewMs: 250,
+      maxBatchRecords: 500,
+      maxBytesPerPartition: 2048,
+      sessionTimeoutMs: 45_000,
+      heartbeatIntervalMs: 15_000,
+      rebalanceTimeoutMs: 90_000,
+      transactionTimeoutMs: 120_000,
+      shutdownGraceMs: 0,
+      metricsPort: 0,
+      logLevel: 'debug',
+    } satisfies OrdoConfig);
+  });
+
+  it('trims surrounding whitespace from values', () => {
+    const config = loadConfig({ ORDO_INPUT_TOPIC: '  raw-usage  ', ORDO_TOPIC_PARTITIONS: ' 4 ', ORDO_LOG_LEVEL: ' warn ' });
+    expect(config.topics.input).toBe('raw-usage');
+    expect(config.topicPartitions).toBe(4);
+    expect(config.logLevel).toBe('warn');
+  });
+
+  it.each(LOG_LEVELS)('accepts log level %s', (level) => {
+    expect(loadConfig({ ORDO_LOG_LEVEL: level }).logLevel).toBe(level);
+  });
+
+  it.each([
+    ['1', true],
+    ['true', true],
+    ['YES', true],
+    ['On', true],
+    ['0', false],
+    ['False', false],
+    ['no', false],
+    ['OFF', false],
+  ])('reads ORDO_CREATE_TOPICS=%s as %s', (text, expected) => {
+    expect(loadConfig({ ORDO_CREATE_TOPICS: text }).createTopics).toBe(expected);
+  });
+
+  it('accepts the inclusive ends of integer ranges', () => {
+    expect(loadConfig({ ORDO_MAX_SKEW_MS: '0' }).maxSkewMs).toBe(0);
+    expect(loadConfig({ ORDO_MAX_SKEW_MS: String(24 * 3600 * 1000) }).maxSkewMs).toBe(86_400_000);
+    expect(loadConfig({ ORDO_METRICS_PORT: '65535' }).metricsPort).toBe(65_535);
+    expect(loadConfig({ ORDO_TOPIC_PARTITIONS: '1' }).topicPartitions).toBe(1);
+    expect(loadConfig({ ORDO_SESSION_TIMEOUT_MS: '6000', ORDO_HEARTBEAT_INTERVAL_MS: '2000' }).sessionTimeoutMs).toBe(6000);
+  });
+
+  it('parses any in-range integer exactly', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 86_400_000 }), (ms) => {
+        expect(loadConfig({ ORDO_MAX_SKEW_MS: String(ms) }).maxSkewMs).toBe(ms);
+      }),
+    );
+  });
+});
+
+describe('loadConfig rejects invalid values, naming the variable', () => {
+  it.each([
+    ['ORDO_MAX_SKEW_MS', 'abc'],
+    ['ORDO_MAX_SKEW_MS', '1.5'],
+    ['ORDO_MAX_SKEW_MS', '1e3'],
+    ['ORDO_MAX_SKEW_MS', '-1'],
+    ['ORDO_MAX_SKEW_MS', '86400001'],
+    ['ORDO_TOPIC_PARTITIONS', '0'],
+    ['ORDO_REPLICATION_FACTOR', '17'],
+    ['ORDO_MAX_BATCH_RECORDS', '0'],
+    ['ORDO_MAX_BYTES_PER_PARTITION', '1023'],
+    ['ORDO_SESSION_TIMEOUT_MS', '5999'],
+    ['ORDO_HEARTBEAT_INTERVAL_MS', '99'],
+    ['ORDO_REBALANCE_TIMEOUT_MS', '999'],
+    ['ORDO_TRANSACTION_TIMEOUT_MS', '900001'],
+    ['ORDO_SHUTDOWN_GRACE_MS', 'soon'],
+    ['ORDO_METRICS_PORT', '65536'],
+    ['ORDO_METRICS_PORT', '0x10'],
+    ['ORDO_CREATE_TOPICS', 'maybe'],
+    ['ORDO_LOG_LEVEL', 'loud'],
+    ['ORDO_LOG_LEVEL', 'INFO'],
+    ['KAFKA_BROKERS', 'nohost'],
+    ['KAFKA_BROKERS', 'kafka:9092,nohost'],
+    ['KAFKA_BROKERS', 'kafka:port'],
+    ['KAFKA_BROKERS', ':9092'],
+    ['KAFKA_BROKERS', ', ,'],
+    ['SCHEMA_REGISTRY_URL', 'ftp://x'],
+    ['SCHEMA_REGISTRY_URL', 'not a url'],
+    ['SCHEMA_REGISTRY_URL', 'registry:8081'],
+    ['ORDO_INPUT_TOPIC', 'has space'],
+    ['ORDO_ORDERED_TOPIC', 'slash/topic'],
+    ['ORDO_DLQ_TOPIC', 'x'.repeat(250)],
+    ['ORDO_LATE_TOPIC', 'ümlaut'],
+    ['ORDO_GROUP_ID', 'group:1'],
+    ['ORDO_CLIENT_ID', 'client id'],
+    ['ORDO_NODE_ID', 'n'.repeat(129)],
+    ['ORDO_NODE_ID', 'node/1'],
+  ])('%s=%s', (variable, value) => {
+    expectConfigError({ [variable]: value }, variable);
+  });
+
+  it('quotes the offending value', () => {
+    expect(expectConfigError({ ORDO_MAX_SKEW_MS: 'abc' }, 'ORDO_MAX_SKEW_MS').message).toContain('"abc"');
+    expect(expectConfigError({ KAFKA_BROKERS: 'ok:1,nohost' }, 'KAFKA_BROKERS').message).toContain('"nohost"');
+    expect(expectConfigError({ SCHEMA_REGISTRY_URL: 'ftp://x' }, 'SCHEMA_REGISTRY_URL').message).toContain('"ftp://x"');
+    expect(expectConfigError({ ORDO_LOG_LEVEL: 'loud' }, 'ORDO_LOG_LEVEL').message).toContain('"loud"');
+  });
+
+  it('rejects any non-integer text for an integer variable', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ minLength: 1, maxLength: 12 }).filter((s) => s.trim() !== '' && !/^-?\d+$/.test(s.trim())),
+        (text) => {
+          expectConfigError({ ORDO_MAX_BATCH_RECORDS: text }, 'ORDO_MAX_BATCH_RECORDS');
+        },
+      ),
+    );
+  });
+});
+
+describe('loadConfig cross-field rules', () => {
+  it('requires the heartbeat to be at most a third of the session timeout', () => {
+    const error = expectConfigError({ ORDO_SESSION_TIMEOUT_MS: '9000', ORDO_HEARTBEAT_INTERVAL_MS: '3001' }, 'ORDO_HEARTBEAT_INTERVAL_MS');
+    expect(error.message).toContain('ORDO_SESSION_TIMEOUT_MS');
+    expect(loadConfig({ ORDO_SESSION_TIMEOUT_MS: '9000', ORDO_HEARTBEAT_INTERVAL_MS: '3000' }).heartbeatIntervalMs).toBe(3000);
+    // The defaults' heartbeat against a short session timeout also trips it.
+    expectConfigError({ ORDO_SESSION_TIMEOUT_MS: '6000' }, 'ORDO_HEARTBEAT_INTERVAL_MS');
+  });
+
+  it('holds for any heartbeat/session pair in range', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 6_000, max: 300_000 }), fc.integer({ min: 100, max: 100_000 }), (session, heartbeat) => {
+        const env = { ORDO_SESSION_TIMEOUT_MS: String(session), ORDO_HEARTBEAT_INTERVAL_MS: String(heartbeat) };
+        if (heartbeat * 3 > session) {
+          expectConfigError(env, 'ORDO_HEARTBEAT_INTERVAL_MS');
+        } else {
+          const config = loadConfig(env);
+          expect(config.sessionTimeoutMs).toBe(session);
+          expect(config.heartbeatIntervalMs).toBe(heartbeat);
+        }
+      }),
+    );
+  });
+
+  it('rejects two topics with the same name, naming the later variable', () => {
+    expectConfigError({ ORDO_DLQ_TOPIC: 'usage-events' }, 'ORDO_DLQ_TOPIC');
+    expectConfigError({ ORDO_ORDERED_TOPIC: 'same', ORDO_LATE_TOPIC: 'same' }, 'ORDO_LATE_TOPIC');
+    expectConfigError({ ORDO_INPUT_TOPIC: 'usage-events-dlq' }, 'ORDO_DLQ_TOPIC');
+    const error = expectConfigError({ ORDO_INPUT_TOPIC: 'x', ORDO_ORDERED_TOPIC: 'x' }, 'ORDO_ORDERED_TOPIC');
+    expect(error.message).toContain('"x"');
+    expect(error.message).toContain('input');
+  });
+});
+
+describe('EnvReader', () => {
+  it('optionalString gives the trimmed value or undefined', () => {
+    const read = new EnvReader({ A: ' a ', B: '  ', C: undefined });
+    expect(read.optionalString('A')).toBe('a');
+    expect(read.optionalString('B')).toBeUndefined();
+    expect(read.optionalString('C')).toBeUndefined();
+    expect(read.optionalString('D')).toBeUndefined();
+  });
+
+  it('validates the fallback of string() against its pattern too', () => {
+    const read = new EnvReader({});
+    const error = catchError(() => read.string('X', 'bad value', /^\S+$/));
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).variable).toBe('X');
+  });
+
+  it('int() uses no upper bound by default beyond safe integers', () => {
+    expect(new EnvReader({ N: '9007199254740991' }).int('N', 0, 0)).toBe(Number.MAX_SAFE_INTEGER);
+    expect(catchError(() => new EnvReader({ N: '9007199254740992' }).int('N', 0, 0))).toBeInstanceOf(ConfigError);
+  });
+
+  it('list() drops empty items and fails when none are left', () => {
+    expect(new EnvReader({ L: 'a,,b, ,c' }).list('L', [])).toEqual(['a', 'b', 'c']);
+    expect((catchError(() => new EnvReader({ L: ',,' }).list('L', ['x'])) as ConfigError).variable).toBe('L');
+  });
+});

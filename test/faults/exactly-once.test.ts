@@ -1,0 +1,93 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Producer } from 'kafkajs';
+import { createTopics, deleteTopicsWithPrefix, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
+import { expectExactlyOnce, expectStampsIncreasePerKey } from '../support/exactly-once.js';
+import { WorkerProcess, sleep } from '../support/process.js';
+import { childEnv } from '../support/worker.js';
+import { highWatermark, makeWorkload, producePaced } from '../support/workload.js';
+
+const kafka = testKafka();
+const EVENTS = 12_000;
+const workers: WorkerProcess[] = [];
+const prefixes: string[] = [];
+let producer: Producer;
+
+async function setUp(name: string) {
+  const prefix = uniqueName(name);
+  prefixes.push(prefix);
+  await createTopics(kafka, [`${prefix}-in`], 3);
+  const encode = await usageEventEncoder(`${prefix}-in`);
+  const workload = makeWorkload(encode, EVENTS, 60, 500);
+  const spawnWorker = (node: string) => {
+    const w = new WorkerProcess('pipeline', childEnv(prefix, node, { ORDO_MAX_BATCH_RECORDS: '200' }), node);
+    workers.push(w);
+    return w;
+  };
+  return { prefix, workload, spawnWorker };
+}
+
+async function waitForOutput(topic: string, atLeast: number, timeoutMs = 90_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await highWatermark(kafka, topic).catch(() => 0)) < atLeast) {
+    if (Date.now() > deadline) throw new Error(`${topic} did not reach ${atLeast} records`);
+    await sleep(200);
+  }
+}
+
+describe('exactly-once under process failure (real broker, real worker processes)', () => {
+  beforeAll(async () => {
+    producer = kafka.producer();
+    await producer.connect();
+  });
+
+  afterAll(async () => {
+    await Promise.all(workers.map((w) => w.stop(5_000)));
+    await producer?.disconnect();
+    for (const prefix of prefixes) await deleteTopicsWithPrefix(kafka, prefix);
+  });
+
+  it('a worker SIGKILLed mid-stream and restarted: every valid event exactly once, bad ones dead-lettered once', async () => {
+    const { prefix, workload, spawnWorker } = await setUp('fault-kill');
+    const a = spawnWorker('node-a');
+    await a.waitFor((l) => l.msg === 'task restored');
+    const producing = producePaced(producer, `${prefix}-in`, workload.messages, 10_000);
+    await waitForOutput(`${prefix}-ordered`, 2_500);
+    a.signal('SIGKILL');
+    expect(await a.exited).toBe(-1);
+
+    const b = spawnWorker('node-b');
+    await producing;
+    const ordered = await readAll(kafka, `${prefix}-ordered`, EVENTS, { timeoutMs: 150_000, settleMs: 3_000 });
+    const dlq = await readAll(kafka, `${prefix}-dlq`, workload.badKeys.length, { timeoutMs: 30_000, settleMs: 2_000 });
+
+    expectExactlyOnce(ordered, workload.validIds);
+    expectStampsIncreasePerKey(ordered);
+    expect(dlq.map((m) => m.key!.toString()).sort()).toEqual([...workload.badKeys].sort());
+    expect(b.has((l) => l.msg === 'task restored')).toBe(true);
+    expect(await b.stop()).toBe(0);
+  });
+
+  it('a paused (SIGSTOP) worker whose partitions moved is fenced when it resumes; output still exactly once', async () => {
+    const { prefix, workload, spawnWorker } = await setUp('fault-stop');
+    const a = spawnWorker('node-a');
+    await a.waitFor((l) => l.msg === 'task restored');
+    const producing = producePaced(producer, `${prefix}-in`, workload.messages, 20_000, 100);
+    await waitForOutput(`${prefix}-ordered`, 1_500);
+    a.signal('SIGSTOP');
+
+    const b = spawnWorker('node-b');
+    // B gets every partition once A's session times out, and its producers fence A's.
+    await b.waitFor((l) => l.msg === 'partitions assigned' && Array.isArray(l.partitions) && l.partitions.length === 3, 60_000);
+    await b.waitFor((l) => l.msg === 'task restored', 30_000);
+    await sleep(2_000);
+    a.signal('SIGCONT');
+    await a.waitFor((l) => l.msg === 'task fenced: another worker owns this partition now', 30_000);
+
+    await producing;
+    const ordered = await readAll(kafka, `${prefix}-ordered`, EVENTS, { timeoutMs: 150_000, settleMs: 3_000 });
+    expectExactlyOnce(ordered, workload.validIds);
+    expectStampsIncreasePerKey(ordered);
+    expect(await a.stop()).toBe(0);
+    expect(await b.stop()).toBe(0);
+  });
+});

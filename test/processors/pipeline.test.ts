@@ -1,0 +1,207 @@
+import avro from 'avsc';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { formatServiceTime, makeServiceTime, parseServiceTime } from '../../src/clock/service-time.js';
+import { InMemoryStore, stringCodec } from '../../src/engine/state-store.js';
+import { OrdoError } from '../../src/errors.js';
+import { META_CLOCK_HWM, PipelineProcessor } from '../../src/processors/pipeline.js';
+import type { OutputRecord, SourceRecord } from '../../src/processors/records.js';
+import type { SchemaCatalog } from '../../src/schema/schema-catalog.js';
+import { type UsageEvent, usageEventType } from '../../src/schema/usage-event.js';
+import { unframe } from '../../src/schema/wire-format.js';
+import { FakeCatalog, FakeClock, T0, anyUsageEvent, catchError, framedEvent, sourceRecord, taskContext, usageEvent } from '../support/unit/fixtures.js';
+
+const INPUT_ID = 1;
+const OLDER_ID = 2;
+const MISSING_ID = 3;
+const OUTPUT_ID = 10;
+
+const olderType = avro.Type.forSchema({
+  type: 'record',
+  name: 'UsageEvent',
+  namespace: 'dev.ordo.v1',
+  fields: ['id', 'source', 'type', 'subject'].map((name) => ({ name, type: 'string' })).concat([{ name: 'time', type: 'long' }]),
+});
+
+function pipeline(physical = new FakeClock(T0), nodeId = 'ordo-0') {
+  const catalog = new FakeCatalog(
+    new Map([
+      [INPUT_ID, usageEventType],
+      [OLDER_ID, olderType],
+      [OUTPUT_ID, usageEventType],
+    ]),
+  );
+  const processor = new PipelineProcessor({
+    nodeId,
+    maxSkewMs: 500,
+    orderedTopic: 'usage-events-ordered',
+    dlqTopic: 'usage-events-dlq',
+    outputSchemaId: OUTPUT_ID,
+    catalog: catalog as unknown as SchemaCatalog,
+    physical,
+  });
+  return { processor, physical, catalog };
+}
+
+async function run(processor: PipelineProcessor, records: SourceRecord[], context = taskContext()) {
+  await processor.prepare(records);
+  return { ...processor.process(records, context), context };
+}
+
+function eventOf(out: OutputRecord): UsageEvent {
+  const { schemaId, body } = unframe(out.value as Buffer);
+  expect(schemaId).toBe(OUTPUT_ID);
+  return usageEventType.fromBuffer(body) as UsageEvent;
+}
+
+function stampOf(out: OutputRecord): bigint {
+  return parseServiceTime(String(out.headers['service-time']));
+}
+
+describe('PipelineProcessor', () => {
+  it('declares no stores of its own', () => {
+    expect(pipeline().processor.stores).toEqual([]);
+  });
+
+  it('sends a mixed batch to the ordered topic and the DLQ', async () => {
+    const { processor } = pipeline();
+    const upstream = makeServiceTime(T0 - 1_000, 4);
+    const records = [
+      sourceRecord({ offset: '100', value: framedEvent(INPUT_ID, usageEvent({ id: 'plain', subject: 'c1' })), headers: { traceparent: 'tp-1' } }),
+      sourceRecord({ offset: '101', value: Buffer.from('not avro') }),
+      sourceRecord({ offset: '102', value: framedEvent(INPUT_ID, usageEvent({ id: 'ctx', subject: 'c2' })), headers: { 'service-time': formatServiceTime(upstream), 'service-node': 'billing' } }),
+      sourceRecord({ offset: '103', value: framedEvent(MISSING_ID, usageEvent()) }),
+      sourceRecord({ offset: '104', value: framedEvent(INPUT_ID, usageEvent({ id: 'skewed' })), headers: { 'service-time': formatServiceTime(makeServiceTime(T0 + 60_000, 0)) } }),
+      sourceRecord({ offset: '105', value: framedEvent(INPUT_ID, usageEvent({ value: 'NaN' })) }),
+      sourceRecord({ offset: '106', value: framedEvent(OLDER_ID, { id: 'old', source: 's', type: 't', subject: 'c3', time: T0 }, olderType) }),
+      sourceRecord({ offset: '107', value: framedEvent(INPUT_ID, usageEvent()), headers: { 'service-time': 'garbage' } }),
+    ];
+    const { outputs, report, context } = await run(processor, records);
+
+    const ordered = outputs.filter((o) => o.topic === 'usage-events-ordered');
+    const dlq = outputs.filter((o) => o.topic === 'usage-events-dlq');
+    expect(ordered.length + dlq.length).toBe(outputs.length);
+
+    expect(ordered.map((o) => [o.key, eventOf(o).id])).toEqual([
+      ['c1', 'plain'],
+      ['c2', 'ctx'],
+      ['c3', 'old'],
+    ]);
+    expect(eventOf(ordered[2]!).value).toBe('1');
+    const stamps = ordered.map(stampOf);
+    expect(stamps).toEqual([makeServiceTime(T0, 0), makeServiceTime(T0, 1), makeServiceTime(T0, 2)]);
+    expect(ordered[0]!.headers).toEqual({ traceparent: 'tp-1', 'service-time': formatServiceTime(stamps[0]!), 'service-node': 'ordo-0' });
+    expect(ordered[1]!.headers).toEqual({
+      'service-time': formatServiceTime(stamps[1]!),
+      'service-node': 'ordo-0',
+      'origin-service-time': formatServiceTime(upstream),
+      'origin-service-node': 'billing',
+    });
+
+    expect(dlq.map((o) => [o.headers['ordo-source-offset'], o.headers['ordo-dlq-reason']])).toEqual([
+      ['101', 'undecodable'],
+      ['103', 'unknown-schema'],
+      ['105', 'invalid-event'],
+      ['107', 'bad-service-time'],
+      ['104', 'clock-skew'],
+    ]);
+    for (const o of dlq) {
+      const source = records.find((r) => r.offset === o.headers['ordo-source-offset'])!;
+      expect(o.key).toBe(source.key);
+      expect(o.value).toBe(source.value);
+      expect(o.headers['ordo-dlq-node']).toBe('ordo-0');
+      expect(o.headers['ordo-source-topic']).toBe('usage-events');
+      expect(o.headers['ordo-source-partition']).toBe('3');
+    }
+
+    expect(report.deadLetters.map((d) => d.reason).sort()).toEqual(['bad-service-time', 'clock-skew', 'invalid-event', 'undecodable', 'unknown-schema']);
+    expect(report.clockSkewRejected).toBe(1);
+    expect(report.clockSkewsMs).toEqual([0, 60_000]);
+    // The high-water mark is staged in meta (committed with the batch by the engine).
+    expect(context.meta.get(META_CLOCK_HWM)).toBe(formatServiceTime(makeServiceTime(T0, 2)));
+    expect(context.meta.changes()).toEqual([{ key: META_CLOCK_HWM, value: Buffer.from(formatServiceTime(makeServiceTime(T0, 2))) }]);
+  });
+
+  it('needs prepare: a batch whose schemas were not prefetched throws instead of dead-lettering', () => {
+    const { processor } = pipeline();
+    const error = catchError(() => processor.process([sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) })], taskContext()));
+    expect(error).toBeInstanceOf(OrdoError);
+  });
+
+  it('does not touch the clock high-water mark for a batch of only dead letters', async () => {
+    const { processor } = pipeline();
+    const meta = new InMemoryStore('meta', stringCodec);
+    meta.restore(META_CLOCK_HWM, Buffer.from(formatServiceTime(5n)));
+    const { outputs, context } = await run(processor, [sourceRecord({ value: null })], taskContext(meta));
+    expect(outputs.map((o) => o.topic)).toEqual(['usage-events-dlq']);
+    expect(context.meta.changes()).toEqual([]);
+    expect(context.meta.get(META_CLOCK_HWM)).toBe(formatServiceTime(5n));
+  });
+
+  it('keeps stamps increasing across batches while the wall clock steps backwards', async () => {
+    const { processor, physical } = pipeline();
+    const context = taskContext();
+    const batch = () => [sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) }), sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) })];
+    const first = (await run(processor, batch(), context)).outputs.map(stampOf);
+    physical.ms = T0 - 10_000;
+    const second = (await run(processor, batch(), context)).outputs.map(stampOf);
+    const all = [...first, ...second];
+    for (let i = 1; i < all.length; i++) expect(all[i]! > all[i - 1]!).toBe(true);
+    expect(context.meta.get(META_CLOCK_HWM)).toBe(formatServiceTime(all[all.length - 1]!));
+  });
+
+  it('on restore adopts a clock-hwm far ahead of its wall clock: every later stamp is greater (failover)', async () => {
+    const { processor } = pipeline(new FakeClock(T0));
+    const hwm = makeServiceTime(T0 + 3_600_000, 0xfffe); // a previous owner's clock ran an hour ahead
+    const meta = new InMemoryStore('meta', stringCodec);
+    meta.restore(META_CLOCK_HWM, Buffer.from(formatServiceTime(hwm)));
+    const context = taskContext(meta);
+    processor.onRestored(context);
+    expect(processor.clock.last).toBe(hwm);
+    const { outputs } = await run(
+      processor,
+      [
+        sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) }),
+        sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()), headers: { 'service-time': formatServiceTime(makeServiceTime(T0, 0)) } }),
+        sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) }),
+      ],
+      context,
+    );
+    expect(outputs.map(stampOf)).toEqual([hwm + 1n, hwm + 2n, hwm + 3n]);
+  });
+
+  it('on restore without a clock-hwm starts from physical time', () => {
+    const { processor } = pipeline();
+    processor.onRestored(taskContext());
+    expect(processor.clock.last).toBe(0n);
+  });
+
+  it('hands over across owners through the meta changelog: the new owner never goes backwards (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(anyUsageEvent, { minLength: 1, maxLength: 8 }),
+        fc.integer({ min: -86_400_000, max: 86_400_000 }),
+        fc.integer({ min: 1, max: 8 }),
+        async (events, newOwnerOffsetMs, secondBatch) => {
+          // Owner A processes a batch and its meta changes are "committed" to a changelog.
+          const a = pipeline(new FakeClock(T0), 'node-a');
+          const aMeta = new InMemoryStore('meta', stringCodec);
+          const aOut = (await run(a.processor, events.map((e) => sourceRecord({ value: framedEvent(INPUT_ID, e) })), taskContext(aMeta))).outputs;
+          const changelog = aMeta.changes();
+          aMeta.commit();
+          const aMax = aOut.map(stampOf).reduce((x, y) => (y > x ? y : x));
+
+          // Owner B restores that changelog; its wall clock may be far behind or ahead.
+          const b = pipeline(new FakeClock(T0 + newOwnerOffsetMs), 'node-b');
+          const bMeta = new InMemoryStore('meta', stringCodec);
+          for (const entry of changelog) bMeta.restore(entry.key, entry.value);
+          const bContext = taskContext(bMeta);
+          b.processor.onRestored(bContext);
+          const bOut = (await run(b.processor, Array.from({ length: secondBatch }, () => sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) })), bContext)).outputs;
+          for (const out of bOut) expect(stampOf(out) > aMax).toBe(true);
+        },
+      ),
+      { numRuns: 50 },
+    );
+  });
+});

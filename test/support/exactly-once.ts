@@ -1,0 +1,36 @@
+import { expect } from 'vitest';
+import { parseServiceTime } from '../../src/clock/service-time.js';
+import { type ReadRecord, decodeEvent, header } from './cluster.js';
+
+/** Asserts the read_committed output holds every expected id exactly once. */
+export function expectExactlyOnce(records: ReadRecord[], expectedIds: string[]): void {
+  const counts = new Map<string, number>();
+  for (const r of records) {
+    const id = decodeEvent(r.value).id;
+    counts.set(id, (counts.get(id) ?? 0) + 1);
+  }
+  const duplicates = [...counts].filter(([, n]) => n > 1).map(([id]) => id);
+  const missing = expectedIds.filter((id) => !counts.has(id));
+  const unexpected = [...counts.keys()].filter((id) => !expectedIds.includes(id));
+  expect({ duplicates: duplicates.slice(0, 10), missing: missing.slice(0, 10), unexpected: unexpected.slice(0, 10) }).toEqual({ duplicates: [], missing: [], unexpected: [] });
+  expect(records.length).toBe(expectedIds.length);
+}
+
+/** Per key, Ordo's service-time never goes backwards (across failover too). */
+export function expectStampsIncreasePerKey(records: ReadRecord[]): void {
+  const byPartition = new Map<number, ReadRecord[]>();
+  for (const r of records) byPartition.set(r.partition, [...(byPartition.get(r.partition) ?? []), r]);
+  for (const list of byPartition.values()) {
+    list.sort((a, b) => Number(BigInt(a.offset) - BigInt(b.offset)));
+    const last = new Map<string, bigint>();
+    for (const r of list) {
+      const key = r.key!.toString();
+      const stamp = parseServiceTime(header(r, 'service-time')!);
+      const previous = last.get(key);
+      if (previous !== undefined && !(stamp > previous)) {
+        throw new Error(`service-time went backwards for key ${key} at offset ${r.offset}: ${previous} then ${stamp}`);
+      }
+      last.set(key, stamp);
+    }
+  }
+}

@@ -1,0 +1,74 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface LogLine {
+  level?: string;
+  msg?: string;
+  [key: string]: unknown;
+}
+
+/** An `ordo <role>` child process with its JSON log lines collected. */
+export class WorkerProcess {
+  readonly child: ChildProcess;
+  readonly lines: LogLine[] = [];
+  readonly stderr: string[] = [];
+  readonly exited: Promise<number | null>;
+
+  constructor(role: string, env: Record<string, string>, readonly name = role) {
+    this.child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', role], {
+      cwd: ROOT,
+      env: { ...process.env, KAFKAJS_NO_PARTITIONER_WARNING: '1', ORDO_LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let buffer = '';
+    this.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      buffer += chunk;
+      let nl;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        this.stderr.push(line);
+        try {
+          this.lines.push(JSON.parse(line) as LogLine);
+        } catch {
+          /* not a log line (e.g. a config error message) */
+        }
+      }
+    });
+    this.child.stdout!.resume();
+    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))));
+  }
+
+  has(predicate: (line: LogLine) => boolean): boolean {
+    return this.lines.some(predicate);
+  }
+
+  async waitFor(predicate: (line: LogLine) => boolean, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.has(predicate)) {
+      if (Date.now() > deadline) throw new Error(`${this.name}: log line not seen within ${timeoutMs} ms; last lines:\n${this.stderr.slice(-15).join('\n')}`);
+      if (this.child.exitCode !== null) throw new Error(`${this.name} exited (${this.child.exitCode}); last lines:\n${this.stderr.slice(-15).join('\n')}`);
+      await sleep(100);
+    }
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited within `graceMs`. */
+  async stop(graceMs = 30_000): Promise<number | null> {
+    this.signal('SIGCONT');
+    this.signal('SIGTERM');
+    const timer = setTimeout(() => this.signal('SIGKILL'), graceMs);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return code;
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
