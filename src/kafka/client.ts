@@ -12,6 +12,9 @@ export function createKafka(options: { brokers: string[]; clientId: string; logg
     logCreator: () => (entry: LogEntry) => {
       const { message, ...meta } = entry.log;
       const text = `${entry.namespace}: ${message}`;
+      // Our producers are transactional: a send that exhausts its retries aborts the whole
+      // transaction and the engine retries the batch, so this kafkajs warning does not apply.
+      if (message.startsWith('Limiting retries for the idempotent producer')) return log.debug(text, meta);
       switch (entry.level) {
         case logLevel.ERROR:
           // kafkajs logs retriable protocol errors (coordinator loading, rebalancing) at ERROR.

@@ -170,10 +170,13 @@ describe('PipelineProcessor', () => {
     expect(outputs.map(stampOf)).toEqual([hwm + 1n, hwm + 2n, hwm + 3n]);
   });
 
-  it('on restore without a clock-hwm starts from physical time', () => {
+  it('on restore without a clock-hwm starts from physical time', async () => {
     const { processor } = pipeline();
-    processor.onRestored(taskContext());
+    const context = taskContext();
+    processor.onRestored(context);
     expect(processor.clock.last).toBe(0n);
+    const { outputs } = await run(processor, [sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) })], context);
+    expect(outputs.map(stampOf)).toEqual([makeServiceTime(T0, 0)]);
   });
 
   it('hands over across owners through the meta changelog: the new owner never goes backwards (property)', async () => {

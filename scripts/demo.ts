@@ -1,0 +1,197 @@
+/**
+ * npm run demo: starts the local Kafka + registry unless KAFKA_BROKERS is set, runs the
+ * pipeline in-process on fresh demo topics, publishes events from simulated upstream
+ * services (passing service time to each other), and prints what came out, DLQ included.
+ * ORDO_DEMO_KEEP=1 keeps the topics and the local stack afterwards.
+ */
+import { spawnSync } from 'node:child_process';
+import { connect } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
+import { HybridClock } from '../src/clock/hybrid-clock.js';
+import { counterOf, formatServiceTime, makeServiceTime, millisOf, parseServiceTime } from '../src/clock/service-time.js';
+import { loadConfig } from '../src/config/config.js';
+import { OrdoMetrics } from '../src/metrics/metrics.js';
+import { jsonLogger } from '../src/observability/logger.js';
+import { createPipelineWorker } from '../src/roles/pipeline.js';
+import { SchemaCatalog } from '../src/schema/schema-catalog.js';
+import { type UsageEvent, usageEventSchema, usageEventType } from '../src/schema/usage-event.js';
+import { frame } from '../src/schema/wire-format.js';
+
+process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
+const root = fileURLToPath(new URL('..', import.meta.url));
+const keep = process.env.ORDO_DEMO_KEEP === '1';
+
+let startedStack = false;
+if (!process.env.KAFKA_BROKERS) {
+  const kafkaPort = Number(process.env.KAFKA_PORT ?? '9092');
+  const registryPort = Number(process.env.REGISTRY_PORT ?? '8081');
+  const running = (await portOpen(kafkaPort)) && (await portOpen(registryPort));
+  if (!running) {
+    console.log('KAFKA_BROKERS is not set: starting the local Kafka + schema registry (npm run kafka:up)...');
+    const up = spawnSync('bash', ['scripts/kafka/up.sh'], { cwd: root, stdio: 'inherit' });
+    if (up.status !== 0) process.exit(up.status ?? 1);
+    startedStack = true;
+  }
+  process.env.KAFKA_BROKERS = `127.0.0.1:${process.env.KAFKA_PORT ?? '9092'}`;
+  process.env.SCHEMA_REGISTRY_URL ??= `http://127.0.0.1:${process.env.REGISTRY_PORT ?? '8081'}/apis/ccompat/v7`;
+}
+
+const run = `demo-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}`;
+const config = loadConfig({
+  ...process.env,
+  ORDO_GROUP_ID: `${run}-pipeline`,
+  ORDO_INPUT_TOPIC: `${run}-usage-events`,
+  ORDO_ORDERED_TOPIC: `${run}-usage-events-ordered`,
+  ORDO_DLQ_TOPIC: `${run}-usage-events-dlq`,
+  ORDO_LATE_TOPIC: `${run}-usage-events-late`,
+  ORDO_NODE_ID: process.env.ORDO_NODE_ID ?? 'ordo-demo',
+  ORDO_TOPIC_PARTITIONS: '3',
+  ORDO_METRICS_PORT: '0',
+});
+const kafka = new Kafka({ brokers: config.brokers, clientId: 'ordo-demo', logLevel: logLevel.NOTHING });
+
+async function main(): Promise<void> {
+  const logger = jsonLogger('warn');
+  const metrics = new OrdoMetrics();
+  const worker = await createPipelineWorker(config, { logger, metrics });
+  await worker.start();
+  console.log(`\npipeline running: ${config.topics.input} -> ${config.topics.ordered} (DLQ ${config.topics.dlq})\n`);
+
+  const schemaId = await new SchemaCatalog(config.registryUrl).register(`${config.topics.input}-value`, usageEventSchema);
+  const encode = (e: UsageEvent): Buffer => frame(schemaId, usageEventType.toBuffer(e));
+  const now = Date.now();
+  const ev = (id: string, source: string, subject: string, value: string, type = 'api.request'): UsageEvent => ({
+    id, source, type, subject, time: now, value, dimensions: { region: 'eu-west-1' },
+  });
+
+  // Upstream services with their own hybrid clocks: checkout calls billing, which calls
+  // ledger; each passes its service time on, so the events form a causal chain.
+  const checkout = new HybridClock({ node: 'checkout-1' });
+  const billing = new HybridClock({ node: 'billing-7' });
+  const ledger = new HybridClock({ node: 'ledger-2' });
+  const t1 = checkout.now();
+  const t2 = billing.receive(t1);
+  const t3 = ledger.receive(t2);
+  const ctx = (t: bigint, node: string) => ({ 'service-time': formatServiceTime(t), 'service-node': node });
+
+  const messages = [
+    // Published out of causal order on purpose: the ledger's event first.
+    { key: 'acme', value: encode(ev('ledger-1', 'ledger', 'acme', '12.50', 'ledger.posted')), headers: ctx(t3, 'ledger-2') },
+    { key: 'acme', value: encode(ev('checkout-1', 'checkout', 'acme', '1', 'checkout.completed')), headers: ctx(t1, 'checkout-1') },
+    { key: 'acme', value: encode(ev('billing-1', 'billing', 'acme', '12.50', 'invoice.line')), headers: ctx(t2, 'billing-7') },
+    // No time context: Ordo stamps from its own clock.
+    { key: 'globex', value: encode(ev('gw-1', 'api-gateway', 'globex', '3')) },
+    { key: 'globex', value: encode(ev('gw-2', 'api-gateway', 'globex', '0.75')) },
+    { key: 'initech', value: encode(ev('gw-3', 'api-gateway', 'initech', '42')) },
+    // Bad input: each goes to the DLQ with a reason, nothing is lost.
+    { key: 'broken-json', value: Buffer.from('{"subject":"acme","value":1}') },
+    { key: 'not-a-number', value: encode(ev('nan-1', 'api-gateway', 'acme', 'NaN')) },
+    { key: 'from-the-future', value: encode(ev('skew-1', 'batch-job', 'acme', '5')), headers: ctx(makeServiceTime(now + 3_600_000, 0), 'batch-job') },
+    { key: 'bad-header', value: encode(ev('hdr-1', 'api-gateway', 'acme', '1')), headers: { 'service-time': 'yesterday' } },
+  ];
+  const producer = kafka.producer();
+  await producer.connect();
+  await producer.send({ topic: config.topics.input, messages });
+  await producer.disconnect();
+  console.log(`published ${messages.length} records from simulated services (checkout -> billing -> ledger, api-gateway, and 4 bad ones)\n`);
+
+  const ordered = await read(config.topics.ordered, 6);
+  const dlq = await read(config.topics.dlq, 4);
+
+  console.log('== usage-events-ordered (read_committed) ==');
+  table(
+    ordered.map((m) => {
+      const e = usageEventType.fromBuffer(m.value!.subarray(5)) as UsageEvent;
+      return {
+        partition: String(m.partition),
+        subject: e.subject,
+        id: e.id,
+        value: e.value,
+        'origin-service-time': m.headers['origin-service-time'] ? `${show(m.headers['origin-service-time'])} (${m.headers['origin-service-node'] ?? ''})` : '-',
+        'service-time (ordo)': show(m.headers['service-time']!),
+      };
+    }),
+  );
+  console.log('\n== usage-events-dlq ==');
+  table(dlq.map((m) => ({ key: m.key ?? '', reason: m.headers['ordo-dlq-reason'] ?? '', offset: `${m.headers['ordo-source-partition']}/${m.headers['ordo-source-offset']}`, error: (m.headers['ordo-dlq-error'] ?? '').slice(0, 90) })));
+
+  console.log('\nmetrics (excerpt):');
+  for (const line of (await metrics.registry.metrics()).split('\n')) {
+    if (/^ordo_(events_|clock_skew_rejected|transaction_commit_seconds_count)/.test(line)) console.log(`  ${line}`);
+  }
+  await worker.stop();
+}
+
+interface Seen {
+  partition: number;
+  key: string | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+}
+
+async function read(topic: string, expected: number): Promise<Seen[]> {
+  const consumer = kafka.consumer({ groupId: `${run}-reader-${topic}`, maxWaitTimeInMs: 100 });
+  const out: Seen[] = [];
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ partition, message }) => {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(message.headers ?? {})) if (v !== undefined) headers[k] = String(Array.isArray(v) ? v[0] : v);
+      out.push({ partition, key: message.key?.toString() ?? null, value: message.value, headers });
+      await Promise.resolve();
+    },
+  });
+  const deadline = Date.now() + 60_000;
+  while (out.length < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  await consumer.disconnect();
+  return out;
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => {
+      socket.end();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+function show(hex: string): string {
+  const t = parseServiceTime(hex);
+  return `${hex} = ${new Date(millisOf(t)).toISOString().slice(11, 23)}+${counterOf(t)}`;
+}
+
+function table(rows: Record<string, string>[]): void {
+  if (rows.length === 0) return console.log('  (nothing)');
+  const cols = Object.keys(rows[0]!);
+  const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => (r[c] ?? '').length)));
+  const line = (cells: string[]) => '  ' + cells.map((c, i) => c.padEnd(width[i]!)).join('  ');
+  console.log(line(cols));
+  console.log(line(width.map((w) => '-'.repeat(w))));
+  for (const r of rows) console.log(line(cols.map((c) => r[c] ?? '')));
+}
+
+async function cleanup(): Promise<void> {
+  if (!keep) {
+    const admin = kafka.admin();
+    await admin.connect();
+    const topics = (await admin.listTopics()).filter((t) => t.startsWith(run));
+    await admin.deleteTopics({ topics }).catch(() => undefined);
+    await admin.disconnect();
+  }
+  if (startedStack && !keep) spawnSync('bash', ['scripts/kafka/down.sh'], { cwd: root, stdio: 'inherit' });
+}
+
+main()
+  .then(cleanup)
+  .then(
+    () => process.exit(0),
+    async (error: unknown) => {
+      console.error(error);
+      await cleanup().catch(() => undefined);
+      process.exit(1);
+    },
+  );
