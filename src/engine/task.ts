@@ -1,5 +1,5 @@
 import type { Kafka, Producer } from 'kafkajs';
-import { FencedError } from '../errors.js';
+import { FencedError, OrdoError } from '../errors.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../processors/records.js';
@@ -43,6 +43,7 @@ export class Task {
   private readonly stores = new Map<string, InMemoryStore<unknown>>();
   private readonly context: TaskContext;
   private readonly log: Logger;
+  private busy: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly options: TaskOptions) {
     const { kafka, groupId, topic, partition } = options;
@@ -117,6 +118,13 @@ export class Task {
    * Store writes are staged and applied only once the commit succeeded.
    */
   async process(records: readonly SourceRecord[]): Promise<{ outputs: number; deadLetters: number }> {
+    if (this.state !== 'running') throw new OrdoError(`task for partition ${this.partition} is ${this.state}`);
+    const run = this.processNow(records);
+    this.busy = run.catch(() => undefined);
+    return run;
+  }
+
+  private async processNow(records: readonly SourceRecord[]): Promise<{ outputs: number; deadLetters: number }> {
     const last = records[records.length - 1];
     if (!last) return { outputs: 0, deadLetters: 0 };
     const { processor, groupId, topic, partition, metrics } = this.options;
@@ -159,8 +167,10 @@ export class Task {
     for (const r of records) metrics.endToEndSeconds.observe(Math.max(0, now - r.timestamp) / 1000);
   }
 
+  /** Lets an in-flight batch finish (commit or abort) before the producer goes away. */
   async close(): Promise<void> {
     if (this.state !== 'fenced') this.state = 'closed';
+    await this.busy;
     await this.producer.disconnect().catch((error: unknown) => this.log.warn('producer disconnect failed', { error }));
   }
 }

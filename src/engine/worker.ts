@@ -237,7 +237,7 @@ export class Worker {
     for (let i = 0; i < messages.length; i += size) {
       if (!isRunning() || isStale() || this.tasks.get(partition) !== task) return;
       const chunk = messages.slice(i, i + size).map((m) => toSourceRecord(batch.topic, partition, m));
-      const ok = await this.withRetries(() => task.process(chunk), heartbeat, partition);
+      const ok = await this.withRetries(() => task.process(chunk), heartbeat, partition, () => this.tasks.get(partition) === task);
       if (ok === undefined) return;
       resolveOffset(chunk[chunk.length - 1]!.offset);
       await heartbeat();
@@ -247,13 +247,14 @@ export class Worker {
   }
 
   /** Runs `action`, retrying transient failures with backoff; fenced -> drop the task; exhausted -> fail the worker. */
-  private async withRetries<T>(action: () => Promise<T>, heartbeat: () => Promise<void>, partition: number): Promise<T | undefined> {
+  private async withRetries<T>(action: () => Promise<T>, heartbeat: () => Promise<void>, partition: number, stillOwned: () => boolean = () => true): Promise<T | undefined> {
     const attempts = this.options.maxBatchAttempts ?? 10;
     for (let attempt = 1; ; attempt++) {
       try {
         return await action();
       } catch (error) {
-        if (error instanceof RevokedError) return undefined;
+        // Revoked (or shut down) meanwhile: the batch is someone else's now, not a failure.
+        if (error instanceof RevokedError || !stillOwned()) return undefined;
         if (error instanceof FencedError) {
           this.options.metrics.tasksFenced.inc();
           this.log.warn('task fenced: another worker owns this partition now', { partition, error });
