@@ -28,8 +28,9 @@ export class EventFactory {
     return new EventFactory(id, subjects, contextRatio);
   }
 
-  /** Event number `i`, with id `${idPrefix}${i}`, timestamped `timestamp` (ms). */
-  message(idPrefix: string, i: number, timestamp: number): Message {
+  /** Event number `i`, with id `${idPrefix}${i}`, timestamped `at` (ms; fractions are dropped). */
+  message(idPrefix: string, i: number, at: number): Message {
+    const timestamp = Math.floor(at);
     const subject = `cust-${i % this.subjects}`;
     const event: UsageEvent = {
       id: `${idPrefix}${i}`,

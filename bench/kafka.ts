@@ -10,6 +10,11 @@ export function uniqueName(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 }
 
+/** Wall-clock ms since the epoch with sub-millisecond resolution (Date.now() is whole ms). */
+export function nowMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -17,6 +17,12 @@ export interface BenchParams {
   subjects: number;
   /** Share of events that carry an upstream `service-time` context header. */
   contextRatio: number;
+  /**
+   * Events of an unrecorded throughput pass per system before anything is measured, so
+   * the first system measured does not pay alone for a cold JIT, cold connections and a
+   * cold broker (0 disables).
+   */
+  warmupEvents: number;
   /** Repetitions of the whole set of phases; medians are reported when > 1. */
   rounds: number;
   /** Systems to run, in order (baseline-plain, baseline-tx, ordo-pipeline). */
@@ -49,6 +55,7 @@ export function loadParams(env: Record<string, string | undefined> = process.env
     latencyWarmupSeconds: read.int('BENCH_LATENCY_WARMUP_SECONDS', 2, 0, 600),
     subjects: read.int('BENCH_SUBJECTS', 1_000, 1, 10_000_000),
     contextRatio: contextPercent / 100,
+    warmupEvents: read.int('BENCH_WARMUP_EVENTS', 10_000, 0, 10_000_000),
     rounds: read.int('BENCH_ROUNDS', 1, 1, 100),
     systems: systems as SystemName[],
     drainTimeoutMs: read.int('BENCH_DRAIN_TIMEOUT_S', 120, 1, 3_600) * 1000,

@@ -1,10 +1,10 @@
 import type { Kafka, Message, Producer } from 'kafkajs';
 import { type EventFactory, deleteSubject, eventId, produceAll } from './events.js';
-import { benchKafka, cleanUp, createTopics, sleep, waitUntil, withTimeout } from './kafka.js';
+import { benchKafka, cleanUp, createTopics, nowMs, sleep, waitUntil, withTimeout } from './kafka.js';
 import { type Processor, createProcessor } from './processors.js';
 import type { BenchParams, SystemName } from './params.js';
 import { OutputWatcher } from './reader.js';
-import { type LatencySummary, summarise } from './stats.js';
+import { type LatencySummary, round2, summarise } from './stats.js';
 
 export interface ThroughputResult {
   system: SystemName;
@@ -92,7 +92,6 @@ export async function runThroughput(ctx: PhaseContext, system: SystemName, prefi
     system, topicPrefix: prefix, complete: false, events: n, outputs: 0, preProduceMs: 0,
     startupMs: null, steadyMs: null, eventsPerSecond: null, eventsPerSecondInclStartup: null, details: {},
   };
-  let watcher: OutputWatcher | undefined;
   try {
     await withPhase(ctx, system, prefix, async (kafka, processor, readerGroup) => {
       const producer = kafka.producer({ allowAutoTopicCreation: false });
@@ -104,22 +103,21 @@ export async function runThroughput(ctx: PhaseContext, system: SystemName, prefi
       }
       ctx.log(`  pre-produced ${n} events in ${result.preProduceMs} ms`);
       const w = new OutputWatcher(kafka, processor.outputTopic, readerGroup, ctx.params.readerMaxWaitMs);
-      watcher = w;
       try {
         await w.start();
-        const t0 = Date.now();
+        const t0 = nowMs();
         await processor.start();
-        const done = await waitUntil(() => w.count >= n, ctx.params.drainTimeoutMs - (Date.now() - t0), { everyMs: 5, abort: () => processor.failure() });
+        const done = await waitUntil(() => w.count >= n, ctx.params.drainTimeoutMs - (nowMs() - t0), { everyMs: 5, abort: () => processor.failure() });
         result.outputs = w.count;
         if (w.firstAt !== undefined && w.lastAt !== undefined) {
-          result.startupMs = w.firstAt - t0;
-          result.steadyMs = w.lastAt - w.firstAt;
+          result.startupMs = round2(w.firstAt - t0);
+          result.steadyMs = round2(w.lastAt - w.firstAt);
         }
         if (!done) throw new Error(`only ${w.count} of ${n} outputs visible after ${ctx.params.drainTimeoutMs} ms`);
         const firstAt = w.firstAt!;
         const lastAt = w.lastAt!;
-        result.eventsPerSecond = lastAt > firstAt ? ((n - w.firstCount) / (lastAt - firstAt)) * 1000 : null;
-        result.eventsPerSecondInclStartup = (n / Math.max(1, lastAt - t0)) * 1000;
+        result.eventsPerSecond = lastAt > firstAt ? Math.round(((n - w.firstCount) / (lastAt - firstAt)) * 1000) : null;
+        result.eventsPerSecondInclStartup = Math.round((n / Math.max(1, lastAt - t0)) * 1000);
         // No settle pause to catch extra outputs (it would cost time); report what is there now.
         result.outputs = w.count;
         result.complete = w.count === n;
@@ -184,7 +182,7 @@ export async function runLatency(ctx: PhaseContext, system: SystemName, prefix: 
         ctx.log(`  warmed up (${result.warmupEvents} events); measuring ${rate} ev/s for ${seconds} s`);
         const measured = await paced(producer, processor.inputTopic, ctx.factory, 'm-', rate, seconds, (id, at) => sentAt.set(id, at));
         result.sent = measured.sent;
-        result.achievedRate = measured.spanMs > 0 ? ((measured.sent - 1) / measured.spanMs) * 1000 : null;
+        result.achievedRate = measured.spanMs > 0 ? round2(((measured.sent - 1) / measured.spanMs) * 1000) : null;
         const drained = await waitUntil(() => seen.size >= measured.sent, 30_000, { abort: failure });
         result.complete = drained;
         if (!drained) result.error = `only ${seen.size} of ${measured.sent} outputs visible 30 s after the last send`;
@@ -228,7 +226,7 @@ async function paced(
     const elapsed = performance.now() - start;
     const due = Math.min(total, Math.floor((rate * elapsed) / 1000) + 1);
     if (due > sent) {
-      const now = Date.now();
+      const now = nowMs();
       firstAt ??= now;
       lastAt = now;
       const messages: Message[] = [];

@@ -1,9 +1,9 @@
 import type { Consumer, Kafka, KafkaMessage } from 'kafkajs';
-import { TimeoutError, withTimeout } from './kafka.js';
+import { TimeoutError, nowMs, withTimeout } from './kafka.js';
 
 /**
  * A read_committed consumer on an output topic that notes when records become visible.
- * "Visible at" = Date.now() when kafkajs hands the fetched batch to us, so it includes
+ * "Visible at" = the time (ms, sub-ms resolution) when kafkajs hands the fetched batch to us, so it includes
  * the commit, the broker's last-stable-offset advance and one fetch round trip (a fetch
  * waits at most `maxWaitMs` when nothing is there yet).
  */
@@ -40,7 +40,7 @@ export class OutputWatcher {
     await consumer.run({
       partitionsConsumedConcurrently: 1,
       eachBatch: ({ batch }) => {
-        const now = Date.now();
+        const now = nowMs();
         const n = batch.messages.length;
         if (n === 0) return Promise.resolve();
         if (this.firstAt === undefined) {

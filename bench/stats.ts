@@ -13,17 +13,21 @@ export interface LatencySummary {
 export function summarise(values: readonly number[]): LatencySummary | null {
   if (values.length === 0) return null;
   const sorted = [...values].sort((a, b) => a - b);
-  const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+  const at = (q: number): number => round2(sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!);
   return {
     count: sorted.length,
-    min: sorted[0]!,
+    min: round2(sorted[0]!),
     p50: at(0.5),
     p90: at(0.9),
     p99: at(0.99),
     p999: at(0.999),
-    max: sorted[sorted.length - 1]!,
-    mean: Math.round((sorted.reduce((a, v) => a + v, 0) / sorted.length) * 100) / 100,
+    max: round2(sorted[sorted.length - 1]!),
+    mean: round2(sorted.reduce((a, v) => a + v, 0) / sorted.length),
   };
+}
+
+export function round2(value: number): number {
+  return Math.round(value * 100) / 100;
 }
 
 /** Median of the defined values (null if none). */

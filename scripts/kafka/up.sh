@@ -5,6 +5,7 @@
 #
 # Environment (all optional):
 #   KAFKA_PORT (9092)  KAFKA_CONTROLLER_PORT (9093)  REGISTRY_PORT (8081)
+#   REGISTRY_MANAGEMENT_PORT (REGISTRY_PORT + 10: the registry's own health/metrics port)
 #   ORDO_LOCAL_DIR (<repo>/.local)   ORDO_JAVA_FOR_REGISTRY (a java >= 21; found if unset)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -118,7 +119,8 @@ else
   log "starting Apicurio Registry $REGISTRY_VERSION on 127.0.0.1:$REGISTRY_PORT ($registry_java)"
   (cd "$registry_home" && nohup "$registry_java" -Xms128m -Xmx512m \
     -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
-    -Dquarkus.management.enabled=false -Dquarkus.log.level=WARN \
+    -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$REGISTRY_MANAGEMENT_PORT" \
+    -Dquarkus.log.level=WARN \
     -Dapicurio.ccompat.legacy-id-mode.enabled=false \
     -jar quarkus-run.jar >"$REGISTRY_DIR/stdout.log" 2>&1 &
     echo $! >"$REGISTRY_DIR/pid")

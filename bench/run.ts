@@ -1,0 +1,121 @@
+/**
+ * `npm run bench`: Ordo's pipeline against raw kafkajs passthrough baselines, through the
+ * real broker, in one process and one run. See bench/README.md.
+ */
+import type { Message } from 'kafkajs';
+import { EventFactory, deleteSubject } from './events.js';
+import { benchKafka, cleanUp, uniqueName } from './kafka.js';
+import { type BenchParams, type SystemName, loadParams } from './params.js';
+import { type LatencyResult, type ThroughputResult, runLatency, runThroughput } from './phases.js';
+import { formatReport, machineInfo, ratios, summariseSystem, writeResult } from './report.js';
+
+// Before any kafkajs client exists (imports only define; clients are made in main()).
+process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
+
+const SHORT: Record<SystemName, string> = { 'baseline-plain': 'plain', 'baseline-tx': 'tx', 'ordo-pipeline': 'ordo' };
+
+function log(line: string): void {
+  process.stderr.write(`[bench] ${line}\n`);
+}
+
+async function main(): Promise<number> {
+  const startedAt = new Date();
+  const params: BenchParams = loadParams();
+  const machineAtStart = machineInfo();
+  const runPrefix = uniqueName('bench');
+  const kafka = benchKafka(params.brokers, 'bench-admin');
+  const inputSubject = `${runPrefix}-usage-events-value`;
+
+  let finished = false;
+  const emergencyCleanUp = async (why: string, code: number): Promise<void> => {
+    if (finished) return;
+    finished = true;
+    log(`${why}: deleting ${runPrefix}* topics and exiting`);
+    await cleanUp(kafka, runPrefix);
+    await deleteSubject(params.registryUrl, inputSubject);
+    process.exit(code);
+  };
+  const watchdog = setTimeout(() => void emergencyCleanUp(`deadline of ${params.deadlineMs / 1000} s passed`, 2), params.deadlineMs);
+  watchdog.unref();
+  process.once('SIGINT', () => void emergencyCleanUp('interrupted', 130));
+  process.once('SIGTERM', () => void emergencyCleanUp('terminated', 143));
+
+  log(`run ${runPrefix}: systems ${params.systems.join(', ')}; ${params.events} events x ${params.partitions} partitions; ` +
+    `latency ${params.latencyRate} ev/s x ${params.latencySeconds} s; ${params.rounds} round(s)`);
+  const factory = await EventFactory.register(params.registryUrl, inputSubject, params.subjects, params.contextRatio);
+  const now = Date.now();
+  const messages: Message[] = Array.from({ length: params.events }, (_, i) => factory.message('t-', i, now));
+  const ctx = { params, factory, log };
+
+  const throughput = new Map<SystemName, ThroughputResult[]>(params.systems.map((s) => [s, []]));
+  const latency = new Map<SystemName, LatencyResult[]>(params.systems.map((s) => [s, []]));
+  if (params.warmupEvents > 0) {
+    const warm = messages.slice(0, params.warmupEvents);
+    for (const system of params.systems) {
+      log(`warm-up ${system}: ${warm.length} events (not recorded)`);
+      const t = await runThroughput(ctx, system, `${runPrefix}-${SHORT[system]}-warm`, warm);
+      if (t.error) log(`  warm-up ERROR: ${t.error}`);
+    }
+  }
+
+  for (let round = 1; round <= params.rounds; round++) {
+    for (const system of params.systems) {
+      log(`round ${round}/${params.rounds} ${system}: throughput`);
+      const t = await runThroughput(ctx, system, `${runPrefix}-${SHORT[system]}-tput${round}`, messages);
+      throughput.get(system)!.push(t);
+      log(`  ${fmt(t.eventsPerSecond)} ev/s (start-up ${t.startupMs ?? '-'} ms, ${t.outputs}/${t.events} outputs)${t.error ? `  ERROR: ${t.error}` : ''}`);
+
+      log(`round ${round}/${params.rounds} ${system}: latency`);
+      const l = await runLatency(ctx, system, `${runPrefix}-${SHORT[system]}-lat${round}`);
+      latency.get(system)!.push(l);
+      log(`  p50 ${l.latencyMs?.p50 ?? '-'} ms, p99 ${l.latencyMs?.p99 ?? '-'} ms (${l.received}/${l.sent} outputs)${l.error ? `  ERROR: ${l.error}` : ''}`);
+    }
+  }
+
+  const leftovers = await cleanUp(kafka, runPrefix);
+  await deleteSubject(params.registryUrl, inputSubject);
+  finished = true;
+  clearTimeout(watchdog);
+
+  const summaries = params.systems.map((s) => summariseSystem(s, throughput.get(s)!, latency.get(s)!));
+  const ratioRows = ratios(summaries);
+  const finishedAt = new Date();
+  const result = {
+    benchmark: 'ordo-bench',
+    version: 1,
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    durationMs: finishedAt.getTime() - startedAt.getTime(),
+    runPrefix,
+    machine: { ...machineAtStart, loadAverageAtEnd: machineInfo().loadAverage },
+    parameters: params,
+    definitions: {
+      eventsPerSecond: '(N - records in the first visible output batch) / (last output visible - first output visible), N pre-produced before the processor starts',
+      eventsPerSecondInclStartup: 'N / (all N outputs visible - processor start called)',
+      startupMs: 'processor start called -> first output visible',
+      latencyMs: 'per measured event: output visible to a read_committed reader - produce time (= input record timestamp), paced phase after a warm-up',
+      ratios: 'numerator / denominator; throughput < 1 and latency > 1 mean the numerator is slower',
+    },
+    summary: summaries,
+    ratios: ratioRows,
+    phases: Object.fromEntries(params.systems.map((s) => [s, { throughput: throughput.get(s), latency: latency.get(s) }])),
+    leftoverTopicsDeleted: leftovers.topics,
+  };
+  const paths = writeResult(result, startedAt);
+
+  process.stdout.write(`\n${formatReport(params, machineAtStart, summaries, ratioRows)}\n\n`);
+  log(`result written to ${paths.file} (and ${paths.latest}) in ${Math.round(result.durationMs / 1000)} s`);
+  return summaries.every((s) => s.complete) ? 0 : 1;
+}
+
+function fmt(v: number | null): string {
+  return v === null ? '-' : Math.round(v).toLocaleString('en-US');
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    log(`failed: ${(error as Error).stack ?? String(error)}`);
+    process.exit(1);
+  },
+);
