@@ -5,7 +5,8 @@ import { EnvReader } from './env.js';
 /** Kafka topic names accept letters, digits, '.', '_' and '-', at most 249 characters. */
 const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
 const NODE = /^[A-Za-z0-9._:@-]{1,128}$/;
-const BROKER = /^[^\s,:]+:\d{1,5}$/;
+/** host:port or [ipv6]:port. */
+const BROKER = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s,:[\]]+):(\d{1,5})$/;
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -49,7 +50,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const read = new EnvReader(env);
   const brokers = read.list('KAFKA_BROKERS', ['127.0.0.1:9092']);
   for (const broker of brokers) {
-    if (!BROKER.test(broker)) throw new ConfigError('KAFKA_BROKERS', `"${broker}" is not host:port`);
+    const port = Number(BROKER.exec(broker)?.[1] ?? NaN);
+    if (!(port >= 1 && port <= 65_535)) throw new ConfigError('KAFKA_BROKERS', `"${broker}" is not host:port with a port in 1-65535`);
   }
   const registryUrl = read.string('SCHEMA_REGISTRY_URL', 'http://127.0.0.1:8081/apis/ccompat/v7');
   try {

@@ -11,6 +11,8 @@ export interface Logger {
   child(bindings: LogMeta): Logger;
 }
 
+const RESERVED = new Set(['time', 'level', 'msg']);
+
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
 export const noopLogger: Logger = {
@@ -30,8 +32,11 @@ export function jsonLogger(
   const threshold = RANK[level];
   const emit = (lvl: Exclude<LogLevel, 'silent'>, msg: string, meta?: LogMeta): void => {
     if (RANK[lvl] < threshold) return;
-    const entry: LogMeta = { time: new Date().toISOString(), level: lvl, msg, ...bindings };
-    if (meta) for (const [k, v] of Object.entries(meta)) entry[k] = serialise(v);
+    const entry: LogMeta = { time: new Date().toISOString(), level: lvl, msg };
+    // Context never overwrites time/level/msg: a clashing key is kept as `_key`.
+    for (const source of [bindings, meta]) {
+      if (source) for (const [k, v] of Object.entries(source)) entry[RESERVED.has(k) ? `_${k}` : k] = serialise(v);
+    }
     write(JSON.stringify(entry, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
   };
   return {

@@ -51,9 +51,13 @@ export class DecodeStep {
     }
     let event: UsageEvent;
     try {
-      event = usageEventType.fromBuffer(body, resolver, true) as UsageEvent;
+      // Trailing bytes are checked: a body longer than its schema says is not this event.
+      event = usageEventType.fromBuffer(body, resolver, false) as UsageEvent;
     } catch (cause) {
       throw new BadRecordError('undecodable', `Avro body does not decode with schema id ${schemaId}: ${(cause as Error).message}`, { cause });
+    }
+    if (body.includes(PROTO) && droppedProtoKey(body, event)) {
+      throw new BadRecordError('invalid-event', 'dimension name "__proto__" is reserved');
     }
     validateUsageEvent(event);
     return event;
@@ -73,6 +77,25 @@ export class DecodeStep {
   }
 }
 
+const PROTO = Buffer.from('__proto__');
+
+/**
+ * avsc decodes maps into plain objects, where a `__proto__` key is silently dropped. If
+ * the body mentions `__proto__` more often than the decoded strings do, a dimension of
+ * that name was lost: the record is rejected rather than counted without it.
+ */
+function droppedProtoKey(body: Buffer, event: UsageEvent): boolean {
+  const strings = [event.id, event.source, event.type, event.subject, event.value, ...Object.keys(event.dimensions), ...Object.values(event.dimensions)];
+  const decoded = strings.reduce((n, s) => n + occurrences(Buffer.from(s), PROTO), 0);
+  return occurrences(body, PROTO) > decoded;
+}
+
+function occurrences(haystack: Buffer, needle: Buffer): number {
+  let count = 0;
+  for (let i = haystack.indexOf(needle); i >= 0; i = haystack.indexOf(needle, i + 1)) count += 1;
+  return count;
+}
+
 const NODE = /^[\x21-\x7e]{1,255}$/;
 
 /** Reads `service-time` / `service-node`. A node without a time, or a bad value, is a bad record. */
@@ -90,8 +113,9 @@ export function readTimeContext(headers: Readonly<Record<string, HeaderValue>>):
   return { time, node };
 }
 
-function single(value: Exclude<HeaderValue, undefined>): string {
+function single(value: Exclude<HeaderValue, undefined>): string | undefined {
   if (Array.isArray(value)) {
+    if (value.length === 0) return undefined; // like service-time: an empty list is no header
     if (value.length !== 1) throw new BadRecordError('bad-service-time', 'multiple service-node headers');
     value = value[0]!;
   }

@@ -171,6 +171,8 @@ describe('loadConfig rejects invalid values, naming the variable', () => {
     ['KAFKA_BROKERS', 'kafka:port'],
     ['KAFKA_BROKERS', ':9092'],
     ['KAFKA_BROKERS', ', ,'],
+    ['KAFKA_BROKERS', 'kafka:99999'],
+    ['KAFKA_BROKERS', 'kafka:0'],
     ['SCHEMA_REGISTRY_URL', 'ftp://x'],
     ['SCHEMA_REGISTRY_URL', 'not a url'],
     ['SCHEMA_REGISTRY_URL', 'registry:8081'],
@@ -184,6 +186,10 @@ describe('loadConfig rejects invalid values, naming the variable', () => {
     ['ORDO_NODE_ID', 'node/1'],
   ])('%s=%s', (variable, value) => {
     expectConfigError({ [variable]: value }, variable);
+  });
+
+  it('accepts bracketed IPv6 brokers', () => {
+    expect(loadConfig({ KAFKA_BROKERS: '[::1]:9092,[fd00::7]:19092' }).brokers).toEqual(['[::1]:9092', '[fd00::7]:19092']);
   });
 
   it('quotes the offending value', () => {

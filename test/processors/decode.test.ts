@@ -218,3 +218,26 @@ describe('schemaIdsOf', () => {
     expect(schemaIdsOf([])).toEqual([]);
   });
 });
+
+describe('DecodeStep regressions', () => {
+  it('dead-letters a body with trailing bytes after the event as undecodable', () => {
+    const value = Buffer.concat([framedEvent(CURRENT, usageEvent()), Buffer.from('trailing garbage')]);
+    expect(expectDead(sourceRecord({ value }), 'undecodable')).toMatch(/trailing/i);
+  });
+
+  it('dead-letters a dimension named __proto__ instead of silently dropping it', () => {
+    const value = framedEvent(CURRENT, usageEvent({ dimensions: JSON.parse('{"__proto__":"x","region":"eu"}') as Record<string, string> }));
+    expect(expectDead(sourceRecord({ value }), 'invalid-event')).toMatch(/__proto__/);
+  });
+
+  it('still accepts __proto__ as text inside ids and dimension values', () => {
+    const event = usageEvent({ id: 'id-__proto__', dimensions: { note: 'a __proto__ b' } });
+    const { items, dead } = decodeOne(sourceRecord({ value: framedEvent(CURRENT, event) }));
+    expect(dead).toEqual([]);
+    expect(items[0]!.event).toEqual(event);
+  });
+
+  it('treats an empty service-node header list like an empty service-time list: no header', () => {
+    expect(readTimeContext({ 'service-node': [] })).toBeUndefined();
+  });
+});
