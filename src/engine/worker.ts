@@ -1,5 +1,6 @@
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { FencedError, OrdoError } from '../errors.js';
+import type { OrdoConfig } from '../config/config.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../processors/records.js';
@@ -8,25 +9,30 @@ import { Lifecycle, type LifecycleState } from './lifecycle.js';
 import { META_STORE, Task, changelogTopic } from './task.js';
 import type { TaskProcessorFactory } from './task-processor.js';
 
-export interface WorkerOptions {
+/** The engine settings of the one typed config (documented in src/config/config.ts). */
+export type EngineSettings = Pick<
+  OrdoConfig,
+  | 'groupId'
+  | 'topicPartitions'
+  | 'replicationFactor'
+  | 'createTopics'
+  | 'maxBatchRecords'
+  | 'maxBytesPerPartition'
+  | 'sessionTimeoutMs'
+  | 'heartbeatIntervalMs'
+  | 'rebalanceTimeoutMs'
+  | 'transactionTimeoutMs'
+  | 'shutdownGraceMs'
+>;
+
+export interface WorkerOptions extends EngineSettings {
   kafka: Kafka;
-  groupId: string;
   inputTopic: string;
   /** Output topics the processors write (created if missing, co-partitioned with the input). */
   outputTopics: string[];
   /** Stores the processors declare (changelogs are created for them and for `meta`). */
   storeNames: string[];
   processorFactory: TaskProcessorFactory;
-  topicPartitions: number;
-  replicationFactor: number;
-  createTopics: boolean;
-  maxBatchRecords: number;
-  maxBytesPerPartition: number;
-  sessionTimeoutMs: number;
-  heartbeatIntervalMs: number;
-  rebalanceTimeoutMs: number;
-  transactionTimeoutMs: number;
-  shutdownGraceMs: number;
   partitionsConsumedConcurrently?: number;
   /** Attempts for a batch that fails with a transient error before the worker gives up. */
   maxBatchAttempts?: number;

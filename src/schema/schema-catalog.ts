@@ -1,6 +1,6 @@
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import avro from 'avsc';
-import { TransientError } from '../errors.js';
+import { OrdoError, TransientError } from '../errors.js';
 
 /**
  * What the pure decode step needs: the writer schema for an id, resolved ahead of time.
@@ -25,7 +25,11 @@ export class SchemaCatalog implements SchemaLookup {
       const { id } = await this.registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject });
       return id;
     } catch (cause) {
-      throw new TransientError(`could not register schema under subject ${subject}: ${(cause as Error).message}`, { cause });
+      const status = (cause as { status?: number }).status;
+      const message = `could not register schema under subject ${subject}: ${(cause as Error).message}`;
+      // 409/422: the registry refuses this schema (incompatible or invalid); retrying will not help.
+      if (status === 409 || status === 422) throw new OrdoError(message, { cause });
+      throw new TransientError(message, { cause });
     }
   }
 

@@ -7,20 +7,7 @@ import { BROKERS, REGISTRY_URL } from './cluster.js';
 
 /** Config for a test's own topics and group (all named after `prefix`). */
 export function testConfig(prefix: string, overrides: Record<string, string> = {}): OrdoConfig {
-  return loadConfig({
-    KAFKA_BROKERS: BROKERS.join(','),
-    SCHEMA_REGISTRY_URL: REGISTRY_URL,
-    ORDO_GROUP_ID: `${prefix}-g`,
-    ORDO_INPUT_TOPIC: `${prefix}-in`,
-    ORDO_ORDERED_TOPIC: `${prefix}-ordered`,
-    ORDO_DLQ_TOPIC: `${prefix}-dlq`,
-    ORDO_LATE_TOPIC: `${prefix}-late`,
-    ORDO_SESSION_TIMEOUT_MS: '10000',
-    ORDO_HEARTBEAT_INTERVAL_MS: '1000',
-    ORDO_SHUTDOWN_GRACE_MS: '20000',
-    ORDO_METRICS_PORT: '0',
-    ...overrides,
-  });
+  return loadConfig(childEnv(prefix, 'ordo-test', overrides));
 }
 
 /** An in-process pipeline worker; set ORDO_TEST_LOGS=1 to see its logs. */
