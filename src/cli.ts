@@ -63,11 +63,20 @@ async function main(argv: string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
-  await worker.start();
-  await new Promise<void>((resolve) => worker.lifecycle.onChange((to) => (to === 'stopped' || to === 'failed' ? resolve() : undefined)));
+  try {
+    await worker.start();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`ordo: invalid configuration: ${error.message}\n`);
+      server?.close();
+      return 78;
+    }
+    throw error;
+  }
+  const final = await worker.done;
   server?.close();
-  logger.info('exit', { state: worker.state });
-  return worker.state === 'stopped' ? 0 : 1;
+  logger.info('exit', { state: final });
+  return final === 'stopped' ? 0 : 1;
 }
 
 main(process.argv.slice(2)).then(

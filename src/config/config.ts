@@ -5,6 +5,8 @@ import { EnvReader } from './env.js';
 /** Kafka topic names accept letters, digits, '.', '_' and '-', at most 249 characters. */
 const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
 const NODE = /^[A-Za-z0-9._:@-]{1,128}$/;
+/** Leaves room for `-<store>-changelog` within Kafka's 249-character topic names. */
+const GROUP = /^[A-Za-z0-9._-]{1,200}$/;
 /** host:port or [ipv6]:port. */
 const BROKER = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s,:[\]]+):(\d{1,5})$/;
 
@@ -70,7 +72,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     brokers,
     registryUrl,
     clientId: read.string('ORDO_CLIENT_ID', 'ordo', NODE, 'a client id of [A-Za-z0-9._:@-]'),
-    groupId: read.string('ORDO_GROUP_ID', 'ordo-pipeline', TOPIC, 'a group id of [A-Za-z0-9._-] (it prefixes topic names)'),
+    groupId: read.string('ORDO_GROUP_ID', 'ordo-pipeline', GROUP, 'a group id of [A-Za-z0-9._-], at most 200 chars (it prefixes changelog topic names)'),
     nodeId: read.string('ORDO_NODE_ID', hostname().slice(0, 128) || 'ordo', NODE, 'a node id of [A-Za-z0-9._:@-], 1-128 chars'),
     topics,
     topicPartitions: read.int('ORDO_TOPIC_PARTITIONS', 6, 1, 10_000),

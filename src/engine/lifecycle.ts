@@ -1,4 +1,5 @@
-export type LifecycleState = 'starting' | 'restoring' | 'running' | 'draining' | 'stopped' | 'failed';
+export const LIFECYCLE_STATES = ['starting', 'restoring', 'running', 'draining', 'stopped', 'failed'] as const;
+export type LifecycleState = (typeof LIFECYCLE_STATES)[number];
 
 const ALLOWED: Record<LifecycleState, readonly LifecycleState[]> = {
   starting: ['restoring', 'running', 'draining', 'failed'],

@@ -5,13 +5,14 @@ import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../processors/records.js';
 import { restorePartitions } from './restore.js';
 import { InMemoryStore, type KeyValueStore, stringCodec } from './state-store.js';
-import type { TaskContext, TaskProcessor } from './task-processor.js';
+import type { ProcessResult, TaskContext, TaskProcessor } from './task-processor.js';
 import { classifyKafkaError, commitTransaction } from './transaction.js';
 
 export const META_STORE = 'meta';
 export const META_POSITION = 'position';
 
-export type TaskState = 'created' | 'restoring' | 'running' | 'closed' | 'fenced';
+/** broken: a transaction failed in a way the producer cannot recover from; replace the task. */
+export type TaskState = 'created' | 'restoring' | 'running' | 'closed' | 'fenced' | 'broken';
 
 export interface TaskOptions {
   kafka: Kafka;
@@ -131,27 +132,36 @@ export class Task {
     await processor.prepare(records);
     const nextOffset = (BigInt(last.offset) + 1n).toString();
     const started = process.hrtime.bigint();
+    let result: ProcessResult;
     try {
-      const result = processor.process(records, this.context);
-      this.context.meta.put(META_POSITION, nextOffset);
-      const outputs = [...result.outputs];
-      for (const store of this.stores.values()) {
-        const topicName = changelogTopic(groupId, store.name);
-        for (const entry of store.changes()) outputs.push({ topic: topicName, key: entry.key, value: entry.value, headers: {} });
-      }
+      result = processor.process(records, this.context);
+    } catch (error) {
+      // A processor bug, not a broker problem: surfaced as it is, never retried.
+      for (const store of this.stores.values()) store.rollback();
+      throw error;
+    }
+    this.context.meta.put(META_POSITION, nextOffset);
+    const outputs = [...result.outputs];
+    for (const store of this.stores.values()) {
+      const topicName = changelogTopic(groupId, store.name);
+      for (const entry of store.changes()) outputs.push({ topic: topicName, key: entry.key, value: entry.value, headers: {} });
+    }
+    try {
       await commitTransaction(this.producer, { outputs, partition, offsets: { groupId, topic, partition, nextOffset } });
-      for (const store of this.stores.values()) store.commit();
-      metrics.transactionSeconds.observe({ outcome: 'commit' }, Number(process.hrtime.bigint() - started) / 1e9);
-      this.record(records, result.outputs, result.report);
-      return { outputs: result.outputs.length, deadLetters: result.report.deadLetters.length };
     } catch (error) {
       for (const store of this.stores.values()) store.rollback();
       const classified = classifyKafkaError(error);
       metrics.transactionSeconds.observe({ outcome: 'abort' }, Number(process.hrtime.bigint() - started) / 1e9);
       metrics.transactionsAborted.inc({ reason: classified instanceof FencedError ? 'fenced' : 'error' });
-      if (classified instanceof FencedError) this.state = 'fenced';
+      // kafkajs does not recover a transaction whose commit/abort failed, and the commit may
+      // even have happened: this task is done. A fresh one restores the committed position.
+      this.state = classified instanceof FencedError ? 'fenced' : 'broken';
       throw classified;
     }
+    for (const store of this.stores.values()) store.commit();
+    metrics.transactionSeconds.observe({ outcome: 'commit' }, Number(process.hrtime.bigint() - started) / 1e9);
+    this.record(records, result.outputs, result.report);
+    return { outputs: result.outputs.length, deadLetters: result.report.deadLetters.length };
   }
 
   private record(records: readonly SourceRecord[], outputs: readonly { topic: string }[], report: { deadLetters: { reason: string }[]; clockSkewsMs?: number[]; clockSkewRejected?: number }): void {
@@ -169,7 +179,7 @@ export class Task {
 
   /** Lets an in-flight batch finish (commit or abort) before the producer goes away. */
   async close(): Promise<void> {
-    if (this.state !== 'fenced') this.state = 'closed';
+    if (this.state !== 'fenced' && this.state !== 'broken') this.state = 'closed';
     await this.busy;
     await this.producer.disconnect().catch((error: unknown) => this.log.warn('producer disconnect failed', { error }));
   }

@@ -25,7 +25,15 @@ export async function commitTransaction(producer: Producer, content: Transaction
       messages.push({ key: record.key, value: record.value, headers: record.headers, partition: record.partition ?? content.partition });
     }
     const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
-    if (topicMessages.length > 0) await transaction.sendBatch({ topicMessages, acks: -1 });
+    if (topicMessages.length > 0) {
+      const written = await transaction.sendBatch({ topicMessages, acks: -1 });
+      // kafkajs silently skips a partition the topic does not have: never commit past that.
+      const acked = new Set(written.map((m) => `${m.topicName}/${m.partition}`));
+      for (const record of content.outputs) {
+        const target = `${record.topic}/${record.partition ?? content.partition}`;
+        if (!acked.has(target)) throw new OrdoError(`no acknowledgement for ${target}: does the topic have that partition?`);
+      }
+    }
     const { groupId, topic, partition, nextOffset } = content.offsets;
     await transaction.sendOffsets({ consumerGroupId: groupId, topics: [{ topic, partitions: [{ partition, offset: nextOffset }] }] });
     await transaction.commit();
@@ -46,7 +54,7 @@ export function isFenced(error: unknown): boolean {
   return false;
 }
 
-/** Programmer errors are never retried: they surface as they are. */
+/** Classifies an error of the Kafka calls in a transaction. Programmer errors surface as they are. */
 export function classifyKafkaError(error: unknown): Error {
   if (error instanceof OrdoError) return error;
   if (error instanceof TypeError || error instanceof RangeError || error instanceof ReferenceError) return error;

@@ -5,7 +5,7 @@ import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../processors/records.js';
 import { ensureTopics, partitionCount, type TopicSpec } from '../kafka/topics.js';
-import { Lifecycle, type LifecycleState } from './lifecycle.js';
+import { LIFECYCLE_STATES, Lifecycle, type LifecycleState } from './lifecycle.js';
 import { META_STORE, Task, changelogTopic } from './task.js';
 import type { TaskProcessorFactory } from './task-processor.js';
 
@@ -55,14 +55,17 @@ export class Worker {
   private readonly log: Logger;
   private stopping: Promise<void> | undefined;
   private consuming = false;
+  private starting_: Promise<void> | undefined;
+  private readonly finished: Promise<LifecycleState>;
   private restoring = 0;
   private failure: Error | undefined;
 
   constructor(private readonly options: WorkerOptions) {
     this.log = options.logger.child({ group: options.groupId });
+    this.finished = new Promise((resolve) => this.lifecycle.onChange((to) => (to === 'stopped' || to === 'failed' ? resolve(to) : undefined)));
     this.lifecycle.onChange((to, from) => {
       this.log.info('lifecycle', { from, to });
-      for (const state of ['starting', 'restoring', 'running', 'draining', 'stopped', 'failed'] as LifecycleState[]) {
+      for (const state of LIFECYCLE_STATES) {
         options.metrics.lifecycleState.set({ state }, state === to ? 1 : 0);
       }
     });
@@ -77,7 +80,17 @@ export class Worker {
   }
 
   /** Ensures topics, joins the group and starts consuming; resolves once the consumer runs. */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    this.starting_ ??= this.startNow();
+    return this.starting_;
+  }
+
+  /** Resolves with the final state (stopped or failed). */
+  get done(): Promise<LifecycleState> {
+    return this.finished;
+  }
+
+  private async startNow(): Promise<void> {
     const o = this.options;
     try {
       await this.ensureTopics();
@@ -97,6 +110,7 @@ export class Worker {
         if (!event.payload.restart) void this.fail(event.payload.error);
       });
       await consumer.connect();
+      if (this.stopping) return; // stopped while connecting: drain disconnects it
       await consumer.subscribe({ topics: [o.inputTopic], fromBeginning: true });
       await consumer.run({
         autoCommit: false,
@@ -120,7 +134,8 @@ export class Worker {
       const partitions = (await partitionCount(admin, o.inputTopic)) ?? o.topicPartitions;
       const specs: TopicSpec[] = [
         { topic: o.inputTopic, partitions },
-        ...o.outputTopics.map((topic) => ({ topic, partitions })),
+        // Outputs go to the input record's partition number: fewer partitions would lose records.
+        ...o.outputTopics.map((topic) => ({ topic, partitions, minPartitions: partitions })),
         ...[META_STORE, ...o.storeNames].map((store) => ({ topic: changelogTopic(o.groupId, store), partitions, mustMatchPartitions: true, compacted: true })),
       ];
       await ensureTopics(admin, specs, { create: o.createTopics, replicationFactor: o.replicationFactor });
@@ -218,7 +233,13 @@ export class Worker {
   private async onBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
     const partition = batch.partition;
-    if (this.fenced.has(partition)) return this.awaitRebalance(heartbeat);
+    if (this.fenced.has(partition)) {
+      // Usually a rebalance follows (the heartbeat throws and kafkajs rejoins). If none came,
+      // the fence had another cause (e.g. a transaction timeout): start a fresh task.
+      await this.awaitRebalance(heartbeat);
+      this.fenced.delete(partition);
+      return;
+    }
     if (!this.assigned.has(partition)) return; // a stale batch from before the last rebalance
     const task = await this.withRetries(() => this.taskFor(partition, heartbeat), heartbeat, partition);
     if (!task) return;
@@ -240,16 +261,30 @@ export class Worker {
     }
 
     const size = this.options.maxBatchRecords;
+    const owned = (): boolean => this.assigned.has(partition) && !this.fenced.has(partition);
     for (let i = 0; i < messages.length; i += size) {
-      if (!isRunning() || isStale() || this.tasks.get(partition) !== task) return;
+      if (!isRunning() || isStale() || !owned()) return;
       const chunk = messages.slice(i, i + size).map((m) => toSourceRecord(batch.topic, partition, m));
-      const ok = await this.withRetries(() => task.process(chunk), heartbeat, partition, () => this.tasks.get(partition) === task);
-      if (ok === undefined) return;
+      const done = await this.withRetries(
+        async () => {
+          // After a failed commit the task is replaced; the fresh one's restored position
+          // says whether that commit happened, so nothing is processed twice.
+          const current = await this.taskFor(partition, heartbeat);
+          const from = current.position === undefined ? undefined : BigInt(current.position);
+          const todo = from === undefined ? chunk : chunk.filter((r) => BigInt(r.offset) >= from);
+          if (todo.length > 0) await current.process(todo);
+          return true;
+        },
+        heartbeat,
+        partition,
+        owned,
+      );
+      if (!done) return;
       resolveOffset(chunk[chunk.length - 1]!.offset);
       await heartbeat();
     }
     // Everything fetched is committed: also move past trailing markers and aborted records.
-    if (this.tasks.get(partition) === task && !isStale()) resolveOffset(batch.lastOffset());
+    if (this.tasks.has(partition) && !isStale()) resolveOffset(batch.lastOffset());
   }
 
   /** Runs `action`, retrying transient failures with backoff; fenced -> drop the task; exhausted -> fail the worker. */
@@ -266,7 +301,6 @@ export class Worker {
           this.log.warn('task fenced: another worker owns this partition now', { partition, error });
           this.fenced.add(partition);
           await this.dropTask(partition, 'fenced');
-          await this.awaitRebalance(heartbeat);
           return undefined;
         }
         const retriable = error instanceof OrdoError ? error.retriable : isKafkaRetriable(error);
@@ -276,6 +310,7 @@ export class Worker {
           void this.fail(error as Error);
           return undefined;
         }
+        if (this.tasks.get(partition)?.state === 'broken') await this.dropTask(partition, 'transaction failed');
         const delay = Math.min(5_000, 100 * 2 ** (attempt - 1));
         this.log.warn('batch failed; retrying', { partition, attempt, delayMs: delay, error });
         await sleep(delay);
@@ -298,6 +333,8 @@ export class Worker {
     if (this.stopping) return this.stopping;
     this.lifecycle.transition('draining');
     const drain = async (): Promise<void> => {
+      // A stop during start waits for the start to finish, then undoes it.
+      await this.starting_?.catch(() => undefined);
       await this.consumer?.stop();
       await this.consumer?.disconnect();
       await Promise.all([...this.tasks.keys()].map((p) => this.dropTask(p, 'shutdown')));
@@ -305,14 +342,19 @@ export class Worker {
     this.stopping = (async () => {
       let timer: NodeJS.Timeout | undefined;
       const grace = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.options.shutdownGraceMs)));
+      let drainError: unknown;
       const outcome = await Promise.race([drain().then(() => 'drained' as const), grace]).catch((error: unknown) => {
+        drainError = error;
         this.log.error('drain failed', { error });
         return 'error' as const;
       });
       clearTimeout(timer);
       if (outcome === 'drained' && !this.failure) this.lifecycle.transition('stopped');
       else {
-        this.failure ??= new OrdoError(`drain did not finish within ${this.options.shutdownGraceMs} ms`);
+        this.failure ??=
+          outcome === 'timeout'
+            ? new OrdoError(`drain did not finish within ${this.options.shutdownGraceMs} ms`)
+            : new OrdoError('drain failed', { cause: drainError });
         this.lifecycle.transition('failed');
       }
     })();

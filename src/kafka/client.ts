@@ -11,7 +11,7 @@ export function createKafka(options: { brokers: string[]; clientId: string; logg
     retry: { initialRetryTime: 100, retries: 8 },
     logCreator: () => (entry: LogEntry) => {
       const { message, ...meta } = entry.log;
-      const text = `${entry.namespace}: ${message}`;
+      const text = entry.namespace ? `${entry.namespace}: ${message}` : message;
       // Our producers are transactional: a send that exhausts its retries aborts the whole
       // transaction and the engine retries the batch, so this kafkajs warning does not apply.
       if (message.startsWith('Limiting retries for the idempotent producer')) return log.debug(text, meta);

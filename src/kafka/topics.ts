@@ -6,6 +6,8 @@ export interface TopicSpec {
   /** Exact partition count required (co-partitioning), or a default when created. */
   partitions: number;
   mustMatchPartitions?: boolean;
+  /** At least this many partitions (an output written by input partition number). */
+  minPartitions?: number;
   compacted?: boolean;
 }
 
@@ -36,10 +38,18 @@ export async function ensureTopics(admin: Admin, specs: TopicSpec[], options: { 
   const metadata = await admin.fetchTopicMetadata({ topics: specs.map((s) => s.topic) });
   for (const spec of specs) {
     const found = metadata.topics.find((t) => t.name === spec.topic);
-    if (spec.mustMatchPartitions && found && found.partitions.length !== spec.partitions) {
+    const count = found?.partitions.length;
+    if (count === undefined) continue;
+    if (spec.mustMatchPartitions && count !== spec.partitions) {
+      throw new ConfigError(
+        'ORDO_GROUP_ID',
+        `changelog topic ${spec.topic} has ${count} partitions but must have ${spec.partitions}, like the input topic (co-partitioning); was the input topic resized? Use a new group id or recreate the changelog`,
+      );
+    }
+    if (spec.minPartitions !== undefined && count < spec.minPartitions) {
       throw new ConfigError(
         'ORDO_TOPIC_PARTITIONS',
-        `topic ${spec.topic} has ${found.partitions.length} partitions but must have ${spec.partitions} (co-partitioned with the input topic)`,
+        `output topic ${spec.topic} has ${count} partitions but needs at least ${spec.minPartitions}, the input topic's count (records keep their input partition)`,
       );
     }
   }

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { LIFECYCLE_STATES } from '../engine/lifecycle.js';
 
 /**
  * Ordo's Prometheus metrics. Labels are bounded: topic, partition, reason, role, state —
@@ -24,7 +25,7 @@ export class OrdoMetrics {
   constructor(options: { defaultMetrics?: boolean; labels?: Record<string, string> } = {}) {
     this.registry = new Registry();
     if (options.labels) this.registry.setDefaultLabels(options.labels);
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'ordo_process_' });
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'ordo_' });
     const registers = [this.registry];
     this.eventsIn = new Counter({ name: 'ordo_events_in_total', help: 'Input records read and processed (committed).', labelNames: ['topic', 'partition'], registers });
     this.eventsOut = new Counter({ name: 'ordo_events_out_total', help: 'Records written to output topics (committed), by topic.', labelNames: ['topic'], registers });
@@ -38,7 +39,7 @@ export class OrdoMetrics {
     this.clockSkewRejected = new Counter({ name: 'ordo_clock_skew_rejected_total', help: 'Received service times not adopted because they exceeded the max skew.', registers });
     this.transactionSeconds = new Histogram({
       name: 'ordo_transaction_commit_seconds',
-      help: 'Time from transaction begin to commit/abort, by outcome.',
+      help: 'Time to process a batch and commit (or abort) its transaction, by outcome.',
       labelNames: ['outcome'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
@@ -62,5 +63,6 @@ export class OrdoMetrics {
     this.tasksFenced = new Counter({ name: 'ordo_tasks_fenced_total', help: 'Tasks dropped because a newer producer with their transactional id fenced them.', registers });
     this.assignedPartitions = new Gauge({ name: 'ordo_assigned_partitions', help: 'Input partitions currently assigned to this worker.', registers });
     this.lifecycleState = new Gauge({ name: 'ordo_lifecycle_state', help: '1 for the worker\'s current lifecycle state, 0 for the others.', labelNames: ['state'], registers });
+    for (const state of LIFECYCLE_STATES) this.lifecycleState.set({ state }, state === 'starting' ? 1 : 0);
   }
 }

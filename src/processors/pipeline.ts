@@ -20,6 +20,11 @@ export interface PipelineSettings {
   outputSchemaId: number;
   catalog: SchemaCatalog;
   physical: PhysicalClock;
+  /**
+   * The worker's one clock, shared by its tasks so (service-time, service-node) stays
+   * unique per node; a fresh clock when absent (tests).
+   */
+  clock?: HybridClock;
 }
 
 /**
@@ -34,7 +39,7 @@ export class PipelineProcessor implements TaskProcessor {
   private readonly encode: EncodeStep;
 
   constructor(private readonly settings: PipelineSettings) {
-    this.clock = new HybridClock({ node: settings.nodeId, physical: settings.physical, maxSkewMs: settings.maxSkewMs });
+    this.clock = settings.clock ?? new HybridClock({ node: settings.nodeId, physical: settings.physical, maxSkewMs: settings.maxSkewMs });
     this.decode = new DecodeStep(settings.catalog);
     this.stamp = new StampStep(this.clock, settings.physical);
     this.encode = new EncodeStep(settings.orderedTopic, settings.outputSchemaId);

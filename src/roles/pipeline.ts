@@ -1,3 +1,4 @@
+import { HybridClock } from '../clock/hybrid-clock.js';
 import { systemClock } from '../clock/physical-clock.js';
 import type { OrdoConfig } from '../config/config.js';
 import { Worker } from '../engine/worker.js';
@@ -13,6 +14,7 @@ import { usageEventSchema } from '../schema/usage-event.js';
 export async function createPipelineWorker(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics }): Promise<Worker> {
   const catalog = new SchemaCatalog(config.registryUrl);
   const outputSchemaId = await registerWithRetry(catalog, `${config.topics.ordered}-value`, deps.logger);
+  const clock = new HybridClock({ node: config.nodeId, physical: systemClock, maxSkewMs: config.maxSkewMs });
   const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger });
   return new Worker({
     ...config,
@@ -29,6 +31,7 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
         outputSchemaId,
         catalog,
         physical: systemClock,
+        clock,
       }),
     logger: deps.logger,
     metrics: deps.metrics,

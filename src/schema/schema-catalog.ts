@@ -14,8 +14,13 @@ export interface SchemaLookup {
 export class SchemaCatalog implements SchemaLookup {
   private readonly registry: SchemaRegistry;
   private readonly types = new Map<number, avro.Type | null>();
+  /** When an id was found missing: asked again after `missingTtlMs` (it may be registered late). */
+  private readonly missingSince = new Map<number, number>();
 
-  constructor(registryUrl: string) {
+  constructor(
+    registryUrl: string,
+    private readonly missingTtlMs = 60_000,
+  ) {
     this.registry = new SchemaRegistry({ host: registryUrl }, { [SchemaType.AVRO]: {} });
   }
 
@@ -40,6 +45,11 @@ export class SchemaCatalog implements SchemaLookup {
   /** Fetches every id not yet known. A 404 marks the id unknown; anything else is transient. */
   async prefetch(schemaIds: Iterable<number>): Promise<void> {
     for (const id of new Set(schemaIds)) {
+      const missing = this.missingSince.get(id);
+      if (missing !== undefined && Date.now() - missing >= this.missingTtlMs) {
+        this.types.delete(id);
+        this.missingSince.delete(id);
+      }
       if (this.types.has(id)) continue;
       try {
         const schema = await this.registry.getSchema(id);
@@ -48,6 +58,7 @@ export class SchemaCatalog implements SchemaLookup {
       } catch (cause) {
         if (isNotFound(cause)) {
           this.types.set(id, null);
+          this.missingSince.set(id, Date.now());
           continue;
         }
         throw new TransientError(`schema registry lookup of id ${id} failed: ${(cause as Error).message}`, { cause });

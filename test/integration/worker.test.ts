@@ -1,0 +1,114 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { KafkaJSError, type Kafka, type Producer, type ProducerConfig } from 'kafkajs';
+import { systemClock } from '../../src/clock/physical-clock.js';
+import { Worker } from '../../src/engine/worker.js';
+import { ConfigError } from '../../src/errors.js';
+import { OrdoMetrics } from '../../src/metrics/metrics.js';
+import { noopLogger } from '../../src/observability/logger.js';
+import { PipelineProcessor } from '../../src/processors/pipeline.js';
+import { createPipelineWorker } from '../../src/roles/pipeline.js';
+import { SchemaCatalog } from '../../src/schema/schema-catalog.js';
+import { usageEventSchema } from '../../src/schema/usage-event.js';
+import { REGISTRY_URL, createTopics, deleteTopicsWithPrefix, produce, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
+import { expectExactlyOnce } from '../support/exactly-once.js';
+import { testConfig } from '../support/worker.js';
+import { makeWorkload } from '../support/workload.js';
+
+const kafka = testKafka();
+const prefixes: string[] = [];
+
+function newPrefix(name: string): string {
+  const prefix = uniqueName(name);
+  prefixes.push(prefix);
+  return prefix;
+}
+
+/** Wraps `kafka` so that the `n`-th transaction commit really commits, then reports an error (a lost EndTxn response). */
+function lossyCommits(base: Kafka, failOn: Set<number>): { kafka: Kafka; injected: () => number } {
+  let commits = 0;
+  let injected = 0;
+  const producer = base.producer.bind(base);
+  const wrapped = Object.create(base) as Kafka;
+  wrapped.producer = (config?: ProducerConfig): Producer => {
+    const p = producer(config);
+    const transaction = p.transaction.bind(p);
+    p.transaction = async () => {
+      const tx = await transaction();
+      const commit = tx.commit.bind(tx);
+      tx.commit = async () => {
+        await commit();
+        commits += 1;
+        if (failOn.has(commits)) {
+          injected += 1;
+          throw new KafkaJSError('simulated: EndTxn response lost after the commit happened', { retriable: true });
+        }
+      };
+      return tx;
+    };
+    return p;
+  };
+  return { kafka: wrapped, injected: () => injected };
+}
+
+describe('Worker', () => {
+  afterAll(async () => {
+    for (const prefix of prefixes) await deleteTopicsWithPrefix(kafka, prefix);
+  });
+
+  it('refuses to start when an output topic has fewer partitions than the input (records would be lost)', async () => {
+    const prefix = newPrefix('it-worker-parts');
+    await createTopics(kafka, [`${prefix}-in`], 3);
+    await createTopics(kafka, [`${prefix}-ordered`], 1);
+    const worker = await createPipelineWorker(testConfig(prefix), { logger: noopLogger, metrics: new OrdoMetrics() });
+    const error = await worker.start().then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toMatch(new RegExp(`${prefix}-ordered has 1 partitions but needs at least 3`));
+    expect(worker.state).toBe('failed');
+  });
+
+  it('a stop during start waits for the start, then drains to stopped and leaves the group', async () => {
+    const prefix = newPrefix('it-worker-early-stop');
+    const worker = await createPipelineWorker(testConfig(prefix), { logger: noopLogger, metrics: new OrdoMetrics() });
+    const started = worker.start();
+    await worker.stop();
+    await started;
+    expect(worker.state).toBe('stopped');
+    expect(await worker.done).toBe('stopped');
+    const admin = kafka.admin();
+    await admin.connect();
+    const { groups } = await admin.describeGroups([`${prefix}-g`]);
+    await admin.disconnect();
+    expect(groups[0]?.members ?? []).toHaveLength(0);
+  });
+
+  it('replaces the task after a commit whose outcome was unknown: no event is written twice', async () => {
+    const prefix = newPrefix('it-worker-lost-commit');
+    const config = testConfig(prefix, { ORDO_MAX_BATCH_RECORDS: '50' });
+    await createTopics(kafka, [config.topics.input], 2);
+    const workload = makeWorkload(await usageEventEncoder(config.topics.input), 1_000, 20);
+    const producer = kafka.producer();
+    await producer.connect();
+    await produce(producer, config.topics.input, workload.messages);
+    await producer.disconnect();
+
+    const catalog = new SchemaCatalog(REGISTRY_URL);
+    const outputSchemaId = await catalog.register(`${config.topics.ordered}-value`, usageEventSchema);
+    const lossy = lossyCommits(kafka, new Set([2, 5, 9]));
+    const worker = new Worker({
+      ...config,
+      kafka: lossy.kafka,
+      inputTopic: config.topics.input,
+      outputTopics: [config.topics.ordered, config.topics.dlq],
+      storeNames: [],
+      processorFactory: () =>
+        new PipelineProcessor({ nodeId: config.nodeId, maxSkewMs: config.maxSkewMs, orderedTopic: config.topics.ordered, dlqTopic: config.topics.dlq, outputSchemaId, catalog, physical: systemClock }),
+      logger: noopLogger,
+      metrics: new OrdoMetrics(),
+    });
+    await worker.start();
+    const ordered = await readAll(kafka, config.topics.ordered, workload.validIds.length, { settleMs: 3_000 });
+    await worker.stop();
+    expect(lossy.injected()).toBe(3);
+    expectExactlyOnce(ordered, workload.validIds);
+  });
+});
