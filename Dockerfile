@@ -30,10 +30,8 @@ WORKDIR /app
 COPY package.json ./
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-# src/schema/usage-event.ts reads new URL('../../schemas/usage-event.avsc', import.meta.url).
-# Compiled, that file is dist/src/schema/usage-event.js, so the URL resolves to
-# dist/schemas/usage-event.avsc.
-COPY schemas ./dist/schemas
+# `npm run build` copies schemas/ to dist/schemas, where the compiled
+# dist/src/schema/usage-event.js finds it ('../../schemas/usage-event.avsc').
 # The official image's unprivileged user (uid 1000). Ordo writes nothing to disk.
 USER node
 # /metrics, /healthz, /readyz (ORDO_METRICS_PORT)
