@@ -117,13 +117,16 @@ else
   registry_java="$(find_java 21)" || {
     log "Apicurio Registry $REGISTRY_VERSION needs Java >= 21; none found (set ORDO_JAVA_FOR_REGISTRY)"; exit 1; }
   log "starting Apicurio Registry $REGISTRY_VERSION on 127.0.0.1:$REGISTRY_PORT ($registry_java)"
-  (cd "$registry_home" && nohup "$registry_java" -Xms128m -Xmx512m \
+  # Started directly (not inside a subshell list) so that $! is the java process itself.
+  pushd "$registry_home" >/dev/null
+  nohup "$registry_java" -Xms128m -Xmx512m \
     -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
     -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$REGISTRY_MANAGEMENT_PORT" \
     -Dquarkus.log.level=WARN \
     -Dapicurio.ccompat.legacy-id-mode.enabled=false \
     -jar quarkus-run.jar >"$REGISTRY_DIR/stdout.log" 2>&1 &
-    echo $! >"$REGISTRY_DIR/pid")
+  echo $! >"$REGISTRY_DIR/pid"
+  popd >/dev/null
 fi
 
 kafka_ready() {
