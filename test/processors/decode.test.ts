@@ -7,7 +7,7 @@ import { DecodeStep, readTimeContext, schemaIdsOf } from '../../src/processors/d
 import type { Headers, SourceRecord } from '../../src/processors/records.js';
 import { type UsageEvent, usageEventType } from '../../src/schema/usage-event.js';
 import { frame } from '../../src/schema/wire-format.js';
-import { MapSchemaLookup, T0, anyUsageEvent, catchError, framedEvent, sourceRecord, usageEvent } from '../support/unit/fixtures.js';
+import { MapSchemaLookup, T0, olderUsageEventType, anyUsageEvent, catchError, framedEvent, sourceRecord, usageEvent } from '../support/unit/fixtures.js';
 
 const CURRENT = 1;
 const UNKNOWN = 2;
@@ -15,19 +15,7 @@ const OLDER = 3;
 const INCOMPATIBLE = 4;
 const NOT_PREFETCHED = 99;
 
-/** v0 of the schema: before `value` and `dimensions` were added (both have defaults). */
-const olderType = avro.Type.forSchema({
-  type: 'record',
-  name: 'UsageEvent',
-  namespace: 'dev.ordo.v1',
-  fields: [
-    { name: 'id', type: 'string' },
-    { name: 'source', type: 'string' },
-    { name: 'type', type: 'string' },
-    { name: 'subject', type: 'string' },
-    { name: 'time', type: 'long' },
-  ],
-});
+const olderType = olderUsageEventType;
 
 /** Lacks `subject`, which the reader needs and has no default for. */
 const incompatibleType = avro.Type.forSchema({

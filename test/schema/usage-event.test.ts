@@ -1,9 +1,8 @@
-import avro from 'avsc';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BadRecordError } from '../../src/errors.js';
 import { DECIMAL, type UsageEvent, usageEventSchema, usageEventType, validateUsageEvent } from '../../src/schema/usage-event.js';
-import { anyDecimal, anyUsageEvent, catchError, usageEvent } from '../support/unit/fixtures.js';
+import { anyDecimal, anyUsageEvent, catchError, olderUsageEventType, usageEvent } from '../support/unit/fixtures.js';
 
 function expectInvalid(event: UsageEvent): BadRecordError {
   const error = catchError(() => validateUsageEvent(event));
@@ -38,18 +37,7 @@ describe('UsageEvent schema', () => {
   });
 
   it('fills value and dimensions from their defaults when an older writer lacks them', () => {
-    const older = avro.Type.forSchema({
-      type: 'record',
-      name: 'UsageEvent',
-      namespace: 'dev.ordo.v1',
-      fields: [
-        { name: 'id', type: 'string' },
-        { name: 'source', type: 'string' },
-        { name: 'type', type: 'string' },
-        { name: 'subject', type: 'string' },
-        { name: 'time', type: 'long' },
-      ],
-    });
+    const older = olderUsageEventType;
     const bytes = older.toBuffer({ id: 'a', source: 's', type: 't', subject: 'c', time: 5 });
     const decoded = usageEventType.fromBuffer(bytes, usageEventType.createResolver(older)) as UsageEvent;
     expect(decoded.value).toBe('1');

@@ -1,4 +1,4 @@
-import type avro from 'avsc';
+import avro from 'avsc';
 import fc from 'fast-check';
 import type { PhysicalClock } from '../../../src/clock/physical-clock.js';
 import { InMemoryStore, stringCodec, type KeyValueStore } from '../../../src/engine/state-store.js';
@@ -146,4 +146,18 @@ export const anyUsageEvent: fc.Arbitrary<UsageEvent> = fc.record({
   time: fc.integer({ min: 0, max: MAX_TIME }),
   value: anyDecimal,
   dimensions: anyDimensions,
+});
+
+/** v0 of the UsageEvent schema: before `value` and `dimensions` were added (both have defaults). */
+export const olderUsageEventType = avro.Type.forSchema({
+  type: 'record',
+  name: 'UsageEvent',
+  namespace: 'dev.ordo.v1',
+  fields: [
+    { name: 'id', type: 'string' },
+    { name: 'source', type: 'string' },
+    { name: 'type', type: 'string' },
+    { name: 'subject', type: 'string' },
+    { name: 'time', type: 'long' },
+  ],
 });
