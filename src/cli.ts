@@ -4,6 +4,7 @@ import { ConfigError } from './errors.js';
 import { startHttpServer } from './http/server.js';
 import { OrdoMetrics } from './metrics/metrics.js';
 import { jsonLogger } from './observability/logger.js';
+import type { Worker } from './engine/worker.js';
 import { createPipelineWorker } from './roles/pipeline.js';
 
 const ROLES = ['pipeline'] as const;
@@ -37,15 +38,17 @@ async function main(argv: string[]): Promise<number> {
   }
   const logger = jsonLogger(config.logLevel).child({ role, node: config.nodeId });
   const metrics = new OrdoMetrics({ defaultMetrics: true });
-  const worker = await createPipelineWorker(config, { logger, metrics });
+  // Health and signals come first: registering the schema may wait for the registry.
+  const started: { worker?: Worker } = {};
+  let stopRequested = false;
   const server = config.metricsPort > 0
     ? await startHttpServer({
         port: config.metricsPort,
         registry: metrics.registry,
         health: {
-          state: () => worker.state,
-          live: () => worker.state !== 'failed',
-          ready: () => worker.state === 'running',
+          state: () => started.worker?.state ?? 'starting',
+          live: () => started.worker?.state !== 'failed',
+          ready: () => started.worker?.state === 'running',
         },
       })
     : undefined;
@@ -58,10 +61,19 @@ async function main(argv: string[]): Promise<number> {
       process.exit(130);
     }
     logger.info('signal received: draining', { signal, graceMs: config.shutdownGraceMs });
-    void worker.stop();
+    stopRequested = true;
+    if (started.worker) void started.worker.stop();
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+
+  const worker = await createPipelineWorker(config, { logger, metrics });
+  started.worker = worker;
+  if (stopRequested) {
+    server?.close();
+    logger.info('exit', { state: 'stopped' });
+    return 0;
+  }
 
   try {
     await worker.start();
