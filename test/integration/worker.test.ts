@@ -1,6 +1,9 @@
+import { type Socket, connect, createServer } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KafkaJSError, type Kafka, type Producer, type ProducerConfig } from 'kafkajs';
+import avro from 'avsc';
 import { systemClock } from '../../src/clock/physical-clock.js';
+import { frame } from '../../src/schema/wire-format.js';
 import { Worker } from '../../src/engine/worker.js';
 import { ConfigError } from '../../src/errors.js';
 import { OrdoMetrics } from '../../src/metrics/metrics.js';
@@ -48,6 +51,32 @@ function lossyCommits(base: Kafka, failOn: Set<number>): { kafka: Kafka; injecte
     return p;
   };
   return { kafka: wrapped, injected: () => injected };
+}
+
+/** A TCP proxy to the registry that can be switched off (connections are reset while off). */
+async function switchableRegistry(): Promise<{ url: string; up: (on: boolean) => void; close: () => Promise<void> }> {
+  const target = new URL(REGISTRY_URL);
+  let on = true;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    if (!on) return client.destroy();
+    const upstream = connect(Number(target.port), target.hostname);
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}${target.pathname}`,
+    up: (value) => {
+      on = value;
+      if (!value) for (const s of sockets) s.destroy(); // no kept-alive connection survives
+    },
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 describe('Worker', () => {
@@ -110,5 +139,40 @@ describe('Worker', () => {
     await worker.stop();
     expect(lossy.injected()).toBe(3);
     expectExactlyOnce(ordered, workload.validIds);
+  });
+
+  it('an unreachable registry is not a bad record: the batch waits and is processed once it is back', async () => {
+    const prefix = newPrefix('it-worker-registry-down');
+    const registry = await switchableRegistry();
+    try {
+      const config = testConfig(prefix, { SCHEMA_REGISTRY_URL: registry.url });
+      await createTopics(kafka, [config.topics.input], 2);
+      const worker = await createPipelineWorker(config, { logger: noopLogger, metrics: new OrdoMetrics() });
+      await worker.start();
+      // Upstream writes a newer, compatible schema (an extra field): an id the worker has
+      // not seen, so it must be fetched while the registry is down.
+      const writerSchema = { ...(usageEventSchema as avro.schema.RecordType), fields: [...(usageEventSchema as avro.schema.RecordType).fields, { name: 'note', type: 'string', default: '' }] };
+      const writer = avro.Type.forSchema(writerSchema);
+      const writerId = await new SchemaCatalog(REGISTRY_URL).register(`${config.topics.input}-value`, writerSchema);
+      const workload = makeWorkload((e) => frame(writerId, writer.toBuffer({ ...e, note: 'v2' })), 200, 10);
+      registry.up(false);
+      const producer = kafka.producer();
+      await producer.connect();
+      await produce(producer, config.topics.input, workload.messages);
+      await producer.disconnect();
+
+      const whileDown = await readAll(kafka, config.topics.ordered, 1, { timeoutMs: 3_000, settleMs: 0 });
+      expect(whileDown).toHaveLength(0);
+      registry.up(true);
+      const ordered = await readAll(kafka, config.topics.ordered, workload.validIds.length, { settleMs: 2_000 });
+      const dlq = await readAll(kafka, config.topics.dlq, 0, { timeoutMs: 2_000, settleMs: 1_000 });
+      await worker.stop();
+      expect(worker.state).toBe('stopped');
+      expectExactlyOnce(ordered, workload.validIds);
+      expect(dlq).toHaveLength(0);
+    } finally {
+      registry.up(true);
+      await registry.close();
+    }
   });
 });
