@@ -90,4 +90,24 @@ describe('exactly-once under process failure (real broker, real worker processes
     expect(await a.stop()).toBe(0);
     expect(await b.stop()).toBe(0);
   });
+
+  it('a worker drained with SIGTERM mid-stream exits 0 within the grace time; its successor continues exactly once', async () => {
+    const { prefix, workload, spawnWorker } = await setUp('fault-term');
+    const a = spawnWorker('node-a');
+    await a.waitFor((l) => l.msg === 'task restored');
+    const producing = producePaced(producer, `${prefix}-in`, workload.messages, 10_000);
+    await waitForOutput(`${prefix}-ordered`, 2_500);
+    const signalled = Date.now();
+    a.signal('SIGTERM');
+    expect(await a.exited).toBe(0);
+    expect(Date.now() - signalled).toBeLessThan(20_000); // ORDO_SHUTDOWN_GRACE_MS in childEnv
+    expect(a.lines.filter((l) => l.msg === 'lifecycle').map((l) => l.to).slice(-2)).toEqual(['draining', 'stopped']);
+
+    const b = spawnWorker('node-b');
+    await producing;
+    const ordered = await readAll(kafka, `${prefix}-ordered`, EVENTS, { timeoutMs: 150_000, settleMs: 3_000 });
+    expectExactlyOnce(ordered, workload.validIds);
+    expectStampsIncreasePerKey(ordered);
+    expect(await b.stop()).toBe(0);
+  });
 });
