@@ -110,4 +110,23 @@ describe('exactly-once under process failure (real broker, real worker processes
     expectStampsIncreasePerKey(ordered);
     expect(await b.stop()).toBe(0);
   });
+
+  it('a second worker joining mid-stream (rebalance, partitions revoked and restored): exactly once', async () => {
+    const { prefix, workload, spawnWorker } = await setUp('fault-join');
+    const a = spawnWorker('node-a');
+    await a.waitFor((l) => l.msg === 'task restored');
+    const producing = producePaced(producer, `${prefix}-in`, workload.messages, 12_000);
+    await waitForOutput(`${prefix}-ordered`, 2_000);
+    const b = spawnWorker('node-b');
+    await b.waitFor((l) => l.msg === 'task restored', 60_000);
+    await producing;
+    const ordered = await readAll(kafka, `${prefix}-ordered`, EVENTS, { timeoutMs: 150_000, settleMs: 3_000 });
+    expectExactlyOnce(ordered, workload.validIds);
+    expectStampsIncreasePerKey(ordered);
+    // Both took part: each wrote some of the output.
+    const nodes = new Set(ordered.map((m) => m.headers?.['service-node']?.toString()));
+    expect([...nodes].sort()).toEqual(['node-a', 'node-b']);
+    expect(await a.stop()).toBe(0);
+    expect(await b.stop()).toBe(0);
+  });
 });
