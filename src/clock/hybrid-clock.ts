@@ -86,6 +86,11 @@ export class HybridClock {
     return this.#node;
   }
 
+  /** The physical clock this clock reads (what skew is measured against). */
+  get physical(): PhysicalClock {
+    return this.#physical;
+  }
+
   get maxSkewMs(): number {
     return this.#maxSkewMs;
   }

@@ -23,22 +23,35 @@ export async function restorePartitions(
   targets: RestoreTarget[],
   options: { groupPrefix: string; logger: Logger; timeoutMs?: number },
 ): Promise<{ records: number }> {
+  // One admin session serves the end offsets and, afterwards, the throwaway group's deletion.
   const admin = kafka.admin();
   await admin.connect();
-  const pending = new Map<string, { target: RestoreTarget; end: bigint }>();
   try {
+    const pending = new Map<string, { target: RestoreTarget; end: bigint }>();
     for (const target of targets) {
       const offsets = await admin.fetchTopicOffsets(target.topic);
       const p = offsets.find((o) => o.partition === target.partition);
       if (!p) throw new Error(`changelog ${target.topic} has no partition ${target.partition}`);
       if (BigInt(p.high) > BigInt(p.low)) pending.set(target.topic, { target, end: BigInt(p.high) });
     }
+    if (pending.size === 0) return { records: 0 };
+    const groupId = `${options.groupPrefix}-restore-${randomUUID()}`;
+    try {
+      return await readToEnd(kafka, groupId, pending, options);
+    } finally {
+      await admin.deleteGroups([groupId]).catch((error: unknown) => options.logger.debug('could not delete the restore group (it expires by itself)', { groupId, error }));
+    }
   } finally {
-    await admin.disconnect();
+    await admin.disconnect().catch(() => undefined);
   }
-  if (pending.size === 0) return { records: 0 };
+}
 
-  const groupId = `${options.groupPrefix}-restore-${randomUUID()}`;
+async function readToEnd(
+  kafka: Kafka,
+  groupId: string,
+  pending: Map<string, { target: RestoreTarget; end: bigint }>,
+  options: { logger: Logger; timeoutMs?: number },
+): Promise<{ records: number }> {
   const consumer = kafka.consumer({ groupId, readUncommitted: false, maxBytesPerPartition: 8 * 1024 * 1024, maxWaitTimeInMs: 100, sessionTimeout: 30_000 });
   let records = 0;
   let finish!: () => void;
@@ -60,7 +73,8 @@ export async function restorePartitions(
     reached(event.payload.topic, event.payload.partition, event.payload.lastOffset);
   });
   const removeCrash = consumer.on(consumer.events.CRASH, (event) => fail(event.payload.error));
-  const timer = setTimeout(() => fail(new Error(`restore did not reach the changelog end within ${options.timeoutMs ?? 300_000} ms`)), options.timeoutMs ?? 300_000);
+  const timeoutMs = options.timeoutMs ?? 300_000;
+  const timer = setTimeout(() => fail(new Error(`restore did not reach the changelog end within ${timeoutMs} ms`)), timeoutMs);
   try {
     await consumer.connect();
     await consumer.subscribe({ topics: [...pending.keys()], fromBeginning: true });
@@ -86,19 +100,6 @@ export async function restorePartitions(
     removeListener();
     removeCrash();
     await consumer.disconnect().catch((error: unknown) => options.logger.warn('restore consumer disconnect failed', { error }));
-    await deleteGroup(kafka, groupId, options.logger);
   }
   return { records };
-}
-
-async function deleteGroup(kafka: Kafka, groupId: string, logger: Logger): Promise<void> {
-  const admin = kafka.admin();
-  try {
-    await admin.connect();
-    await admin.deleteGroups([groupId]);
-  } catch (error) {
-    logger.debug('could not delete the restore group (it expires by itself)', { groupId, error });
-  } finally {
-    await admin.disconnect().catch(() => undefined);
-  }
 }

@@ -40,6 +40,8 @@ export function transactionalId(groupId: string, topic: string, partition: numbe
  */
 export class Task {
   state: TaskState = 'created';
+  /** The worker moved the consumer to this task's committed position once (see Worker.onBatch). */
+  seeked = false;
   private readonly producer: Producer;
   private readonly stores = new Map<string, InMemoryStore<unknown>>();
   private readonly context: TaskContext;

@@ -1,4 +1,4 @@
-import type { Message, Producer, TopicMessages } from 'kafkajs';
+import type { Message, Producer } from 'kafkajs';
 import { FencedError, OrdoError, TransientError } from '../errors.js';
 import type { OutputRecord } from '../processors/records.js';
 
@@ -19,18 +19,19 @@ export async function commitTransaction(producer: Producer, content: Transaction
   const transaction = await producer.transaction();
   try {
     const byTopic = new Map<string, Message[]>();
+    const targets = new Set<string>();
     for (const record of content.outputs) {
       let messages = byTopic.get(record.topic);
       if (!messages) byTopic.set(record.topic, (messages = []));
-      messages.push({ key: record.key, value: record.value, headers: record.headers, partition: record.partition ?? content.partition });
+      const partition = record.partition ?? content.partition;
+      messages.push({ key: record.key, value: record.value, headers: record.headers, partition });
+      if (record.partition !== undefined || messages.length === 1) targets.add(`${record.topic}/${partition}`);
     }
-    const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
-    if (topicMessages.length > 0) {
-      const written = await transaction.sendBatch({ topicMessages, acks: -1 });
+    if (byTopic.size > 0) {
+      const written = await transaction.sendBatch({ topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })), acks: -1 });
       // kafkajs silently skips a partition the topic does not have: never commit past that.
       const acked = new Set(written.map((m) => `${m.topicName}/${m.partition}`));
-      for (const record of content.outputs) {
-        const target = `${record.topic}/${record.partition ?? content.partition}`;
+      for (const target of targets) {
         if (!acked.has(target)) throw new OrdoError(`no acknowledgement for ${target}: does the topic have that partition?`);
       }
     }

@@ -33,12 +33,14 @@ export interface WorkerOptions extends EngineSettings {
   /** Stores the processors declare (changelogs are created for them and for `meta`). */
   storeNames: string[];
   processorFactory: TaskProcessorFactory;
-  partitionsConsumedConcurrently?: number;
-  /** Attempts for a batch that fails with a transient error before the worker gives up. */
-  maxBatchAttempts?: number;
   logger: Logger;
   metrics: OrdoMetrics;
 }
+
+/** Partitions whose batches run at the same time (each has its own task and producer). */
+const PARTITIONS_CONCURRENTLY = 4;
+/** Attempts for a batch that fails with a transient error before the worker gives up. */
+const MAX_BATCH_ATTEMPTS = 10;
 
 /**
  * The only place that runs the consume loop: a consumer group on the input topic, one
@@ -48,16 +50,16 @@ export class Worker {
   readonly lifecycle = new Lifecycle();
   private consumer: Consumer | undefined;
   private readonly tasks = new Map<number, Task>();
-  private readonly starting = new Map<number, Promise<Task>>();
-  /** Partitions whose task was fenced: not restarted until the next assignment. */
+  /** Tasks being started (restoring); the worker is `restoring` while any is. */
+  private readonly pendingTasks = new Map<number, Promise<Task>>();
+  /** Partitions whose task was fenced: idle until the rebalance that normally follows. */
   private readonly fenced = new Set<number>();
   private assigned = new Set<number>();
   private readonly log: Logger;
   private stopping: Promise<void> | undefined;
   private consuming = false;
-  private starting_: Promise<void> | undefined;
+  private startPromise: Promise<void> | undefined;
   private readonly finished: Promise<LifecycleState>;
-  private restoring = 0;
   private failure: Error | undefined;
 
   constructor(private readonly options: WorkerOptions) {
@@ -81,8 +83,8 @@ export class Worker {
 
   /** Ensures topics, joins the group and starts consuming; resolves once the consumer runs. */
   start(): Promise<void> {
-    this.starting_ ??= this.startNow();
-    return this.starting_;
+    this.startPromise ??= this.startNow();
+    return this.startPromise;
   }
 
   /** Resolves with the final state (stopped or failed). */
@@ -115,7 +117,7 @@ export class Worker {
       await consumer.run({
         autoCommit: false,
         eachBatchAutoResolve: false,
-        partitionsConsumedConcurrently: o.partitionsConsumedConcurrently ?? 4,
+        partitionsConsumedConcurrently: PARTITIONS_CONCURRENTLY,
         eachBatch: (payload) => this.onBatch(payload),
       });
       this.consuming = true;
@@ -157,7 +159,7 @@ export class Worker {
     this.assigned = next;
     // Restore eagerly, so a partition is ready before its first batch arrives.
     for (const partition of next) {
-      if (!this.tasks.has(partition) && !this.starting.has(partition)) {
+      if (!this.tasks.has(partition) && !this.pendingTasks.has(partition)) {
         this.taskFor(partition).catch((error: unknown) => this.log.warn('task start failed; retried on the next batch', { partition, error }));
       }
     }
@@ -175,10 +177,14 @@ export class Worker {
   private async taskFor(partition: number, heartbeat?: () => Promise<void>): Promise<Task> {
     const existing = this.tasks.get(partition);
     if (existing) return existing;
-    let pending = this.starting.get(partition);
+    let pending = this.pendingTasks.get(partition);
     if (!pending) {
-      pending = this.startTask(partition).finally(() => this.starting.delete(partition));
-      this.starting.set(partition, pending);
+      pending = this.startTask(partition).finally(() => {
+        this.pendingTasks.delete(partition);
+        this.refreshState();
+      });
+      this.pendingTasks.set(partition, pending);
+      this.refreshState();
     }
     if (!heartbeat) return pending;
     // Keep the group membership alive while the restore runs.
@@ -192,8 +198,6 @@ export class Worker {
 
   private async startTask(partition: number): Promise<Task> {
     const o = this.options;
-    this.restoring += 1;
-    this.refreshState();
     const task = new Task({
       kafka: o.kafka,
       groupId: o.groupId,
@@ -209,9 +213,6 @@ export class Worker {
     } catch (error) {
       await task.close();
       throw error;
-    } finally {
-      this.restoring -= 1;
-      this.refreshState();
     }
     if (!this.assigned.has(partition) || this.lifecycle.state === 'draining' || this.lifecycle.done) {
       // Revoked (or shutting down) while restoring.
@@ -226,7 +227,7 @@ export class Worker {
   private refreshState(): void {
     const state = this.lifecycle.state;
     if (state === 'draining' || this.lifecycle.done) return;
-    if (this.restoring > 0) this.lifecycle.transition('restoring');
+    if (this.pendingTasks.size > 0) this.lifecycle.transition('restoring');
     else if (this.consuming) this.lifecycle.transition('running');
   }
 
@@ -250,13 +251,13 @@ export class Worker {
     let messages: KafkaMessage[] = batch.messages;
     if (position !== undefined) {
       const pos = BigInt(position);
-      if (!taskSeeked.has(task) && messages.length > 0 && BigInt(messages[0]!.offset) !== pos) {
-        taskSeeked.add(task);
+      if (!task.seeked && messages.length > 0 && BigInt(messages[0]!.offset) !== pos) {
+        task.seeked = true;
         this.log.info('seeking to the committed task position', { partition, from: messages[0]!.offset, to: position });
         this.consumer?.seek({ topic: batch.topic, partition, offset: position });
         return;
       }
-      taskSeeked.add(task);
+      task.seeked = true;
       messages = messages.filter((m) => BigInt(m.offset) >= pos);
     }
 
@@ -289,7 +290,7 @@ export class Worker {
 
   /** Runs `action`, retrying transient failures with backoff; fenced -> drop the task; exhausted -> fail the worker. */
   private async withRetries<T>(action: () => Promise<T>, heartbeat: () => Promise<void>, partition: number, stillOwned: () => boolean = () => true): Promise<T | undefined> {
-    const attempts = this.options.maxBatchAttempts ?? 10;
+    const attempts = MAX_BATCH_ATTEMPTS;
     for (let attempt = 1; ; attempt++) {
       try {
         return await action();
@@ -334,7 +335,7 @@ export class Worker {
     this.lifecycle.transition('draining');
     const drain = async (): Promise<void> => {
       // A stop during start waits for the start to finish, then undoes it.
-      await this.starting_?.catch(() => undefined);
+      await this.startPromise?.catch(() => undefined);
       await this.consumer?.stop();
       await this.consumer?.disconnect();
       await Promise.all([...this.tasks.keys()].map((p) => this.dropTask(p, 'shutdown')));
@@ -375,8 +376,6 @@ export class Worker {
     this.lifecycle.transition('failed');
   }
 }
-
-const taskSeeked = new WeakSet<Task>();
 
 /** The partition was revoked while its task was starting: not an error of the batch. */
 class RevokedError extends OrdoError {

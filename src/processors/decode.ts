@@ -1,7 +1,7 @@
 import { BadRecordError, OrdoError } from '../errors.js';
 import type { SchemaLookup } from '../schema/schema-catalog.js';
 import { type UsageEvent, usageEventType, validateUsageEvent } from '../schema/usage-event.js';
-import { unframe } from '../schema/wire-format.js';
+import { HEADER_SIZE, MAGIC_BYTE, unframe } from '../schema/wire-format.js';
 import { parseServiceTimeHeader } from '../clock/service-time.js';
 import type avro from 'avsc';
 import { type DecodedEvent, HEADER, type HeaderValue, type SourceRecord, type StepResult, type TimeContext } from './records.js';
@@ -11,7 +11,7 @@ export function schemaIdsOf(records: readonly SourceRecord[]): number[] {
   const ids = new Set<number>();
   for (const record of records) {
     const value = record.value;
-    if (value && value.length >= 5 && value[0] === 0) ids.add(value.readUInt32BE(1));
+    if (value && value.length >= HEADER_SIZE && value[0] === MAGIC_BYTE) ids.add(value.readUInt32BE(1));
   }
   return [...ids];
 }

@@ -1,5 +1,4 @@
-import { HybridClock } from '../clock/hybrid-clock.js';
-import type { PhysicalClock } from '../clock/physical-clock.js';
+import type { HybridClock } from '../clock/hybrid-clock.js';
 import { formatServiceTime, parseServiceTime } from '../clock/service-time.js';
 import type { ProcessResult, TaskContext, TaskProcessor } from '../engine/task-processor.js';
 import type { SchemaCatalog } from '../schema/schema-catalog.js';
@@ -12,19 +11,16 @@ import { type StampStats, StampStep } from './stamp.js';
 export const META_CLOCK_HWM = 'clock-hwm';
 
 export interface PipelineSettings {
-  nodeId: string;
-  maxSkewMs: number;
+  /**
+   * The worker's one clock, shared by its tasks so (service-time, service-node) stays
+   * unique per node. Its node id also names the node in dead-letter headers.
+   */
+  clock: HybridClock;
   orderedTopic: string;
   dlqTopic: string;
   /** Registry id of UsageEvent under the ordered topic's value subject. */
   outputSchemaId: number;
   catalog: SchemaCatalog;
-  physical: PhysicalClock;
-  /**
-   * The worker's one clock, shared by its tasks so (service-time, service-node) stays
-   * unique per node; a fresh clock when absent (tests).
-   */
-  clock?: HybridClock;
 }
 
 /**
@@ -39,9 +35,9 @@ export class PipelineProcessor implements TaskProcessor {
   private readonly encode: EncodeStep;
 
   constructor(private readonly settings: PipelineSettings) {
-    this.clock = settings.clock ?? new HybridClock({ node: settings.nodeId, physical: settings.physical, maxSkewMs: settings.maxSkewMs });
+    this.clock = settings.clock;
     this.decode = new DecodeStep(settings.catalog);
-    this.stamp = new StampStep(this.clock, settings.physical);
+    this.stamp = new StampStep(this.clock);
     this.encode = new EncodeStep(settings.orderedTopic, settings.outputSchemaId);
   }
 
@@ -61,7 +57,7 @@ export class PipelineProcessor implements TaskProcessor {
     const stamped = this.stamp.run(decoded.items, stats);
     const dead = [...decoded.dead, ...stamped.dead];
     const outputs = this.encode.run(stamped.items);
-    for (const d of dead) outputs.push(toDeadLetterRecord(d, this.settings.dlqTopic, this.settings.nodeId));
+    for (const d of dead) outputs.push(toDeadLetterRecord(d, this.settings.dlqTopic, this.clock.node));
     if (stamped.items.length > 0) context.meta.put(META_CLOCK_HWM, formatServiceTime(this.clock.last));
     return { outputs, report: { deadLetters: dead, clockSkewsMs: stats.skewsMs, clockSkewRejected: stats.rejectedForSkew } };
   }

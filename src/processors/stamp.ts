@@ -1,6 +1,5 @@
 import { ClockSkewError } from '../errors.js';
 import type { HybridClock } from '../clock/hybrid-clock.js';
-import type { PhysicalClock } from '../clock/physical-clock.js';
 import { millisOf } from '../clock/service-time.js';
 import type { DecodedEvent, StampedEvent, StepResult } from './records.js';
 
@@ -16,10 +15,7 @@ export interface StampStats {
  * adopted: the event is dead-lettered as `clock-skew` and the clock is left unchanged.
  */
 export class StampStep {
-  constructor(
-    private readonly clock: HybridClock,
-    private readonly physical: PhysicalClock,
-  ) {}
+  constructor(private readonly clock: HybridClock) {}
 
   run(events: readonly DecodedEvent[], stats?: StampStats): StepResult<StampedEvent> {
     const items: StampedEvent[] = [];
@@ -32,7 +28,7 @@ export class StampStep {
         items.push({ ...decoded, stamp, orderKey: stamp });
         continue;
       }
-      stats?.skewsMs.push(Math.max(0, millisOf(context.time) - this.physical.now()));
+      stats?.skewsMs.push(Math.max(0, millisOf(context.time) - this.clock.physical.now()));
       try {
         const stamp = { time: this.clock.receive(context.time), node };
         items.push({ ...decoded, stamp, orderKey: { time: context.time, node: context.node ?? '' } });

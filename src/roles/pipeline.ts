@@ -23,16 +23,7 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
     outputTopics: [config.topics.ordered, config.topics.dlq],
     storeNames: [],
     processorFactory: () =>
-      new PipelineProcessor({
-        nodeId: config.nodeId,
-        maxSkewMs: config.maxSkewMs,
-        orderedTopic: config.topics.ordered,
-        dlqTopic: config.topics.dlq,
-        outputSchemaId,
-        catalog,
-        physical: systemClock,
-        clock,
-      }),
+      new PipelineProcessor({ clock, orderedTopic: config.topics.ordered, dlqTopic: config.topics.dlq, outputSchemaId, catalog }),
     logger: deps.logger,
     metrics: deps.metrics,
   });

@@ -13,8 +13,9 @@ export interface SchemaLookup {
 /** Wraps @kafkajs/confluent-schema-registry: registers our schemas, prefetches writer schemas by id. */
 export class SchemaCatalog implements SchemaLookup {
   private readonly registry: SchemaRegistry;
+  /** Fetched writer schemas; null for a schema that is not Avro (never ours to read). */
   private readonly types = new Map<number, avro.Type | null>();
-  /** When an id was found missing: asked again after `missingTtlMs` (it may be registered late). */
+  /** When the registry said an id does not exist: asked again after `missingTtlMs` (it may be registered late). */
   private readonly missingSince = new Map<number, number>();
 
   constructor(
@@ -39,25 +40,22 @@ export class SchemaCatalog implements SchemaLookup {
   }
 
   writerType(schemaId: number): avro.Type | null | undefined {
-    return this.types.get(schemaId);
+    return this.types.get(schemaId) ?? (this.missingSince.has(schemaId) ? null : undefined);
   }
 
   /** Fetches every id not yet known. A 404 marks the id unknown; anything else is transient. */
   async prefetch(schemaIds: Iterable<number>): Promise<void> {
-    for (const id of new Set(schemaIds)) {
-      const missing = this.missingSince.get(id);
-      if (missing !== undefined && Date.now() - missing >= this.missingTtlMs) {
-        this.types.delete(id);
-        this.missingSince.delete(id);
-      }
+    for (const id of schemaIds) {
       if (this.types.has(id)) continue;
+      const missing = this.missingSince.get(id);
+      if (missing !== undefined && Date.now() - missing < this.missingTtlMs) continue;
       try {
         const schema = await this.registry.getSchema(id);
         // The library returns an avsc Type for Avro schemas; anything else is not ours to read.
         this.types.set(id, schema instanceof avro.Type ? schema : null);
+        this.missingSince.delete(id);
       } catch (cause) {
         if (isNotFound(cause)) {
-          this.types.set(id, null);
           this.missingSince.set(id, Date.now());
           continue;
         }

@@ -23,7 +23,22 @@ async function setUp(name: string) {
     workers.push(w);
     return w;
   };
-  return { prefix, workload, spawnWorker };
+  /** Worker A runs, events are produced over `durationMs`; resolves once A has written `outputs`. */
+  const startStream = async (durationMs: number, outputs: number, chunk?: number) => {
+    const a = spawnWorker('node-a');
+    await a.waitFor((l) => l.msg === 'task restored');
+    const producing = producePaced(producer, `${prefix}-in`, workload.messages, durationMs, chunk);
+    await waitForOutput(`${prefix}-ordered`, outputs);
+    return { a, producing };
+  };
+  /** Reads the whole ordered output and checks it: every valid event once, stamps rising per key. */
+  const readVerified = async () => {
+    const ordered = await readAll(kafka, `${prefix}-ordered`, EVENTS, { timeoutMs: 150_000, settleMs: 3_000 });
+    expectExactlyOnce(ordered, workload.validIds);
+    expectStampsIncreasePerKey(ordered);
+    return ordered;
+  };
+  return { prefix, workload, spawnWorker, startStream, readVerified };
 }
 
 async function waitForOutput(topic: string, atLeast: number, timeoutMs = 90_000): Promise<void> {
@@ -47,32 +62,23 @@ describe('exactly-once under process failure (real broker, real worker processes
   });
 
   it('a worker SIGKILLed mid-stream and restarted: every valid event exactly once, bad ones dead-lettered once', async () => {
-    const { prefix, workload, spawnWorker } = await setUp('fault-kill');
-    const a = spawnWorker('node-a');
-    await a.waitFor((l) => l.msg === 'task restored');
-    const producing = producePaced(producer, `${prefix}-in`, workload.messages, 10_000);
-    await waitForOutput(`${prefix}-ordered`, 2_500);
+    const { prefix, workload, spawnWorker, startStream, readVerified } = await setUp('fault-kill');
+    const { a, producing } = await startStream(10_000, 2_500);
     a.signal('SIGKILL');
     expect(await a.exited).toBe(-1);
 
     const b = spawnWorker('node-b');
     await producing;
-    const ordered = await readAll(kafka, `${prefix}-ordered`, EVENTS, { timeoutMs: 150_000, settleMs: 3_000 });
+    await readVerified();
     const dlq = await readAll(kafka, `${prefix}-dlq`, workload.badKeys.length, { timeoutMs: 30_000, settleMs: 2_000 });
-
-    expectExactlyOnce(ordered, workload.validIds);
-    expectStampsIncreasePerKey(ordered);
     expect(dlq.map((m) => m.key!.toString()).sort()).toEqual([...workload.badKeys].sort());
     expect(b.has((l) => l.msg === 'task restored')).toBe(true);
     expect(await b.stop()).toBe(0);
   });
 
   it('a paused (SIGSTOP) worker whose partitions moved is fenced when it resumes; output still exactly once', async () => {
-    const { prefix, workload, spawnWorker } = await setUp('fault-stop');
-    const a = spawnWorker('node-a');
-    await a.waitFor((l) => l.msg === 'task restored');
-    const producing = producePaced(producer, `${prefix}-in`, workload.messages, 20_000, 100);
-    await waitForOutput(`${prefix}-ordered`, 1_500);
+    const { spawnWorker, startStream, readVerified } = await setUp('fault-stop');
+    const { a, producing } = await startStream(20_000, 1_500, 100);
     a.signal('SIGSTOP');
 
     const b = spawnWorker('node-b');
@@ -84,19 +90,14 @@ describe('exactly-once under process failure (real broker, real worker processes
     await a.waitFor((l) => l.msg === 'task fenced: another worker owns this partition now', 30_000);
 
     await producing;
-    const ordered = await readAll(kafka, `${prefix}-ordered`, EVENTS, { timeoutMs: 150_000, settleMs: 3_000 });
-    expectExactlyOnce(ordered, workload.validIds);
-    expectStampsIncreasePerKey(ordered);
+    await readVerified();
     expect(await a.stop()).toBe(0);
     expect(await b.stop()).toBe(0);
   });
 
   it('a worker drained with SIGTERM mid-stream exits 0 within the grace time; its successor continues exactly once', async () => {
-    const { prefix, workload, spawnWorker } = await setUp('fault-term');
-    const a = spawnWorker('node-a');
-    await a.waitFor((l) => l.msg === 'task restored');
-    const producing = producePaced(producer, `${prefix}-in`, workload.messages, 10_000);
-    await waitForOutput(`${prefix}-ordered`, 2_500);
+    const { spawnWorker, startStream, readVerified } = await setUp('fault-term');
+    const { a, producing } = await startStream(10_000, 2_500);
     const signalled = Date.now();
     a.signal('SIGTERM');
     expect(await a.exited).toBe(0);
@@ -105,24 +106,17 @@ describe('exactly-once under process failure (real broker, real worker processes
 
     const b = spawnWorker('node-b');
     await producing;
-    const ordered = await readAll(kafka, `${prefix}-ordered`, EVENTS, { timeoutMs: 150_000, settleMs: 3_000 });
-    expectExactlyOnce(ordered, workload.validIds);
-    expectStampsIncreasePerKey(ordered);
+    await readVerified();
     expect(await b.stop()).toBe(0);
   });
 
   it('a second worker joining mid-stream (rebalance, partitions revoked and restored): exactly once', async () => {
-    const { prefix, workload, spawnWorker } = await setUp('fault-join');
-    const a = spawnWorker('node-a');
-    await a.waitFor((l) => l.msg === 'task restored');
-    const producing = producePaced(producer, `${prefix}-in`, workload.messages, 12_000);
-    await waitForOutput(`${prefix}-ordered`, 2_000);
+    const { spawnWorker, startStream, readVerified } = await setUp('fault-join');
+    const { a, producing } = await startStream(12_000, 2_000);
     const b = spawnWorker('node-b');
     await b.waitFor((l) => l.msg === 'task restored', 60_000);
     await producing;
-    const ordered = await readAll(kafka, `${prefix}-ordered`, EVENTS, { timeoutMs: 150_000, settleMs: 3_000 });
-    expectExactlyOnce(ordered, workload.validIds);
-    expectStampsIncreasePerKey(ordered);
+    const ordered = await readVerified();
     // Both took part: each wrote some of the output.
     const nodes = new Set(ordered.map((m) => m.headers?.['service-node']?.toString()));
     expect([...nodes].sort()).toEqual(['node-a', 'node-b']);

@@ -2,6 +2,7 @@ import { type Socket, connect, createServer } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KafkaJSError, type Kafka, type Producer, type ProducerConfig } from 'kafkajs';
 import avro from 'avsc';
+import { HybridClock } from '../../src/clock/hybrid-clock.js';
 import { systemClock } from '../../src/clock/physical-clock.js';
 import { frame } from '../../src/schema/wire-format.js';
 import { Worker } from '../../src/engine/worker.js';
@@ -122,6 +123,7 @@ describe('Worker', () => {
 
     const catalog = new SchemaCatalog(REGISTRY_URL);
     const outputSchemaId = await catalog.register(`${config.topics.ordered}-value`, usageEventSchema);
+    const clock = new HybridClock({ node: config.nodeId, physical: systemClock, maxSkewMs: config.maxSkewMs });
     const lossy = lossyCommits(kafka, new Set([2, 5, 9]));
     const worker = new Worker({
       ...config,
@@ -130,7 +132,7 @@ describe('Worker', () => {
       outputTopics: [config.topics.ordered, config.topics.dlq],
       storeNames: [],
       processorFactory: () =>
-        new PipelineProcessor({ nodeId: config.nodeId, maxSkewMs: config.maxSkewMs, orderedTopic: config.topics.ordered, dlqTopic: config.topics.dlq, outputSchemaId, catalog, physical: systemClock }),
+        new PipelineProcessor({ clock, orderedTopic: config.topics.ordered, dlqTopic: config.topics.dlq, outputSchemaId, catalog }),
       logger: noopLogger,
       metrics: new OrdoMetrics(),
     });

@@ -1,6 +1,6 @@
-import avro from 'avsc';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { HybridClock } from '../../src/clock/hybrid-clock.js';
 import { formatServiceTime, makeServiceTime, parseServiceTime } from '../../src/clock/service-time.js';
 import { InMemoryStore, stringCodec } from '../../src/engine/state-store.js';
 import { OrdoError } from '../../src/errors.js';
@@ -9,19 +9,14 @@ import type { OutputRecord, SourceRecord } from '../../src/processors/records.js
 import type { SchemaCatalog } from '../../src/schema/schema-catalog.js';
 import { type UsageEvent, usageEventType } from '../../src/schema/usage-event.js';
 import { unframe } from '../../src/schema/wire-format.js';
-import { FakeCatalog, FakeClock, T0, anyUsageEvent, catchError, framedEvent, sourceRecord, taskContext, usageEvent } from '../support/unit/fixtures.js';
+import { FakeCatalog, FakeClock, T0, olderUsageEventType, anyUsageEvent, catchError, framedEvent, sourceRecord, taskContext, usageEvent } from '../support/unit/fixtures.js';
 
 const INPUT_ID = 1;
 const OLDER_ID = 2;
 const MISSING_ID = 3;
 const OUTPUT_ID = 10;
 
-const olderType = avro.Type.forSchema({
-  type: 'record',
-  name: 'UsageEvent',
-  namespace: 'dev.ordo.v1',
-  fields: ['id', 'source', 'type', 'subject'].map((name) => ({ name, type: 'string' })).concat([{ name: 'time', type: 'long' }]),
-});
+const olderType = olderUsageEventType;
 
 function pipeline(physical = new FakeClock(T0), nodeId = 'ordo-0') {
   const catalog = new FakeCatalog(
@@ -32,13 +27,11 @@ function pipeline(physical = new FakeClock(T0), nodeId = 'ordo-0') {
     ]),
   );
   const processor = new PipelineProcessor({
-    nodeId,
-    maxSkewMs: 500,
+    clock: new HybridClock({ node: nodeId, physical, maxSkewMs: 500 }),
     orderedTopic: 'usage-events-ordered',
     dlqTopic: 'usage-events-dlq',
     outputSchemaId: OUTPUT_ID,
     catalog: catalog as unknown as SchemaCatalog,
-    physical,
   });
   return { processor, physical, catalog };
 }

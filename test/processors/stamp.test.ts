@@ -15,7 +15,7 @@ function decoded(context?: TimeContext, id = 'e'): DecodedEvent {
 
 function setup(ms = T0, physical: PhysicalClock = new FakeClock(ms)) {
   const clock = new HybridClock({ node: 'ordo-0', physical, maxSkewMs: MAX_SKEW });
-  return { clock, step: new StampStep(clock, physical) };
+  return { clock, step: new StampStep(clock) };
 }
 
 describe('StampStep', () => {
