@@ -4,15 +4,22 @@ import { ConfigError } from './errors.js';
 import { startHttpServer } from './http/server.js';
 import { OrdoMetrics } from './metrics/metrics.js';
 import { jsonLogger } from './observability/logger.js';
-import type { Worker } from './engine/worker.js';
+import type { OrdoConfig } from './config/config.js';
+import type { Logger } from './observability/logger.js';
+import { startApiRole } from './roles/api.js';
 import { createPipelineWorker } from './roles/pipeline.js';
 
-const ROLES = ['pipeline'] as const;
+const ROLES = ['pipeline', 'api'] as const;
+type Role = (typeof ROLES)[number];
 const USAGE = `usage: ordo <role>
 
 roles:
-  pipeline   consume usage events, stamp them with hybrid service time, and write
-             them exactly once to the ordered topic (bad records to the DLQ)
+  pipeline   consume usage events, stamp them with hybrid service time, drop
+             duplicates, aggregate them into the compacted aggregates topic and
+             write them exactly once to the ordered topic (bad records to the DLQ,
+             events too late for their window to the late topic)
+  api        serve the usage query API (ORDO_API_PORT) from a read model that
+             follows the aggregates topic
 
 Configuration comes from environment variables (docs/configuration.md).`;
 
@@ -39,16 +46,16 @@ async function main(argv: string[]): Promise<number> {
   const logger = jsonLogger(config.logLevel).child({ role, node: config.nodeId });
   const metrics = new OrdoMetrics({ defaultMetrics: true });
   // Health and signals come first: registering the schema may wait for the registry.
-  const started: { worker?: Worker } = {};
+  const started: { handle?: RoleHandle } = {};
   let stopRequested = false;
   const server = config.metricsPort > 0
     ? await startHttpServer({
         port: config.metricsPort,
         registry: metrics.registry,
         health: {
-          state: () => started.worker?.state ?? 'starting',
-          live: () => started.worker?.state !== 'failed',
-          ready: () => started.worker?.state === 'running',
+          state: () => started.handle?.state() ?? 'starting',
+          live: () => started.handle?.state() !== 'failed',
+          ready: () => started.handle?.ready() ?? false,
         },
       })
     : undefined;
@@ -62,21 +69,16 @@ async function main(argv: string[]): Promise<number> {
     }
     logger.info('signal received: draining', { signal, graceMs: config.shutdownGraceMs });
     stopRequested = true;
-    if (started.worker) void started.worker.stop();
+    if (started.handle) void started.handle.stop();
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
-  const worker = await createPipelineWorker(config, { logger, metrics });
-  started.worker = worker;
-  if (stopRequested) {
-    server?.close();
-    logger.info('exit', { state: 'stopped' });
-    return 0;
-  }
-
+  let handle: RoleHandle;
   try {
-    await worker.start();
+    handle = await startRole(role as Role, config, { logger, metrics }, () => stopRequested);
+    started.handle = handle;
+    if (stopRequested) await handle.stop();
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`ordo: invalid configuration: ${error.message}\n`);
@@ -85,10 +87,41 @@ async function main(argv: string[]): Promise<number> {
     }
     throw error;
   }
-  const final = await worker.done;
+  const final = await handle.done;
   server?.close();
   logger.info('exit', { state: final });
   return final === 'stopped' ? 0 : 1;
+}
+
+/** What the CLI needs of a running role: health, a drain, and its end. */
+interface RoleHandle {
+  state(): string;
+  ready(): boolean;
+  stop(): Promise<void>;
+  readonly done: Promise<string>;
+}
+
+async function startRole(role: Role, config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics }, stopRequested: () => boolean): Promise<RoleHandle> {
+  if (role === 'api') {
+    const api = await startApiRole(config, deps);
+    let stopping: Promise<void> | undefined;
+    let finish: (state: 'stopped') => void = () => undefined;
+    const done = new Promise<'stopped'>((resolve) => (finish = resolve));
+    return {
+      state: () => (stopping ? 'draining' : api.ready() ? 'running' : 'restoring'),
+      ready: () => !stopping && api.ready(),
+      stop: () => (stopping ??= api.stop().then(() => finish('stopped'))),
+      done,
+    };
+  }
+  const worker = await createPipelineWorker(config, deps);
+  if (!stopRequested()) await worker.start();
+  return {
+    state: () => worker.state,
+    ready: () => worker.state === 'running',
+    stop: () => worker.stop(),
+    done: worker.done,
+  };
 }
 
 main(process.argv.slice(2)).then(

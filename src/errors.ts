@@ -25,7 +25,8 @@ export type DeadLetterReason =
   | 'incompatible-schema'
   | 'invalid-event'
   | 'clock-skew'
-  | 'bad-service-time';
+  | 'bad-service-time'
+  | 'invalid-value';
 
 /** A record that cannot be processed: data, not a crash. Goes to the DLQ. */
 export class BadRecordError extends OrdoError {
@@ -84,5 +85,22 @@ export class TransientError extends OrdoError {
 
   constructor(message: string, options: { cause?: unknown } = {}) {
     super(message, { retriable: true, cause: options.cause });
+  }
+}
+
+/**
+ * A query the API cannot answer as asked (unknown meter, bad range, a time zone the
+ * maintained windows cannot answer exactly): an HTTP 4xx with this message, never a guess.
+ */
+export class QueryError extends OrdoError {
+  static override readonly code = 'ORDO_QUERY';
+  readonly status: number;
+  /** Stable machine-readable kind, e.g. 'unknown-meter', 'bad-parameter', 'not-exact'. */
+  readonly kind: string;
+
+  constructor(kind: string, message: string, status = 400) {
+    super(message, { retriable: false });
+    this.kind = kind;
+    this.status = status;
   }
 }

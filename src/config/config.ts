@@ -10,6 +10,9 @@ const GROUP = /^[A-Za-z0-9._-]{1,200}$/;
 /** host:port or [ipv6]:port. */
 const BROKER = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s,:[\]]+):(\d{1,5})$/;
 
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -18,6 +21,7 @@ export interface TopicNames {
   ordered: string;
   dlq: string;
   late: string;
+  aggregates: string;
 }
 
 /**
@@ -46,6 +50,14 @@ export interface OrdoConfig {
   shutdownGraceMs: number;
   metricsPort: number;
   logLevel: LogLevel;
+  /** Meter definitions (YAML or JSON); undefined: no meters, aggregation off. */
+  metersFile: string | undefined;
+  /** An event whose (source, id) was seen this recently (stamp time) is a duplicate. */
+  dedupeWindowMs: number;
+  /** An event whose time is further behind its stamp than this goes to the late topic. */
+  allowedLatenessMs: number;
+  /** Port of the `api` role's query API. */
+  apiPort: number;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): OrdoConfig {
@@ -67,6 +79,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ordered: read.string('ORDO_ORDERED_TOPIC', 'usage-events-ordered', TOPIC, 'a valid Kafka topic name'),
     dlq: read.string('ORDO_DLQ_TOPIC', 'usage-events-dlq', TOPIC, 'a valid Kafka topic name'),
     late: read.string('ORDO_LATE_TOPIC', 'usage-events-late', TOPIC, 'a valid Kafka topic name'),
+    aggregates: read.string('ORDO_AGGREGATES_TOPIC', 'usage-aggregates', TOPIC, 'a valid Kafka topic name'),
   };
   const config: OrdoConfig = {
     brokers,
@@ -88,6 +101,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     shutdownGraceMs: read.int('ORDO_SHUTDOWN_GRACE_MS', 30_000, 0, 600_000),
     metricsPort: read.int('ORDO_METRICS_PORT', 9464, 0, 65_535),
     logLevel: read.oneOf('ORDO_LOG_LEVEL', 'info', LOG_LEVELS),
+    metersFile: read.string('ORDO_METERS_FILE', '') || undefined,
+    dedupeWindowMs: read.int('ORDO_DEDUPE_WINDOW_MS', 24 * HOUR_MS, 0, 366 * DAY_MS),
+    allowedLatenessMs: read.int('ORDO_ALLOWED_LATENESS_MS', 35 * DAY_MS, 0, 3660 * DAY_MS),
+    apiPort: read.int('ORDO_API_PORT', 8080, 0, 65_535),
   };
   checkCrossFieldRules(config);
   return config;

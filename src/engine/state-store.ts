@@ -9,6 +9,12 @@ export const stringCodec: StoreCodec<string> = {
   decode: (b) => b.toString('utf8'),
 };
 
+/** Numbers as decimal text (timestamps and the like). */
+export const numberCodec: StoreCodec<number> = {
+  encode: (v) => Buffer.from(String(v), 'utf8'),
+  decode: (b) => Number(b.toString('utf8')),
+};
+
 /** One changelog entry: a key and its new encoded value, or null for a delete (tombstone). */
 export interface ChangelogEntry {
   key: string;
@@ -25,6 +31,8 @@ export interface KeyValueStore<V> {
   get(key: string): V | undefined;
   put(key: string, value: V): void;
   delete(key: string): void;
+  /** Committed entries (staged writes excluded): for sweeps such as expiry. */
+  entries(): IterableIterator<[string, V]>;
   readonly size: number;
 }
 
@@ -49,6 +57,10 @@ export class InMemoryStore<V> implements KeyValueStore<V> {
 
   delete(key: string): void {
     this.staged.set(key, DELETED);
+  }
+
+  entries(): IterableIterator<[string, V]> {
+    return this.committed.entries();
   }
 
   get size(): number {

@@ -20,6 +20,12 @@ export interface BatchReport {
   deadLetters: { reason: string }[];
   clockSkewsMs?: number[];
   clockSkewRejected?: number;
+  /** Events dropped as duplicates of an id seen within the dedupe window. */
+  duplicates?: number;
+  /** Events routed to the late topic, with the reason. */
+  late?: { reason: string }[];
+  /** State entries expired (deleted) in this batch. */
+  expired?: number;
 }
 
 export interface ProcessResult {

@@ -5,7 +5,7 @@ import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../processors/records.js';
 import { restorePartitions } from './restore.js';
 import { InMemoryStore, type KeyValueStore, stringCodec } from './state-store.js';
-import type { ProcessResult, TaskContext, TaskProcessor } from './task-processor.js';
+import type { BatchReport, ProcessResult, TaskContext, TaskProcessor } from './task-processor.js';
 import { classifyKafkaError, commitTransaction } from './transaction.js';
 
 export const META_STORE = 'meta';
@@ -109,6 +109,7 @@ export class Task {
     for (const store of this.stores.values()) {
       metrics.restoreSeconds.observe({ store: store.name }, seconds);
       metrics.restoreRecords.inc({ store: store.name }, counts.get(store.name) ?? 0);
+      metrics.stateEntries.set({ store: store.name, partition: String(partition) }, store.size);
     }
     this.options.processor.onRestored(this.context);
     this.state = 'running';
@@ -166,7 +167,7 @@ export class Task {
     return { outputs: result.outputs.length, deadLetters: result.report.deadLetters.length };
   }
 
-  private record(records: readonly SourceRecord[], outputs: readonly { topic: string }[], report: { deadLetters: { reason: string }[]; clockSkewsMs?: number[]; clockSkewRejected?: number }): void {
+  private record(records: readonly SourceRecord[], outputs: readonly { topic: string }[], report: BatchReport): void {
     const { metrics, topic, partition } = this.options;
     metrics.eventsIn.inc({ topic, partition: String(partition) }, records.length);
     const perTopic = new Map<string, number>();
@@ -175,6 +176,10 @@ export class Task {
     for (const d of report.deadLetters) metrics.deadLettered.inc({ reason: d.reason });
     for (const skew of report.clockSkewsMs ?? []) metrics.clockSkew.observe(skew / 1000);
     if (report.clockSkewRejected) metrics.clockSkewRejected.inc(report.clockSkewRejected);
+    if (report.duplicates) metrics.duplicates.inc(report.duplicates);
+    for (const l of report.late ?? []) metrics.late.inc({ reason: l.reason });
+    if (report.expired) metrics.stateExpired.inc(report.expired);
+    for (const store of this.stores.values()) metrics.stateEntries.set({ store: store.name, partition: String(partition) }, store.size);
     const now = Date.now();
     for (const r of records) metrics.endToEndSeconds.observe(Math.max(0, now - r.timestamp) / 1000);
   }
@@ -183,6 +188,7 @@ export class Task {
   async close(): Promise<void> {
     if (this.state !== 'fenced' && this.state !== 'broken') this.state = 'closed';
     await this.busy;
+    for (const store of this.stores.values()) this.options.metrics.stateEntries.remove({ store: store.name, partition: String(this.partition) });
     await this.producer.disconnect().catch((error: unknown) => this.log.warn('producer disconnect failed', { error }));
   }
 }

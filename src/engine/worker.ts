@@ -30,6 +30,8 @@ export interface WorkerOptions extends EngineSettings {
   inputTopic: string;
   /** Output topics the processors write (created if missing, co-partitioned with the input). */
   outputTopics: string[];
+  /** Outputs among outputTopics created with cleanup.policy=compact (latest value per key). */
+  compactedTopics?: string[];
   /** Stores the processors declare (changelogs are created for them and for `meta`). */
   storeNames: string[];
   processorFactory: TaskProcessorFactory;
@@ -137,7 +139,7 @@ export class Worker {
       const specs: TopicSpec[] = [
         { topic: o.inputTopic, partitions },
         // Outputs go to the input record's partition number: fewer partitions would lose records.
-        ...o.outputTopics.map((topic) => ({ topic, partitions, minPartitions: partitions })),
+        ...o.outputTopics.map((topic) => ({ topic, partitions, minPartitions: partitions, compacted: o.compactedTopics?.includes(topic) ?? false })),
         ...[META_STORE, ...o.storeNames].map((store) => ({ topic: changelogTopic(o.groupId, store), partitions, mustMatchPartitions: true, compacted: true })),
       ];
       await ensureTopics(admin, specs, { create: o.createTopics, replicationFactor: o.replicationFactor });

@@ -10,6 +10,13 @@ export class OrdoMetrics {
   readonly eventsIn: Counter<'topic' | 'partition'>;
   readonly eventsOut: Counter<'topic'>;
   readonly deadLettered: Counter<'reason'>;
+  readonly duplicates: Counter;
+  readonly late: Counter<'reason'>;
+  readonly stateExpired: Counter;
+  readonly stateEntries: Gauge<'store' | 'partition'>;
+  readonly readModelAggregates: Gauge;
+  readonly readModelLag: Gauge;
+  readonly readModelSkipped: Counter;
   readonly clockSkew: Histogram;
   readonly clockSkewRejected: Counter;
   readonly transactionSeconds: Histogram<'outcome'>;
@@ -30,6 +37,13 @@ export class OrdoMetrics {
     this.eventsIn = new Counter({ name: 'ordo_events_in_total', help: 'Input records read and processed (committed).', labelNames: ['topic', 'partition'], registers });
     this.eventsOut = new Counter({ name: 'ordo_events_out_total', help: 'Records written to output topics (committed), by topic.', labelNames: ['topic'], registers });
     this.deadLettered = new Counter({ name: 'ordo_events_dead_lettered_total', help: 'Records sent to the dead-letter topic, by reason.', labelNames: ['reason'], registers });
+    this.duplicates = new Counter({ name: 'ordo_events_duplicate_total', help: 'Events dropped because their (source, id) was seen within the dedupe window.', registers });
+    this.late = new Counter({ name: 'ordo_events_late_total', help: 'Events routed to the late topic, by reason.', labelNames: ['reason'], registers });
+    this.stateExpired = new Counter({ name: 'ordo_state_expired_total', help: 'State store entries expired (dedupe ids past the window, final aggregates).', registers });
+    this.stateEntries = new Gauge({ name: 'ordo_state_store_entries', help: 'Entries in a task state store, by store and input partition.', labelNames: ['store', 'partition'], registers });
+    this.readModelAggregates = new Gauge({ name: 'ordo_read_model_aggregates', help: 'Aggregates held by the api role\'s read model.', registers });
+    this.readModelLag = new Gauge({ name: 'ordo_read_model_lag_records', help: 'Records of the aggregates topic the read model has not applied yet.', registers });
+    this.readModelSkipped = new Counter({ name: 'ordo_read_model_skipped_total', help: 'Aggregate records the read model could not decode and skipped.', registers });
     this.clockSkew = new Histogram({
       name: 'ordo_clock_skew_seconds',
       help: 'How far a received service time was ahead of local physical time (0 when behind).',

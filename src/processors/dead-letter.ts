@@ -1,17 +1,34 @@
-import { HEADER, type DeadLetter, type OutputRecord } from './records.js';
+import { HEADER, type DeadLetter, type OutputRecord, type SourceRecord } from './records.js';
 import { passThroughHeaders } from './encode.js';
 
-const RESERVED = new Set<string>([HEADER.dlqReason, HEADER.dlqError, HEADER.dlqNode, HEADER.sourceTopic, HEADER.sourcePartition, HEADER.sourceOffset]);
+const RESERVED = new Set<string>([
+  HEADER.dlqReason,
+  HEADER.dlqError,
+  HEADER.dlqNode,
+  HEADER.lateReason,
+  HEADER.lateDetail,
+  HEADER.sourceTopic,
+  HEADER.sourcePartition,
+  HEADER.sourceOffset,
+]);
 const MAX_ERROR_LENGTH = 1000;
 
 /** The original key and bytes, untouched, plus headers naming the reason and where it came from. */
 export function toDeadLetterRecord(dead: DeadLetter, topic: string, node: string): OutputRecord {
-  const headers = passThroughHeaders(dead.source.headers, RESERVED);
-  headers[HEADER.dlqReason] = dead.reason;
-  headers[HEADER.dlqError] = dead.message.slice(0, MAX_ERROR_LENGTH);
+  return sideOutput(dead.source, topic, node, { [HEADER.dlqReason]: dead.reason, [HEADER.dlqError]: dead.message.slice(0, MAX_ERROR_LENGTH) });
+}
+
+/** A valid event taken out of the main flow because it came too late: original bytes, reason headers. */
+export function toLateRecord(late: { source: SourceRecord; reason: string; detail: string }, topic: string, node: string): OutputRecord {
+  return sideOutput(late.source, topic, node, { [HEADER.lateReason]: late.reason, [HEADER.lateDetail]: late.detail.slice(0, MAX_ERROR_LENGTH) });
+}
+
+function sideOutput(source: SourceRecord, topic: string, node: string, why: Record<string, string>): OutputRecord {
+  const headers = passThroughHeaders(source.headers, RESERVED);
+  Object.assign(headers, why);
   headers[HEADER.dlqNode] = node;
-  headers[HEADER.sourceTopic] = dead.source.topic;
-  headers[HEADER.sourcePartition] = String(dead.source.partition);
-  headers[HEADER.sourceOffset] = dead.source.offset;
-  return { topic, key: dead.source.key, value: dead.source.value, headers };
+  headers[HEADER.sourceTopic] = source.topic;
+  headers[HEADER.sourcePartition] = String(source.partition);
+  headers[HEADER.sourceOffset] = source.offset;
+  return { topic, key: source.key, value: source.value, headers };
 }

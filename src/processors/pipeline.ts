@@ -1,8 +1,13 @@
 import type { HybridClock } from '../clock/hybrid-clock.js';
 import { formatServiceTime, parseServiceTime } from '../clock/service-time.js';
-import type { ProcessResult, TaskContext, TaskProcessor } from '../engine/task-processor.js';
+import { numberCodec } from '../engine/state-store.js';
+import type { ProcessResult, StoreSpec, TaskContext, TaskProcessor } from '../engine/task-processor.js';
 import type { SchemaCatalog } from '../schema/schema-catalog.js';
-import { toDeadLetterRecord } from './dead-letter.js';
+import type { UsageAggregate } from '../usage/aggregation.js';
+import type { MeterCatalog } from '../usage/meters.js';
+import { AGGREGATES_STORE, AggregateStep, UNIQUE_STORE, aggregateCodec } from './aggregate.js';
+import { toDeadLetterRecord, toLateRecord } from './dead-letter.js';
+import { DEDUPE_STORE, DedupeStep } from './dedupe.js';
 import { DecodeStep, schemaIdsOf } from './decode.js';
 import { EncodeStep } from './encode.js';
 import type { SourceRecord } from './records.js';
@@ -18,26 +23,50 @@ export interface PipelineSettings {
   clock: HybridClock;
   orderedTopic: string;
   dlqTopic: string;
-  /** Registry id of UsageEvent under the ordered topic's value subject. */
+  lateTopic: string;
+  aggregatesTopic: string;
+  /** Registry ids of UsageEvent (ordered topic) and UsageAggregate (aggregates topic). */
   outputSchemaId: number;
+  aggregateSchemaId: number;
   catalog: SchemaCatalog;
+  meters: MeterCatalog;
+  dedupeWindowMs: number;
+  allowedLatenessMs: number;
 }
 
+export const PIPELINE_STORES: readonly StoreSpec[] = [
+  { name: DEDUPE_STORE, codec: numberCodec },
+  { name: AGGREGATES_STORE, codec: aggregateCodec },
+  { name: UNIQUE_STORE, codec: numberCodec },
+] as StoreSpec[];
+
 /**
- * The `pipeline` role's chain for one task: decode -> stamp -> encode, dead letters to
- * the DLQ. Later processors (dedupe, aggregate, order) slot in between stamp and encode.
+ * The `pipeline` role's chain for one task, one pass through the broker:
+ * decode -> stamp -> measure -> dedupe -> aggregate -> encode. Bad records go to the DLQ,
+ * events too late for their window to the late topic; both with the reason.
+ * Values are measured before dedupe so that an event dead-lettered for a bad value never
+ * claims its id: the corrected re-send is counted.
  */
 export class PipelineProcessor implements TaskProcessor {
-  readonly stores = [];
+  readonly stores = PIPELINE_STORES;
   readonly clock: HybridClock;
   private readonly decode: DecodeStep;
   private readonly stamp: StampStep;
+  private readonly dedupe: DedupeStep;
+  private readonly aggregate: AggregateStep;
   private readonly encode: EncodeStep;
 
   constructor(private readonly settings: PipelineSettings) {
     this.clock = settings.clock;
     this.decode = new DecodeStep(settings.catalog);
     this.stamp = new StampStep(this.clock);
+    this.dedupe = new DedupeStep(settings.dedupeWindowMs);
+    this.aggregate = new AggregateStep({
+      meters: settings.meters,
+      aggregatesTopic: settings.aggregatesTopic,
+      aggregateSchemaId: settings.aggregateSchemaId,
+      allowedLatenessMs: settings.allowedLatenessMs,
+    });
     this.encode = new EncodeStep(settings.orderedTopic, settings.outputSchemaId);
   }
 
@@ -52,13 +81,34 @@ export class PipelineProcessor implements TaskProcessor {
   }
 
   process(records: readonly SourceRecord[], context: TaskContext): ProcessResult {
+    const { dlqTopic, lateTopic } = this.settings;
+    const node = this.clock.node;
     const decoded = this.decode.run(records);
     const stats: StampStats = { skewsMs: [], rejectedForSkew: 0 };
     const stamped = this.stamp.run(decoded.items, stats);
-    const dead = [...decoded.dead, ...stamped.dead];
-    const outputs = this.encode.run(stamped.items);
-    for (const d of dead) outputs.push(toDeadLetterRecord(d, this.settings.dlqTopic, this.clock.node));
+    const measured = this.aggregate.measure(stamped.items);
+    const deduped = this.dedupe.run(measured.items, context.store<number>(DEDUPE_STORE));
+    const aggregated = this.aggregate.apply(
+      deduped.fresh,
+      context.store<UsageAggregate>(AGGREGATES_STORE),
+      context.store<number>(UNIQUE_STORE),
+    );
+    const dead = [...decoded.dead, ...stamped.dead, ...measured.dead];
+    const outputs = this.encode.run(aggregated.events);
+    outputs.push(...aggregated.outputs);
+    for (const late of aggregated.late) outputs.push(toLateRecord(late, lateTopic, node));
+    for (const d of dead) outputs.push(toDeadLetterRecord(d, dlqTopic, node));
     if (stamped.items.length > 0) context.meta.put(META_CLOCK_HWM, formatServiceTime(this.clock.last));
-    return { outputs, report: { deadLetters: dead, clockSkewsMs: stats.skewsMs, clockSkewRejected: stats.rejectedForSkew } };
+    return {
+      outputs,
+      report: {
+        deadLetters: dead,
+        clockSkewsMs: stats.skewsMs,
+        clockSkewRejected: stats.rejectedForSkew,
+        duplicates: deduped.duplicates,
+        late: aggregated.late,
+        expired: deduped.expired + aggregated.expired,
+      },
+    };
   }
 }

@@ -66,7 +66,10 @@ export const HEADER = {
   traceparent: 'traceparent',
   dlqReason: 'ordo-dlq-reason',
   dlqError: 'ordo-dlq-error',
+  /** The node that wrote a DLQ or late record. */
   dlqNode: 'ordo-dlq-node',
+  lateReason: 'ordo-late-reason',
+  lateDetail: 'ordo-late-detail',
   sourceTopic: 'ordo-source-topic',
   sourcePartition: 'ordo-source-partition',
   sourceOffset: 'ordo-source-offset',

@@ -6,34 +6,54 @@ import { OrdoError } from '../errors.js';
 import { createKafka } from '../kafka/client.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import { PipelineProcessor } from '../processors/pipeline.js';
+import { PIPELINE_STORES, PipelineProcessor } from '../processors/pipeline.js';
+import { usageAggregateSchema } from '../usage/aggregation.js';
+import { MeterCatalog, loadMetersFile } from '../usage/meters.js';
+import type avro from 'avsc';
+import type { Kafka } from 'kafkajs';
 import { SchemaCatalog } from '../schema/schema-catalog.js';
 import { usageEventSchema } from '../schema/usage-event.js';
 
 /** Wires the `pipeline` role: registers the output schema, then runs the worker. */
-export async function createPipelineWorker(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics }): Promise<Worker> {
+export async function createPipelineWorker(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics; kafka?: Kafka }): Promise<Worker> {
   const catalog = new SchemaCatalog(config.registryUrl);
-  const outputSchemaId = await registerWithRetry(catalog, `${config.topics.ordered}-value`, deps.logger);
+  const meters = new MeterCatalog(config.metersFile === undefined ? [] : loadMetersFile(config.metersFile));
+  const outputSchemaId = await registerWithRetry(catalog, `${config.topics.ordered}-value`, usageEventSchema, deps.logger);
+  const aggregateSchemaId = await registerWithRetry(catalog, `${config.topics.aggregates}-value`, usageAggregateSchema, deps.logger);
+  deps.logger.info('meters loaded', { meters: meters.meters.map((m) => m.slug), file: config.metersFile ?? null });
   const clock = new HybridClock({ node: config.nodeId, physical: systemClock, maxSkewMs: config.maxSkewMs });
-  const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger });
+  const kafka = deps.kafka ?? createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger });
   return new Worker({
     ...config,
     kafka,
     inputTopic: config.topics.input,
-    outputTopics: [config.topics.ordered, config.topics.dlq],
-    storeNames: [],
+    outputTopics: [config.topics.ordered, config.topics.dlq, config.topics.late, config.topics.aggregates],
+    compactedTopics: [config.topics.aggregates],
+    storeNames: PIPELINE_STORES.map((s) => s.name),
     processorFactory: () =>
-      new PipelineProcessor({ clock, orderedTopic: config.topics.ordered, dlqTopic: config.topics.dlq, outputSchemaId, catalog }),
+      new PipelineProcessor({
+        clock,
+        orderedTopic: config.topics.ordered,
+        dlqTopic: config.topics.dlq,
+        lateTopic: config.topics.late,
+        aggregatesTopic: config.topics.aggregates,
+        outputSchemaId,
+        aggregateSchemaId,
+        catalog,
+        meters,
+        dedupeWindowMs: config.dedupeWindowMs,
+        allowedLatenessMs: config.allowedLatenessMs,
+      }),
     logger: deps.logger,
     metrics: deps.metrics,
   });
 }
 
 /** The registry may still be starting (e.g. in a fresh cluster): retry for about a minute. */
-async function registerWithRetry(catalog: SchemaCatalog, subject: string, logger: Logger): Promise<number> {
+export async function registerWithRetry(catalog: SchemaCatalog, subject: string, schema: avro.Schema, logger: Logger): Promise<number> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await catalog.register(subject, usageEventSchema);
+      return await catalog.register(subject, schema);
     } catch (error) {
       if (!(error instanceof OrdoError && error.retriable) || attempt >= 12) throw error;
       const delayMs = Math.min(8_000, 250 * 2 ** (attempt - 1));

@@ -27,7 +27,7 @@ describe('loadConfig defaults', () => {
       clientId: 'ordo',
       registryUrl: 'http://127.0.0.1:8081/apis/ccompat/v7',
       groupId: 'ordo-pipeline',
-      topics: { input: 'usage-events', ordered: 'usage-events-ordered', dlq: 'usage-events-dlq', late: 'usage-events-late' },
+      topics: { input: 'usage-events', ordered: 'usage-events-ordered', dlq: 'usage-events-dlq', late: 'usage-events-late', aggregates: 'usage-aggregates' },
       topicPartitions: 6,
       replicationFactor: 1,
       createTopics: true,
@@ -41,6 +41,10 @@ describe('loadConfig defaults', () => {
       shutdownGraceMs: 30_000,
       metricsPort: 9464,
       logLevel: 'info',
+      metersFile: undefined,
+      dedupeWindowMs: 86_400_000,
+      allowedLatenessMs: 35 * 86_400_000,
+      apiPort: 8080,
     } satisfies Omit<OrdoConfig, 'nodeId'>);
     // The node id defaults to the host name (a pod name on Kubernetes).
     expect(nodeId).toBe(hostname().slice(0, 128) || 'ordo');
@@ -64,6 +68,7 @@ describe('loadConfig parses every variable', () => {
       ORDO_ORDERED_TOPIC: 'out_ordered',
       ORDO_DLQ_TOPIC: 'dead-letters',
       ORDO_LATE_TOPIC: 'late.v2',
+      ORDO_AGGREGATES_TOPIC: 'aggregates.v1',
       ORDO_CLIENT_ID: 'ordo-client:1@a',
       ORDO_GROUP_ID: 'billing.pipeline',
       ORDO_NODE_ID: 'ordo-pipeline-7f9c:0',
@@ -80,11 +85,15 @@ describe('loadConfig parses every variable', () => {
       ORDO_SHUTDOWN_GRACE_MS: '0',
       ORDO_METRICS_PORT: '0',
       ORDO_LOG_LEVEL: 'debug',
+      ORDO_METERS_FILE: '/etc/ordo/meters.yaml',
+      ORDO_DEDUPE_WINDOW_MS: '3600000',
+      ORDO_ALLOWED_LATENESS_MS: '0',
+      ORDO_API_PORT: '18080',
     });
     expect(config).toEqual({
       brokers: ['kafka-0.kafka:9092', 'kafka-1.kafka:9093', '10.0.0.7:19092'],
       registryUrl: 'https://registry.internal:8443/apis/ccompat/v7',
-      topics: { input: 'in.events', ordered: 'out_ordered', dlq: 'dead-letters', late: 'late.v2' },
+      topics: { input: 'in.events', ordered: 'out_ordered', dlq: 'dead-letters', late: 'late.v2', aggregates: 'aggregates.v1' },
       clientId: 'ordo-client:1@a',
       groupId: 'billing.pipeline',
       nodeId: 'ordo-pipeline-7f9c:0',
@@ -101,6 +110,10 @@ describe('loadConfig parses every variable', () => {
       shutdownGraceMs: 0,
       metricsPort: 0,
       logLevel: 'debug',
+      metersFile: '/etc/ordo/meters.yaml',
+      dedupeWindowMs: 3_600_000,
+      allowedLatenessMs: 0,
+      apiPort: 18080,
     } satisfies OrdoConfig);
   });
 

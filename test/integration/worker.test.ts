@@ -121,21 +121,8 @@ describe('Worker', () => {
     await produce(producer, config.topics.input, workload.messages);
     await producer.disconnect();
 
-    const catalog = new SchemaCatalog(REGISTRY_URL);
-    const outputSchemaId = await catalog.register(`${config.topics.ordered}-value`, usageEventSchema);
-    const clock = new HybridClock({ node: config.nodeId, physical: systemClock, maxSkewMs: config.maxSkewMs });
     const lossy = lossyCommits(kafka, new Set([2, 5, 9]));
-    const worker = new Worker({
-      ...config,
-      kafka: lossy.kafka,
-      inputTopic: config.topics.input,
-      outputTopics: [config.topics.ordered, config.topics.dlq],
-      storeNames: [],
-      processorFactory: () =>
-        new PipelineProcessor({ clock, orderedTopic: config.topics.ordered, dlqTopic: config.topics.dlq, outputSchemaId, catalog }),
-      logger: noopLogger,
-      metrics: new OrdoMetrics(),
-    });
+    const worker = await createPipelineWorker(config, { logger: noopLogger, metrics: new OrdoMetrics(), kafka: lossy.kafka });
     await worker.start();
     const ordered = await readAll(kafka, config.topics.ordered, workload.validIds.length, { settleMs: 3_000 });
     await worker.stop();

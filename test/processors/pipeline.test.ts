@@ -4,7 +4,8 @@ import { HybridClock } from '../../src/clock/hybrid-clock.js';
 import { formatServiceTime, makeServiceTime, parseServiceTime } from '../../src/clock/service-time.js';
 import { InMemoryStore, stringCodec } from '../../src/engine/state-store.js';
 import { OrdoError } from '../../src/errors.js';
-import { META_CLOCK_HWM, PipelineProcessor } from '../../src/processors/pipeline.js';
+import { META_CLOCK_HWM, PIPELINE_STORES, PipelineProcessor } from '../../src/processors/pipeline.js';
+import { MeterCatalog } from '../../src/usage/meters.js';
 import type { OutputRecord, SourceRecord } from '../../src/processors/records.js';
 import type { SchemaCatalog } from '../../src/schema/schema-catalog.js';
 import { type UsageEvent, usageEventType } from '../../src/schema/usage-event.js';
@@ -15,6 +16,7 @@ const INPUT_ID = 1;
 const OLDER_ID = 2;
 const MISSING_ID = 3;
 const OUTPUT_ID = 10;
+const AGGREGATE_ID = 11;
 
 const olderType = olderUsageEventType;
 
@@ -30,13 +32,24 @@ function pipeline(physical = new FakeClock(T0), nodeId = 'ordo-0') {
     clock: new HybridClock({ node: nodeId, physical, maxSkewMs: 500 }),
     orderedTopic: 'usage-events-ordered',
     dlqTopic: 'usage-events-dlq',
+    lateTopic: 'usage-events-late',
+    aggregatesTopic: 'usage-aggregates',
     outputSchemaId: OUTPUT_ID,
+    aggregateSchemaId: AGGREGATE_ID,
     catalog: catalog as unknown as SchemaCatalog,
+    meters: new MeterCatalog([]),
+    dedupeWindowMs: 86_400_000,
+    allowedLatenessMs: 35 * 86_400_000,
   });
   return { processor, physical, catalog };
 }
 
-async function run(processor: PipelineProcessor, records: SourceRecord[], context = taskContext()) {
+/** The pipeline's own stores, as the engine would hand them over. */
+function pipelineContext(meta?: InMemoryStore<string>) {
+  return taskContext(meta, PIPELINE_STORES);
+}
+
+async function run(processor: PipelineProcessor, records: SourceRecord[], context = pipelineContext()) {
   await processor.prepare(records);
   return { ...processor.process(records, context), context };
 }
@@ -52,8 +65,8 @@ function stampOf(out: OutputRecord): bigint {
 }
 
 describe('PipelineProcessor', () => {
-  it('declares no stores of its own', () => {
-    expect(pipeline().processor.stores).toEqual([]);
+  it('declares its dedupe, aggregate and unique-member stores', () => {
+    expect(pipeline().processor.stores.map((s) => s.name)).toEqual(['dedupe', 'aggregates', 'unique']);
   });
 
   it('sends a mixed batch to the ordered topic and the DLQ', async () => {
@@ -117,7 +130,7 @@ describe('PipelineProcessor', () => {
 
   it('needs prepare: a batch whose schemas were not prefetched throws instead of dead-lettering', () => {
     const { processor } = pipeline();
-    const error = catchError(() => processor.process([sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) })], taskContext()));
+    const error = catchError(() => processor.process([sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) })], pipelineContext()));
     expect(error).toBeInstanceOf(OrdoError);
   });
 
@@ -125,7 +138,7 @@ describe('PipelineProcessor', () => {
     const { processor } = pipeline();
     const meta = new InMemoryStore('meta', stringCodec);
     meta.restore(META_CLOCK_HWM, Buffer.from(formatServiceTime(5n)));
-    const { outputs, context } = await run(processor, [sourceRecord({ value: null })], taskContext(meta));
+    const { outputs, context } = await run(processor, [sourceRecord({ value: null })], pipelineContext(meta));
     expect(outputs.map((o) => o.topic)).toEqual(['usage-events-dlq']);
     expect(context.meta.changes()).toEqual([]);
     expect(context.meta.get(META_CLOCK_HWM)).toBe(formatServiceTime(5n));
@@ -133,7 +146,7 @@ describe('PipelineProcessor', () => {
 
   it('keeps stamps increasing across batches while the wall clock steps backwards', async () => {
     const { processor, physical } = pipeline();
-    const context = taskContext();
+    const context = pipelineContext();
     const batch = () => [sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) }), sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) })];
     const first = (await run(processor, batch(), context)).outputs.map(stampOf);
     physical.ms = T0 - 10_000;
@@ -148,7 +161,7 @@ describe('PipelineProcessor', () => {
     const hwm = makeServiceTime(T0 + 3_600_000, 0xfffe); // a previous owner's clock ran an hour ahead
     const meta = new InMemoryStore('meta', stringCodec);
     meta.restore(META_CLOCK_HWM, Buffer.from(formatServiceTime(hwm)));
-    const context = taskContext(meta);
+    const context = pipelineContext(meta);
     processor.onRestored(context);
     expect(processor.clock.last).toBe(hwm);
     const { outputs } = await run(
@@ -165,7 +178,7 @@ describe('PipelineProcessor', () => {
 
   it('on restore without a clock-hwm starts from physical time', async () => {
     const { processor } = pipeline();
-    const context = taskContext();
+    const context = pipelineContext();
     processor.onRestored(context);
     expect(processor.clock.last).toBe(0n);
     const { outputs } = await run(processor, [sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) })], context);
@@ -182,7 +195,7 @@ describe('PipelineProcessor', () => {
           // Owner A processes a batch and its meta changes are "committed" to a changelog.
           const a = pipeline(new FakeClock(T0), 'node-a');
           const aMeta = new InMemoryStore('meta', stringCodec);
-          const aOut = (await run(a.processor, events.map((e) => sourceRecord({ value: framedEvent(INPUT_ID, e) })), taskContext(aMeta))).outputs;
+          const aOut = (await run(a.processor, events.map((e) => sourceRecord({ value: framedEvent(INPUT_ID, e) })), pipelineContext(aMeta))).outputs;
           const changelog = aMeta.changes();
           aMeta.commit();
           const aMax = aOut.map(stampOf).reduce((x, y) => (y > x ? y : x));
@@ -191,7 +204,7 @@ describe('PipelineProcessor', () => {
           const b = pipeline(new FakeClock(T0 + newOwnerOffsetMs), 'node-b');
           const bMeta = new InMemoryStore('meta', stringCodec);
           for (const entry of changelog) bMeta.restore(entry.key, entry.value);
-          const bContext = taskContext(bMeta);
+          const bContext = pipelineContext(bMeta);
           b.processor.onRestored(bContext);
           const bOut = (await run(b.processor, Array.from({ length: secondBatch }, () => sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) })), bContext)).outputs;
           for (const out of bOut) expect(stampOf(out) > aMax).toBe(true);

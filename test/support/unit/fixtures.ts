@@ -2,7 +2,7 @@ import avro from 'avsc';
 import fc from 'fast-check';
 import type { PhysicalClock } from '../../../src/clock/physical-clock.js';
 import { InMemoryStore, stringCodec, type KeyValueStore } from '../../../src/engine/state-store.js';
-import type { TaskContext } from '../../../src/engine/task-processor.js';
+import type { StoreSpec, TaskContext } from '../../../src/engine/task-processor.js';
 import type { Headers, SourceRecord } from '../../../src/processors/records.js';
 import type { SchemaLookup } from '../../../src/schema/schema-catalog.js';
 import { type UsageEvent, usageEventType } from '../../../src/schema/usage-event.js';
@@ -91,14 +91,28 @@ export class FakeCatalog implements SchemaLookup {
   }
 }
 
-/** A TaskContext whose meta store is a real InMemoryStore (what the engine hands processors). */
-export function taskContext(meta: InMemoryStore<string> = new InMemoryStore('meta', stringCodec)): TaskContext & { meta: InMemoryStore<string> } {
+/**
+ * A TaskContext with real InMemoryStores (what the engine hands processors): meta plus
+ * one per spec. `commit()` applies staged writes as a committed transaction would.
+ */
+export function taskContext(
+  meta: InMemoryStore<string> = new InMemoryStore('meta', stringCodec),
+  specs: readonly StoreSpec[] = [],
+): TaskContext & { meta: InMemoryStore<string>; stores: Map<string, InMemoryStore<unknown>>; commit(): void } {
+  const stores = new Map<string, InMemoryStore<unknown>>(specs.map((spec) => [spec.name, new InMemoryStore(spec.name, spec.codec)]));
   return {
     topic: 'usage-events',
     partition: 3,
     meta,
+    stores,
     store<V>(name: string): KeyValueStore<V> {
-      throw new Error(`no store named ${name}`);
+      const store = stores.get(name);
+      if (!store) throw new Error(`no store named ${name}`);
+      return store as KeyValueStore<V>;
+    },
+    commit() {
+      meta.commit();
+      for (const store of stores.values()) store.commit();
     },
   };
 }

@@ -1,0 +1,137 @@
+import type { Admin, Consumer, Kafka } from 'kafkajs';
+import type { Logger } from '../observability/logger.js';
+import type { SourceRecord } from '../processors/records.js';
+
+export interface PartitionProgress {
+  partition: number;
+  /** Next offset after what was applied (control records included), as a string. */
+  appliedOffset: string;
+  /** Log end offset (high watermark) last seen from the broker, or null if not known yet. */
+  endOffset: string | null;
+}
+
+export interface ReaderProgress {
+  /** Every partition applied up to the end offset last seen. */
+  caughtUp: boolean;
+  /** Records between what was applied and the end offsets (counts transaction markers too). */
+  lagRecords: number | null;
+  partitions: PartitionProgress[];
+}
+
+export interface TopicReaderOptions {
+  kafka: Kafka;
+  topic: string;
+  /** A group of its own per replica: every replica reads every partition. Offsets are never committed. */
+  groupId: string;
+  /** Applies one fetched batch, in offset order. May be async (e.g. fetch schemas). */
+  apply(records: SourceRecord[]): Promise<void> | void;
+  logger: Logger;
+  /** How often the end offsets are refreshed from the broker. */
+  refreshMs?: number;
+}
+
+/**
+ * Reads a whole topic (read_committed) from the beginning into a caller's table and keeps
+ * following it, tracking per partition how far it has applied against the log end, so a
+ * reader can tell fresh answers from stale ones. A batch of only transaction markers still
+ * moves the applied offset, so a caught-up reader reports no lag.
+ */
+export class TopicReader {
+  private consumer: Consumer | undefined;
+  private admin: Admin | undefined;
+  private readonly applied = new Map<number, bigint>();
+  private readonly ends = new Map<number, bigint>();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly caughtUpWaiters: (() => void)[] = [];
+  private stopped = false;
+
+  constructor(private readonly options: TopicReaderOptions) {}
+
+  /** Starts consuming; resolves once the topic's end offsets are known. */
+  async start(): Promise<void> {
+    const o = this.options;
+    this.admin = o.kafka.admin();
+    await this.admin.connect();
+    await this.refreshEnds();
+    const consumer = o.kafka.consumer({ groupId: o.groupId, readUncommitted: false, allowAutoTopicCreation: false });
+    this.consumer = consumer;
+    consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
+      const { partition, lastOffset, highWatermark } = event.payload;
+      this.advance(partition, BigInt(lastOffset) + 1n, BigInt(highWatermark));
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topics: [o.topic], fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: true,
+      eachBatch: async ({ batch }) => {
+        const records: SourceRecord[] = batch.messages.map((m) => ({
+          topic: batch.topic,
+          partition: batch.partition,
+          offset: m.offset,
+          key: m.key,
+          value: m.value,
+          headers: m.headers ?? {},
+          timestamp: Number(m.timestamp),
+        }));
+        if (records.length > 0) await o.apply(records);
+      },
+    });
+    this.timer = setInterval(() => {
+      this.refreshEnds().catch((error: unknown) => o.logger.warn('end offset refresh failed', { topic: o.topic, error }));
+    }, o.refreshMs ?? 2_000);
+    this.timer.unref();
+  }
+
+  /** Resolves once every partition is applied up to the end offsets known at the time of the call. */
+  async caughtUp(): Promise<void> {
+    await this.refreshEnds();
+    const target = new Map(this.ends);
+    const reached = (): boolean => [...target].every(([p, end]) => (this.applied.get(p) ?? 0n) >= end);
+    while (!reached() && !this.stopped) await new Promise<void>((resolve) => this.caughtUpWaiters.push(resolve));
+  }
+
+  progress(): ReaderProgress {
+    const partitions: PartitionProgress[] = [];
+    let lag = 0n;
+    let caughtUp = this.ends.size > 0;
+    for (const [partition, end] of [...this.ends].sort((a, b) => a[0] - b[0])) {
+      const applied = this.applied.get(partition) ?? 0n;
+      partitions.push({ partition, appliedOffset: applied.toString(), endOffset: end.toString() });
+      if (applied < end) {
+        lag += end - applied;
+        caughtUp = false;
+      }
+    }
+    return { caughtUp, lagRecords: this.ends.size > 0 ? Number(lag) : null, partitions };
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.consumer?.disconnect().catch(() => undefined);
+    await this.admin?.disconnect().catch(() => undefined);
+    for (const wake of this.caughtUpWaiters.splice(0)) wake();
+  }
+
+  private async refreshEnds(): Promise<void> {
+    if (!this.admin) return;
+    const offsets = await this.admin.fetchTopicOffsets(this.options.topic);
+    for (const { partition, high, low } of offsets) {
+      this.advance(partition, undefined, BigInt(high));
+      // An empty (or fully compacted-away) prefix: nothing to apply below the log start.
+      if ((this.applied.get(partition) ?? 0n) < BigInt(low)) this.applied.set(partition, BigInt(low));
+    }
+    this.wake();
+  }
+
+  private advance(partition: number, applied: bigint | undefined, end: bigint): void {
+    if (applied !== undefined && applied > (this.applied.get(partition) ?? 0n)) this.applied.set(partition, applied);
+    if (end > (this.ends.get(partition) ?? -1n)) this.ends.set(partition, end);
+    this.wake();
+  }
+
+  private wake(): void {
+    for (const wake of this.caughtUpWaiters.splice(0)) wake();
+  }
+}

@@ -1,0 +1,180 @@
+import { millisOf } from '../clock/service-time.js';
+import type { KeyValueStore, StoreCodec } from '../engine/state-store.js';
+import { frame } from '../schema/wire-format.js';
+import { type AggregateCoordinates, type UsageAggregate, addMeasurement, aggregateKey, usageAggregateType } from '../usage/aggregation.js';
+import { Decimal } from '../usage/decimal.js';
+import type { Meter, MeterCatalog } from '../usage/meters.js';
+import { windowEnd, windowStart } from '../usage/windows.js';
+import type { OutputRecord, StampedEvent, StepResult } from './records.js';
+import { Sweeper } from './sweep.js';
+
+/** Current aggregates by aggregate key. */
+export const AGGREGATES_STORE = 'aggregates';
+/** UNIQUE_COUNT members: key `<aggregate key>\0<value>`, value the window end (for expiry). */
+export const UNIQUE_STORE = 'unique';
+
+export const aggregateCodec: StoreCodec<UsageAggregate> = {
+  encode: (v) => usageAggregateType.toBuffer(v),
+  decode: (b) => usageAggregateType.fromBuffer(b) as UsageAggregate,
+};
+
+export interface AggregateSettings {
+  meters: MeterCatalog;
+  aggregatesTopic: string;
+  /** Registry id of UsageAggregate under the aggregates topic's value subject. */
+  aggregateSchemaId: number;
+  /** An event older than this (event time against its stamp) goes to the late topic. */
+  allowedLatenessMs: number;
+}
+
+/** What one event brings to one meter. */
+export interface Reading {
+  meter: Meter;
+  value: Decimal | undefined;
+  /** UNIQUE_COUNT: the value whose distinct count the meter keeps. */
+  member: string | undefined;
+  groupBy: Record<string, string>;
+}
+
+export interface MeasuredEvent extends StampedEvent {
+  readings: Reading[];
+}
+
+export interface AggregateResult {
+  /** Events to carry on downstream (late ones removed). */
+  events: MeasuredEvent[];
+  late: { source: MeasuredEvent['source']; reason: 'too-late'; detail: string }[];
+  /** One record per aggregate changed in the batch (its last version). */
+  outputs: OutputRecord[];
+  expired: number;
+}
+
+/** How often (in stamp time) final windows are swept out of memory. */
+const SWEEP_EVERY_MS = 60_000;
+
+/**
+ * The write-path aggregation: every event updates, for each meter that selects its type
+ * and each window size the meter keeps, the aggregate of (meter, subject, group values,
+ * window). A batch writes each changed aggregate once, with its last version. Windows
+ * that can no longer change (older than the allowed lateness) leave memory; their last
+ * version stays in the compacted topic.
+ */
+export class AggregateStep {
+  private readonly aggregateSweeper: Sweeper<UsageAggregate>;
+  private readonly uniqueSweeper: Sweeper<number>;
+
+  constructor(private readonly settings: AggregateSettings) {
+    const lateness = settings.allowedLatenessMs;
+    this.aggregateSweeper = new Sweeper(SWEEP_EVERY_MS, (_key, agg, now) => agg.windowEnd <= now - lateness);
+    this.uniqueSweeper = new Sweeper(SWEEP_EVERY_MS, (_key, end, now) => end <= now - lateness);
+  }
+
+  /** Reads each matching meter's value; an event with a value a meter cannot use is dead-lettered whole. */
+  measure(events: readonly StampedEvent[]): StepResult<MeasuredEvent> {
+    const items: MeasuredEvent[] = [];
+    const dead: StepResult<MeasuredEvent>['dead'] = [];
+    for (const e of events) {
+      const meters = this.settings.meters.forEventType(e.event.type);
+      const readings: Reading[] = [];
+      let problem: string | undefined;
+      for (const meter of meters) {
+        const reading = readMeter(meter, e);
+        if (typeof reading === 'string') {
+          problem = reading;
+          break;
+        }
+        readings.push(reading);
+      }
+      if (problem === undefined) items.push({ ...e, readings });
+      else dead.push({ source: e.source, reason: 'invalid-value', message: problem });
+    }
+    return { items, dead };
+  }
+
+  apply(events: readonly MeasuredEvent[], aggregates: KeyValueStore<UsageAggregate>, unique: KeyValueStore<number>): AggregateResult {
+    const lateness = this.settings.allowedLatenessMs;
+    const changed = new Map<string, UsageAggregate>();
+    const kept: MeasuredEvent[] = [];
+    const late: AggregateResult['late'] = [];
+    let now = Number.NEGATIVE_INFINITY;
+    for (const e of events) {
+      const seenAt = millisOf(e.stamp.time);
+      now = Math.max(now, seenAt);
+      if (e.readings.length > 0 && e.event.time < seenAt - lateness) {
+        late.push({
+          source: e.source,
+          reason: 'too-late',
+          detail: `event time ${new Date(e.event.time).toISOString()} is more than ${lateness} ms before it was seen (${new Date(seenAt).toISOString()})`,
+        });
+        continue;
+      }
+      kept.push(e);
+      for (const reading of e.readings) this.update(e, reading, aggregates, unique, changed);
+    }
+    const outputs: OutputRecord[] = [];
+    const { aggregatesTopic, aggregateSchemaId } = this.settings;
+    for (const [key, agg] of changed) {
+      outputs.push({ topic: aggregatesTopic, key, value: frame(aggregateSchemaId, usageAggregateType.toBuffer(agg)), headers: {} });
+    }
+    const expired = events.length > 0 ? this.aggregateSweeper.run(aggregates, now) + this.uniqueSweeper.run(unique, now) : 0;
+    return { events: kept, late, outputs, expired };
+  }
+
+  private update(
+    e: MeasuredEvent,
+    reading: Reading,
+    aggregates: KeyValueStore<UsageAggregate>,
+    unique: KeyValueStore<number>,
+    changed: Map<string, UsageAggregate>,
+  ): void {
+    const { meter } = reading;
+    for (const size of meter.windows) {
+      const start = windowStart(e.event.time, size);
+      const at: AggregateCoordinates = {
+        meter: meter.slug,
+        aggregation: meter.aggregation,
+        subject: e.event.subject,
+        groupBy: reading.groupBy,
+        windowSize: size,
+        windowStart: start,
+        windowEnd: windowEnd(start, size),
+      };
+      const key = aggregateKey(at);
+      let newMember = false;
+      if (reading.member !== undefined) {
+        const memberKey = `${key}\u0000${reading.member}`; // JSON keys never hold a raw NUL
+        newMember = unique.get(memberKey) === undefined;
+        if (newMember) unique.put(memberKey, at.windowEnd);
+      }
+      const next = addMeasurement(aggregates.get(key), at, {
+        value: reading.value,
+        newMember,
+        eventTime: e.event.time,
+        orderTime: e.orderKey.time,
+        orderNode: e.orderKey.node,
+      });
+      aggregates.put(key, next);
+      changed.set(key, next);
+    }
+  }
+}
+
+/** The meter's reading of one event, or why the event cannot be measured. */
+function readMeter(meter: Meter, e: StampedEvent): Reading | string {
+  const groupBy: Record<string, string> = {};
+  for (const [name, dimension] of Object.entries(meter.groupBy)) {
+    if (Object.hasOwn(e.event.dimensions, dimension)) groupBy[name] = e.event.dimensions[dimension] as string;
+  }
+  const property = meter.valueProperty;
+  if (meter.aggregation === 'COUNT' || property === undefined) return { meter, value: undefined, member: undefined, groupBy };
+  const where = property.kind === 'value' ? 'value' : `dimensions.${property.name}`;
+  let text: string | undefined;
+  if (property.kind === 'value') text = e.event.value;
+  else if (Object.hasOwn(e.event.dimensions, property.name)) text = e.event.dimensions[property.name];
+  if (text === undefined) return `meter ${meter.slug} reads ${where}, which the event does not have`;
+  if (meter.aggregation === 'UNIQUE_COUNT') return { meter, value: undefined, member: text, groupBy };
+  if (!Decimal.isValid(text)) {
+    return `meter ${meter.slug} reads ${where} = ${JSON.stringify(text.slice(0, 48))}, which is not a plain decimal string (e.g. "12.50"; no exponent, NaN or Infinity)`;
+  }
+  return { meter, value: Decimal.parse(text), member: undefined, groupBy };
+}

@@ -1,0 +1,100 @@
+import type avro from 'avsc';
+import type { OrdoConfig } from '../config/config.js';
+import { TopicReader } from '../engine/topic-reader.js';
+import { createKafka } from '../kafka/client.js';
+import type { OrdoMetrics } from '../metrics/metrics.js';
+import type { Logger } from '../observability/logger.js';
+import type { SourceRecord } from '../processors/records.js';
+import { ReadModel } from '../api/read-model.js';
+import { startApiServer } from '../api/server.js';
+import { SchemaCatalog } from '../schema/schema-catalog.js';
+import { unframe } from '../schema/wire-format.js';
+import { type UsageAggregate, usageAggregateType } from '../usage/aggregation.js';
+import { MeterCatalog, loadMetersFile } from '../usage/meters.js';
+
+export interface ApiRole {
+  /** HTTP port the query API listens on. */
+  readonly port: number;
+  readonly readModel: ReadModel;
+  /** True once the read model has caught up with the aggregates topic as it was at start. */
+  ready(): boolean;
+  /** Resolves when the read model has applied the topic up to its current end. */
+  caughtUp(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The `api` role: follows the compacted aggregates topic into an in-memory read model and
+ * answers usage queries over HTTP from it. It never reads raw events; any replica answers
+ * the same once caught up, and each answer says how far behind it is.
+ */
+export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics }): Promise<ApiRole> {
+  const meters = new MeterCatalog(config.metersFile === undefined ? [] : loadMetersFile(config.metersFile));
+  const readModel = new ReadModel(meters);
+  const catalog = new SchemaCatalog(config.registryUrl);
+  const resolvers = new Map<number, avro.Resolver | null>();
+  const log = deps.logger.child({ topic: config.topics.aggregates });
+  const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger });
+
+  const apply = async (records: SourceRecord[]): Promise<void> => {
+    await catalog.prefetch(records.flatMap((r) => (r.value && r.value.length >= 5 ? [r.value.readUInt32BE(1)] : [])));
+    for (const record of records) {
+      if (record.key === null || record.value === null) continue; // aggregates are never deleted; ignore stray tombstones
+      try {
+        const { schemaId, body } = unframe(record.value);
+        const resolver = resolverFor(schemaId);
+        const aggregate = (resolver ? usageAggregateType.fromBuffer(body, resolver) : usageAggregateType.fromBuffer(body)) as UsageAggregate;
+        readModel.apply(record.key.toString('utf8'), aggregate);
+      } catch (error) {
+        // Not ours to dead-letter (the topic is the pipeline's output): skip it loudly.
+        deps.metrics.readModelSkipped.inc();
+        log.warn('aggregate record skipped', { partition: record.partition, offset: record.offset, error });
+      }
+    }
+    deps.metrics.readModelAggregates.set(readModel.size);
+  };
+  const resolverFor = (schemaId: number): avro.Resolver | null => {
+    let resolver = resolvers.get(schemaId);
+    if (resolver === undefined) {
+      const writer = catalog.writerType(schemaId);
+      if (!writer) throw new Error(`schema id ${schemaId} is not in the registry`);
+      resolver = writer.equals(usageAggregateType) ? null : usageAggregateType.createResolver(writer);
+      resolvers.set(schemaId, resolver);
+    }
+    return resolver;
+  };
+
+  const reader = new TopicReader({
+    kafka,
+    topic: config.topics.aggregates,
+    groupId: `${config.groupId}-api-${config.nodeId}`.slice(0, 249),
+    apply,
+    logger: log,
+  });
+  await reader.start();
+  const server = await startApiServer({
+    port: config.apiPort,
+    meters,
+    readModel,
+    freshness: () => reader.progress(),
+    logger: deps.logger,
+  });
+  let ready = false;
+  void reader.caughtUp().then(() => {
+    ready = true;
+    log.info('read model caught up', { aggregates: readModel.size });
+  });
+  const lagTimer = setInterval(() => deps.metrics.readModelLag.set(reader.progress().lagRecords ?? 0), 1_000);
+  lagTimer.unref();
+  return {
+    port: server.port,
+    readModel,
+    ready: () => ready,
+    caughtUp: () => reader.caughtUp(),
+    async stop() {
+      clearInterval(lagTimer);
+      await server.close();
+      await reader.stop();
+    },
+  };
+}
