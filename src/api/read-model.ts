@@ -128,7 +128,7 @@ export class ReadModel {
     if (q.from >= q.to) {
       throw new QueryError('bad-parameter', `from (${iso(q.from)}) must be before to (${iso(q.to)})`);
     }
-    const timeZone = checkTimeZone(q.timeZone);
+    const timeZone = zoneName(q.timeZone);
     const groupBy = checkGroupBy(meter, q.groupBy);
     const filter = checkFilter(meter, q.filter);
     const subjects = q.subjects === undefined ? undefined : [...new Set(q.subjects)];
@@ -205,6 +205,15 @@ export class ReadModel {
 function bucketId(meter: string, size: WindowSize, start: number): string {
   // Slugs are [a-z0-9_-]: a NUL never occurs in them.
   return `${meter}\u0000${size}\u0000${start}`;
+}
+
+/**
+ * The zone as the answer names it: the caller's spelling, case fixed. Not Intl's canonical
+ * name, which is often a retired one (ICU resolves Asia/Kolkata to Asia/Calcutta).
+ */
+function zoneName(asked: string): string {
+  const canonical = checkTimeZone(asked);
+  return canonical.toLowerCase() === asked.toLowerCase() ? canonical : asked;
 }
 
 function iso(ms: number): string {

@@ -1,7 +1,7 @@
 import { millisOf } from '../clock/service-time.js';
 import type { KeyValueStore, StoreCodec } from '../engine/state-store.js';
 import { frame } from '../schema/wire-format.js';
-import { type AggregateCoordinates, type UsageAggregate, addMeasurement, aggregateKey, usageAggregateType } from '../usage/aggregation.js';
+import { type AggregateWork, type Measurement, type UsageAggregate, finish, fold, keyPrefix, startWork, usageAggregateType, windowKey } from '../usage/aggregation.js';
 import { Decimal } from '../usage/decimal.js';
 import type { Meter, MeterCatalog } from '../usage/meters.js';
 import { windowEnd, windowStart } from '../usage/windows.js';
@@ -62,6 +62,8 @@ const SWEEP_EVERY_MS = 60_000;
 export class AggregateStep {
   private readonly aggregateSweeper: Sweeper<UsageAggregate>;
   private readonly uniqueSweeper: Sweeper<number>;
+  /** Window starts as ISO text: few distinct values, formatted once each. */
+  private readonly isoCache = new Map<number, string>();
 
   constructor(private readonly settings: AggregateSettings) {
     const lateness = settings.allowedLatenessMs;
@@ -93,7 +95,7 @@ export class AggregateStep {
 
   apply(events: readonly MeasuredEvent[], aggregates: KeyValueStore<UsageAggregate>, unique: KeyValueStore<number>): AggregateResult {
     const lateness = this.settings.allowedLatenessMs;
-    const changed = new Map<string, UsageAggregate>();
+    const work = new Map<string, AggregateWork>();
     const kept: MeasuredEvent[] = [];
     const late: AggregateResult['late'] = [];
     let now = Number.NEGATIVE_INFINITY;
@@ -109,13 +111,16 @@ export class AggregateStep {
         continue;
       }
       kept.push(e);
-      for (const reading of e.readings) this.update(e, reading, aggregates, unique, changed);
+      for (const reading of e.readings) this.update(e, reading, aggregates, unique, work);
     }
     const outputs: OutputRecord[] = [];
     const { aggregatesTopic, aggregateSchemaId } = this.settings;
-    for (const [key, agg] of changed) {
-      outputs.push({ topic: aggregatesTopic, key, value: frame(aggregateSchemaId, usageAggregateType.toBuffer(agg)), headers: {} });
+    for (const [key, w] of work) {
+      const aggregate = finish(w);
+      aggregates.put(key, aggregate);
+      outputs.push({ topic: aggregatesTopic, key, value: frame(aggregateSchemaId, aggregateCodec.encode(aggregate)), headers: {} });
     }
+    if (this.isoCache.size > 50_000) this.isoCache.clear();
     const expired = events.length > 0 ? this.aggregateSweeper.run(aggregates, now) + this.uniqueSweeper.run(unique, now) : 0;
     return { events: kept, late, outputs, expired };
   }
@@ -125,37 +130,49 @@ export class AggregateStep {
     reading: Reading,
     aggregates: KeyValueStore<UsageAggregate>,
     unique: KeyValueStore<number>,
-    changed: Map<string, UsageAggregate>,
+    work: Map<string, AggregateWork>,
   ): void {
     const { meter } = reading;
+    const prefix = keyPrefix(meter.slug, e.event.subject, reading.groupBy);
+    const measurement: Measurement = {
+      value: reading.value,
+      newMember: false,
+      eventTime: e.event.time,
+      orderTime: e.orderKey.time,
+      orderNode: e.orderKey.node,
+    };
     for (const size of meter.windows) {
       const start = windowStart(e.event.time, size);
-      const at: AggregateCoordinates = {
-        meter: meter.slug,
-        aggregation: meter.aggregation,
-        subject: e.event.subject,
-        groupBy: reading.groupBy,
-        windowSize: size,
-        windowStart: start,
-        windowEnd: windowEnd(start, size),
-      };
-      const key = aggregateKey(at);
-      let newMember = false;
+      const key = windowKey(prefix, size, this.iso(start));
+      let w = work.get(key);
+      if (w === undefined) {
+        w = startWork(aggregates.get(key), {
+          meter: meter.slug,
+          aggregation: meter.aggregation,
+          subject: e.event.subject,
+          groupBy: reading.groupBy,
+          windowSize: size,
+          windowStart: start,
+          windowEnd: windowEnd(start, size),
+        });
+        work.set(key, w);
+      }
       if (reading.member !== undefined) {
         const memberKey = `${key}\u0000${reading.member}`; // JSON keys never hold a raw NUL
-        newMember = unique.get(memberKey) === undefined;
-        if (newMember) unique.put(memberKey, at.windowEnd);
+        measurement.newMember = unique.get(memberKey) === undefined;
+        if (measurement.newMember) unique.put(memberKey, w.aggregate.windowEnd);
       }
-      const next = addMeasurement(aggregates.get(key), at, {
-        value: reading.value,
-        newMember,
-        eventTime: e.event.time,
-        orderTime: e.orderKey.time,
-        orderNode: e.orderKey.node,
-      });
-      aggregates.put(key, next);
-      changed.set(key, next);
+      fold(w, measurement);
     }
+  }
+
+  private iso(ms: number): string {
+    let text = this.isoCache.get(ms);
+    if (text === undefined) {
+      text = new Date(ms).toISOString();
+      this.isoCache.set(ms, text);
+    }
+    return text;
   }
 }
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import avro from 'avsc';
-import { formatServiceTime } from '../clock/service-time.js';
+import { formatServiceTime, parseServiceTime } from '../clock/service-time.js';
 import { Decimal } from './decimal.js';
 import type { Aggregation } from './meters.js';
 import type { WindowSize } from './windows.js';
@@ -59,78 +59,150 @@ export interface Measurement {
  * values are in name order, so the same group always gives the same key.
  */
 export function aggregateKey(c: Pick<AggregateCoordinates, 'meter' | 'subject' | 'groupBy' | 'windowSize' | 'windowStart'>): string {
-  return JSON.stringify([c.meter, c.subject, c.groupBy, c.windowSize, new Date(c.windowStart).toISOString()]);
+  return windowKey(keyPrefix(c.meter, c.subject, c.groupBy), c.windowSize, new Date(c.windowStart).toISOString());
+}
+
+/** The window-independent head of an aggregate key (computed once per event and meter). */
+export function keyPrefix(meter: string, subject: string, groupBy: Record<string, string>): string {
+  return JSON.stringify([meter, subject, groupBy]).slice(0, -1);
+}
+
+/** A key from its prefix, window size and ISO window start (no characters there need JSON escaping). */
+export function windowKey(prefix: string, size: WindowSize, startIso: string): string {
+  return `${prefix},"${size}","${startIso}"]`;
+}
+
+/**
+ * An aggregate being updated within one batch: mutable, with the running sum, extreme and
+ * latest value kept as Decimals and the order key as a bigint, so a batch parses and
+ * formats each aggregate once rather than once per event.
+ */
+export interface AggregateWork {
+  readonly aggregate: UsageAggregate;
+  sum: Decimal;
+  extreme: Decimal | undefined;
+  distinct: bigint;
+  lastTime: bigint;
+}
+
+/** Starts a batch's work on an aggregate: a copy of the stored one, or a new empty one. */
+export function startWork(previous: UsageAggregate | undefined, at: AggregateCoordinates): AggregateWork {
+  if (previous === undefined) {
+    const aggregate: UsageAggregate = {
+      meter: at.meter,
+      subject: at.subject,
+      groupBy: at.groupBy,
+      windowSize: at.windowSize,
+      windowStart: at.windowStart,
+      windowEnd: at.windowEnd,
+      aggregation: at.aggregation,
+      value: '0',
+      sum: null,
+      count: 0,
+      firstEventTime: Number.MAX_SAFE_INTEGER,
+      lastEventTime: Number.MIN_SAFE_INTEGER,
+      lastServiceTime: formatServiceTime(0n),
+      lastServiceNode: '',
+      version: 0,
+    };
+    return { aggregate, sum: Decimal.ZERO, extreme: undefined, distinct: 0n, lastTime: -1n };
+  }
+  const a = previous.aggregation;
+  const p = previous;
+  return {
+    // Field by field, so every aggregate has one shape (a spread of decoded Avro records does not).
+    aggregate: {
+      meter: p.meter,
+      subject: p.subject,
+      groupBy: p.groupBy,
+      windowSize: p.windowSize,
+      windowStart: p.windowStart,
+      windowEnd: p.windowEnd,
+      aggregation: p.aggregation,
+      value: p.value,
+      sum: p.sum,
+      count: p.count,
+      firstEventTime: p.firstEventTime,
+      lastEventTime: p.lastEventTime,
+      lastServiceTime: p.lastServiceTime,
+      lastServiceNode: p.lastServiceNode,
+      version: p.version,
+    },
+    sum: Decimal.parse(previous.sum ?? '0'),
+    extreme: a === 'MIN' || a === 'MAX' || a === 'LATEST' ? Decimal.parse(previous.value) : undefined,
+    distinct: a === 'UNIQUE_COUNT' ? BigInt(previous.value) : 0n,
+    lastTime: parseServiceTime(previous.lastServiceTime),
+  };
+}
+
+/** Folds one event into the work (each fold is one version). */
+export function fold(work: AggregateWork, m: Measurement): void {
+  const agg = work.aggregate;
+  agg.count += 1;
+  agg.version += 1;
+  if (m.eventTime < agg.firstEventTime) agg.firstEventTime = m.eventTime;
+  if (m.eventTime > agg.lastEventTime) agg.lastEventTime = m.eventTime;
+  const later = m.orderTime > work.lastTime || (m.orderTime === work.lastTime && m.orderNode > agg.lastServiceNode);
+  if (later) {
+    work.lastTime = m.orderTime;
+    agg.lastServiceNode = m.orderNode;
+  }
+  const v = m.value ?? Decimal.ZERO;
+  switch (agg.aggregation) {
+    case 'SUM':
+    case 'AVG':
+      work.sum = work.sum.add(v);
+      break;
+    case 'MIN':
+      if (work.extreme === undefined || v.compare(work.extreme) < 0) work.extreme = v;
+      break;
+    case 'MAX':
+      if (work.extreme === undefined || v.compare(work.extreme) > 0) work.extreme = v;
+      break;
+    case 'LATEST':
+      if (later) work.extreme = v;
+      break;
+    case 'UNIQUE_COUNT':
+      if (m.newMember) work.distinct += 1n;
+      break;
+    case 'COUNT':
+      break;
+  }
+}
+
+/** The aggregate as written: value and sum rendered as canonical decimal strings. */
+export function finish(work: AggregateWork): UsageAggregate {
+  const agg = work.aggregate;
+  agg.lastServiceTime = formatServiceTime(work.lastTime < 0n ? 0n : work.lastTime);
+  switch (agg.aggregation) {
+    case 'SUM':
+      agg.sum = work.sum.toString();
+      agg.value = agg.sum;
+      break;
+    case 'AVG':
+      agg.sum = work.sum.toString();
+      agg.value = work.sum.divide(BigInt(agg.count)).toString();
+      break;
+    case 'COUNT':
+      agg.value = String(agg.count);
+      break;
+    case 'UNIQUE_COUNT':
+      agg.value = work.distinct.toString();
+      break;
+    case 'MIN':
+    case 'MAX':
+    case 'LATEST':
+      agg.value = (work.extreme ?? Decimal.ZERO).toString();
+      break;
+  }
+  return agg;
 }
 
 /** The aggregate after one more event: a new object with the version one higher. */
 export function addMeasurement(previous: UsageAggregate | undefined, at: AggregateCoordinates, m: Measurement): UsageAggregate {
-  const time = formatServiceTime(m.orderTime);
-  if (previous === undefined) {
-    const value = m.value ?? Decimal.ZERO;
-    const sum = at.aggregation === 'SUM' || at.aggregation === 'AVG' ? value.toString() : null;
-    return {
-      ...at,
-      value: initialValue(at.aggregation, value),
-      sum,
-      count: 1,
-      firstEventTime: m.eventTime,
-      lastEventTime: m.eventTime,
-      lastServiceTime: time,
-      lastServiceNode: m.orderNode,
-      version: 1,
-    };
-  }
-  const count = previous.count + 1;
-  const later = compareOrder(time, m.orderNode, previous.lastServiceTime, previous.lastServiceNode) > 0;
-  let value = previous.value;
-  let sum = previous.sum;
-  const v = m.value ?? Decimal.ZERO;
-  switch (at.aggregation) {
-    case 'SUM':
-      sum = Decimal.parse(previous.sum ?? '0').add(v).toString();
-      value = sum;
-      break;
-    case 'AVG':
-      sum = Decimal.parse(previous.sum ?? '0').add(v).toString();
-      value = Decimal.parse(sum).divide(BigInt(count)).toString();
-      break;
-    case 'COUNT':
-      value = String(count);
-      break;
-    case 'UNIQUE_COUNT':
-      if (m.newMember) value = (BigInt(previous.value) + 1n).toString();
-      break;
-    case 'MIN':
-      if (v.compare(Decimal.parse(previous.value)) < 0) value = v.toString();
-      break;
-    case 'MAX':
-      if (v.compare(Decimal.parse(previous.value)) > 0) value = v.toString();
-      break;
-    case 'LATEST':
-      if (later) value = v.toString();
-      break;
-  }
-  return {
-    ...previous,
-    value,
-    sum,
-    count,
-    firstEventTime: Math.min(previous.firstEventTime, m.eventTime),
-    lastEventTime: Math.max(previous.lastEventTime, m.eventTime),
-    lastServiceTime: later ? time : previous.lastServiceTime,
-    lastServiceNode: later ? m.orderNode : previous.lastServiceNode,
-    version: previous.version + 1,
-  };
-}
-
-function initialValue(aggregation: Aggregation, value: Decimal): string {
-  switch (aggregation) {
-    case 'COUNT':
-    case 'UNIQUE_COUNT':
-      return '1';
-    default:
-      return value.toString();
-  }
+  const work = startWork(previous, at);
+  fold(work, m);
+  return finish(work);
 }
 
 /** Total order of (service time hex, node): hex strings of equal width sort like the numbers. */

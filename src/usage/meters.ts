@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
-import { type Document, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
+import { type Alias, type Document, isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { WINDOW_SIZES, type WindowSize } from './windows.js';
 
@@ -111,6 +111,12 @@ function readYaml(text: string, origin: string): { value: unknown; locate: Locat
   const doc = parseDocument(text, { lineCounter: lines, merge: true });
   const [error] = doc.errors;
   if (error !== undefined) throw syntaxError(origin, 'YAML', error.message, error.linePos?.[0]);
+  // The parser accepts an alias to a missing anchor and toJS fails later without a position.
+  const alias = unresolvedAlias(doc);
+  if (alias !== undefined) {
+    const at = alias.range ? lines.linePos(alias.range[0]) : undefined;
+    throw syntaxError(origin, 'YAML', `alias *${alias.source} has no anchor &${alias.source} before it`, at);
+  }
   let value: unknown;
   try {
     value = doc.toJS();
@@ -119,6 +125,23 @@ function readYaml(text: string, origin: string): { value: unknown; locate: Locat
     throw new ConfigError(VARIABLE, `${origin}: invalid YAML: ${errorMessage(cause)}`);
   }
   return { value, locate: (path) => locate(doc, lines, path) };
+}
+
+function unresolvedAlias(doc: Document): Alias | undefined {
+  const anchors = new Set<string>();
+  let unresolved: Alias | undefined;
+  visit(doc, {
+    Node(_, node) {
+      if (!isAlias(node)) {
+        if (node.anchor !== undefined) anchors.add(node.anchor);
+      } else if (!anchors.has(node.source)) {
+        unresolved = node;
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return unresolved;
 }
 
 function readJson(text: string, origin: string): { value: unknown; locate: Locate } {
@@ -141,10 +164,11 @@ function readJson(text: string, origin: string): { value: unknown; locate: Locat
 }
 
 function syntaxError(origin: string, format: string, reason: string, at: { line: number; col: number } | undefined): ConfigError {
-  // The yaml package appends " at line L, column C:" and a source excerpt; keep one line.
-  const firstLine = (reason.split('\n')[0] ?? reason).replace(/ at line \d+, column \d+:?$/, '');
+  // The yaml package appends " at line L, column C:" and a source excerpt, and V8 may quote
+  // the JSON text: keep the message to one line.
+  const oneLine = reason.replace(/ at line \d+, column \d+:[\s\S]*$/, '').replace(/\s+/g, ' ').trim();
   const where = at === undefined ? origin : `${origin}:${at.line}:${at.col}`;
-  return new ConfigError(VARIABLE, `${where}: invalid ${format}: ${firstLine}`);
+  return new ConfigError(VARIABLE, `${where}: invalid ${format}: ${oneLine}`);
 }
 
 function lineAndColumn(text: string, offset: number): { line: number; col: number } {

@@ -44,6 +44,12 @@ function pipeline(physical = new FakeClock(T0), nodeId = 'ordo-0') {
   return { processor, physical, catalog };
 }
 
+let eventSeq = 0;
+/** A usage event with an id of its own (the pipeline drops repeats of an id). */
+function freshEvent(): UsageEvent {
+  return usageEvent({ id: `evt-${++eventSeq}` });
+}
+
 /** The pipeline's own stores, as the engine would hand them over. */
 function pipelineContext(meta?: InMemoryStore<string>) {
   return taskContext(meta, PIPELINE_STORES);
@@ -80,7 +86,7 @@ describe('PipelineProcessor', () => {
       sourceRecord({ offset: '104', value: framedEvent(INPUT_ID, usageEvent({ id: 'skewed' })), headers: { 'service-time': formatServiceTime(makeServiceTime(T0 + 60_000, 0)) } }),
       sourceRecord({ offset: '105', value: framedEvent(INPUT_ID, usageEvent({ value: 'NaN' })) }),
       sourceRecord({ offset: '106', value: framedEvent(OLDER_ID, { id: 'old', source: 's', type: 't', subject: 'c3', time: T0 }, olderType) }),
-      sourceRecord({ offset: '107', value: framedEvent(INPUT_ID, usageEvent()), headers: { 'service-time': 'garbage' } }),
+      sourceRecord({ offset: '107', value: framedEvent(INPUT_ID, freshEvent()), headers: { 'service-time': 'garbage' } }),
     ];
     const { outputs, report, context } = await run(processor, records);
 
@@ -130,7 +136,7 @@ describe('PipelineProcessor', () => {
 
   it('needs prepare: a batch whose schemas were not prefetched throws instead of dead-lettering', () => {
     const { processor } = pipeline();
-    const error = catchError(() => processor.process([sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) })], pipelineContext()));
+    const error = catchError(() => processor.process([sourceRecord({ value: framedEvent(INPUT_ID, freshEvent()) })], pipelineContext()));
     expect(error).toBeInstanceOf(OrdoError);
   });
 
@@ -147,7 +153,7 @@ describe('PipelineProcessor', () => {
   it('keeps stamps increasing across batches while the wall clock steps backwards', async () => {
     const { processor, physical } = pipeline();
     const context = pipelineContext();
-    const batch = () => [sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) }), sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) })];
+    const batch = () => [sourceRecord({ value: framedEvent(INPUT_ID, freshEvent()) }), sourceRecord({ value: framedEvent(INPUT_ID, freshEvent()) })];
     const first = (await run(processor, batch(), context)).outputs.map(stampOf);
     physical.ms = T0 - 10_000;
     const second = (await run(processor, batch(), context)).outputs.map(stampOf);
@@ -167,9 +173,9 @@ describe('PipelineProcessor', () => {
     const { outputs } = await run(
       processor,
       [
-        sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) }),
-        sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()), headers: { 'service-time': formatServiceTime(makeServiceTime(T0, 0)) } }),
-        sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) }),
+        sourceRecord({ value: framedEvent(INPUT_ID, freshEvent()) }),
+        sourceRecord({ value: framedEvent(INPUT_ID, freshEvent()), headers: { 'service-time': formatServiceTime(makeServiceTime(T0, 0)) } }),
+        sourceRecord({ value: framedEvent(INPUT_ID, freshEvent()) }),
       ],
       context,
     );
@@ -181,7 +187,7 @@ describe('PipelineProcessor', () => {
     const context = pipelineContext();
     processor.onRestored(context);
     expect(processor.clock.last).toBe(0n);
-    const { outputs } = await run(processor, [sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) })], context);
+    const { outputs } = await run(processor, [sourceRecord({ value: framedEvent(INPUT_ID, freshEvent()) })], context);
     expect(outputs.map(stampOf)).toEqual([makeServiceTime(T0, 0)]);
   });
 
@@ -206,7 +212,7 @@ describe('PipelineProcessor', () => {
           for (const entry of changelog) bMeta.restore(entry.key, entry.value);
           const bContext = pipelineContext(bMeta);
           b.processor.onRestored(bContext);
-          const bOut = (await run(b.processor, Array.from({ length: secondBatch }, () => sourceRecord({ value: framedEvent(INPUT_ID, usageEvent()) })), bContext)).outputs;
+          const bOut = (await run(b.processor, Array.from({ length: secondBatch }, () => sourceRecord({ value: framedEvent(INPUT_ID, freshEvent()) })), bContext)).outputs;
           for (const out of bOut) expect(stampOf(out) > aMax).toBe(true);
         },
       ),

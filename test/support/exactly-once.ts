@@ -11,7 +11,8 @@ export function expectExactlyOnce(records: ReadRecord[], expectedIds: string[]):
   }
   const duplicates = [...counts].filter(([, n]) => n > 1).map(([id]) => id);
   const missing = expectedIds.filter((id) => !counts.has(id));
-  const unexpected = [...counts.keys()].filter((id) => !expectedIds.includes(id));
+  const expected = new Set(expectedIds);
+  const unexpected = [...counts.keys()].filter((id) => !expected.has(id));
   expect({ duplicates: duplicates.slice(0, 10), missing: missing.slice(0, 10), unexpected: unexpected.slice(0, 10) }).toEqual({ duplicates: [], missing: [], unexpected: [] });
   expect(records.length).toBe(expectedIds.length);
 }

@@ -1,0 +1,170 @@
+import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { QueryError } from '../errors.js';
+import { type Logger, noopLogger } from '../observability/logger.js';
+import type { Aggregation, Meter, MeterCatalog } from '../usage/meters.js';
+import type { WindowSize } from '../usage/windows.js';
+import { parseUsageQuery } from './query-params.js';
+import type { ReadModel, UsageAnswer } from './read-model.js';
+
+/** How far the read model is behind the aggregates topic, returned with every usage answer. */
+export interface Freshness {
+  /** Every partition applied up to the end offset last seen. */
+  caughtUp: boolean;
+  /** Offsets between what was applied and the end offsets, over all partitions; null while unknown. */
+  lagRecords: number | null;
+  /** appliedOffset: the next offset after what was applied; endOffset: the log end last seen. Strings: offsets are 64-bit. */
+  partitions: { partition: number; appliedOffset: string; endOffset: string | null }[];
+}
+
+/** A meter as GET /v1/meters shows it (docs/openapi.yaml, MeterView). */
+export interface MeterView {
+  slug: string;
+  description: string | null;
+  eventTypes: string[];
+  aggregation: Aggregation;
+  /** "value", "dimensions.<name>", or null (COUNT reads no value). */
+  valueProperty: string | null;
+  /** Group name -> the event dimension it reads. */
+  groupBy: Record<string, string>;
+  windows: WindowSize[];
+}
+
+export type UsageResponse = UsageAnswer & { freshness: Freshness };
+
+export interface ApiServerOptions {
+  /** 0 picks a free port; the started server reports the real one. */
+  port: number;
+  /** Default 0.0.0.0. */
+  host?: string;
+  meters: MeterCatalog;
+  readModel: ReadModel;
+  freshness: () => Freshness;
+  logger?: Logger;
+}
+
+export interface ApiServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** The routes served, as OpenAPI path templates (docs/openapi.yaml describes each). */
+export const API_ROUTES = ['/v1/meters', '/v1/meters/{slug}', '/v1/meters/{slug}/usage'] as const;
+
+const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' };
+
+export function meterView(meter: Meter): MeterView {
+  const property = meter.valueProperty;
+  return {
+    slug: meter.slug,
+    description: meter.description ?? null,
+    eventTypes: [...meter.eventTypes],
+    aggregation: meter.aggregation,
+    valueProperty: property === undefined ? null : property.kind === 'value' ? 'value' : `dimensions.${property.name}`,
+    groupBy: { ...meter.groupBy },
+    windows: [...meter.windows],
+  };
+}
+
+/**
+ * The usage query API (GET only, JSON only):
+ *   /v1/meters                 the configured meters
+ *   /v1/meters/{slug}          one meter
+ *   /v1/meters/{slug}/usage    usage from the read model, with its freshness
+ * Errors are `{"error": {"kind", "message"}}`; unexpected failures are logged and answered
+ * 500 `internal` without details.
+ */
+export function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
+  const logger = options.logger ?? noopLogger;
+  const server = createServer((req, res) => {
+    try {
+      handle(req, res, options);
+    } catch (error) {
+      if (res.headersSent) {
+        logger.error('usage API response failed after its headers were sent', { path: pathOf(req), error });
+        res.destroy();
+        return;
+      }
+      if (error instanceof QueryError) {
+        send(res, error.status, { error: { kind: error.kind, message: error.message } });
+        return;
+      }
+      logger.error('usage API request failed', { method: req.method, path: pathOf(req), error });
+      send(res, 500, { error: { kind: 'internal', message: 'internal error; the server log has the details' } });
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host ?? '0.0.0.0', () => {
+      server.off('error', reject);
+      server.on('error', (error) => logger.error('usage API server error', { error }));
+      const { port } = server.address() as AddressInfo;
+      logger.info('usage API listening', { port });
+      resolve({
+        port,
+        close: () =>
+          new Promise<void>((done, fail) => {
+            server.close((error) => (error ? fail(error) : done()));
+            // Keep-alive clients would otherwise hold close() open until they time out.
+            server.closeIdleConnections();
+          }),
+      });
+    });
+  });
+}
+
+function handle(req: IncomingMessage, res: ServerResponse, options: ApiServerOptions): void {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const route = match(url.pathname);
+  if (route === undefined) {
+    throw new QueryError('not-found', `no route ${JSON.stringify(url.pathname)}; routes: ${API_ROUTES.map((r) => `GET ${r}`).join(', ')}`, 404);
+  }
+  if (req.method !== 'GET') {
+    res.setHeader('allow', 'GET');
+    throw new QueryError('method-not-allowed', `${req.method} is not allowed on ${url.pathname}; only GET`, 405);
+  }
+  if (route.name === 'meters') {
+    send(res, 200, { meters: options.meters.meters.map(meterView) });
+    return;
+  }
+  const meter = options.meters.get(route.slug);
+  if (meter === undefined) {
+    const known = options.meters.meters.map((m) => m.slug);
+    throw new QueryError('unknown-meter', `no meter ${JSON.stringify(route.slug)}; known meters: ${known.length === 0 ? '(none)' : known.join(', ')}`, 404);
+  }
+  if (route.name === 'meter') {
+    send(res, 200, meterView(meter));
+    return;
+  }
+  const query = parseUsageQuery(route.slug, url.searchParams, options.meters);
+  const answer = options.readModel.query(query);
+  const body: UsageResponse = { ...answer, freshness: options.freshness() };
+  send(res, 200, body);
+}
+
+type Route = { name: 'meters' } | { name: 'meter'; slug: string } | { name: 'usage'; slug: string };
+
+function match(pathname: string): Route | undefined {
+  const parts = pathname.split('/');
+  // ['', 'v1', 'meters', slug?, 'usage'?]
+  if (parts.length < 3 || parts.length > 5 || parts[0] !== '' || parts[1] !== 'v1' || parts[2] !== 'meters') return undefined;
+  if (parts.length === 3) return { name: 'meters' };
+  const raw = parts[3] ?? '';
+  if (raw === '') return undefined;
+  if (parts.length === 5 && parts[4] !== 'usage') return undefined;
+  let slug: string;
+  try {
+    slug = decodeURIComponent(raw);
+  } catch {
+    throw new QueryError('bad-parameter', `slug: ${JSON.stringify(raw)} is not valid percent-encoding`);
+  }
+  return parts.length === 4 ? { name: 'meter', slug } : { name: 'usage', slug };
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, JSON_HEADERS).end(JSON.stringify(body));
+}
+
+function pathOf(req: IncomingMessage): string {
+  return (req.url ?? '/').split('?')[0] ?? '/';
+}

@@ -1,0 +1,35 @@
+import { expect } from 'vitest';
+import type { Kafka } from 'kafkajs';
+import { unframe } from '../../src/schema/wire-format.js';
+import { type UsageAggregate, usageAggregateType } from '../../src/usage/aggregation.js';
+import { readAll } from './cluster.js';
+import type { ExpectedAggregate } from './usage-oracle.js';
+
+/** Every committed aggregate record, reduced to the highest version per key (what compaction keeps). */
+export async function readLatestAggregates(kafka: Kafka, topic: string, atLeastKeys: number): Promise<Map<string, UsageAggregate>> {
+  const records = await readAll(kafka, topic, atLeastKeys, { timeoutMs: 180_000, settleMs: 3_000 });
+  const latest = new Map<string, UsageAggregate>();
+  for (const r of records) {
+    const agg = usageAggregateType.fromBuffer(unframe(r.value).body) as UsageAggregate;
+    const key = (r.key as Buffer).toString();
+    const previous = latest.get(key);
+    if (previous !== undefined) expect(agg.version).toBeGreaterThan(previous.version); // versions only grow, per key, in log order
+    latest.set(key, agg);
+  }
+  return latest;
+}
+
+/** Checks the aggregates topic against the oracle, to the last decimal digit. */
+export function expectAggregatesExact(actual: Map<string, UsageAggregate>, expected: Map<string, ExpectedAggregate>): void {
+  const missing = [...expected.keys()].filter((k) => !actual.has(k));
+  const extra = [...actual.keys()].filter((k) => !expected.has(k));
+  expect({ missing: missing.slice(0, 5), extra: extra.slice(0, 5) }).toEqual({ missing: [], extra: [] });
+  const wrong: string[] = [];
+  for (const [key, want] of expected) {
+    const got = actual.get(key) as UsageAggregate;
+    if (got.value !== want.value || got.count !== want.count || got.version !== want.count || got.firstEventTime !== want.firstEventTime || got.lastEventTime !== want.lastEventTime) {
+      wrong.push(`${key}: got value ${got.value} count ${got.count} version ${got.version}, want value ${want.value} count ${want.count}`);
+    }
+  }
+  expect(wrong.slice(0, 10)).toEqual([]);
+}
