@@ -1,7 +1,7 @@
 import { QueryError } from '../errors.js';
 import type { MeterCatalog } from '../usage/meters.js';
 import { WINDOW_SIZES, type WindowSize, checkTimeZone } from '../usage/windows.js';
-import type { UsageQuery } from './read-model.js';
+import { type UsageQuery, unknownMeter } from './read-model.js';
 
 /** The parameters of GET /v1/meters/{slug}/usage, as listed in error messages. */
 export const USAGE_PARAMETERS = ['subject', 'from', 'to', 'windowSize', 'windowTimeZone', 'groupBy', 'filter[<group>]'] as const;
@@ -24,10 +24,7 @@ const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] as const;
  * names are checked against the meter by the read model.
  */
 export function parseUsageQuery(slug: string, params: URLSearchParams, meters: MeterCatalog): UsageQuery {
-  if (meters.get(slug) === undefined) {
-    const known = meters.meters.map((m) => m.slug);
-    throw new QueryError('unknown-meter', `no meter ${quote(slug)}; known meters: ${known.length === 0 ? '(none)' : known.join(', ')}`, 404);
-  }
+  if (meters.get(slug) === undefined) throw unknownMeter(slug, meters);
   const subjects: string[] = [];
   const groupBy: string[] = [];
   const filter = new Map<string, string[]>();

@@ -56,6 +56,8 @@ export interface ReadModelOptions {
 }
 
 const DEFAULT_MAX_WINDOWS_READ = 100_000;
+/** The longest span of each window size (a month is at most 31 days). */
+const MAX_WINDOW_MS: Record<WindowSize, number> = { MINUTE: 60_000, HOUR: 3_600_000, DAY: 86_400_000, MONTH: 31 * 86_400_000 };
 const SUBJECT = 'subject';
 
 /** aggregate key -> aggregate, for one subject in one stored window. */
@@ -66,8 +68,10 @@ type Bucket = Map<string, SubjectAggregates>;
 interface Cell {
   subject: string | null;
   groupBy: Record<string, string | null>;
-  /** Sort and identity key of (subject, group values). */
+  /** Identity of (subject, group values). */
   id: string;
+  /** JSON of groupBy: the sort key after the subject. */
+  groupJson: string;
   partial: Partial;
 }
 
@@ -118,10 +122,7 @@ export class ReadModel {
 
   query(q: UsageQuery): UsageAnswer {
     const meter = this.meters.get(q.meter);
-    if (meter === undefined) {
-      const known = this.meters.meters.map((m) => m.slug);
-      throw new QueryError('unknown-meter', `no meter ${JSON.stringify(q.meter)}; known meters: ${known.length === 0 ? '(none)' : known.join(', ')}`, 404);
-    }
+    if (meter === undefined) throw unknownMeter(q.meter, this.meters);
     if (!Number.isSafeInteger(q.from) || !Number.isSafeInteger(q.to)) {
       throw new QueryError('bad-parameter', `from and to must be whole milliseconds, got from=${q.from}, to=${q.to}`);
     }
@@ -134,6 +135,9 @@ export class ReadModel {
     const subjects = q.subjects === undefined ? undefined : [...new Set(q.subjects)];
     if (meter.aggregation === 'UNIQUE_COUNT') checkUniqueCountShape(meter, groupBy, subjects);
 
+    // tileRange lists every piece: first refuse what needs too many even if every piece were the longest.
+    const coarsest = meter.windows.reduce((ms, size) => Math.max(ms, MAX_WINDOW_MS[size]), 0);
+    if ((q.to - q.from) / coarsest > this.maxWindowsRead) throw tooManyReads(meter, this.maxWindowsRead);
     const outputs: Window[] = q.windowSize === undefined ? [{ start: q.from, end: q.to }] : zonedWindows(q.from, q.to, q.windowSize, timeZone);
     const plan: { window: Window; pieces: SizedWindow[] }[] = [];
     let reads = 0;
@@ -141,12 +145,7 @@ export class ReadModel {
       const pieces = tileRange(window.start, window.end, meter.windows);
       if (meter.aggregation === 'UNIQUE_COUNT' && pieces.length !== 1) throw uniqueCountSpansWindows(meter, window, pieces.length, q.windowSize);
       reads += pieces.length;
-      if (reads > this.maxWindowsRead) {
-        throw new QueryError(
-          'too-many-windows',
-          `the query needs more than ${this.maxWindowsRead} stored-window reads (meter ${meter.slug} keeps ${meter.windows.join(', ')}); ask a shorter range or a coarser windowSize`,
-        );
-      }
+      if (reads > this.maxWindowsRead) throw tooManyReads(meter, this.maxWindowsRead);
       plan.push({ window, pieces });
     }
 
@@ -180,7 +179,7 @@ export class ReadModel {
       }
       const start = iso(window.start);
       const end = iso(window.end);
-      for (const cell of [...cells.values()].sort(byId)) {
+      for (const cell of [...cells.values()].sort(byRowOrder)) {
         data.push(row(start, end, cell));
         const total = totals.get(cell.id);
         if (total === undefined) totals.set(cell.id, { ...cell });
@@ -196,10 +195,24 @@ export class ReadModel {
       windowTimeZone: timeZone,
       groupBy,
       data,
-      totals: unique && plan.length > 1 ? null : [...totals.values()].sort(byId).map((cell) => row(null, null, cell)),
+      totals: unique && plan.length > 1 ? null : [...totals.values()].sort(byRowOrder).map((cell) => row(null, null, cell)),
       windowsRead,
     };
   }
+}
+
+/** 404 naming the slug asked for (cut short: it comes from the URL) and the configured ones. */
+export function unknownMeter(slug: string, meters: MeterCatalog): QueryError {
+  const known = meters.meters.map((m) => m.slug);
+  const asked = slug.length > 64 ? `${JSON.stringify(slug.slice(0, 64))}... (${slug.length} chars)` : JSON.stringify(slug);
+  return new QueryError('unknown-meter', `no meter ${asked}; known meters: ${known.length === 0 ? '(none)' : known.join(', ')}`, 404);
+}
+
+function tooManyReads(meter: Meter, max: number): QueryError {
+  return new QueryError(
+    'too-many-windows',
+    `the query needs more than ${max} stored-window reads (meter ${meter.slug} keeps ${meter.windows.join(', ')}); ask for a shorter range or a coarser windowSize`,
+  );
 }
 
 function bucketId(meter: string, size: WindowSize, start: number): string {
@@ -217,7 +230,9 @@ function zoneName(asked: string): string {
 }
 
 function iso(ms: number): string {
-  return new Date(ms).toISOString();
+  const date = new Date(ms);
+  // Only error messages can meet an instant outside the Date range (the windows module refuses those ranges).
+  return Number.isNaN(date.getTime()) ? String(ms) : date.toISOString();
 }
 
 function groupValue(aggregate: UsageAggregate, name: string): string | null {
@@ -239,7 +254,7 @@ function addToCell(cells: Map<string, Cell>, subject: string | null, names: stri
   if (cell === undefined) {
     const groupBy: Record<string, string | null> = {};
     names.forEach((name, i) => (groupBy[name] = values[i] ?? null));
-    cells.set(id, { subject, groupBy, id, partial: partialOf(aggregate) });
+    cells.set(id, { subject, groupBy, id, groupJson: JSON.stringify(groupBy), partial: partialOf(aggregate) });
     return;
   }
   if (unique) {
@@ -270,9 +285,14 @@ function row(windowStart: string | null, windowEnd: string | null, cell: Cell): 
   return { windowStart, windowEnd, subject: cell.subject, groupBy: cell.groupBy, value: cell.partial.value, count: cell.partial.count };
 }
 
-/** Cells of one window, or totals: by subject, then group values (code-unit order, as JSON). */
-function byId(a: Cell, b: Cell): number {
-  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+/** Cells of one window, or totals: by subject, then the JSON of the group values (code-unit order, so stable across locales). */
+function byRowOrder(a: Cell, b: Cell): number {
+  if (a.subject !== b.subject) {
+    if (a.subject === null) return -1;
+    if (b.subject === null) return 1;
+    return a.subject < b.subject ? -1 : 1;
+  }
+  return a.groupJson < b.groupJson ? -1 : a.groupJson > b.groupJson ? 1 : 0;
 }
 
 function checkGroupBy(meter: Meter, groupBy: string[]): string[] {

@@ -5,7 +5,7 @@ import { type Logger, noopLogger } from '../observability/logger.js';
 import type { Aggregation, Meter, MeterCatalog } from '../usage/meters.js';
 import type { WindowSize } from '../usage/windows.js';
 import { parseUsageQuery } from './query-params.js';
-import type { ReadModel, UsageAnswer } from './read-model.js';
+import { type ReadModel, type UsageAnswer, unknownMeter } from './read-model.js';
 
 /** How far the read model is behind the aggregates topic, returned with every usage answer. */
 export interface Freshness {
@@ -51,6 +51,7 @@ export interface ApiServer {
 /** The routes served, as OpenAPI path templates (docs/openapi.yaml describes each). */
 export const API_ROUTES = ['/v1/meters', '/v1/meters/{slug}', '/v1/meters/{slug}/usage'] as const;
 
+const QUOTE_LIMIT = 64;
 const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' };
 
 export function meterView(meter: Meter): MeterView {
@@ -114,29 +115,29 @@ export function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
 }
 
 function handle(req: IncomingMessage, res: ServerResponse, options: ApiServerOptions): void {
-  const url = new URL(req.url ?? '/', 'http://localhost');
-  const route = match(url.pathname);
+  // Split by hand: new URL() would read a target such as "//host/x" as a host.
+  const target = req.url ?? '/';
+  const mark = target.indexOf('?');
+  const pathname = mark === -1 ? target : target.slice(0, mark);
+  const route = match(pathname);
   if (route === undefined) {
-    throw new QueryError('not-found', `no route ${JSON.stringify(url.pathname)}; routes: ${API_ROUTES.map((r) => `GET ${r}`).join(', ')}`, 404);
+    throw new QueryError('not-found', `no route ${quote(pathname)}; routes: ${API_ROUTES.map((r) => `GET ${r}`).join(', ')}`, 404);
   }
   if (req.method !== 'GET') {
     res.setHeader('allow', 'GET');
-    throw new QueryError('method-not-allowed', `${req.method} is not allowed on ${url.pathname}; only GET`, 405);
+    throw new QueryError('method-not-allowed', `${req.method} is not allowed on ${quote(pathname)}; only GET`, 405);
   }
   if (route.name === 'meters') {
     send(res, 200, { meters: options.meters.meters.map(meterView) });
     return;
   }
   const meter = options.meters.get(route.slug);
-  if (meter === undefined) {
-    const known = options.meters.meters.map((m) => m.slug);
-    throw new QueryError('unknown-meter', `no meter ${JSON.stringify(route.slug)}; known meters: ${known.length === 0 ? '(none)' : known.join(', ')}`, 404);
-  }
+  if (meter === undefined) throw unknownMeter(route.slug, options.meters);
   if (route.name === 'meter') {
     send(res, 200, meterView(meter));
     return;
   }
-  const query = parseUsageQuery(route.slug, url.searchParams, options.meters);
+  const query = parseUsageQuery(route.slug, new URLSearchParams(mark === -1 ? '' : target.slice(mark + 1)), options.meters);
   const answer = options.readModel.query(query);
   const body: UsageResponse = { ...answer, freshness: options.freshness() };
   send(res, 200, body);
@@ -156,13 +157,18 @@ function match(pathname: string): Route | undefined {
   try {
     slug = decodeURIComponent(raw);
   } catch {
-    throw new QueryError('bad-parameter', `slug: ${JSON.stringify(raw)} is not valid percent-encoding`);
+    throw new QueryError('bad-parameter', `slug: ${quote(raw)} is not valid percent-encoding`);
   }
   return parts.length === 4 ? { name: 'meter', slug } : { name: 'usage', slug };
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, JSON_HEADERS).end(JSON.stringify(body));
+}
+
+/** Paths and slugs come from the client: quoted (control characters visible) and cut short. */
+function quote(value: string): string {
+  return value.length > QUOTE_LIMIT ? `${JSON.stringify(value.slice(0, QUOTE_LIMIT))}... (${value.length} chars)` : JSON.stringify(value);
 }
 
 function pathOf(req: IncomingMessage): string {

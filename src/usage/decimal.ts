@@ -11,8 +11,11 @@ const PLAIN_DECIMAL = /^-?(?:0|[1-9]\d{0,37})(?:\.\d{1,38})?$/;
 /** Bad values are upstream controlled: quote only a prefix in messages. */
 const QUOTE_LIMIT = 48;
 
+/** Every event is added to a sum: keep the common powers of ten at hand. */
+const POW10 = Array.from({ length: 2 * 38 + 1 }, (_, i) => 10n ** BigInt(i));
+
 function pow10(n: number): bigint {
-  return 10n ** BigInt(n);
+  return POW10[n] ?? 10n ** BigInt(n);
 }
 
 export class Decimal {

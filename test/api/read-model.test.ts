@@ -22,7 +22,8 @@ interface RawEvent {
   orderNode: string;
 }
 
-const SUBJECTS = ['acme', 'globex', 'initech'];
+// 'a"q' and 'a#q' sort one way as strings and the other way as JSON: rows sort by the string.
+const SUBJECTS = ['acme', 'globex', 'a"q', 'a#q'];
 const GROUPS = { model: 'model', region: 'region' };
 const SPAN_START = Date.UTC(2026, 9, 30); // the US leaves daylight saving time on 2026-11-01
 const SPAN_END = Date.UTC(2026, 10, 3);
@@ -373,7 +374,7 @@ describe('ReadModel.query against a brute force over the raw events', () => {
         expect(answer.totals).toEqual(windows === 1 ? expected.totals : null);
         expect(answer.windowsRead).toBe(windows);
       }),
-      { numRuns: 40 },
+      { numRuns: Number(process.env.RUNS ?? 40) },
     );
   });
 });
@@ -479,6 +480,23 @@ describe('ReadModel.query refusals', () => {
     expect(error.message).toContain('model, region');
     error = expectQueryError(() => model.query(query({ filter: { subject: ['acme'] } })), 'bad-parameter');
     expect(error.message).toContain('subject parameter');
+  });
+
+  it('refuses queries that would read too many stored windows, before listing them', () => {
+    const small = new ReadModel(new MeterCatalog(ALL_METERS), { maxWindowsRead: 48 });
+    expect(small.query(query({ meter: 'count', windowSize: 'HOUR', to: SPAN_START + 2 * DAY })).windowsRead).toBe(48);
+    const error = expectQueryError(() => small.query(query({ meter: 'count', windowSize: 'HOUR', to: SPAN_START + 2 * DAY + HOUR })), 'too-many-windows');
+    expect(error.message).toContain('more than 48');
+    // Ten thousand years of MINUTE pieces: refused at once, never tiled.
+    const started = Date.now();
+    expectQueryError(() => model.query(query({ meter: 'minutes', from: Date.parse('0001-01-01T00:00:00Z'), to: Date.parse('9999-01-01T00:00:00Z') })), 'too-many-windows');
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
+  it('names the zone as asked (case fixed), not as ICU renames it', () => {
+    expect(model.query(query({ timeZone: 'utc' })).windowTimeZone).toBe('UTC');
+    expect(model.query(query({ timeZone: 'Europe/Kyiv' })).windowTimeZone).toBe('Europe/Kyiv');
+    expectQueryError(() => model.query(query({ timeZone: 'Mars/Olympus_Mons' })), 'bad-parameter');
   });
 
   it('refuses ranges the maintained UTC windows cannot tile exactly (Asia/Kolkata is UTC+05:30)', () => {

@@ -73,15 +73,20 @@ function labeller(timeZone: string): (ms: number) => Record<WindowSize, string> 
   };
 }
 
+/** Pieces are contiguous from `from` to `to`, each a whole window of a maintained size. */
 function checkTiling(from: number, to: number, maintained: readonly WindowSize[], pieces: readonly SizedWindow[]): void {
+  // One expect per piece is slow with thousands of pieces: describe the first bad one instead.
   let position = from;
-  for (const piece of pieces) {
-    expect(piece.start).toBe(position);
-    expect(piece.end).toBe(windowEnd(piece.start, piece.size));
-    expect(isAligned(piece.start, piece.size)).toBe(true);
-    expect(maintained).toContain(piece.size);
+  const bad = pieces.find((piece) => {
+    const ok =
+      piece.start === position &&
+      piece.end === windowEnd(piece.start, piece.size) &&
+      isAligned(piece.start, piece.size) &&
+      maintained.includes(piece.size);
     position = piece.end;
-  }
+    return !ok;
+  });
+  expect(bad).toBeUndefined();
   expect(position).toBe(to);
 }
 
@@ -172,7 +177,7 @@ describe('tileRange', () => {
       const align = (ms: number, size: WindowSize): number =>
         windowStart(ms, WINDOW_SIZES[Math.max(finest, WINDOW_SIZES.indexOf(size))]!);
       // Keep the finest-only tiling small when only fine sizes are maintained.
-      const span = Math.abs(b - a) % (5000 * (FIXED[maintained[0]!] ?? 31 * DAY));
+      const span = Math.abs(b - a) % (2000 * (FIXED[maintained[0]!] ?? 31 * DAY));
       return { maintained, from: align(a, sizeA), to: align(a + span, sizeB) };
     })
     .filter(({ from, to }) => from <= to);
@@ -271,11 +276,10 @@ describe('tileRange', () => {
 
 describe('checkTimeZone', () => {
   it.each(['UTC', 'Etc/UTC', 'Europe/Berlin', 'europe/berlin', 'Asia/Kolkata', 'Asia/Kathmandu', 'America/New_York', 'US/Eastern'])(
-    'accepts %s and returns a canonical name that is stable',
+    'accepts %s; the canonical name it returns is accepted as itself',
     (name) => {
       const canonical = checkTimeZone(name);
       expect(checkTimeZone(canonical)).toBe(canonical);
-      expect(canonical.toLowerCase() === name.toLowerCase() || canonical !== name).toBe(true);
     },
   );
 
