@@ -18,22 +18,18 @@ export interface TransactionContent {
 export async function commitTransaction(producer: Producer, content: TransactionContent): Promise<void> {
   const transaction = await producer.transaction();
   try {
-    const byTopic = new Map<string, Message[]>();
     const targets = new Set<string>();
-    for (const record of content.outputs) {
-      let messages = byTopic.get(record.topic);
-      if (!messages) byTopic.set(record.topic, (messages = []));
-      const partition = record.partition ?? content.partition;
-      messages.push({ key: record.key, value: record.value, headers: record.headers, partition });
-      if (record.partition !== undefined || messages.length === 1) targets.add(`${record.topic}/${partition}`);
-    }
-    if (byTopic.size > 0) {
-      const written = await transaction.sendBatch({ topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })), acks: -1 });
-      // kafkajs silently skips a partition the topic does not have: never commit past that.
-      const acked = new Set(written.map((m) => `${m.topicName}/${m.partition}`));
-      for (const target of targets) {
-        if (!acked.has(target)) throw new OrdoError(`no acknowledgement for ${target}: does the topic have that partition?`);
+    const acked = new Set<string>();
+    for (const request of splitRequests(content)) {
+      for (const [topic, messages] of request) {
+        for (const m of messages) targets.add(`${topic}/${m.partition}`);
       }
+      const written = await transaction.sendBatch({ topicMessages: [...request].map(([topic, messages]) => ({ topic, messages })), acks: -1 });
+      for (const m of written) acked.add(`${m.topicName}/${m.partition}`);
+    }
+    // kafkajs silently skips a partition the topic does not have: never commit past that.
+    for (const target of targets) {
+      if (!acked.has(target)) throw new OrdoError(`no acknowledgement for ${target}: does the topic have that partition?`);
     }
     const { groupId, topic, partition, nextOffset } = content.offsets;
     await transaction.sendOffsets({ consumerGroupId: groupId, topics: [{ topic, partitions: [{ partition, offset: nextOffset }] }] });
@@ -42,6 +38,45 @@ export async function commitTransaction(producer: Producer, content: Transaction
     await transaction.abort().catch(() => undefined);
     throw classifyKafkaError(error);
   }
+}
+
+/**
+ * Bytes of records per produce request. kafkajs puts all of a request's records for one
+ * partition into one record batch, and the broker refuses a batch over message.max.bytes
+ * (1 MiB by default): a big transaction (aggregates, changelogs) is sent in several requests.
+ */
+export const MAX_REQUEST_BYTES = 512 * 1024;
+/** Per-record overhead in a record batch, roughly (lengths, offsets, timestamps, attributes). */
+const RECORD_OVERHEAD = 24;
+
+/** Groups the outputs into requests of at most MAX_REQUEST_BYTES, keeping their order per partition. */
+function* splitRequests(content: TransactionContent): Generator<Map<string, Message[]>> {
+  let request = new Map<string, Message[]>();
+  let bytes = 0;
+  for (const record of content.outputs) {
+    const size = RECORD_OVERHEAD + sizeOf(record.key) + sizeOf(record.value) + headerBytes(record.headers);
+    if (bytes > 0 && bytes + size > MAX_REQUEST_BYTES) {
+      yield request;
+      request = new Map();
+      bytes = 0;
+    }
+    let messages = request.get(record.topic);
+    if (!messages) request.set(record.topic, (messages = []));
+    messages.push({ key: record.key, value: record.value, headers: record.headers, partition: record.partition ?? content.partition });
+    bytes += size;
+  }
+  if (bytes > 0) yield request;
+}
+
+function sizeOf(value: Buffer | string | null): number {
+  if (value === null) return 0;
+  return typeof value === 'string' ? Buffer.byteLength(value) : value.length;
+}
+
+function headerBytes(headers: Record<string, Buffer | string>): number {
+  let bytes = 0;
+  for (const name in headers) bytes += name.length + sizeOf(headers[name] ?? null) + 4;
+  return bytes;
 }
 
 const FENCED_TYPES = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED']);
