@@ -5,6 +5,9 @@
  * ORDO_DEMO_KEEP=1 keeps the topics and the local stack afterwards.
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
@@ -13,7 +16,9 @@ import { counterOf, formatServiceTime, makeServiceTime, millisOf, parseServiceTi
 import { loadConfig } from '../src/config/config.js';
 import { OrdoMetrics } from '../src/metrics/metrics.js';
 import { jsonLogger } from '../src/observability/logger.js';
+import { startApiRole } from '../src/roles/api.js';
 import { createPipelineWorker } from '../src/roles/pipeline.js';
+import { type UsageAggregate, usageAggregateType } from '../src/usage/aggregation.js';
 import { SchemaCatalog } from '../src/schema/schema-catalog.js';
 import { type UsageEvent, usageEventSchema, usageEventType } from '../src/schema/usage-event.js';
 import { frame } from '../src/schema/wire-format.js';
@@ -37,6 +42,18 @@ if (!process.env.KAFKA_BROKERS) {
   process.env.SCHEMA_REGISTRY_URL ??= `http://127.0.0.1:${process.env.REGISTRY_PORT ?? '8081'}/apis/ccompat/v7`;
 }
 
+// The demo's meters (docs/meters.example.yaml is a fuller example).
+const metersFile = join(mkdtempSync(join(tmpdir(), 'ordo-demo-')), 'meters.yaml');
+writeFileSync(
+  metersFile,
+  `meters:
+  - { slug: api-calls, eventType: api.request, aggregation: COUNT, groupBy: { region: region } }
+  - { slug: api-spend, eventType: api.request, aggregation: SUM, windows: [HOUR, DAY, MONTH] }
+  - { slug: invoiced, eventType: invoice.line, aggregation: SUM, windows: [DAY, MONTH] }
+  - { slug: llm-tokens, eventType: llm.completion, aggregation: SUM, valueProperty: dimensions.tokens, windows: [DAY] }
+`,
+);
+
 const run = `demo-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}`;
 const config = loadConfig({
   ...process.env,
@@ -45,6 +62,9 @@ const config = loadConfig({
   ORDO_ORDERED_TOPIC: `${run}-usage-events-ordered`,
   ORDO_DLQ_TOPIC: `${run}-usage-events-dlq`,
   ORDO_LATE_TOPIC: `${run}-usage-events-late`,
+  ORDO_AGGREGATES_TOPIC: `${run}-usage-aggregates`,
+  ORDO_METERS_FILE: metersFile,
+  ORDO_API_PORT: '0',
   ORDO_NODE_ID: process.env.ORDO_NODE_ID ?? 'ordo-demo',
   ORDO_TOPIC_PARTITIONS: '3',
   ORDO_METRICS_PORT: '0',
@@ -56,7 +76,7 @@ async function main(): Promise<void> {
   const metrics = new OrdoMetrics();
   const worker = await createPipelineWorker(config, { logger, metrics });
   await worker.start();
-  console.log(`\npipeline running: ${config.topics.input} -> ${config.topics.ordered} (DLQ ${config.topics.dlq})\n`);
+  console.log(`\npipeline running: ${config.topics.input} -> ${config.topics.ordered} + ${config.topics.aggregates} (DLQ ${config.topics.dlq}, late ${config.topics.late})\n`);
 
   const schemaId = await new SchemaCatalog(config.registryUrl).register(`${config.topics.input}-value`, usageEventSchema);
   const encode = (e: UsageEvent): Buffer => frame(schemaId, usageEventType.toBuffer(e));
@@ -84,20 +104,27 @@ async function main(): Promise<void> {
     { key: 'globex', value: encode(ev('gw-1', 'api-gateway', 'globex', '3')) },
     { key: 'globex', value: encode(ev('gw-2', 'api-gateway', 'globex', '0.75')) },
     { key: 'initech', value: encode(ev('gw-3', 'api-gateway', 'initech', '42')) },
+    { key: 'initech', value: encode({ ...ev('llm-1', 'llm-proxy', 'initech', '1', 'llm.completion'), dimensions: { tokens: '1250' } }) },
+    // An upstream retry of gw-1: the same (source, id), counted once.
+    { key: 'globex', value: encode(ev('gw-1', 'api-gateway', 'globex', '3')) },
+    // 40 days old: beyond the allowed lateness (35 days), set aside on the late topic.
+    { key: 'globex', value: encode({ ...ev('gw-old', 'api-gateway', 'globex', '9'), time: now - 40 * 86_400_000 }) },
     // Bad input: each goes to the DLQ with a reason, nothing is lost.
     { key: 'broken-json', value: Buffer.from('{"subject":"acme","value":1}') },
     { key: 'not-a-number', value: encode(ev('nan-1', 'api-gateway', 'acme', 'NaN')) },
     { key: 'from-the-future', value: encode(ev('skew-1', 'batch-job', 'acme', '5')), headers: ctx(makeServiceTime(now + 3_600_000, 0), 'batch-job') },
     { key: 'bad-header', value: encode(ev('hdr-1', 'api-gateway', 'acme', '1')), headers: { 'service-time': 'yesterday' } },
+    { key: 'bad-tokens', value: encode({ ...ev('llm-2', 'llm-proxy', 'initech', '1', 'llm.completion'), dimensions: { tokens: 'lots' } }) },
   ];
   const producer = kafka.producer();
   await producer.connect();
   await producer.send({ topic: config.topics.input, messages });
   await producer.disconnect();
-  console.log(`published ${messages.length} records from simulated services (checkout -> billing -> ledger, api-gateway, and 4 bad ones)\n`);
+  console.log(`published ${messages.length} records from simulated services (checkout -> billing -> ledger, api-gateway, llm-proxy; a retry, a late one and 5 bad ones)\n`);
 
-  const ordered = await read(config.topics.ordered, 6);
-  const dlq = await read(config.topics.dlq, 4);
+  const ordered = await read(config.topics.ordered, 7);
+  const dlq = await read(config.topics.dlq, 5);
+  const late = await read(config.topics.late, 1);
 
   console.log('== usage-events-ordered (read_committed) ==');
   table(
@@ -116,11 +143,33 @@ async function main(): Promise<void> {
   console.log('\n== usage-events-dlq ==');
   table(dlq.map((m) => ({ key: m.key ?? '', reason: m.headers['ordo-dlq-reason'] ?? '', offset: `${m.headers['ordo-source-partition']}/${m.headers['ordo-source-offset']}`, error: (m.headers['ordo-dlq-error'] ?? '').slice(0, 90) })));
 
+  console.log('\n== usage-events-late ==');
+  table(late.map((m) => ({ key: m.key ?? '', reason: m.headers['ordo-late-reason'] ?? '', detail: (m.headers['ordo-late-detail'] ?? '').slice(0, 100) })));
+
+  const aggregates = new Map<string, UsageAggregate>();
+  for (const m of await read(config.topics.aggregates, 1, 2_000)) aggregates.set(m.key ?? '', usageAggregateType.fromBuffer(m.value!.subarray(5)) as UsageAggregate);
+  console.log('\n== usage-aggregates (compacted; latest version per key) ==');
+  table(
+    [...aggregates.values()]
+      .sort((a, b) => `${a.meter}${a.subject}${a.windowSize}`.localeCompare(`${b.meter}${b.subject}${b.windowSize}`))
+      .map((a) => ({ meter: a.meter, subject: a.subject, groupBy: JSON.stringify(a.groupBy), window: `${a.windowSize} ${new Date(a.windowStart).toISOString().slice(0, 16)}`, value: a.value, count: String(a.count), version: String(a.version) })),
+  );
+
   console.log('\nmetrics (excerpt):');
   for (const line of (await metrics.registry.metrics()).split('\n')) {
     if (/^ordo_(events_|clock_skew_rejected|transaction_commit_seconds_count)/.test(line)) console.log(`  ${line}`);
   }
   await worker.stop();
+
+  // The api role: a read model over the aggregates topic, queried over HTTP.
+  const api = await startApiRole(config, { logger, metrics: new OrdoMetrics() });
+  await api.caughtUp();
+  const day = new Date(now - (now % 86_400_000)).toISOString();
+  const nextDay = new Date(now - (now % 86_400_000) + 86_400_000).toISOString();
+  const url = `http://127.0.0.1:${api.port}/v1/meters/api-spend/usage?from=${day}&to=${nextDay}&windowSize=HOUR&groupBy=subject`;
+  console.log(`\n== GET ${url.replace(/^http:\/\/[^/]+/, '')} ==`);
+  console.log(JSON.stringify(await (await fetch(url)).json(), null, 2).split('\n').map((l) => `  ${l}`).join('\n'));
+  await api.stop();
 }
 
 interface Seen {
@@ -130,7 +179,7 @@ interface Seen {
   headers: Record<string, string>;
 }
 
-async function read(topic: string, expected: number): Promise<Seen[]> {
+async function read(topic: string, expected: number, settleMs = 0): Promise<Seen[]> {
   const consumer = kafka.consumer({ groupId: `${run}-reader-${topic}`, maxWaitTimeInMs: 100 });
   const out: Seen[] = [];
   await consumer.connect();
@@ -145,6 +194,7 @@ async function read(topic: string, expected: number): Promise<Seen[]> {
   });
   const deadline = Date.now() + 60_000;
   while (out.length < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
   await consumer.disconnect();
   return out;
 }
