@@ -4,7 +4,7 @@ import { createTopics, deleteTopicsWithPrefix, readAll, testKafka, uniqueName, u
 import { expectExactlyOnce, expectStampsIncreasePerKey } from '../support/exactly-once.js';
 import { WorkerProcess, sleep } from '../support/process.js';
 import { childEnv } from '../support/worker.js';
-import { highWatermark, makeWorkload, producePaced } from '../support/workload.js';
+import { waitForOutput, makeWorkload, producePaced } from '../support/workload.js';
 
 const kafka = testKafka();
 const EVENTS = 12_000;
@@ -28,7 +28,7 @@ async function setUp(name: string) {
     const a = spawnWorker('node-a');
     await a.waitFor((l) => l.msg === 'task restored');
     const producing = producePaced(producer, `${prefix}-in`, workload.messages, durationMs, chunk);
-    await waitForOutput(`${prefix}-ordered`, outputs);
+    await waitForOutput(kafka, `${prefix}-ordered`, outputs);
     return { a, producing };
   };
   /** Reads the whole ordered output and checks it: every valid event once, stamps rising per key. */
@@ -39,14 +39,6 @@ async function setUp(name: string) {
     return ordered;
   };
   return { prefix, workload, spawnWorker, startStream, readVerified };
-}
-
-async function waitForOutput(topic: string, atLeast: number, timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while ((await highWatermark(kafka, topic).catch(() => 0)) < atLeast) {
-    if (Date.now() > deadline) throw new Error(`${topic} did not reach ${atLeast} records`);
-    await sleep(200);
-  }
 }
 
 describe('exactly-once under process failure (real broker, real worker processes)', () => {

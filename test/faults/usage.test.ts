@@ -5,9 +5,9 @@ import { noopLogger } from '../../src/observability/logger.js';
 import { startApiRole } from '../../src/roles/api.js';
 import type { UsageAggregate } from '../../src/usage/aggregation.js';
 import { createTopics, decodeEvent, deleteTopicsWithPrefix, produce, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
-import { WorkerProcess, sleep } from '../support/process.js';
+import { WorkerProcess } from '../support/process.js';
 import { childEnv, testConfig } from '../support/worker.js';
-import { highWatermark, producePaced } from '../support/workload.js';
+import { waitForOutput, producePaced } from '../support/workload.js';
 import { TEST_METERS, makeUsageWorkload, oracleEvents, writeTestMeters } from '../support/usage-workload.js';
 import { expectAggregatesExact, readLatestAggregates } from '../support/usage-checks.js';
 import { expectedAggregates } from '../support/usage-oracle.js';
@@ -46,14 +46,6 @@ async function setUp(name: string) {
   return { prefix, encode, overrides, spawnWorker, verify };
 }
 
-async function waitForOutput(topic: string, atLeast: number, timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while ((await highWatermark(kafka, topic).catch(() => 0)) < atLeast) {
-    if (Date.now() > deadline) throw new Error(`${topic} did not reach ${atLeast} records`);
-    await sleep(200);
-  }
-}
-
 describe('usage aggregates stay exact under process failure (real broker, real worker processes)', () => {
   beforeAll(async () => {
     producer = kafka.producer();
@@ -73,7 +65,7 @@ describe('usage aggregates stay exact under process failure (real broker, real w
     const a = spawnWorker('node-a');
     await a.waitFor((l) => l.msg === 'task restored');
     const producing = producePaced(producer, `${prefix}-in`, first.messages, 10_000);
-    await waitForOutput(`${prefix}-aggregates`, 5_000);
+    await waitForOutput(kafka, `${prefix}-aggregates`, 5_000);
     a.signal('SIGKILL');
     expect(await a.exited).toBe(-1);
     const b = spawnWorker('node-b');
@@ -113,7 +105,7 @@ describe('usage aggregates stay exact under process failure (real broker, real w
     const a = spawnWorker('node-a');
     await a.waitFor((l) => l.msg === 'task restored');
     const producing = producePaced(producer, `${prefix}-in`, workload.messages, 12_000);
-    await waitForOutput(`${prefix}-aggregates`, 4_000);
+    await waitForOutput(kafka, `${prefix}-aggregates`, 4_000);
     const b = spawnWorker('node-b');
     await b.waitFor((l) => l.msg === 'task restored', 60_000);
     await producing;

@@ -43,3 +43,12 @@ export async function highWatermark(kafka: Kafka, topic: string): Promise<number
     await admin.disconnect();
   }
 }
+
+/** Waits until the high watermarks of `topic` sum to at least `atLeast` (records written, committed or not). */
+export async function waitForOutput(kafka: Kafka, topic: string, atLeast: number, timeoutMs = 90_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await highWatermark(kafka, topic).catch(() => 0)) < atLeast) {
+    if (Date.now() > deadline) throw new Error(`${topic} did not reach ${atLeast} records`);
+    await sleep(200);
+  }
+}
