@@ -104,15 +104,7 @@ interface RoleHandle {
 async function startRole(role: Role, config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics }, stopRequested: () => boolean): Promise<RoleHandle> {
   if (role === 'api') {
     const api = await startApiRole(config, deps);
-    let stopping: Promise<void> | undefined;
-    let finish: (state: 'stopped') => void = () => undefined;
-    const done = new Promise<'stopped'>((resolve) => (finish = resolve));
-    return {
-      state: () => (stopping ? 'draining' : api.ready() ? 'running' : 'restoring'),
-      ready: () => !stopping && api.ready(),
-      stop: () => (stopping ??= api.stop().then(() => finish('stopped'))),
-      done,
-    };
+    return { state: () => api.state(), ready: () => api.state() === 'running', stop: () => api.stop(), done: api.done };
   }
   const worker = await createPipelineWorker(config, deps);
   if (!stopRequested()) await worker.start();

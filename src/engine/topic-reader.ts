@@ -47,11 +47,17 @@ export class TopicReader {
 
   constructor(private readonly options: TopicReaderOptions) {}
 
-  /** Starts consuming; resolves once the topic's end offsets are known. */
+  /** Starts consuming; resolves once the topic exists and its end offsets are known. */
   async start(): Promise<void> {
     const o = this.options;
     this.admin = o.kafka.admin();
     await this.admin.connect();
+    // The writer (e.g. the pipeline) may not have created the topic yet: wait for it.
+    for (let waited = 0; !(await this.admin.listTopics()).includes(o.topic); waited++) {
+      if (this.stopped) return;
+      if (waited % 30 === 0) o.logger.info('waiting for the topic to exist', { topic: o.topic });
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    }
     await this.refreshEnds();
     const consumer = o.kafka.consumer({ groupId: o.groupId, readUncommitted: false, allowAutoTopicCreation: false });
     this.consumer = consumer;

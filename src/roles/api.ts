@@ -12,12 +12,16 @@ import { unframe } from '../schema/wire-format.js';
 import { type UsageAggregate, usageAggregateType } from '../usage/aggregation.js';
 import { MeterCatalog, loadMetersFile } from '../usage/meters.js';
 
+export type ApiState = 'restoring' | 'running' | 'draining' | 'stopped' | 'failed';
+
 export interface ApiRole {
   /** HTTP port the query API listens on. */
   readonly port: number;
   readonly readModel: ReadModel;
-  /** True once the read model has caught up with the aggregates topic as it was at start. */
-  ready(): boolean;
+  /** restoring until the read model has caught up with the topic as it was at start. */
+  state(): ApiState;
+  /** Resolves with the final state. */
+  readonly done: Promise<'stopped' | 'failed'>;
   /** Resolves when the read model has applied the topic up to its current end. */
   caughtUp(): Promise<void>;
   stop(): Promise<void>;
@@ -71,7 +75,6 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     apply,
     logger: log,
   });
-  await reader.start();
   const server = await startApiServer({
     port: config.apiPort,
     meters,
@@ -79,22 +82,46 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     freshness: () => reader.progress(),
     logger: deps.logger,
   });
-  let ready = false;
-  void reader.caughtUp().then(() => {
-    ready = true;
-    log.info('read model caught up', { aggregates: readModel.size });
-  });
+  let state: ApiState = 'restoring';
+  let finish: (final: 'stopped' | 'failed') => void = () => undefined;
+  const done = new Promise<'stopped' | 'failed'>((resolve) => (finish = resolve));
+  // The server answers (with its freshness) while the reader waits for the topic and catches up.
+  const started = reader.start();
+  started
+    .then(() => reader.caughtUp())
+    .then(
+      () => {
+        if (state !== 'restoring') return;
+        state = 'running';
+        log.info('read model caught up', { aggregates: readModel.size });
+      },
+      async (error: unknown) => {
+        log.error('read model failed', { error });
+        state = 'failed';
+        await server.close().catch(() => undefined);
+        await reader.stop();
+        finish('failed');
+      },
+    );
   const lagTimer = setInterval(() => deps.metrics.readModelLag.set(reader.progress().lagRecords ?? 0), 1_000);
   lagTimer.unref();
+  let stopping: Promise<void> | undefined;
   return {
     port: server.port,
     readModel,
-    ready: () => ready,
-    caughtUp: () => reader.caughtUp(),
-    async stop() {
-      clearInterval(lagTimer);
-      await server.close();
-      await reader.stop();
+    state: () => state,
+    done,
+    caughtUp: () => started.then(() => reader.caughtUp()),
+    stop() {
+      stopping ??= (async () => {
+        if (state !== 'failed') state = 'draining';
+        clearInterval(lagTimer);
+        await server.close();
+        await reader.stop();
+        if (state === 'draining') state = 'stopped';
+        finish(state === 'failed' ? 'failed' : 'stopped');
+      })();
+      return stopping;
     },
   };
 }

@@ -1,5 +1,8 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { deleteTopicsWithPrefix, testKafka, uniqueName } from '../support/cluster.js';
+import { createTopics, deleteTopicsWithPrefix, testKafka, uniqueName } from '../support/cluster.js';
 import { WorkerProcess } from '../support/process.js';
 import { childEnv } from '../support/worker.js';
 
@@ -25,6 +28,34 @@ describe('ordo CLI', () => {
     workers.push(w);
     expect(await w.exited).toBe(78);
     expect(w.stderr.join('\n')).toMatch(/ORDO_HEARTBEAT_INTERVAL_MS/);
+  });
+
+  it('exits 78 on a bad meters file, naming the variable, the file and the item', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'ordo-cli-')), 'meters.yaml');
+    writeFileSync(file, 'meters:\n  - slug: calls\n    eventType: api.request\n    aggregation: SUMM\n');
+    for (const role of ['pipeline', 'api']) {
+      const w = new WorkerProcess(role, childEnv(prefix, 'n1', { ORDO_METERS_FILE: file }));
+      workers.push(w);
+      expect(await w.exited).toBe(78);
+      expect(w.stderr.join('\n')).toMatch(/ORDO_METERS_FILE: .*meters\.yaml: meters\[0\]\.aggregation: "SUMM" is not one of SUM, COUNT/);
+    }
+  });
+
+  it('serves the query API in role api, turns ready once caught up, and exits 0 on SIGTERM', async () => {
+    const apiPort = 20_000 + Math.floor(Math.random() * 20_000);
+    const metricsPort = apiPort + 1;
+    const apiPrefix = `${prefix}-api`; // its own topics: the pipeline tests here create theirs
+    await createTopics(kafka, [`${apiPrefix}-aggregates`], 2);
+    const w = new WorkerProcess('api', childEnv(apiPrefix, 'n-api', { ORDO_METERS_FILE: 'docs/meters.example.yaml', ORDO_API_PORT: String(apiPort), ORDO_METRICS_PORT: String(metricsPort) }));
+    workers.push(w);
+    await w.waitFor((l) => l.msg === 'read model caught up', 60_000);
+    expect((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status).toBe(200);
+    const meters = (await (await fetch(`http://127.0.0.1:${apiPort}/v1/meters`)).json()) as { meters: { slug: string }[] };
+    expect(meters.meters.map((m) => m.slug)).toContain('api-requests');
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(/^ordo_read_model_aggregates 0$/m);
+    w.signal('SIGTERM');
+    expect(await w.exited).toBe(0);
   });
 
   it('rejects an unknown role with exit code 2', async () => {
