@@ -35,7 +35,7 @@ export async function ensureTopics(admin: Admin, specs: TopicSpec[], options: { 
       if ((error as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw error;
     }
   }
-  const metadata = await admin.fetchTopicMetadata({ topics: specs.map((s) => s.topic) });
+  const metadata = await fetchMetadata(admin, specs.map((s) => s.topic));
   for (const spec of specs) {
     const found = metadata.topics.find((t) => t.name === spec.topic);
     const count = found?.partitions.length;
@@ -51,6 +51,18 @@ export async function ensureTopics(admin: Admin, specs: TopicSpec[], options: { 
         'ORDO_TOPIC_PARTITIONS',
         `output topic ${spec.topic} has ${count} partitions but needs at least ${spec.minPartitions}, the input topic's count (records keep their input partition)`,
       );
+    }
+  }
+}
+
+/** Topic metadata, retried while the broker does not know a topic it has just created yet. */
+async function fetchMetadata(admin: Admin, topics: string[]): ReturnType<Admin['fetchTopicMetadata']> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await admin.fetchTopicMetadata({ topics });
+    } catch (error) {
+      if ((error as { type?: string }).type !== 'UNKNOWN_TOPIC_OR_PARTITION' || attempt >= 10) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
     }
   }
 }
