@@ -31,22 +31,40 @@ export class EventFactory {
   /** Event number `i`, with id `${idPrefix}${i}`, timestamped `at` (ms; fractions are dropped). */
   message(idPrefix: string, i: number, at: number): Message {
     const timestamp = Math.floor(at);
-    const subject = `cust-${i % this.subjects}`;
-    const event: UsageEvent = {
-      id: `${idPrefix}${i}`,
-      source: 'bench',
-      type: 'api.request',
-      subject,
-      time: timestamp,
-      value: `${(i % 97) + 1}.25`,
-      dimensions: { region: i % 2 === 0 ? 'eu-west-1' : 'us-east-1', model: `m${i % 4}` },
-    };
-    const message: Message = { key: subject, value: frame(this.schemaId, usageEventType.toBuffer(event)), timestamp: String(timestamp) };
+    const event = benchEvent(`${idPrefix}${i}`, i, i % this.subjects, Math.floor(i / this.subjects), timestamp);
+    const message: Message = { key: event.subject, value: frame(this.schemaId, usageEventType.toBuffer(event)), timestamp: String(timestamp) };
     if (Math.floor((i + 1) * this.contextRatio) > Math.floor(i * this.contextRatio)) {
       message.headers = { 'service-time': formatServiceTime(this.upstream.now()), 'service-node': this.upstream.node, traceparent: TRACEPARENT };
     }
     return message;
   }
+}
+
+const REGIONS = ['eu-west-1', 'us-east-1', 'ap-south-1'] as const;
+/** Distinct users per subject: what the active-users meter (UNIQUE_COUNT) counts. */
+const USERS_PER_SUBJECT = 25;
+
+/**
+ * A bench `api.request` event: everything the bench meters (bench/meters.ts) read. `i` is
+ * the event number, `subject` the customer's index and `round` how many events that
+ * customer sent before (so its users cycle). A customer calls from one region, so the
+ * per-region COUNT has one group per customer.
+ */
+export function benchEvent(id: string, i: number, subject: number, round: number, time: number): UsageEvent {
+  return {
+    id,
+    source: 'bench',
+    type: 'api.request',
+    subject: `cust-${subject}`,
+    time,
+    value: `${(i % 97) + 1}.25`,
+    dimensions: {
+      region: REGIONS[subject % REGIONS.length]!,
+      model: `m${i % 4}`,
+      user: `user-${round % USERS_PER_SUBJECT}`,
+      latency_ms: String(5 + ((i * 37) % 400)),
+    },
+  };
 }
 
 /** The event id of a UsageEvent value (Confluent framing: 5 header bytes, then Avro). */

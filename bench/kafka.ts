@@ -48,12 +48,12 @@ export async function waitUntil(done: () => boolean, ms: number, options: { ever
   }
 }
 
-export async function createTopics(kafka: Kafka, topics: string[], partitions: number): Promise<void> {
+export async function createTopics(kafka: Kafka, topics: string[], partitions: number, configEntries: { name: string; value: string }[] = []): Promise<void> {
   const admin = kafka.admin();
   await withTimeout(admin.connect(), 30_000, 'admin connect');
   try {
     await withTimeout(
-      admin.createTopics({ topics: topics.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1 })), waitForLeaders: true }),
+      admin.createTopics({ topics: topics.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1, configEntries })), waitForLeaders: true }),
       30_000,
       `creating ${topics.join(', ')}`,
     );

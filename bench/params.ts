@@ -25,7 +25,7 @@ export interface BenchParams {
   warmupEvents: number;
   /** Repetitions of the whole set of phases; medians are reported when > 1. */
   rounds: number;
-  /** Systems to run, in order (baseline-plain, baseline-tx, ordo-pipeline). */
+  /** Systems to run, in order (baseline-plain, baseline-tx, ordo-pipeline, ordo-aggregate). */
   systems: SystemName[];
   /** Upper bound for a throughput drain (all N outputs visible). */
   drainTimeoutMs: number;
@@ -33,9 +33,23 @@ export interface BenchParams {
   deadlineMs: number;
   /** Poll interval of the read_committed output reader (its fetch maxWaitTimeInMs). */
   readerMaxWaitMs: number;
+  /** Query phase (bench/query.ts): in-process fold of N events, then HTTP query latency per N. */
+  query: boolean;
+  /** The Ns compared, ascending (the ratio is largest / smallest). */
+  queryEvents: number[];
+  /** Measured sequential GETs per N (after a fixed unrecorded warm-up). */
+  queryRequests: number;
+  /** Subjects of the query workload: fixed, so every N fills the same windows. */
+  querySubjects: number;
+  /** Events folded in a child process with --expose-gc to measure heap per aggregate / dedupe id (0: skip). */
+  memoryEvents: number;
+  /** Restore phase (bench/restore.ts): restorePartitions over an aggregates changelog. */
+  restore: boolean;
+  restoreRecords: number;
+  restoreRepetitions: number;
 }
 
-export const SYSTEMS = ['baseline-plain', 'baseline-tx', 'ordo-pipeline'] as const;
+export const SYSTEMS = ['baseline-plain', 'baseline-tx', 'ordo-pipeline', 'ordo-aggregate'] as const;
 export type SystemName = (typeof SYSTEMS)[number];
 
 export function loadParams(env: Record<string, string | undefined> = process.env): BenchParams {
@@ -61,5 +75,24 @@ export function loadParams(env: Record<string, string | undefined> = process.env
     drainTimeoutMs: read.int('BENCH_DRAIN_TIMEOUT_S', 120, 1, 3_600) * 1000,
     deadlineMs: read.int('BENCH_DEADLINE_S', 900, 10, 24 * 3_600) * 1000,
     readerMaxWaitMs: read.int('BENCH_READER_MAX_WAIT_MS', 50, 1, 5_000),
+    query: read.bool('BENCH_QUERY', true),
+    queryEvents: queryEvents(read),
+    queryRequests: read.int('BENCH_QUERY_REQUESTS', 2_000, 1, 1_000_000),
+    querySubjects: read.int('BENCH_QUERY_SUBJECTS', 10, 1, 100_000),
+    memoryEvents: read.int('BENCH_MEMORY_EVENTS', 200_000, 0, 10_000_000),
+    restore: read.bool('BENCH_RESTORE', true),
+    restoreRecords: read.int('BENCH_RESTORE_RECORDS', 200_000, 1, 10_000_000),
+    restoreRepetitions: read.int('BENCH_RESTORE_REPETITIONS', 3, 1, 20),
   };
+}
+
+function queryEvents(read: EnvReader): number[] {
+  const items = read.list('BENCH_QUERY_EVENTS', ['10000', '1000000']);
+  const ns = items.map((item) => {
+    if (!/^\d+$/.test(item) || Number(item) < 1 || Number(item) > 100_000_000) {
+      throw new Error(`BENCH_QUERY_EVENTS: "${item}" is not a whole number of events in [1, 100000000]`);
+    }
+    return Number(item);
+  });
+  return [...new Set(ns)].sort((a, b) => a - b);
 }

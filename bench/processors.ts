@@ -5,6 +5,7 @@ import { OrdoMetrics } from '../src/metrics/metrics.js';
 import { noopLogger } from '../src/observability/logger.js';
 import { createPipelineWorker } from '../src/roles/pipeline.js';
 import { benchKafka, withTimeout } from './kafka.js';
+import { BENCH_METERS, benchMetersFile } from './meters.js';
 import type { BenchParams, SystemName } from './params.js';
 
 /** One system under test: consumes `inputTopic` from the beginning, writes `outputTopic`. */
@@ -28,8 +29,10 @@ export interface Processor {
  * The Ordo configuration for a phase: its own topics and group, Ordo's defaults for
  * everything else (ORDO_* environment variables still apply, so tuning can be compared).
  * The baselines take their batch size, fetch size and group timings from it too.
+ * Aggregation is on only with a meters file (ordo-aggregate); otherwise it is off even if
+ * ORDO_METERS_FILE is set in the environment, so ordo-pipeline stays the same system.
  */
-export function ordoConfig(params: BenchParams, prefix: string): OrdoConfig {
+export function ordoConfig(params: BenchParams, prefix: string, metersFile?: string): OrdoConfig {
   return loadConfig({
     ...process.env,
     KAFKA_BROKERS: params.brokers.join(','),
@@ -41,6 +44,8 @@ export function ordoConfig(params: BenchParams, prefix: string): OrdoConfig {
     ORDO_ORDERED_TOPIC: `${prefix}-ordered`,
     ORDO_DLQ_TOPIC: `${prefix}-dlq`,
     ORDO_LATE_TOPIC: `${prefix}-late`,
+    ORDO_AGGREGATES_TOPIC: `${prefix}-aggregates`,
+    ORDO_METERS_FILE: metersFile ?? '',
     ORDO_TOPIC_PARTITIONS: String(params.partitions),
     ORDO_METRICS_PORT: '0',
     ORDO_LOG_LEVEL: 'silent',
@@ -58,7 +63,9 @@ export function createProcessor(system: SystemName, params: BenchParams, prefix:
     case 'baseline-tx':
       return new PassthroughProcessor(system, params, config, `${prefix}-out`, true);
     case 'ordo-pipeline':
-      return new OrdoProcessor(config);
+      return new OrdoProcessor(system, config);
+    case 'ordo-aggregate':
+      return new OrdoProcessor(system, ordoConfig(params, prefix, benchMetersFile()));
   }
 }
 
@@ -201,9 +208,11 @@ function passthrough(m: KafkaMessage, partition: number): Message {
   return { key: m.key, value: m.value, headers: m.headers ?? {}, partition };
 }
 
-/** The real Ordo `pipeline` role, in process: createPipelineWorker + Worker.start(). */
+/**
+ * The real Ordo `pipeline` role, in process: createPipelineWorker + Worker.start(); with
+ * the bench meters (ordo-aggregate) or none (ordo-pipeline: dedupe, no aggregates).
+ */
 class OrdoProcessor implements Processor {
-  readonly system = 'ordo-pipeline' as const;
   readonly inputTopic: string;
   readonly outputTopic: string;
   readonly groupId: string;
@@ -211,11 +220,14 @@ class OrdoProcessor implements Processor {
   private worker: Worker | undefined;
   private readonly metrics = new OrdoMetrics();
 
-  constructor(private readonly config: OrdoConfig) {
+  constructor(
+    readonly system: 'ordo-pipeline' | 'ordo-aggregate',
+    private readonly config: OrdoConfig,
+  ) {
     this.inputTopic = config.topics.input;
     this.outputTopic = config.topics.ordered;
     this.groupId = config.groupId;
-    this.subjects = [`${config.topics.ordered}-value`];
+    this.subjects = [`${config.topics.ordered}-value`, `${config.topics.aggregates}-value`];
   }
 
   async start(): Promise<void> {
@@ -238,10 +250,19 @@ class OrdoProcessor implements Processor {
     const txSeconds = await sum(this.metrics.transactionSeconds, 'ordo_transaction_commit_seconds_sum');
     const recordsIn = await sum(this.metrics.eventsIn);
     const outByTopic = Object.fromEntries((await this.metrics.eventsOut.get()).values.map((v) => [String(v.labels.topic), v.value]));
+    const aggregatesOut = outByTopic[this.config.topics.aggregates] ?? 0;
+    const aggregating = this.config.metersFile !== undefined;
     return {
-      mode: 'Ordo pipeline role (decode -> stamp -> encode, exactly-once per batch, meta changelog)',
+      mode: aggregating
+        ? `Ordo pipeline role with aggregation (decode -> stamp -> measure -> dedupe -> aggregate -> encode; meters ${BENCH_METERS.map((m) => m.slug).join(', ')}; ` +
+          'aggregates + dedupe/aggregates/unique/meta changelogs in the same transaction)'
+        : 'Ordo pipeline role without meters (decode -> stamp -> dedupe -> encode, exactly-once per batch, dedupe + meta changelogs)',
       recordsIn,
       eventsOutByTopic: outByTopic,
+      aggregatesOut,
+      aggregatesPerEvent: recordsIn > 0 ? round(aggregatesOut / recordsIn, 2) : null,
+      duplicates: await sum(this.metrics.duplicates),
+      late: await sum(this.metrics.late),
       deadLettered: await sum(this.metrics.deadLettered),
       transactions,
       recordsPerTransaction: transactions > 0 ? round(recordsIn / transactions, 1) : null,
@@ -252,6 +273,9 @@ class OrdoProcessor implements Processor {
         maxBytesPerPartition: this.config.maxBytesPerPartition,
         transactionTimeoutMs: this.config.transactionTimeoutMs,
         maxSkewMs: this.config.maxSkewMs,
+        metersFile: this.config.metersFile ?? null,
+        dedupeWindowMs: this.config.dedupeWindowMs,
+        allowedLatenessMs: this.config.allowedLatenessMs,
       },
     };
   }

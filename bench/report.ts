@@ -3,6 +3,8 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import type { LatencyResult, ThroughputResult } from './phases.js';
 import type { BenchParams, SystemName } from './params.js';
+import type { QueryResult } from './query.js';
+import type { RestoreResult } from './restore.js';
 import { median, ratio } from './stats.js';
 
 export interface SystemSummary {
@@ -49,6 +51,9 @@ const RATIOS: [SystemName, SystemName][] = [
   ['ordo-pipeline', 'baseline-tx'],
   ['ordo-pipeline', 'baseline-plain'],
   ['baseline-tx', 'baseline-plain'],
+  ['ordo-aggregate', 'baseline-tx'],
+  ['ordo-aggregate', 'baseline-plain'],
+  ['ordo-aggregate', 'ordo-pipeline'],
 ];
 
 export function ratios(summaries: SystemSummary[]): RatioRow[] {
@@ -95,6 +100,7 @@ export function machineInfo(): Record<string, unknown> {
 
 const int = (v: number | null): string => (v === null ? '-' : Math.round(v).toLocaleString('en-US'));
 const ms = (v: number | null): string => (v === null ? '-' : v.toLocaleString('en-US', { maximumFractionDigits: 1 }));
+const ms2 = (v: number | null): string => (v === null ? '-' : v.toFixed(2));
 const x = (v: number | null): string => (v === null ? '-' : `${v.toFixed(2)}x`);
 
 function table(rows: string[][], rightAlignFrom = 1): string {
@@ -104,7 +110,13 @@ function table(rows: string[][], rightAlignFrom = 1): string {
     .join('\n');
 }
 
-export function formatReport(params: BenchParams, machine: Record<string, unknown>, summaries: SystemSummary[], ratioRows: RatioRow[]): string {
+export function formatReport(
+  params: BenchParams,
+  machine: Record<string, unknown>,
+  summaries: SystemSummary[],
+  ratioRows: RatioRow[],
+  extra: { query: QueryResult | null; restore: RestoreResult | null } = { query: null, restore: null },
+): string {
   const lines: string[] = [];
   lines.push(
     `Ordo bench: ${params.events.toLocaleString('en-US')} events, ${params.partitions} partitions; latency at ${params.latencyRate.toLocaleString('en-US')} ev/s for ${params.latencySeconds} s` +
@@ -132,7 +144,80 @@ export function formatReport(params: BenchParams, machine: Record<string, unknow
     lines.push('');
     lines.push('throughput ratio < 1: the first system is slower; latency ratio > 1: the first system is slower.');
   }
+  if (extra.query) lines.push('', ...formatQuery(extra.query));
+  if (extra.restore) lines.push('', ...formatRestore(extra.restore));
   return lines.join('\n');
+}
+
+const bytes = (v: number | null | undefined): string => (v === null || v === undefined ? '-' : `${Math.round(v).toLocaleString('en-US')} B`);
+
+function formatQuery(q: QueryResult): string[] {
+  const lines: string[] = [];
+  lines.push(
+    `Query latency: GET /v1/meters/{slug}/usage on the real API server, ${q.requestsPerN.toLocaleString('en-US')} sequential requests per N ` +
+      `(kinds in turn, Ns alternating), over aggregates of N events folded in process (${q.subjects} subjects, ${q.month.from.slice(0, 7)})`,
+  );
+  if (q.error) lines.push(`  INCOMPLETE: ${q.error}`);
+  lines.push(
+    table([
+      ['events', 'aggregates', 'fold ev/s', 'fold records out/event', 'p50 ms', 'p99 ms'],
+      ...q.cases.map((c) => [
+        int(c.events) + (c.allWindowsFilled ? '' : ' (sparse)'),
+        int(c.readModelAggregates),
+        int(c.fold.eventsPerSecond),
+        c.fold.events > 0 ? (c.fold.outputs / c.fold.events).toFixed(2) : '-',
+        ms2(c.latencyMs?.p50 ?? null),
+        ms2(c.latencyMs?.p99 ?? null),
+      ]),
+    ]),
+  );
+  lines.push('');
+  lines.push(
+    table([
+      ['query kind', 'windowsRead', 'rows', ...q.cases.map((c) => `p50 / p99 ms @ ${int(c.events)}`), ...(q.ratio ? ['ratio p50 / p99'] : [])],
+      ...q.kinds.map((k, i) => {
+        const distinct = (values: (number | null | undefined)[]): string => [...new Set(values.map((v) => (v === null || v === undefined ? '-' : String(v))))].join(' vs ');
+        const byKind = q.ratio?.byKind[i];
+        return [
+          k.name,
+          distinct(q.cases.map((c) => c.kinds[i]?.windowsRead)),
+          distinct(q.cases.map((c) => c.kinds[i]?.rows)),
+          ...q.cases.map((c) => `${ms2(c.kinds[i]?.latencyMs?.p50 ?? null)} / ${ms2(c.kinds[i]?.latencyMs?.p99 ?? null)}`),
+          ...(byKind ? [`${x(byKind.p50)} / ${x(byKind.p99)}`] : []),
+        ];
+      }),
+    ]),
+  );
+  if (q.ratio) {
+    lines.push(
+      `${int(q.ratio.numeratorEvents)} / ${int(q.ratio.denominatorEvents)} events: latency p50 ${x(q.ratio.p50)}, p99 ${x(q.ratio.p99)} ` +
+        `(flat read = about 1.00x); windowsRead equal: ${yesNo(q.windowsReadEqual)}; aggregates equal: ${yesNo(q.aggregatesEqual)}`,
+    );
+  }
+  const m = q.memory;
+  if (m) {
+    lines.push(
+      `heap (${int(m.events)} events, ${m.method.startsWith('child') ? '--expose-gc child' : 'global.gc'}): ${bytes(m.bytesPerAggregateInStore)} per aggregate in the store, ` +
+        `${bytes(m.bytesPerAggregateInReadModel)} per aggregate in the read model, ${bytes(m.bytesPerDedupeId)} per dedupe id, ${bytes(m.bytesPerUniqueMember)} per unique member`,
+    );
+  } else {
+    lines.push(`heap per entry: not measured (${q.memoryNote ?? 'unknown reason'})`);
+  }
+  return lines;
+}
+
+function formatRestore(r: RestoreResult): string[] {
+  const lines = [
+    `State restore: restorePartitions over ${int(r.records)} aggregate changelog records (1 partition, ~${Math.round((r.meanKeyBytes ?? 0) + (r.meanValueBytes ?? 0))} B each), ` +
+      `median of ${r.repetitions.length}: ${int(r.recordsPerSecond)} records/s, ${r.seconds ?? '-'} s ` +
+      `(first record after ${ms(r.firstRecordMs)} ms; then ${int(r.steadyRecordsPerSecond)} records/s)`,
+  ];
+  if (r.error) lines.push(`  INCOMPLETE: ${r.error}`);
+  return lines;
+}
+
+function yesNo(v: boolean | null): string {
+  return v === null ? '-' : v ? 'yes' : 'NO';
 }
 
 /** Writes `result` to bench/results/<ISO timestamp>.json and bench/results/latest.json (atomically). */

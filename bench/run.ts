@@ -1,18 +1,22 @@
 /**
- * `npm run bench`: Ordo's pipeline against raw kafkajs passthrough baselines, through the
- * real broker, in one process and one run. See bench/README.md.
+ * `npm run bench`: Ordo's pipeline (without and with aggregation) against raw kafkajs
+ * passthrough baselines, through the real broker, in one process and one run; then the
+ * usage query latency as events grow and the state restore rate. See bench/README.md.
  */
 import type { Message } from 'kafkajs';
 import { EventFactory, deleteSubject } from './events.js';
 import { benchKafka, cleanUp, uniqueName } from './kafka.js';
+import { removeBenchMetersFile } from './meters.js';
 import { type BenchParams, type SystemName, loadParams } from './params.js';
 import { type LatencyResult, type ThroughputResult, runLatency, runThroughput } from './phases.js';
+import { type QueryResult, runQuery } from './query.js';
+import { type RestoreResult, runRestore } from './restore.js';
 import { formatReport, machineInfo, ratios, summariseSystem, writeResult } from './report.js';
 
 // Before any kafkajs client exists (imports only define; clients are made in main()).
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 
-const SHORT: Record<SystemName, string> = { 'baseline-plain': 'plain', 'baseline-tx': 'tx', 'ordo-pipeline': 'ordo' };
+const SHORT: Record<SystemName, string> = { 'baseline-plain': 'plain', 'baseline-tx': 'tx', 'ordo-pipeline': 'ordo', 'ordo-aggregate': 'agg' };
 
 function log(line: string): void {
   process.stderr.write(`[bench] ${line}\n`);
@@ -31,6 +35,7 @@ async function main(): Promise<number> {
     if (finished) return;
     finished = true;
     log(`${why}: deleting ${runPrefix}* topics and exiting`);
+    removeBenchMetersFile();
     await cleanUp(kafka, runPrefix);
     await deleteSubject(params.registryUrl, inputSubject);
     process.exit(code);
@@ -41,7 +46,8 @@ async function main(): Promise<number> {
   process.once('SIGTERM', () => void emergencyCleanUp('terminated', 143));
 
   log(`run ${runPrefix}: systems ${params.systems.join(', ')}; ${params.events} events x ${params.partitions} partitions; ` +
-    `latency ${params.latencyRate} ev/s x ${params.latencySeconds} s; ${params.rounds} round(s)`);
+    `latency ${params.latencyRate} ev/s x ${params.latencySeconds} s; ${params.rounds} round(s); ` +
+    `query ${params.query ? `N = ${params.queryEvents.join(', ')}` : 'off'}; restore ${params.restore ? `${params.restoreRecords} records` : 'off'}`);
   const factory = await EventFactory.register(params.registryUrl, inputSubject, params.subjects, params.contextRatio);
   const now = Date.now();
   const messages: Message[] = Array.from({ length: params.events }, (_, i) => factory.message('t-', i, now));
@@ -72,8 +78,18 @@ async function main(): Promise<number> {
     }
   }
 
+  let query: QueryResult | null = null;
+  if (params.query) {
+    query = await runQuery(params, log);
+    if (query.error) log(`  query ERROR: ${query.error}`);
+  }
+  let restore: RestoreResult | null = null;
+  if (params.restore) restore = await runRestore(params, runPrefix, log);
+  if (restore?.error) log(`  restore ERROR: ${restore.error}`);
+
   const leftovers = await cleanUp(kafka, runPrefix);
   await deleteSubject(params.registryUrl, inputSubject);
+  removeBenchMetersFile();
   finished = true;
   clearTimeout(watchdog);
 
@@ -82,7 +98,7 @@ async function main(): Promise<number> {
   const finishedAt = new Date();
   const result = {
     benchmark: 'ordo-bench',
-    version: 1,
+    version: 2,
     startedAt: startedAt.toISOString(),
     finishedAt: finishedAt.toISOString(),
     durationMs: finishedAt.getTime() - startedAt.getTime(),
@@ -95,17 +111,28 @@ async function main(): Promise<number> {
       startupMs: 'processor start called -> first output visible',
       latencyMs: 'per measured event: output visible to a read_committed reader - produce time (= input record timestamp), paced phase after a warm-up',
       ratios: 'numerator / denominator; throughput < 1 and latency > 1 mean the numerator is slower',
+      'ordo-aggregate': 'the ordo-pipeline system with the bench meters (bench/meters.ts) in ORDO_METERS_FILE: every event updates one aggregate per meter and window size; aggregates and store changelogs go in the same transaction as the ordered output. ordo-aggregate / ordo-pipeline is the cost of aggregation itself',
+      queryLatencyMs: 'per request: fetch() called -> whole response body read, one request in flight, keep-alive, GET /v1/meters/{slug}/usage on the real API server (127.0.0.1) over a ReadModel holding the aggregates of N folded events; the query kinds are requested in turn and the Ns alternate request by request; nearest-rank percentiles',
+      queryRatio: 'latency at the largest N / latency at the smallest N (p50, p99); about 1 means the read cost does not grow with events',
+      windowsRead: "the answer's windowsRead: stored-window lookups for the query (the read cost); equal for every N by construction of the workload",
+      foldEventsPerSecond: 'N / time inside the in-process fold of N events (AggregateStep.measure, DedupeStep.run, AggregateStep.apply, store changelog encoding and commit, batches of 2000; event generation, decode, stamp, encode and Kafka excluded)',
+      bytesPerEntry: 'heap used after full GCs (global.gc) before and after letting go of one structure, divided by its entries: per dedupe id (dedupe store), per UNIQUE_COUNT member (unique store), per aggregate in the aggregates store, per aggregate in a ReadModel of decoded aggregates',
+      restoreRecordsPerSecond: 'records / (restorePartitions called -> resolved) reading one partition of a compacted aggregates changelog into an InMemoryStore with aggregateCodec; median of the repetitions. Includes admin connect, end offsets, the throwaway consumer group join and its deletion',
+      restoreSteadyRecordsPerSecond: '(records - 1) / (first record restored -> last record restored): the reading rate without the fixed start-up',
     },
     summary: summaries,
     ratios: ratioRows,
     phases: Object.fromEntries(params.systems.map((s) => [s, { throughput: throughput.get(s), latency: latency.get(s) }])),
+    query,
+    restore,
     leftoverTopicsDeleted: leftovers.topics,
   };
   const paths = writeResult(result, startedAt);
 
-  process.stdout.write(`\n${formatReport(params, machineAtStart, summaries, ratioRows)}\n\n`);
+  process.stdout.write(`\n${formatReport(params, machineAtStart, summaries, ratioRows, { query, restore })}\n\n`);
   log(`result written to ${paths.file} (and ${paths.latest}) in ${Math.round(result.durationMs / 1000)} s`);
-  return summaries.every((s) => s.complete) ? 0 : 1;
+  const complete = summaries.every((s) => s.complete) && (query?.complete ?? true) && (restore?.complete ?? true);
+  return complete ? 0 : 1;
 }
 
 function fmt(v: number | null): string {
