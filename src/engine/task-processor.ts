@@ -4,6 +4,15 @@ import type { KeyValueStore, StoreCodec } from './state-store.js';
 export interface StoreSpec {
   name: string;
   codec: StoreCodec<unknown>;
+  /**
+   * The store's changelog is an output topic the processor itself writes in the same
+   * transaction (Kafka Streams' source-topic changelog): the engine writes no
+   * `<group>-<store>-changelog` records for it and restores from the task's partition of
+   * `topic` instead: `payload` turns a record value into what `codec` decodes (e.g. strips
+   * the wire-format header), and only entries `keep` accepts are kept. Its deletes stay in
+   * memory: they never tombstone the output topic.
+   */
+  changelog?: { topic: string; payload(value: Buffer): Buffer; keep(key: string, value: unknown, now: number): boolean };
 }
 
 /** What a task hands its processor: its partition and its restored stores. */

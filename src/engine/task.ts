@@ -5,7 +5,7 @@ import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../processors/records.js';
 import { restorePartitions } from './restore.js';
 import { InMemoryStore, type KeyValueStore, stringCodec } from './state-store.js';
-import type { BatchReport, ProcessResult, TaskContext, TaskProcessor } from './task-processor.js';
+import type { BatchReport, ProcessResult, StoreSpec, TaskContext, TaskProcessor } from './task-processor.js';
 import { classifyKafkaError, commitTransaction } from './transaction.js';
 
 export const META_STORE = 'meta';
@@ -44,6 +44,8 @@ export class Task {
   seeked = false;
   private readonly producer: Producer;
   private readonly stores = new Map<string, InMemoryStore<unknown>>();
+  /** Stores whose changelog is an output topic the processor writes (see StoreSpec.changelog). */
+  private readonly external = new Map<string, NonNullable<StoreSpec['changelog']>>();
   private readonly context: TaskContext;
   private readonly log: Logger;
   private busy: Promise<unknown> = Promise.resolve();
@@ -58,7 +60,10 @@ export class Task {
       transactionTimeout: options.transactionTimeoutMs,
     });
     this.stores.set(META_STORE, new InMemoryStore(META_STORE, stringCodec));
-    for (const spec of options.processor.stores) this.stores.set(spec.name, new InMemoryStore(spec.name, spec.codec));
+    for (const spec of options.processor.stores) {
+      this.stores.set(spec.name, new InMemoryStore(spec.name, spec.codec));
+      if (spec.changelog) this.external.set(spec.name, spec.changelog);
+    }
     const stores = this.stores;
     this.context = {
       topic,
@@ -95,14 +100,20 @@ export class Task {
     const counts = new Map<string, number>();
     const { records } = await restorePartitions(
       kafka,
-      [...this.stores.values()].map((store) => ({
-        topic: changelogTopic(groupId, store.name),
-        partition,
-        onRecord: (key, value) => {
-          store.restore(key, value);
-          counts.set(store.name, (counts.get(store.name) ?? 0) + 1);
-        },
-      })),
+      [...this.stores.values()].map((store) => {
+        const external = this.external.get(store.name);
+        const now = Date.now();
+        return {
+          topic: external?.topic ?? changelogTopic(groupId, store.name),
+          partition,
+          onRecord: (key: string, value: Buffer | null) => {
+            counts.set(store.name, (counts.get(store.name) ?? 0) + 1);
+            if (external === undefined || value === null) return store.restore(key, value);
+            store.restore(key, external.payload(value));
+            if (!external.keep(key, store.get(key), now)) store.restore(key, null);
+          },
+        };
+      }),
       { groupPrefix: groupId, logger: this.log },
     );
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -146,6 +157,7 @@ export class Task {
     this.context.meta.put(META_POSITION, nextOffset);
     const outputs = [...result.outputs];
     for (const store of this.stores.values()) {
+      if (this.external.has(store.name)) continue; // the processor's own outputs are its changelog
       const topicName = changelogTopic(groupId, store.name);
       for (const entry of store.changes()) outputs.push({ topic: topicName, key: entry.key, value: entry.value, headers: {} });
     }

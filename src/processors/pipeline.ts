@@ -3,6 +3,7 @@ import { formatServiceTime, parseServiceTime } from '../clock/service-time.js';
 import { numberCodec } from '../engine/state-store.js';
 import type { ProcessResult, StoreSpec, TaskContext, TaskProcessor } from '../engine/task-processor.js';
 import type { SchemaCatalog } from '../schema/schema-catalog.js';
+import { unframe } from '../schema/wire-format.js';
 import type { UsageAggregate } from '../usage/aggregation.js';
 import type { MeterCatalog } from '../usage/meters.js';
 import { AGGREGATES_STORE, AggregateStep, UNIQUE_STORE, aggregateCodec } from './aggregate.js';
@@ -34,11 +35,27 @@ export interface PipelineSettings {
   allowedLatenessMs: number;
 }
 
-export const PIPELINE_STORES: readonly StoreSpec[] = [
-  { name: DEDUPE_STORE, codec: numberCodec },
-  { name: AGGREGATES_STORE, codec: aggregateCodec },
-  { name: UNIQUE_STORE, codec: numberCodec },
-] as StoreSpec[];
+/**
+ * The chain's stores. The aggregates store's changelog is the aggregates topic itself: the
+ * chain writes every changed aggregate there in the same transaction anyway, so a second
+ * copy would double the writes. Restore keeps only windows that can still change.
+ */
+export function pipelineStores(settings: Pick<PipelineSettings, 'aggregatesTopic' | 'allowedLatenessMs'>): StoreSpec[] {
+  const lateness = settings.allowedLatenessMs;
+  return [
+    { name: DEDUPE_STORE, codec: numberCodec },
+    {
+      name: AGGREGATES_STORE,
+      codec: aggregateCodec,
+      changelog: {
+        topic: settings.aggregatesTopic,
+        payload: (value) => unframe(value).body,
+        keep: (_key, aggregate, now) => (aggregate as UsageAggregate).windowEnd > now - lateness,
+      },
+    },
+    { name: UNIQUE_STORE, codec: numberCodec },
+  ] as StoreSpec[];
+}
 
 /**
  * The `pipeline` role's chain for one task, one pass through the broker:
@@ -48,7 +65,7 @@ export const PIPELINE_STORES: readonly StoreSpec[] = [
  * claims its id: the corrected re-send is counted.
  */
 export class PipelineProcessor implements TaskProcessor {
-  readonly stores = PIPELINE_STORES;
+  readonly stores: readonly StoreSpec[];
   readonly clock: HybridClock;
   private readonly decode: DecodeStep;
   private readonly stamp: StampStep;
@@ -58,6 +75,7 @@ export class PipelineProcessor implements TaskProcessor {
 
   constructor(private readonly settings: PipelineSettings) {
     this.clock = settings.clock;
+    this.stores = pipelineStores(settings);
     this.decode = new DecodeStep(settings.catalog);
     this.stamp = new StampStep(this.clock);
     this.dedupe = new DedupeStep(settings.dedupeWindowMs);

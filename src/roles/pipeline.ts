@@ -6,7 +6,7 @@ import { OrdoError } from '../errors.js';
 import { createKafka } from '../kafka/client.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import { PIPELINE_STORES, PipelineProcessor } from '../processors/pipeline.js';
+import { PipelineProcessor, pipelineStores } from '../processors/pipeline.js';
 import { usageAggregateSchema } from '../usage/aggregation.js';
 import { MeterCatalog, loadMetersFile } from '../usage/meters.js';
 import type avro from 'avsc';
@@ -29,7 +29,10 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
     inputTopic: config.topics.input,
     outputTopics: [config.topics.ordered, config.topics.dlq, config.topics.late, config.topics.aggregates],
     compactedTopics: [config.topics.aggregates],
-    storeNames: PIPELINE_STORES.map((s) => s.name),
+    // Stores with a changelog of their own (the aggregates store restores from the aggregates topic).
+    storeNames: pipelineStores({ aggregatesTopic: config.topics.aggregates, allowedLatenessMs: config.allowedLatenessMs })
+      .filter((s) => s.changelog === undefined)
+      .map((s) => s.name),
     processorFactory: () =>
       new PipelineProcessor({
         clock,

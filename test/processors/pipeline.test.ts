@@ -4,12 +4,12 @@ import { HybridClock } from '../../src/clock/hybrid-clock.js';
 import { formatServiceTime, makeServiceTime, parseServiceTime } from '../../src/clock/service-time.js';
 import { InMemoryStore, stringCodec } from '../../src/engine/state-store.js';
 import { OrdoError } from '../../src/errors.js';
-import { META_CLOCK_HWM, PIPELINE_STORES, PipelineProcessor } from '../../src/processors/pipeline.js';
+import { META_CLOCK_HWM, PipelineProcessor, pipelineStores } from '../../src/processors/pipeline.js';
 import { MeterCatalog } from '../../src/usage/meters.js';
 import type { OutputRecord, SourceRecord } from '../../src/processors/records.js';
 import type { SchemaCatalog } from '../../src/schema/schema-catalog.js';
 import { type UsageEvent, usageEventType } from '../../src/schema/usage-event.js';
-import { unframe } from '../../src/schema/wire-format.js';
+import { frame, unframe } from '../../src/schema/wire-format.js';
 import { FakeCatalog, FakeClock, T0, olderUsageEventType, anyUsageEvent, catchError, framedEvent, sourceRecord, taskContext, usageEvent } from '../support/unit/fixtures.js';
 
 const INPUT_ID = 1;
@@ -52,7 +52,7 @@ function freshEvent(): UsageEvent {
 
 /** The pipeline's own stores, as the engine would hand them over. */
 function pipelineContext(meta?: InMemoryStore<string>) {
-  return taskContext(meta, PIPELINE_STORES);
+  return taskContext(meta, pipelineStores({ aggregatesTopic: 'usage-aggregates', allowedLatenessMs: 35 * 86_400_000 }));
 }
 
 async function run(processor: PipelineProcessor, records: SourceRecord[], context = pipelineContext()) {
@@ -218,5 +218,22 @@ describe('PipelineProcessor', () => {
       ),
       { numRuns: 50 },
     );
+  });
+});
+
+describe('pipelineStores', () => {
+  const DAY = 86_400_000;
+  const [dedupe, aggregates, unique] = pipelineStores({ aggregatesTopic: 'usage-aggregates', allowedLatenessMs: 2 * DAY });
+
+  it('restores the aggregates store from the aggregates topic itself, and only windows that can still change', () => {
+    expect(dedupe?.changelog).toBeUndefined();
+    expect(unique?.changelog).toBeUndefined();
+    const changelog = aggregates?.changelog;
+    expect(changelog?.topic).toBe('usage-aggregates');
+    const body = Buffer.from([1, 2, 3]);
+    expect(changelog?.payload(frame(77, body))).toEqual(body);
+    const now = T0 + 10 * DAY;
+    expect(changelog?.keep('k', { windowEnd: now - 2 * DAY + 1 }, now)).toBe(true);
+    expect(changelog?.keep('k', { windowEnd: now - 2 * DAY }, now)).toBe(false);
   });
 });
