@@ -71,13 +71,14 @@ export class WriteFold {
   private readonly dedupeStep: DedupeStep;
   private readonly aggregateStep: AggregateStep;
 
-  constructor(settings: { dedupeWindowMs: number; allowedLatenessMs: number }) {
+  constructor(settings: { dedupeWindowMs: number; allowedLatenessMs: number; maxFutureMs: number }) {
     this.dedupeStep = new DedupeStep(settings.dedupeWindowMs);
     this.aggregateStep = new AggregateStep({
       meters: new MeterCatalog(BENCH_METERS),
       aggregatesTopic: 'bench-aggregates',
       aggregateSchemaId: 1,
       allowedLatenessMs: settings.allowedLatenessMs,
+      maxFutureMs: settings.maxFutureMs,
     });
   }
 
@@ -117,7 +118,7 @@ export interface FoldFigures {
 }
 
 /** Folds events 0..n-1 of the workload in batches of FOLD_BATCH, yielding to the event loop between batches. */
-export async function foldWorkload(w: QueryWorkload, n: number, settings: { dedupeWindowMs: number; allowedLatenessMs: number }): Promise<{ fold: WriteFold; figures: FoldFigures }> {
+export async function foldWorkload(w: QueryWorkload, n: number, settings: { dedupeWindowMs: number; allowedLatenessMs: number; maxFutureMs: number }): Promise<{ fold: WriteFold; figures: FoldFigures }> {
   const fold = new WriteFold(settings);
   let foldMs = 0;
   for (let from = 0; from < n; from += FOLD_BATCH) {

@@ -38,9 +38,9 @@ export interface MemoryResult {
 const CHILD_TIMEOUT_MS = 300_000;
 
 /** Dedupe window and lateness as Ordo's configuration has them (ORDO_* variables apply). */
-export function foldSettings(params: BenchParams): { dedupeWindowMs: number; allowedLatenessMs: number } {
+export function foldSettings(params: BenchParams): { dedupeWindowMs: number; allowedLatenessMs: number; maxFutureMs: number } {
   const config = ordoConfig(params, 'bench-fold');
-  return { dedupeWindowMs: config.dedupeWindowMs, allowedLatenessMs: config.allowedLatenessMs };
+  return { dedupeWindowMs: config.dedupeWindowMs, allowedLatenessMs: config.allowedLatenessMs, maxFutureMs: config.maxFutureMs };
 }
 
 /** Measures in this process; needs global.gc (node --expose-gc). */

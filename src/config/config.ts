@@ -56,6 +56,8 @@ export interface OrdoConfig {
   dedupeWindowMs: number;
   /** An event whose time is further behind its stamp than this goes to the late topic. */
   allowedLatenessMs: number;
+  /** A metered event whose time is further ahead of Ordo's clock than this is dead-lettered. */
+  maxFutureMs: number;
   /** Port of the `api` role's query API. */
   apiPort: number;
 }
@@ -104,6 +106,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     metersFile: read.string('ORDO_METERS_FILE', '') || undefined,
     dedupeWindowMs: read.int('ORDO_DEDUPE_WINDOW_MS', 24 * HOUR_MS, 0, 366 * DAY_MS),
     allowedLatenessMs: read.int('ORDO_ALLOWED_LATENESS_MS', 35 * DAY_MS, 0, 3660 * DAY_MS),
+    maxFutureMs: read.int('ORDO_MAX_FUTURE_MS', 300_000, 0, 366 * DAY_MS),
     apiPort: read.int('ORDO_API_PORT', 8080, 0, 65_535),
   };
   checkCrossFieldRules(config);

@@ -25,6 +25,8 @@ export interface AggregateSettings {
   aggregateSchemaId: number;
   /** An event older than this (event time against its stamp) goes to the late topic. */
   allowedLatenessMs: number;
+  /** A metered event whose time is further ahead of its stamp than this is dead-lettered. */
+  maxFutureMs: number;
 }
 
 /** What one event brings to one meter. */
@@ -79,6 +81,12 @@ export class AggregateStep {
       const meters = this.settings.meters.forEventType(e.event.type);
       const readings: Reading[] = [];
       let problem: string | undefined;
+      const seenAt = millisOf(e.stamp.time);
+      if (meters.length > 0 && e.event.time > seenAt + this.settings.maxFutureMs) {
+        const detail = `event time ${new Date(e.event.time).toISOString()} is more than ${this.settings.maxFutureMs} ms ahead of Ordo's clock (${new Date(seenAt).toISOString()})`;
+        dead.push({ source: e.source, reason: 'invalid-event', message: `${detail}: a metered event cannot be billed before it happens` });
+        continue;
+      }
       for (const meter of meters) {
         const reading = readMeter(meter, e);
         if (typeof reading === 'string') {

@@ -33,6 +33,7 @@ export interface PipelineSettings {
   meters: MeterCatalog;
   dedupeWindowMs: number;
   allowedLatenessMs: number;
+  maxFutureMs: number;
 }
 
 /**
@@ -84,6 +85,7 @@ export class PipelineProcessor implements TaskProcessor {
       aggregatesTopic: settings.aggregatesTopic,
       aggregateSchemaId: settings.aggregateSchemaId,
       allowedLatenessMs: settings.allowedLatenessMs,
+      maxFutureMs: settings.maxFutureMs,
     });
     this.encode = new EncodeStep(settings.orderedTopic, settings.outputSchemaId);
   }

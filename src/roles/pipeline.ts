@@ -46,6 +46,7 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
         meters,
         dedupeWindowMs: config.dedupeWindowMs,
         allowedLatenessMs: config.allowedLatenessMs,
+        maxFutureMs: config.maxFutureMs,
       }),
     logger: deps.logger,
     metrics: deps.metrics,

@@ -44,6 +44,7 @@ describe('loadConfig defaults', () => {
       metersFile: undefined,
       dedupeWindowMs: 86_400_000,
       allowedLatenessMs: 35 * 86_400_000,
+      maxFutureMs: 300_000,
       apiPort: 8080,
     } satisfies Omit<OrdoConfig, 'nodeId'>);
     // The node id defaults to the host name (a pod name on Kubernetes).
@@ -88,6 +89,7 @@ describe('loadConfig parses every variable', () => {
       ORDO_METERS_FILE: '/etc/ordo/meters.yaml',
       ORDO_DEDUPE_WINDOW_MS: '3600000',
       ORDO_ALLOWED_LATENESS_MS: '0',
+      ORDO_MAX_FUTURE_MS: '60000',
       ORDO_API_PORT: '18080',
     });
     expect(config).toEqual({
@@ -113,6 +115,7 @@ describe('loadConfig parses every variable', () => {
       metersFile: '/etc/ordo/meters.yaml',
       dedupeWindowMs: 3_600_000,
       allowedLatenessMs: 0,
+      maxFutureMs: 60_000,
       apiPort: 18080,
     } satisfies OrdoConfig);
   });

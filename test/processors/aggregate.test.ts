@@ -52,7 +52,7 @@ function stamped(event: UsageEvent, seenAt = event.time + 1_000, orderNode = 'or
 }
 
 function step(lateness = 35 * DAY) {
-  return new AggregateStep({ meters: new MeterCatalog(METERS), aggregatesTopic: 'usage-aggregates', aggregateSchemaId: SCHEMA_ID, allowedLatenessMs: lateness });
+  return new AggregateStep({ meters: new MeterCatalog(METERS), aggregatesTopic: 'usage-aggregates', aggregateSchemaId: SCHEMA_ID, allowedLatenessMs: lateness, maxFutureMs: 300_000 });
 }
 
 const anyEvent: fc.Arbitrary<UsageEvent> = fc.record({
@@ -159,6 +159,16 @@ describe('AggregateStep', () => {
     expect(result.late[0]?.detail).toMatch(/more than 172800000 ms before it was seen/);
     const calls = result.outputs.map((o) => usageAggregateType.fromBuffer(unframe(o.value as Buffer).body) as UsageAggregate).filter((a) => a.meter === 'calls');
     expect(calls.map((a) => a.count)).toEqual([1, 1, 1]);
+  });
+
+  it('dead-letters a metered event from the future (beyond the allowed 5 minutes) and keeps one just within it', () => {
+    const tooEarly = stamped(ev({ id: 'future', time: T0 + 300_001 }), T0);
+    const justIn = stamped(ev({ id: 'soon', time: T0 + 300_000 }), T0);
+    const unmetered = stamped(ev({ id: 'other', type: 'not.metered', time: T0 + 86_400_000 }), T0);
+    const { items, dead } = step().measure([tooEarly, justIn, unmetered]);
+    expect(items.map((e) => e.event.id)).toEqual(['soon', 'other']);
+    expect(dead).toEqual([expect.objectContaining({ source: tooEarly.source, reason: 'invalid-event' })]);
+    expect(dead[0]?.message).toMatch(/more than 300000 ms ahead of Ordo's clock/);
   });
 
   it('lets an event of another type through untouched and never calls it late', () => {

@@ -40,6 +40,7 @@ function pipeline(physical = new FakeClock(T0), nodeId = 'ordo-0') {
     meters: new MeterCatalog([]),
     dedupeWindowMs: 86_400_000,
     allowedLatenessMs: 35 * 86_400_000,
+    maxFutureMs: 300_000,
   });
   return { processor, physical, catalog };
 }
