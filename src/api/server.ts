@@ -1,5 +1,6 @@
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { ReaderProgress } from '../engine/topic-reader.js';
 import { QueryError } from '../errors.js';
 import { type Logger, noopLogger } from '../observability/logger.js';
 import type { Aggregation, Meter, MeterCatalog } from '../usage/meters.js';
@@ -7,15 +8,8 @@ import type { WindowSize } from '../usage/windows.js';
 import { parseUsageQuery } from './query-params.js';
 import { type ReadModel, type UsageAnswer, unknownMeter } from './read-model.js';
 
-/** How far the read model is behind the aggregates topic, returned with every usage answer. */
-export interface Freshness {
-  /** Every partition applied up to the end offset last seen. */
-  caughtUp: boolean;
-  /** Offsets between what was applied and the end offsets, over all partitions; null while unknown. */
-  lagRecords: number | null;
-  /** appliedOffset: the next offset after what was applied; endOffset: the log end last seen. Strings: offsets are 64-bit. */
-  partitions: { partition: number; appliedOffset: string; endOffset: string | null }[];
-}
+/** How far the read model is behind the aggregates topic (the reader's progress), returned with every usage answer. */
+export type Freshness = ReaderProgress;
 
 /** A meter as GET /v1/meters shows it (docs/openapi.yaml, MeterView). */
 export interface MeterView {

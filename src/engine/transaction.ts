@@ -18,17 +18,13 @@ export interface TransactionContent {
 export async function commitTransaction(producer: Producer, content: TransactionContent): Promise<void> {
   const transaction = await producer.transaction();
   try {
-    const targets = new Set<string>();
     const acked = new Set<string>();
     for (const request of splitRequests(content)) {
-      for (const [topic, messages] of request) {
-        for (const m of messages) targets.add(`${topic}/${m.partition}`);
-      }
       const written = await transaction.sendBatch({ topicMessages: [...request].map(([topic, messages]) => ({ topic, messages })), acks: -1 });
       for (const m of written) acked.add(`${m.topicName}/${m.partition}`);
     }
     // kafkajs silently skips a partition the topic does not have: never commit past that.
-    for (const target of targets) {
+    for (const target of targetsOf(content)) {
       if (!acked.has(target)) throw new OrdoError(`no acknowledgement for ${target}: does the topic have that partition?`);
     }
     const { groupId, topic, partition, nextOffset } = content.offsets;
@@ -66,6 +62,20 @@ function* splitRequests(content: TransactionContent): Generator<Map<string, Mess
     bytes += size;
   }
   if (bytes > 0) yield request;
+}
+
+/** Every `topic/partition` the outputs go to: one key per topic for the task's own partition. */
+function targetsOf(content: TransactionContent): Set<string> {
+  const targets = new Set<string>();
+  const topics = new Set<string>();
+  for (const record of content.outputs) {
+    if (record.partition !== undefined) targets.add(`${record.topic}/${record.partition}`);
+    else if (!topics.has(record.topic)) {
+      topics.add(record.topic);
+      targets.add(`${record.topic}/${content.partition}`);
+    }
+  }
+  return targets;
 }
 
 function sizeOf(value: Buffer | string | null): number {

@@ -69,8 +69,8 @@ export class AggregateStep {
 
   constructor(private readonly settings: AggregateSettings) {
     const lateness = settings.allowedLatenessMs;
-    this.aggregateSweeper = new Sweeper(SWEEP_EVERY_MS, (_key, agg, now) => agg.windowEnd <= now - lateness);
-    this.uniqueSweeper = new Sweeper(SWEEP_EVERY_MS, (_key, end, now) => end <= now - lateness);
+    this.aggregateSweeper = new Sweeper(SWEEP_EVERY_MS, (_key, agg, now) => isFinal(agg.windowEnd, now, lateness));
+    this.uniqueSweeper = new Sweeper(SWEEP_EVERY_MS, (_key, end, now) => isFinal(end, now, lateness));
   }
 
   /** Reads each matching meter's value; an event with a value a meter cannot use is dead-lettered whole. */
@@ -182,6 +182,14 @@ export class AggregateStep {
     }
     return text;
   }
+}
+
+/**
+ * A window that ends more than the allowed lateness before `now` can no longer change: any
+ * event for it would be late. Final windows leave memory (and are not restored).
+ */
+export function isFinal(windowEnd: number, now: number, allowedLatenessMs: number): boolean {
+  return windowEnd <= now - allowedLatenessMs;
 }
 
 /** The meter's reading of one event, or why the event cannot be measured. */

@@ -1,9 +1,9 @@
 import { BadRecordError, OrdoError } from '../errors.js';
 import type { SchemaLookup } from '../schema/schema-catalog.js';
 import { type UsageEvent, usageEventType, validateUsageEvent } from '../schema/usage-event.js';
+import { ResolverCache } from '../schema/resolvers.js';
 import { HEADER_SIZE, MAGIC_BYTE, unframe } from '../schema/wire-format.js';
 import { parseServiceTimeHeader } from '../clock/service-time.js';
-import type avro from 'avsc';
 import { type DecodedEvent, HEADER, type HeaderValue, type SourceRecord, type StepResult, type TimeContext } from './records.js';
 
 /** Schema ids in a batch, so the engine can prefetch writer schemas before the pure step. */
@@ -22,7 +22,7 @@ export function schemaIdsOf(records: readonly SourceRecord[]): number[] {
  * Pure: every writer schema must already be in `schemas`.
  */
 export class DecodeStep {
-  private readonly resolvers = new Map<avro.Type, avro.Resolver | Error>();
+  private readonly resolvers = new ResolverCache(usageEventType);
 
   constructor(private readonly schemas: SchemaLookup) {}
 
@@ -45,7 +45,7 @@ export class DecodeStep {
     const writer = this.schemas.writerType(schemaId);
     if (writer === undefined) throw new OrdoError(`schema id ${schemaId} was not prefetched`); // engine bug, not data
     if (writer === null) throw new BadRecordError('unknown-schema', `schema id ${schemaId} is not in the schema registry`);
-    const resolver = this.resolverFor(writer);
+    const resolver = this.resolvers.resolverFor(writer);
     if (resolver instanceof Error) {
       throw new BadRecordError('incompatible-schema', `schema id ${schemaId} cannot be read as UsageEvent: ${resolver.message}`);
     }
@@ -61,19 +61,6 @@ export class DecodeStep {
     }
     validateUsageEvent(event);
     return event;
-  }
-
-  private resolverFor(writer: avro.Type): avro.Resolver | Error {
-    let resolver = this.resolvers.get(writer);
-    if (resolver === undefined) {
-      try {
-        resolver = usageEventType.createResolver(writer);
-      } catch (error) {
-        resolver = error as Error;
-      }
-      this.resolvers.set(writer, resolver);
-    }
-    return resolver;
   }
 }
 

@@ -6,7 +6,7 @@ import type { SchemaCatalog } from '../schema/schema-catalog.js';
 import { unframe } from '../schema/wire-format.js';
 import type { UsageAggregate } from '../usage/aggregation.js';
 import type { MeterCatalog } from '../usage/meters.js';
-import { AGGREGATES_STORE, AggregateStep, UNIQUE_STORE, aggregateCodec } from './aggregate.js';
+import { AGGREGATES_STORE, AggregateStep, UNIQUE_STORE, aggregateCodec, isFinal } from './aggregate.js';
 import { toDeadLetterRecord, toLateRecord } from './dead-letter.js';
 import { DEDUPE_STORE, DedupeStep } from './dedupe.js';
 import { DecodeStep, schemaIdsOf } from './decode.js';
@@ -51,7 +51,7 @@ export function pipelineStores(settings: Pick<PipelineSettings, 'aggregatesTopic
       changelog: {
         topic: settings.aggregatesTopic,
         payload: (value) => unframe(value).body,
-        keep: (_key, aggregate, now) => (aggregate as UsageAggregate).windowEnd > now - lateness,
+        keep: (_key, aggregate, now) => !isFinal((aggregate as UsageAggregate).windowEnd, now, lateness),
       },
     },
     { name: UNIQUE_STORE, codec: numberCodec },

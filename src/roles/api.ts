@@ -1,12 +1,13 @@
-import type avro from 'avsc';
 import type { OrdoConfig } from '../config/config.js';
 import { TopicReader } from '../engine/topic-reader.js';
 import { createKafka } from '../kafka/client.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
+import { schemaIdsOf } from '../processors/decode.js';
 import type { SourceRecord } from '../processors/records.js';
 import { ReadModel } from '../api/read-model.js';
 import { startApiServer } from '../api/server.js';
+import { ResolverCache } from '../schema/resolvers.js';
 import { SchemaCatalog } from '../schema/schema-catalog.js';
 import { unframe } from '../schema/wire-format.js';
 import { type UsageAggregate, usageAggregateType } from '../usage/aggregation.js';
@@ -36,18 +37,21 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   const meters = new MeterCatalog(config.metersFile === undefined ? [] : loadMetersFile(config.metersFile));
   const readModel = new ReadModel(meters);
   const catalog = new SchemaCatalog(config.registryUrl);
-  const resolvers = new Map<number, avro.Resolver | null>();
+  const resolvers = new ResolverCache(usageAggregateType);
   const log = deps.logger.child({ topic: config.topics.aggregates });
   const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger });
 
   const apply = async (records: SourceRecord[]): Promise<void> => {
-    await catalog.prefetch(records.flatMap((r) => (r.value && r.value.length >= 5 ? [r.value.readUInt32BE(1)] : [])));
+    await catalog.prefetch(schemaIdsOf(records));
     for (const record of records) {
       if (record.key === null || record.value === null) continue; // aggregates are never deleted; ignore stray tombstones
       try {
         const { schemaId, body } = unframe(record.value);
-        const resolver = resolverFor(schemaId);
-        const aggregate = (resolver ? usageAggregateType.fromBuffer(body, resolver) : usageAggregateType.fromBuffer(body)) as UsageAggregate;
+        const writer = catalog.writerType(schemaId);
+        if (!writer) throw new Error(`schema id ${schemaId} is not in the registry`);
+        const resolver = resolvers.resolverFor(writer);
+        if (resolver instanceof Error) throw resolver;
+        const aggregate = usageAggregateType.fromBuffer(body, resolver) as UsageAggregate;
         readModel.apply(record.key.toString('utf8'), aggregate);
       } catch (error) {
         // Not ours to dead-letter (the topic is the pipeline's output): skip it loudly.
@@ -56,16 +60,6 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       }
     }
     deps.metrics.readModelAggregates.set(readModel.size);
-  };
-  const resolverFor = (schemaId: number): avro.Resolver | null => {
-    let resolver = resolvers.get(schemaId);
-    if (resolver === undefined) {
-      const writer = catalog.writerType(schemaId);
-      if (!writer) throw new Error(`schema id ${schemaId} is not in the registry`);
-      resolver = writer.equals(usageAggregateType) ? null : usageAggregateType.createResolver(writer);
-      resolvers.set(schemaId, resolver);
-    }
-    return resolver;
   };
 
   const reader = new TopicReader({
