@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { ConfigError } from '../errors.js';
+import { LATE_POLICIES, type LatePolicy } from '../processors/order.js';
 import { EnvReader } from './env.js';
 
 /** Kafka topic names accept letters, digits, '.', '_' and '-', at most 249 characters. */
@@ -22,6 +23,8 @@ export interface TopicNames {
   dlq: string;
   late: string;
   aggregates: string;
+  /** The `merge` role's single-partition, totally ordered copy of the ordered topic. */
+  global: string;
 }
 
 /**
@@ -58,6 +61,12 @@ export interface OrdoConfig {
   allowedLatenessMs: number;
   /** A metered event whose time is further ahead of Ordo's clock than this is dead-lettered. */
   maxFutureMs: number;
+  /** Events are held until the partition's watermark passed their order key by this much. */
+  reorderWindowMs: number;
+  /** At most this many events held per partition; beyond it the oldest leave early. */
+  reorderMaxEvents: number;
+  /** An event that missed its order slot: `flag` (ordo-late: true, in place) or `route` (late topic). */
+  latePolicy: LatePolicy;
   /** Port of the `api` role's query API. */
   apiPort: number;
 }
@@ -82,6 +91,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dlq: read.string('ORDO_DLQ_TOPIC', 'usage-events-dlq', TOPIC, 'a valid Kafka topic name'),
     late: read.string('ORDO_LATE_TOPIC', 'usage-events-late', TOPIC, 'a valid Kafka topic name'),
     aggregates: read.string('ORDO_AGGREGATES_TOPIC', 'usage-aggregates', TOPIC, 'a valid Kafka topic name'),
+    global: read.string('ORDO_GLOBAL_TOPIC', 'usage-events-global', TOPIC, 'a valid Kafka topic name'),
   };
   const config: OrdoConfig = {
     brokers,
@@ -108,6 +118,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     allowedLatenessMs: read.int('ORDO_ALLOWED_LATENESS_MS', 35 * DAY_MS, 0, 3660 * DAY_MS),
     maxFutureMs: read.int('ORDO_MAX_FUTURE_MS', 300_000, 0, 366 * DAY_MS),
     apiPort: read.int('ORDO_API_PORT', 8080, 0, 65_535),
+    reorderWindowMs: read.int('ORDO_REORDER_WINDOW_MS', 1_000, 0, HOUR_MS),
+    reorderMaxEvents: read.int('ORDO_REORDER_MAX_EVENTS', 10_000, 1, 10_000_000),
+    latePolicy: read.oneOf('ORDO_LATE_POLICY', 'flag', LATE_POLICIES),
   };
   checkCrossFieldRules(config);
   return config;

@@ -35,6 +35,17 @@ export interface BatchReport {
   late?: { reason: string }[];
   /** State entries expired (deleted) in this batch. */
   expired?: number;
+  /** Ordering violations seen, one reason per event (ordo_ordering_violations_total). */
+  violations?: readonly string[];
+  /** Events the reorder buffer emitted early because it was full. */
+  forcedEmits?: number;
+  /** Events held in the reorder buffer after this batch. */
+  buffered?: number;
+  /**
+   * Origin times (ms) of the events this batch emitted, for the end-to-end latency
+   * (origin service time -> output commit). Without it the input record timestamps are used.
+   */
+  originTimesMs?: readonly number[];
 }
 
 export interface ProcessResult {
@@ -53,6 +64,11 @@ export interface TaskProcessor {
   onRestored(context: TaskContext): void;
   prepare(records: readonly SourceRecord[]): Promise<void>;
   process(records: readonly SourceRecord[], context: TaskContext): ProcessResult;
+  /**
+   * Optional clock tick for an idle partition (no batch for a while): lets time-held
+   * state (the reorder buffer) move on without new input. Undefined: nothing to commit.
+   */
+  punctuate?(context: TaskContext): ProcessResult | undefined;
 }
 
 export type TaskProcessorFactory = (topic: string, partition: number) => TaskProcessor;

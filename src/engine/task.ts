@@ -49,6 +49,7 @@ export class Task {
   private readonly context: TaskContext;
   private readonly log: Logger;
   private busy: Promise<unknown> = Promise.resolve();
+  private lastActivity = Date.now();
 
   constructor(private readonly options: TaskOptions) {
     const { kafka, groupId, topic, partition } = options;
@@ -133,8 +134,34 @@ export class Task {
    * Store writes are staged and applied only once the commit succeeded.
    */
   async process(records: readonly SourceRecord[]): Promise<{ outputs: number; deadLetters: number }> {
-    if (this.state !== 'running') throw new OrdoError(`task for partition ${this.partition} is ${this.state}`);
-    const run = this.processNow(records);
+    return this.exclusive(() => this.processNow(records));
+  }
+
+  /** When this task last committed a batch (ms); punctuation waits for idle partitions. */
+  get lastActivityMs(): number {
+    return this.lastActivity;
+  }
+
+  /**
+   * Gives an idle task's processor its clock tick (TaskProcessor.punctuate) and commits
+   * what it emits, with the unchanged input position, in one transaction. Serialised with
+   * batches. Resolves false when there was nothing to commit.
+   */
+  async punctuate(): Promise<boolean> {
+    const processor = this.options.processor;
+    if (!processor.punctuate) return false;
+    return this.exclusive(async () => {
+      if (this.state !== 'running' || this.position === undefined) return false;
+      return this.commitBatch([], this.position, () => processor.punctuate!(this.context));
+    });
+  }
+
+  /** One batch or tick at a time: the stores' staged writes belong to one transaction. */
+  private exclusive<T>(action: () => Promise<T>): Promise<T> {
+    const run = this.busy.then(() => {
+      if (this.state !== 'running') throw new OrdoError(`task for partition ${this.partition} is ${this.state}`);
+      return action();
+    });
     this.busy = run.catch(() => undefined);
     return run;
   }
@@ -142,17 +169,31 @@ export class Task {
   private async processNow(records: readonly SourceRecord[]): Promise<{ outputs: number; deadLetters: number }> {
     const last = records[records.length - 1];
     if (!last) return { outputs: 0, deadLetters: 0 };
-    const { processor, groupId, topic, partition, metrics } = this.options;
-    await processor.prepare(records);
+    await this.options.processor.prepare(records);
     const nextOffset = (BigInt(last.offset) + 1n).toString();
+    let counts = { outputs: 0, deadLetters: 0 };
+    await this.commitBatch(records, nextOffset, () => {
+      const result = this.options.processor.process(records, this.context);
+      counts = { outputs: result.outputs.length, deadLetters: result.report.deadLetters.length };
+      return result;
+    });
+    return counts;
+  }
+
+  private async commitBatch(records: readonly SourceRecord[], nextOffset: string, run: () => ProcessResult | undefined): Promise<boolean> {
+    const { groupId, topic, partition, metrics } = this.options;
     const started = process.hrtime.bigint();
-    let result: ProcessResult;
+    let result: ProcessResult | undefined;
     try {
-      result = processor.process(records, this.context);
+      result = run();
     } catch (error) {
       // A processor bug, not a broker problem: surfaced as it is, never retried.
       for (const store of this.stores.values()) store.rollback();
       throw error;
+    }
+    if (result === undefined) {
+      for (const store of this.stores.values()) store.rollback();
+      return false;
     }
     this.context.meta.put(META_POSITION, nextOffset);
     const outputs = [...result.outputs];
@@ -174,14 +215,15 @@ export class Task {
       throw classified;
     }
     for (const store of this.stores.values()) store.commit();
+    this.lastActivity = Date.now();
     metrics.transactionSeconds.observe({ outcome: 'commit' }, Number(process.hrtime.bigint() - started) / 1e9);
     this.record(records, result.outputs, result.report);
-    return { outputs: result.outputs.length, deadLetters: result.report.deadLetters.length };
+    return true;
   }
 
   private record(records: readonly SourceRecord[], outputs: readonly { topic: string }[], report: BatchReport): void {
     const { metrics, topic, partition } = this.options;
-    metrics.eventsIn.inc({ topic, partition: String(partition) }, records.length);
+    if (records.length > 0) metrics.eventsIn.inc({ topic, partition: String(partition) }, records.length);
     const perTopic = new Map<string, number>();
     for (const o of outputs) perTopic.set(o.topic, (perTopic.get(o.topic) ?? 0) + 1);
     for (const [t, n] of perTopic) metrics.eventsOut.inc({ topic: t }, n);
@@ -190,10 +232,14 @@ export class Task {
     if (report.clockSkewRejected) metrics.clockSkewRejected.inc(report.clockSkewRejected);
     if (report.duplicates) metrics.duplicates.inc(report.duplicates);
     for (const l of report.late ?? []) metrics.late.inc({ reason: l.reason });
+    for (const reason of report.violations ?? []) metrics.orderingViolations.inc({ reason });
+    if (report.forcedEmits) metrics.reorderForced.inc(report.forcedEmits);
+    if (report.buffered !== undefined) metrics.reorderBuffered.set({ partition: String(partition) }, report.buffered);
     if (report.expired) metrics.stateExpired.inc(report.expired);
     for (const store of this.stores.values()) metrics.stateEntries.set({ store: store.name, partition: String(partition) }, store.size);
     const now = Date.now();
-    for (const r of records) metrics.endToEndSeconds.observe(Math.max(0, now - r.timestamp) / 1000);
+    const origins = report.originTimesMs ?? records.map((r) => r.timestamp);
+    for (const origin of origins) metrics.endToEndSeconds.observe(Math.max(0, now - origin) / 1000);
   }
 
   /** Lets an in-flight batch finish (commit or abort) before the producer goes away. */
@@ -201,6 +247,7 @@ export class Task {
     if (this.state !== 'fenced' && this.state !== 'broken') this.state = 'closed';
     await this.busy;
     for (const store of this.stores.values()) this.options.metrics.stateEntries.remove({ store: store.name, partition: String(this.partition) });
+    this.options.metrics.reorderBuffered.remove({ partition: String(this.partition) });
     await this.producer.disconnect().catch((error: unknown) => this.log.warn('producer disconnect failed', { error }));
   }
 }

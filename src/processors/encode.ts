@@ -10,6 +10,7 @@ const RESERVED = new Set<string>([
   HEADER.originServiceTime,
   HEADER.originServiceNode,
   HEADER.seq,
+  HEADER.late,
 ]);
 
 /**

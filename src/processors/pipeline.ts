@@ -1,6 +1,6 @@
 import type { HybridClock } from '../clock/hybrid-clock.js';
 import { formatServiceTime, parseServiceTime } from '../clock/service-time.js';
-import { numberCodec } from '../engine/state-store.js';
+import { numberCodec, stringCodec } from '../engine/state-store.js';
 import type { ProcessResult, StoreSpec, TaskContext, TaskProcessor } from '../engine/task-processor.js';
 import type { SchemaCatalog } from '../schema/schema-catalog.js';
 import { unframe } from '../schema/wire-format.js';
@@ -11,6 +11,7 @@ import { toDeadLetterRecord, toLateRecord } from './dead-letter.js';
 import { DEDUPE_STORE, DedupeStep } from './dedupe.js';
 import { DecodeStep, schemaIdsOf } from './decode.js';
 import { EncodeStep } from './encode.js';
+import { type BufferedEvent, type LatePolicy, type OrderItem, OrderStep, REORDER_STORE, SEQUENCE_STORE, bufferedCodec, checkProducerSeq, producerOf } from './order.js';
 import type { SourceRecord } from './records.js';
 import { type StampStats, StampStep } from './stamp.js';
 
@@ -34,6 +35,9 @@ export interface PipelineSettings {
   dedupeWindowMs: number;
   allowedLatenessMs: number;
   maxFutureMs: number;
+  reorderWindowMs: number;
+  reorderMaxEvents: number;
+  latePolicy: LatePolicy;
 }
 
 /**
@@ -55,13 +59,17 @@ export function pipelineStores(settings: Pick<PipelineSettings, 'aggregatesTopic
       },
     },
     { name: UNIQUE_STORE, codec: numberCodec },
+    { name: REORDER_STORE, codec: bufferedCodec },
+    { name: SEQUENCE_STORE, codec: stringCodec },
   ] as StoreSpec[];
 }
 
 /**
  * The `pipeline` role's chain for one task, one pass through the broker:
- * decode -> stamp -> measure -> dedupe -> aggregate -> encode. Bad records go to the DLQ,
- * events too late for their window to the late topic; both with the reason.
+ * decode -> stamp -> measure -> dedupe -> aggregate -> encode -> order. Bad records go to
+ * the DLQ, events too late for their window (or, by policy, for their order slot) to the
+ * late topic; both with the reason. Order runs on encoded records: its buffer (a
+ * changelog-backed store) then holds exactly the bytes it will emit.
  * Values are measured before dedupe so that an event dead-lettered for a bad value never
  * claims its id: the corrected re-send is counted.
  */
@@ -73,6 +81,7 @@ export class PipelineProcessor implements TaskProcessor {
   private readonly dedupe: DedupeStep;
   private readonly aggregate: AggregateStep;
   private readonly encode: EncodeStep;
+  private readonly order: OrderStep;
 
   constructor(private readonly settings: PipelineSettings) {
     this.clock = settings.clock;
@@ -88,12 +97,14 @@ export class PipelineProcessor implements TaskProcessor {
       maxFutureMs: settings.maxFutureMs,
     });
     this.encode = new EncodeStep(settings.orderedTopic, settings.outputSchemaId);
+    this.order = new OrderStep({ reorderWindowMs: settings.reorderWindowMs, maxBuffered: settings.reorderMaxEvents, latePolicy: settings.latePolicy });
   }
 
   /** Failover: adopt the highest service time already emitted for this partition. */
   onRestored(context: TaskContext): void {
     const hwm = context.meta.get(META_CLOCK_HWM);
     if (hwm !== undefined) this.clock.witness(parseServiceTime(hwm));
+    this.order.restore(context.store<BufferedEvent>(REORDER_STORE), context.meta);
   }
 
   prepare(records: readonly SourceRecord[]): Promise<void> {
@@ -106,17 +117,28 @@ export class PipelineProcessor implements TaskProcessor {
     const decoded = this.decode.run(records);
     const stats: StampStats = { skewsMs: [], rejectedForSkew: 0 };
     const stamped = this.stamp.run(decoded.items, stats);
-    const measured = this.aggregate.measure(stamped.items);
+    const sequenced = checkProducerSeq(stamped.items);
+    const measured = this.aggregate.measure(sequenced.items);
     const deduped = this.dedupe.run(measured.items, context.store<number>(DEDUPE_STORE));
     const aggregated = this.aggregate.apply(
       deduped.fresh,
       context.store<UsageAggregate>(AGGREGATES_STORE),
       context.store<number>(UNIQUE_STORE),
     );
-    const dead = [...decoded.dead, ...stamped.dead, ...measured.dead];
-    const outputs = this.encode.run(aggregated.events);
+    const dead = [...decoded.dead, ...stamped.dead, ...sequenced.dead, ...measured.dead];
+    const encoded = this.encode.run(aggregated.events);
+    const items: OrderItem[] = aggregated.events.map((e, i) => ({
+      subject: e.event.subject,
+      orderKey: e.orderKey,
+      record: encoded[i]!,
+      source: e.source,
+      producer: producerOf(e.source.headers, e.context),
+    }));
+    const ordered = this.order.run(items, this.orderStores(context));
+    const outputs = ordered.emitted;
     outputs.push(...aggregated.outputs);
     for (const late of aggregated.late) outputs.push(toLateRecord(late, lateTopic, node));
+    for (const late of ordered.late) outputs.push(toLateRecord(late, lateTopic, node));
     for (const d of dead) outputs.push(toDeadLetterRecord(d, dlqTopic, node));
     if (stamped.items.length > 0) context.meta.put(META_CLOCK_HWM, formatServiceTime(this.clock.last));
     return {
@@ -126,9 +148,31 @@ export class PipelineProcessor implements TaskProcessor {
         clockSkewsMs: stats.skewsMs,
         clockSkewRejected: stats.rejectedForSkew,
         duplicates: deduped.duplicates,
-        late: aggregated.late,
+        late: [...aggregated.late, ...ordered.late],
         expired: deduped.expired + aggregated.expired,
+        violations: ordered.violations,
+        forcedEmits: ordered.forced,
+        buffered: this.order.buffered,
+        originTimesMs: ordered.emittedOriginMs,
       },
     };
+  }
+
+  /**
+   * An idle partition's clock tick: its watermark moves to the wall clock, and events held
+   * long enough leave. Nothing to emit: undefined (no transaction).
+   */
+  punctuate(context: TaskContext): ProcessResult | undefined {
+    if (this.order.buffered === 0) return undefined;
+    const ordered = this.order.run([], this.orderStores(context), this.clock.physical.now());
+    if (ordered.emitted.length === 0) return undefined;
+    return {
+      outputs: ordered.emitted,
+      report: { deadLetters: [], violations: ordered.violations, forcedEmits: ordered.forced, buffered: this.order.buffered, originTimesMs: ordered.emittedOriginMs },
+    };
+  }
+
+  private orderStores(context: TaskContext): Parameters<OrderStep['run']>[1] {
+    return { buffer: context.store<BufferedEvent>(REORDER_STORE), sequences: context.store<string>(SEQUENCE_STORE), meta: context.meta };
   }
 }

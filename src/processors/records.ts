@@ -63,6 +63,8 @@ export const HEADER = {
   originServiceTime: 'origin-service-time',
   originServiceNode: 'origin-service-node',
   seq: 'ordo-seq',
+  /** `true` on an ordered event emitted after its slot (late policy `flag`). */
+  late: 'ordo-late',
   traceparent: 'traceparent',
   dlqReason: 'ordo-dlq-reason',
   dlqError: 'ordo-dlq-error',

@@ -33,6 +33,7 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
     storeNames: pipelineStores({ aggregatesTopic: config.topics.aggregates, allowedLatenessMs: config.allowedLatenessMs })
       .filter((s) => s.changelog === undefined)
       .map((s) => s.name),
+    punctuateIntervalMs: punctuateInterval(config.reorderWindowMs),
     processorFactory: () =>
       new PipelineProcessor({
         clock,
@@ -47,10 +48,21 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
         dedupeWindowMs: config.dedupeWindowMs,
         allowedLatenessMs: config.allowedLatenessMs,
         maxFutureMs: config.maxFutureMs,
+        reorderWindowMs: config.reorderWindowMs,
+        reorderMaxEvents: config.reorderMaxEvents,
+        latePolicy: config.latePolicy,
       }),
     logger: deps.logger,
     metrics: deps.metrics,
   });
+}
+
+/**
+ * Idle partitions' reorder buffers are ticked this often: half the window, within
+ * 50 ms..1 s. An idle partition's events leave at most window + 2 ticks after their key.
+ */
+export function punctuateInterval(reorderWindowMs: number): number {
+  return Math.min(1_000, Math.max(50, Math.floor(reorderWindowMs / 2)));
 }
 
 /** The registry may still be starting (e.g. in a fresh cluster): retry for about a minute. */

@@ -4,6 +4,7 @@ import { HybridClock } from '../../src/clock/hybrid-clock.js';
 import { formatServiceTime, makeServiceTime, parseServiceTime } from '../../src/clock/service-time.js';
 import { InMemoryStore, stringCodec } from '../../src/engine/state-store.js';
 import { OrdoError } from '../../src/errors.js';
+import { META_ORDER_WATERMARK } from '../../src/processors/order.js';
 import { META_CLOCK_HWM, PipelineProcessor, pipelineStores } from '../../src/processors/pipeline.js';
 import { MeterCatalog } from '../../src/usage/meters.js';
 import type { OutputRecord, SourceRecord } from '../../src/processors/records.js';
@@ -41,6 +42,9 @@ function pipeline(physical = new FakeClock(T0), nodeId = 'ordo-0') {
     dedupeWindowMs: 86_400_000,
     allowedLatenessMs: 35 * 86_400_000,
     maxFutureMs: 300_000,
+    reorderWindowMs: 0,
+    reorderMaxEvents: 10_000,
+    latePolicy: 'flag',
   });
   return { processor, physical, catalog };
 }
@@ -73,7 +77,7 @@ function stampOf(out: OutputRecord): bigint {
 
 describe('PipelineProcessor', () => {
   it('declares its dedupe, aggregate and unique-member stores', () => {
-    expect(pipeline().processor.stores.map((s) => s.name)).toEqual(['dedupe', 'aggregates', 'unique']);
+    expect(pipeline().processor.stores.map((s) => s.name)).toEqual(['dedupe', 'aggregates', 'unique', 'reorder', 'sequences']);
   });
 
   it('sends a mixed batch to the ordered topic and the DLQ', async () => {
@@ -95,20 +99,22 @@ describe('PipelineProcessor', () => {
     const dlq = outputs.filter((o) => o.topic === 'usage-events-dlq');
     expect(ordered.length + dlq.length).toBe(outputs.length);
 
+    // Emitted in order-key order: c2's origin time (T0 - 1 s) comes before the stamps at T0.
     expect(ordered.map((o) => [o.key, eventOf(o).id])).toEqual([
-      ['c1', 'plain'],
       ['c2', 'ctx'],
+      ['c1', 'plain'],
       ['c3', 'old'],
     ]);
     expect(eventOf(ordered[2]!).value).toBe('1');
     const stamps = ordered.map(stampOf);
-    expect(stamps).toEqual([makeServiceTime(T0, 0), makeServiceTime(T0, 1), makeServiceTime(T0, 2)]);
-    expect(ordered[0]!.headers).toEqual({ traceparent: 'tp-1', 'service-time': formatServiceTime(stamps[0]!), 'service-node': 'ordo-0' });
-    expect(ordered[1]!.headers).toEqual({
-      'service-time': formatServiceTime(stamps[1]!),
+    expect(stamps).toEqual([makeServiceTime(T0, 1), makeServiceTime(T0, 0), makeServiceTime(T0, 2)]);
+    expect(ordered[1]!.headers).toEqual({ traceparent: 'tp-1', 'service-time': formatServiceTime(stamps[1]!), 'service-node': 'ordo-0', 'ordo-seq': '1' });
+    expect(ordered[0]!.headers).toEqual({
+      'service-time': formatServiceTime(stamps[0]!),
       'service-node': 'ordo-0',
       'origin-service-time': formatServiceTime(upstream),
       'origin-service-node': 'billing',
+      'ordo-seq': '1',
     });
 
     expect(dlq.map((o) => [o.headers['ordo-source-offset'], o.headers['ordo-dlq-reason']])).toEqual([
@@ -132,7 +138,10 @@ describe('PipelineProcessor', () => {
     expect(report.clockSkewsMs).toEqual([0, 60_000]);
     // The high-water mark is staged in meta (committed with the batch by the engine).
     expect(context.meta.get(META_CLOCK_HWM)).toBe(formatServiceTime(makeServiceTime(T0, 2)));
-    expect(context.meta.changes()).toEqual([{ key: META_CLOCK_HWM, value: Buffer.from(formatServiceTime(makeServiceTime(T0, 2))) }]);
+    expect(context.meta.changes()).toEqual([
+      { key: META_ORDER_WATERMARK, value: Buffer.from(String(T0)) },
+      { key: META_CLOCK_HWM, value: Buffer.from(formatServiceTime(makeServiceTime(T0, 2))) },
+    ]);
   });
 
   it('needs prepare: a batch whose schemas were not prefetched throws instead of dead-lettering', () => {
@@ -180,7 +189,8 @@ describe('PipelineProcessor', () => {
       ],
       context,
     );
-    expect(outputs.map(stampOf)).toEqual([hwm + 1n, hwm + 2n, hwm + 3n]);
+    // The second event's origin time (T0) sorts first; the others' order keys are their stamps.
+    expect(outputs.map(stampOf)).toEqual([hwm + 2n, hwm + 1n, hwm + 3n]);
   });
 
   it('on restore without a clock-hwm starts from physical time', async () => {

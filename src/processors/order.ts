@@ -1,0 +1,385 @@
+import { formatServiceTime, millisOf, parseServiceTime } from '../clock/service-time.js';
+import type { KeyValueStore, StoreCodec } from '../engine/state-store.js';
+import { HEADER, type HeaderValue, type Headers, type OutputRecord, type SourceRecord, type TimeContext } from './records.js';
+
+/** Events held for reordering, by store key (the input offset): a changelog-backed buffer. */
+export const REORDER_STORE = 'reorder';
+/** Per subject: last emitted order key and `ordo-seq`; per (subject, producer): last producer sequence. */
+export const SEQUENCE_STORE = 'sequences';
+/** The partition's order watermark (ms), kept in the task's meta store. */
+export const META_ORDER_WATERMARK = 'order-watermark';
+
+/** The fixed label values of `ordo_ordering_violations_total`. */
+export const VIOLATION_REASONS = ['late', 'duplicate-key', 'sequence-gap', 'sequence-regression'] as const;
+export type ViolationReason = (typeof VIOLATION_REASONS)[number];
+
+/** What happens to an event that came too late for its slot: flagged in place, or the late topic. */
+export const LATE_POLICIES = ['flag', 'route'] as const;
+export type LatePolicy = (typeof LATE_POLICIES)[number];
+
+/** The late topic's `ordo-late-reason` for an event that missed its order slot. */
+export const OUT_OF_ORDER = 'out-of-order';
+
+/** (time, node): the order of events per subject. */
+export interface OrderKey {
+  time: bigint;
+  node: string;
+}
+
+/** An upstream producer's own per-subject sequence number (headers `producer-id`, `producer-seq`). */
+export interface ProducerSeq {
+  id: string;
+  seq: bigint;
+}
+
+/** One event on its way to the ordered topic: already encoded, without `ordo-seq`. */
+export interface OrderItem {
+  subject: string;
+  orderKey: OrderKey;
+  record: OutputRecord;
+  source: SourceRecord;
+  producer: ProducerSeq | undefined;
+}
+
+/** A buffered event as kept in the reorder store (and its changelog). */
+export interface BufferedEvent {
+  subject: string;
+  time: bigint;
+  node: string;
+  /** The input offset: unique per partition, and the tie-breaker of equal keys (arrival order). */
+  offset: bigint;
+  record: OutputRecord;
+  producer: ProducerSeq | undefined;
+}
+
+export interface OrderSettings {
+  /** How long an event is held, by its order key against the watermark. */
+  reorderWindowMs: number;
+  /** At most this many events buffered per partition; beyond it the oldest are emitted early. */
+  maxBuffered: number;
+  latePolicy: LatePolicy;
+}
+
+export interface OrderResult {
+  /** Records for the ordered topic, in emission order, with `ordo-seq` (and `ordo-late`) set. */
+  emitted: OutputRecord[];
+  /** Origin (order-key) milliseconds of the emitted events, for end-to-end latency. */
+  emittedOriginMs: number[];
+  /** Late events routed away (policy `route`). */
+  late: { source: SourceRecord; reason: typeof OUT_OF_ORDER; detail: string }[];
+  violations: ViolationReason[];
+  /** Events emitted before their window ran out because the buffer was full. */
+  forced: number;
+}
+
+export const PRODUCER_ID_HEADER = 'producer-id';
+export const PRODUCER_SEQ_HEADER = 'producer-seq';
+const SEQ_PATTERN = /^\d{1,19}$/;
+const MAX_SEQ = (1n << 63n) - 1n;
+
+/**
+ * The producer sequence an upstream service sent, if any. `producer-seq` is a decimal
+ * integer counted per (producer, subject); the producer is `producer-id`, else the node of
+ * the time context. Throws a message for the DLQ when the header is malformed.
+ */
+export function producerOf(headers: Headers, context: TimeContext | undefined): ProducerSeq | undefined {
+  const raw = lastText(headers[PRODUCER_SEQ_HEADER]);
+  if (raw === undefined) return undefined;
+  if (!SEQ_PATTERN.test(raw) || BigInt(raw) > MAX_SEQ) {
+    throw new Error(`${PRODUCER_SEQ_HEADER} header "${raw.slice(0, 40)}" is not a decimal integer between 0 and 2^63-1`);
+  }
+  const id = lastText(headers[PRODUCER_ID_HEADER]) ?? context?.node ?? '';
+  return { id, seq: BigInt(raw) };
+}
+
+function lastText(value: HeaderValue): string | undefined {
+  const last = Array.isArray(value) ? value[value.length - 1] : value;
+  return last === undefined ? undefined : last.toString();
+}
+
+/** Total order of buffered events: order key, then node, then arrival. */
+export function compareBuffered(a: BufferedEvent, b: BufferedEvent): number {
+  if (a.time !== b.time) return a.time < b.time ? -1 : 1;
+  if (a.node !== b.node) return a.node < b.node ? -1 : 1;
+  return a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0;
+}
+
+function compareKeys(a: OrderKey, b: OrderKey): number {
+  if (a.time !== b.time) return a.time < b.time ? -1 : 1;
+  return a.node < b.node ? -1 : a.node > b.node ? 1 : 0;
+}
+
+/** Per subject: the sequence number last given and the order key last emitted. */
+interface SubjectState {
+  seq: bigint;
+  last: OrderKey | undefined;
+}
+
+/**
+ * The order processor: per subject, events leave in order-key order with a gapless
+ * `ordo-seq` (1, 2, 3…). Each event is held until the partition's watermark (the highest
+ * order key seen, or the wall clock once the partition is idle) has passed its key by
+ * `reorderWindowMs`; events that arrive in the meantime take their place in order.
+ *
+ * An event whose key is below the last one emitted for its subject missed its slot: it is
+ * a `late` violation and, by policy, emitted at once with `ordo-late: true` (and the next
+ * sequence number) or routed to the late topic. Never dropped. Also counted: a key equal
+ * to one already buffered or emitted for the subject (`duplicate-key`), and gaps or
+ * regressions of an upstream `producer-seq` in emission order.
+ *
+ * The buffer is a store: what is still held when a batch commits is in the changelog, so
+ * a restarted task emits it exactly once. Events that arrive and leave in the same batch
+ * never touch the store. At `maxBuffered` the oldest are emitted early (counted), so a
+ * partition is never blocked.
+ *
+ * The in-memory heap mirrors the committed store plus this batch; a failed batch ends the
+ * task (the engine starts a fresh one, which rebuilds the heap from the store).
+ */
+export class OrderStep {
+  private readonly heap: BufferedEvent[] = [];
+  /** `subject\0time\0node` -> buffered events with that key, for duplicate detection. */
+  private readonly bufferedKeys = new Map<string, number>();
+  private watermark = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly settings: OrderSettings) {}
+
+  get buffered(): number {
+    return this.heap.length;
+  }
+
+  /** Rebuilds the heap from the restored buffer store and the watermark from meta. */
+  restore(buffer: KeyValueStore<BufferedEvent>, meta: KeyValueStore<string>): void {
+    this.heap.length = 0;
+    this.bufferedKeys.clear();
+    for (const [, event] of buffer.entries()) {
+      this.push(event);
+    }
+    const mark = meta.get(META_ORDER_WATERMARK);
+    this.watermark = mark === undefined ? Number.NEGATIVE_INFINITY : Number(mark);
+    for (const event of this.heap) this.watermark = Math.max(this.watermark, millisOf(event.time));
+  }
+
+  /**
+   * Takes a batch's events in arrival order; `idleNow`, when given, is the wall clock of an
+   * idle partition (no batch for a while) and advances the watermark to it.
+   */
+  run(items: readonly OrderItem[], stores: { buffer: KeyValueStore<BufferedEvent>; sequences: KeyValueStore<string>; meta: KeyValueStore<string> }, idleNow?: number): OrderResult {
+    const result: OrderResult = { emitted: [], emittedOriginMs: [], late: [], violations: [], forced: 0 };
+    const subjects = new Map<string, SubjectState>();
+    const stateOf = (subject: string): SubjectState => {
+      let state = subjects.get(subject);
+      if (state === undefined) {
+        state = decodeSubject(stores.sequences.get(subjectKey(subject)));
+        subjects.set(subject, state);
+      }
+      return state;
+    };
+    const fresh = new Set<string>();
+    const before = this.watermark;
+
+    for (const item of items) {
+      const state = stateOf(item.subject);
+      const key = item.orderKey;
+      this.watermark = Math.max(this.watermark, millisOf(key.time));
+      const lastCmp = state.last === undefined ? 1 : compareKeys(key, state.last);
+      if (lastCmp < 0) {
+        result.violations.push('late');
+        const last = state.last!;
+        const detail = `order key ${formatServiceTime(key.time)}/${key.node} is below ${formatServiceTime(last.time)}/${last.node}, already emitted for this subject`;
+        if (this.settings.latePolicy === 'route') {
+          result.late.push({ source: item.source, reason: OUT_OF_ORDER, detail });
+        } else {
+          item.record.headers[HEADER.late] = 'true';
+          this.emit(item.record, state, millisOf(key.time), result);
+        }
+        continue;
+      }
+      if (lastCmp === 0 || this.bufferedKeys.has(keyOf(item.subject, key))) result.violations.push('duplicate-key');
+      const event: BufferedEvent = { subject: item.subject, time: key.time, node: key.node, offset: BigInt(item.source.offset), record: item.record, producer: item.producer };
+      this.push(event);
+      fresh.add(storeKey(event));
+    }
+
+    if (idleNow !== undefined) this.watermark = Math.max(this.watermark, idleNow);
+    const due = this.watermark - this.settings.reorderWindowMs;
+    const release = (event: BufferedEvent): void => {
+      const id = storeKey(event);
+      if (!fresh.delete(id)) stores.buffer.delete(id);
+      const state = stateOf(event.subject);
+      this.checkProducer(event, stores.sequences, result);
+      state.last = { time: event.time, node: event.node };
+      this.emit(event.record, state, millisOf(event.time), result);
+    };
+    while (this.heap.length > 0 && millisOf(this.heap[0]!.time) <= due) release(this.pop());
+    while (this.heap.length > this.settings.maxBuffered) {
+      release(this.pop());
+      result.forced += 1;
+    }
+
+    for (const event of this.heap) {
+      const id = storeKey(event);
+      if (fresh.has(id)) stores.buffer.put(id, event);
+    }
+    for (const [subject, state] of subjects) {
+      if (state.seq > 0n) stores.sequences.put(subjectKey(subject), encodeSubject(state));
+    }
+    if (this.watermark !== before && Number.isFinite(this.watermark)) stores.meta.put(META_ORDER_WATERMARK, String(this.watermark));
+    return result;
+  }
+
+  private emit(record: OutputRecord, state: SubjectState, originMs: number, result: OrderResult): void {
+    state.seq += 1n;
+    record.headers[HEADER.seq] = state.seq.toString();
+    result.emitted.push(record);
+    result.emittedOriginMs.push(originMs);
+  }
+
+  /** Producer sequences are checked in emission (order-key) order: a gap is a missing event. */
+  private checkProducer(event: BufferedEvent, sequences: KeyValueStore<string>, result: OrderResult): void {
+    const producer = event.producer;
+    if (producer === undefined) return;
+    const key = producerKey(event.subject, producer.id);
+    const last = sequences.get(key);
+    if (last !== undefined) {
+      const previous = BigInt(last);
+      if (producer.seq <= previous) {
+        result.violations.push('sequence-regression');
+        return;
+      }
+      if (producer.seq > previous + 1n) result.violations.push('sequence-gap');
+    }
+    sequences.put(key, producer.seq.toString());
+  }
+
+  private push(event: BufferedEvent): void {
+    const heap = this.heap;
+    heap.push(event);
+    let i = heap.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (compareBuffered(heap[i]!, heap[parent]!) >= 0) break;
+      [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+      i = parent;
+    }
+    const k = keyOf(event.subject, event);
+    this.bufferedKeys.set(k, (this.bufferedKeys.get(k) ?? 0) + 1);
+  }
+
+  private pop(): BufferedEvent {
+    const heap = this.heap;
+    const top = heap[0]!;
+    const last = heap.pop()!;
+    if (heap.length > 0) {
+      heap[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let min = i;
+        if (l < heap.length && compareBuffered(heap[l]!, heap[min]!) < 0) min = l;
+        if (r < heap.length && compareBuffered(heap[r]!, heap[min]!) < 0) min = r;
+        if (min === i) break;
+        [heap[i], heap[min]] = [heap[min]!, heap[i]!];
+        i = min;
+      }
+    }
+    const k = keyOf(top.subject, top);
+    const n = (this.bufferedKeys.get(k) ?? 1) - 1;
+    if (n > 0) this.bufferedKeys.set(k, n);
+    else this.bufferedKeys.delete(k);
+    return top;
+  }
+}
+
+function keyOf(subject: string, key: OrderKey): string {
+  return `${subject}\0${key.time}\0${key.node}`;
+}
+
+function storeKey(event: BufferedEvent): string {
+  return event.offset.toString();
+}
+
+function subjectKey(subject: string): string {
+  return `s|${subject}`;
+}
+
+function producerKey(subject: string, producer: string): string {
+  return `p|${subject.length}:${subject}|${producer}`;
+}
+
+/** `seq|time-hex|node`, or `seq` alone before anything was emitted in order. */
+function encodeSubject(state: SubjectState): string {
+  return state.last === undefined ? state.seq.toString() : `${state.seq}|${formatServiceTime(state.last.time)}|${state.last.node}`;
+}
+
+function decodeSubject(text: string | undefined): SubjectState {
+  if (text === undefined) return { seq: 0n, last: undefined };
+  const first = text.indexOf('|');
+  if (first < 0) return { seq: BigInt(text), last: undefined };
+  const second = text.indexOf('|', first + 1);
+  return { seq: BigInt(text.slice(0, first)), last: { time: parseServiceTime(text.slice(first + 1, second)), node: text.slice(second + 1) } };
+}
+
+/** JSON with the record's bytes in base64; header values keep whether they were text or bytes. */
+export const bufferedCodec: StoreCodec<BufferedEvent> = {
+  encode(e) {
+    const headers: Record<string, [0 | 1, string]> = {};
+    for (const [name, value] of Object.entries(e.record.headers)) {
+      headers[name] = typeof value === 'string' ? [0, value] : [1, value.toString('base64')];
+    }
+    const key = e.record.key;
+    const value = e.record.value;
+    return Buffer.from(
+      JSON.stringify({
+        s: e.subject,
+        t: formatServiceTime(e.time),
+        n: e.node,
+        o: e.offset.toString(),
+        p: e.producer === undefined ? null : [e.producer.id, e.producer.seq.toString()],
+        r: {
+          topic: e.record.topic,
+          key: key === null ? null : typeof key === 'string' ? [0, key] : [1, key.toString('base64')],
+          value: value === null ? null : typeof value === 'string' ? [0, value] : [1, value.toString('base64')],
+          headers,
+        },
+      }),
+      'utf8',
+    );
+  },
+  decode(bytes) {
+    const j = JSON.parse(bytes.toString('utf8')) as {
+      s: string;
+      t: string;
+      n: string;
+      o: string;
+      p: [string, string] | null;
+      r: { topic: string; key: [0 | 1, string] | null; value: [0 | 1, string] | null; headers: Record<string, [0 | 1, string]> };
+    };
+    const unpack = (v: [0 | 1, string]): Buffer | string => (v[0] === 0 ? v[1] : Buffer.from(v[1], 'base64'));
+    const headers: Record<string, Buffer | string> = {};
+    for (const [name, value] of Object.entries(j.r.headers)) headers[name] = unpack(value);
+    return {
+      subject: j.s,
+      time: parseServiceTime(j.t),
+      node: j.n,
+      offset: BigInt(j.o),
+      producer: j.p === null ? undefined : { id: j.p[0], seq: BigInt(j.p[1]) },
+      record: { topic: j.r.topic, key: j.r.key === null ? null : unpack(j.r.key), value: j.r.value === null ? null : unpack(j.r.value), headers },
+    };
+  },
+};
+
+/** Dead-letters events whose `producer-seq` header is malformed (before dedupe claims their id). */
+export function checkProducerSeq<E extends { source: SourceRecord; context: TimeContext | undefined }>(events: readonly E[]): { items: E[]; dead: { source: SourceRecord; reason: 'invalid-event'; message: string }[] } {
+  const items: E[] = [];
+  const dead: { source: SourceRecord; reason: 'invalid-event'; message: string }[] = [];
+  for (const e of events) {
+    try {
+      producerOf(e.source.headers, e.context);
+      items.push(e);
+    } catch (error) {
+      dead.push({ source: e.source, reason: 'invalid-event', message: (error as Error).message });
+    }
+  }
+  return { items, dead };
+}
