@@ -35,6 +35,11 @@ export interface WorkerOptions extends EngineSettings {
   /** Stores the processors declare (changelogs are created for them and for `meta`). */
   storeNames: string[];
   processorFactory: TaskProcessorFactory;
+  /**
+   * How often idle tasks (no commit for this long) get their processor's clock tick
+   * (TaskProcessor.punctuate). Undefined: never.
+   */
+  punctuateIntervalMs?: number;
   logger: Logger;
   metrics: OrdoMetrics;
 }
@@ -63,6 +68,8 @@ export class Worker {
   private startPromise: Promise<void> | undefined;
   private readonly finished: Promise<LifecycleState>;
   private failure: Error | undefined;
+  private punctuateTimer: NodeJS.Timeout | undefined;
+  private readonly punctuating = new Set<number>();
 
   constructor(private readonly options: WorkerOptions) {
     this.log = options.logger.child({ group: options.groupId });
@@ -124,6 +131,11 @@ export class Worker {
       });
       this.consuming = true;
       this.refreshState();
+      const interval = o.punctuateIntervalMs;
+      if (interval !== undefined && !this.stopping && !this.lifecycle.done) {
+        this.punctuateTimer = setInterval(() => this.punctuateIdleTasks(interval), interval);
+        this.punctuateTimer.unref();
+      }
     } catch (error) {
       await this.fail(error as Error);
       throw error;
@@ -290,6 +302,34 @@ export class Worker {
     if (this.tasks.has(partition) && !isStale()) resolveOffset(batch.lastOffset());
   }
 
+  /**
+   * Clock ticks for idle tasks, on a timer beside the consume loop; each runs serialised
+   * with the task's batches. A tick whose commit fails ends the task like a failed batch:
+   * fenced -> wait for the rebalance; otherwise a fresh task restores and takes over.
+   */
+  private punctuateIdleTasks(intervalMs: number): void {
+    const now = Date.now();
+    for (const [partition, task] of this.tasks) {
+      if (task.state !== 'running' || this.punctuating.has(partition) || now - task.lastActivityMs < intervalMs) continue;
+      this.punctuating.add(partition);
+      task
+        .punctuate()
+        .catch(async (error: unknown) => {
+          if (task.state === 'running' || this.tasks.get(partition) !== task) return;
+          if (error instanceof FencedError) {
+            this.options.metrics.tasksFenced.inc();
+            this.fenced.add(partition);
+          }
+          this.log.warn('clock tick failed; replacing the task', { partition, error });
+          await this.dropTask(partition, 'tick failed');
+          if (this.assigned.has(partition) && !this.fenced.has(partition) && !this.lifecycle.done && this.lifecycle.state !== 'draining') {
+            await this.taskFor(partition).catch((e: unknown) => this.log.warn('task start failed; retried on the next batch', { partition, error: e }));
+          }
+        })
+        .finally(() => this.punctuating.delete(partition));
+    }
+  }
+
   /** Runs `action`, retrying transient failures with backoff; fenced -> drop the task; exhausted -> fail the worker. */
   private async withRetries<T>(action: () => Promise<T>, heartbeat: () => Promise<void>, partition: number, stillOwned: () => boolean = () => true): Promise<T | undefined> {
     const attempts = MAX_BATCH_ATTEMPTS;
@@ -335,6 +375,7 @@ export class Worker {
   async stop(): Promise<void> {
     if (this.stopping) return this.stopping;
     this.lifecycle.transition('draining');
+    clearInterval(this.punctuateTimer);
     const drain = async (): Promise<void> => {
       // A stop during start waits for the start to finish, then undoes it.
       await this.startPromise?.catch(() => undefined);
@@ -369,6 +410,7 @@ export class Worker {
     this.failure = error;
     this.log.error('worker failed', { error });
     this.lifecycle.transition('draining');
+    clearInterval(this.punctuateTimer);
     try {
       await this.consumer?.disconnect();
     } catch {

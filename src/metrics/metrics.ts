@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { LIFECYCLE_STATES } from '../engine/lifecycle.js';
+import { VIOLATION_REASONS } from '../processors/order.js';
 
 /**
  * Ordo's Prometheus metrics. Labels are bounded: topic, partition, reason, role, state —
@@ -13,6 +14,9 @@ export class OrdoMetrics {
   readonly duplicates: Counter;
   readonly late: Counter<'reason'>;
   readonly stateExpired: Counter;
+  readonly orderingViolations: Counter<'reason'>;
+  readonly reorderBuffered: Gauge<'partition'>;
+  readonly reorderForced: Counter;
   readonly stateEntries: Gauge<'store' | 'partition'>;
   readonly readModelAggregates: Gauge;
   readonly readModelLag: Gauge;
@@ -40,6 +44,15 @@ export class OrdoMetrics {
     this.duplicates = new Counter({ name: 'ordo_events_duplicate_total', help: 'Events dropped because their (source, id) was seen within the dedupe window.', registers });
     this.late = new Counter({ name: 'ordo_events_late_total', help: 'Events routed to the late topic, by reason.', labelNames: ['reason'], registers });
     this.stateExpired = new Counter({ name: 'ordo_state_expired_total', help: 'State store entries expired (dedupe ids past the window, final aggregates).', registers });
+    this.orderingViolations = new Counter({
+      name: 'ordo_ordering_violations_total',
+      help: 'Events that broke per-subject order, by reason: late (below the last emitted key), duplicate-key, sequence-gap, sequence-regression (upstream producer-seq).',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of VIOLATION_REASONS) this.orderingViolations.inc({ reason }, 0);
+    this.reorderBuffered = new Gauge({ name: 'ordo_reorder_buffer_events', help: 'Events held in the reorder buffer, by input partition.', labelNames: ['partition'], registers });
+    this.reorderForced = new Counter({ name: 'ordo_reorder_forced_emits_total', help: 'Events emitted before their reorder window ran out because the buffer was at ORDO_REORDER_MAX_EVENTS.', registers });
     this.stateEntries = new Gauge({ name: 'ordo_state_store_entries', help: 'Entries in a task state store, by store and input partition.', labelNames: ['store', 'partition'], registers });
     this.readModelAggregates = new Gauge({ name: 'ordo_read_model_aggregates', help: 'Aggregates held by the api role\'s read model.', registers });
     this.readModelLag = new Gauge({ name: 'ordo_read_model_lag_records', help: 'Records of the aggregates topic the read model has not applied yet.', registers });
@@ -61,7 +74,7 @@ export class OrdoMetrics {
     this.transactionsAborted = new Counter({ name: 'ordo_transactions_aborted_total', help: 'Transactions aborted, by reason.', labelNames: ['reason'], registers });
     this.endToEndSeconds = new Histogram({
       name: 'ordo_end_to_end_latency_seconds',
-      help: 'From the input record timestamp to the commit of its output.',
+      help: 'From the event\'s origin service time (Ordo\'s stamp if it had none) to the commit of its ordered output.',
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     });
