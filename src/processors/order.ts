@@ -58,6 +58,12 @@ export interface OrderSettings {
   /** At most this many events buffered per partition; beyond it the oldest are emitted early. */
   maxBuffered: number;
   latePolicy: LatePolicy;
+  /**
+   * Ordo's stamp for an event as it leaves (the worker's hybrid clock). Stamping at
+   * emission keeps `service-time` increasing per key on output, in the reordered order,
+   * and above the origin time the clock already received at arrival.
+   */
+  stamp?: () => bigint;
 }
 
 export interface OrderResult {
@@ -230,6 +236,7 @@ export class OrderStep {
   private emit(record: OutputRecord, state: SubjectState, originMs: number, result: OrderResult): void {
     state.seq += 1n;
     record.headers[HEADER.seq] = state.seq.toString();
+    if (this.settings.stamp) record.headers[HEADER.serviceTime] = formatServiceTime(this.settings.stamp());
     result.emitted.push(record);
     result.emittedOriginMs.push(originMs);
   }

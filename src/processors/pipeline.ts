@@ -97,7 +97,12 @@ export class PipelineProcessor implements TaskProcessor {
       maxFutureMs: settings.maxFutureMs,
     });
     this.encode = new EncodeStep(settings.orderedTopic, settings.outputSchemaId);
-    this.order = new OrderStep({ reorderWindowMs: settings.reorderWindowMs, maxBuffered: settings.reorderMaxEvents, latePolicy: settings.latePolicy });
+    this.order = new OrderStep({
+      reorderWindowMs: settings.reorderWindowMs,
+      maxBuffered: settings.reorderMaxEvents,
+      latePolicy: settings.latePolicy,
+      stamp: () => this.clock.now(),
+    });
   }
 
   /** Failover: adopt the highest service time already emitted for this partition. */
@@ -166,6 +171,7 @@ export class PipelineProcessor implements TaskProcessor {
     if (this.order.buffered === 0) return undefined;
     const ordered = this.order.run([], this.orderStores(context), this.clock.physical.now());
     if (ordered.emitted.length === 0) return undefined;
+    context.meta.put(META_CLOCK_HWM, formatServiceTime(this.clock.last));
     return {
       outputs: ordered.emitted,
       report: { deadLetters: [], violations: ordered.violations, forcedEmits: ordered.forced, buffered: this.order.buffered, originTimesMs: ordered.emittedOriginMs },

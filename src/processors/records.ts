@@ -45,7 +45,10 @@ export interface DecodedEvent {
 }
 
 export interface StampedEvent extends DecodedEvent {
-  /** Ordo's own stamp: the time context for the next hop. */
+  /**
+   * Ordo's stamp when it saw the event (dedupe window, lateness). The ordered output's
+   * `service-time` is restamped as the event leaves the reorder buffer (OrderStep).
+   */
   stamp: { time: bigint; node: string };
   /** Origin service time if the input had one, else the stamp: what downstream order follows. */
   orderKey: { time: bigint; node: string };

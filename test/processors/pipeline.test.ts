@@ -107,7 +107,9 @@ describe('PipelineProcessor', () => {
     ]);
     expect(eventOf(ordered[2]!).value).toBe('1');
     const stamps = ordered.map(stampOf);
-    expect(stamps).toEqual([makeServiceTime(T0, 1), makeServiceTime(T0, 0), makeServiceTime(T0, 2)]);
+    // Stamped again as they leave the reorder buffer: increasing in output order, after
+    // the three arrival stamps T0+0..2 (and above the origin time of c2).
+    expect(stamps).toEqual([makeServiceTime(T0, 3), makeServiceTime(T0, 4), makeServiceTime(T0, 5)]);
     expect(ordered[1]!.headers).toEqual({ traceparent: 'tp-1', 'service-time': formatServiceTime(stamps[1]!), 'service-node': 'ordo-0', 'ordo-seq': '1' });
     expect(ordered[0]!.headers).toEqual({
       'service-time': formatServiceTime(stamps[0]!),
@@ -137,10 +139,10 @@ describe('PipelineProcessor', () => {
     expect(report.clockSkewRejected).toBe(1);
     expect(report.clockSkewsMs).toEqual([0, 60_000]);
     // The high-water mark is staged in meta (committed with the batch by the engine).
-    expect(context.meta.get(META_CLOCK_HWM)).toBe(formatServiceTime(makeServiceTime(T0, 2)));
+    expect(context.meta.get(META_CLOCK_HWM)).toBe(formatServiceTime(makeServiceTime(T0, 5)));
     expect(context.meta.changes()).toEqual([
       { key: META_ORDER_WATERMARK, value: Buffer.from(String(T0)) },
-      { key: META_CLOCK_HWM, value: Buffer.from(formatServiceTime(makeServiceTime(T0, 2))) },
+      { key: META_CLOCK_HWM, value: Buffer.from(formatServiceTime(makeServiceTime(T0, 5))) },
     ]);
   });
 
@@ -189,8 +191,8 @@ describe('PipelineProcessor', () => {
       ],
       context,
     );
-    // The second event's origin time (T0) sorts first; the others' order keys are their stamps.
-    expect(outputs.map(stampOf)).toEqual([hwm + 2n, hwm + 1n, hwm + 3n]);
+    // Arrival stamps hwm+1..3, emission stamps hwm+4..6; all above the previous owner's.
+    expect(outputs.map(stampOf)).toEqual([hwm + 4n, hwm + 5n, hwm + 6n]);
   });
 
   it('on restore without a clock-hwm starts from physical time', async () => {
@@ -199,7 +201,7 @@ describe('PipelineProcessor', () => {
     processor.onRestored(context);
     expect(processor.clock.last).toBe(0n);
     const { outputs } = await run(processor, [sourceRecord({ value: framedEvent(INPUT_ID, freshEvent()) })], context);
-    expect(outputs.map(stampOf)).toEqual([makeServiceTime(T0, 0)]);
+    expect(outputs.map(stampOf)).toEqual([makeServiceTime(T0, 1)]); // seen at (T0, 0), emitted at (T0, 1)
   });
 
   it('hands over across owners through the meta changelog: the new owner never goes backwards (property)', async () => {
