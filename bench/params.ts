@@ -25,7 +25,7 @@ export interface BenchParams {
   warmupEvents: number;
   /** Repetitions of the whole set of phases; medians are reported when > 1. */
   rounds: number;
-  /** Systems to run, in order (baseline-plain, baseline-tx, ordo-pipeline, ordo-aggregate). */
+  /** Systems to run, in order (SYSTEMS). */
   systems: SystemName[];
   /** Upper bound for a throughput drain (all N outputs visible). */
   drainTimeoutMs: number;
@@ -49,7 +49,13 @@ export interface BenchParams {
   restoreRepetitions: number;
 }
 
-export const SYSTEMS = ['baseline-plain', 'baseline-tx', 'ordo-pipeline', 'ordo-aggregate'] as const;
+/**
+ * ordo-pipeline runs the default reorder window (1 s); ordo-window-<ms> the same pipeline
+ * with ORDO_REORDER_WINDOW_MS=<ms> (0: events are only sorted within a batch).
+ */
+export const SYSTEMS = ['baseline-plain', 'baseline-tx', 'ordo-window-0', 'ordo-window-250', 'ordo-pipeline', 'ordo-window-3000', 'ordo-aggregate'] as const;
+/** The reorder window of each Ordo system without aggregation. */
+export const WINDOW_MS: Partial<Record<SystemName, number>> = { 'ordo-window-0': 0, 'ordo-window-250': 250, 'ordo-pipeline': 1_000, 'ordo-window-3000': 3_000 };
 export type SystemName = (typeof SYSTEMS)[number];
 
 export function loadParams(env: Record<string, string | undefined> = process.env): BenchParams {

@@ -6,7 +6,7 @@ import { noopLogger } from '../src/observability/logger.js';
 import { createPipelineWorker } from '../src/roles/pipeline.js';
 import { benchKafka, withTimeout } from './kafka.js';
 import { BENCH_METERS, benchMetersFile } from './meters.js';
-import type { BenchParams, SystemName } from './params.js';
+import { type BenchParams, type SystemName, WINDOW_MS } from './params.js';
 
 /** One system under test: consumes `inputTopic` from the beginning, writes `outputTopic`. */
 export interface Processor {
@@ -32,7 +32,7 @@ export interface Processor {
  * Aggregation is on only with a meters file (ordo-aggregate); otherwise it is off even if
  * ORDO_METERS_FILE is set in the environment, so ordo-pipeline stays the same system.
  */
-export function ordoConfig(params: BenchParams, prefix: string, metersFile?: string): OrdoConfig {
+export function ordoConfig(params: BenchParams, prefix: string, metersFile?: string, reorderWindowMs?: number): OrdoConfig {
   return loadConfig({
     ...process.env,
     KAFKA_BROKERS: params.brokers.join(','),
@@ -49,6 +49,7 @@ export function ordoConfig(params: BenchParams, prefix: string, metersFile?: str
     ORDO_TOPIC_PARTITIONS: String(params.partitions),
     ORDO_METRICS_PORT: '0',
     ORDO_LOG_LEVEL: 'silent',
+    ...(reorderWindowMs === undefined ? {} : { ORDO_REORDER_WINDOW_MS: String(reorderWindowMs) }),
   });
 }
 
@@ -62,8 +63,11 @@ export function createProcessor(system: SystemName, params: BenchParams, prefix:
       return new PassthroughProcessor(system, params, config, `${prefix}-out`, false);
     case 'baseline-tx':
       return new PassthroughProcessor(system, params, config, `${prefix}-out`, true);
+    case 'ordo-window-0':
+    case 'ordo-window-250':
     case 'ordo-pipeline':
-      return new OrdoProcessor(system, config);
+    case 'ordo-window-3000':
+      return new OrdoProcessor(system, ordoConfig(params, prefix, undefined, WINDOW_MS[system]));
     case 'ordo-aggregate':
       return new OrdoProcessor(system, ordoConfig(params, prefix, benchMetersFile()));
   }
@@ -221,7 +225,7 @@ class OrdoProcessor implements Processor {
   private readonly metrics = new OrdoMetrics();
 
   constructor(
-    readonly system: 'ordo-pipeline' | 'ordo-aggregate',
+    readonly system: Exclude<SystemName, 'baseline-plain' | 'baseline-tx'>,
     private readonly config: OrdoConfig,
   ) {
     this.inputTopic = config.topics.input;

@@ -54,6 +54,13 @@ const RATIOS: [SystemName, SystemName][] = [
   ['ordo-aggregate', 'baseline-tx'],
   ['ordo-aggregate', 'baseline-plain'],
   ['ordo-aggregate', 'ordo-pipeline'],
+  // Ordering: each reorder window against the raw passthrough and against window 0.
+  ['ordo-window-0', 'baseline-plain'],
+  ['ordo-window-250', 'baseline-plain'],
+  ['ordo-window-3000', 'baseline-plain'],
+  ['ordo-window-250', 'ordo-window-0'],
+  ['ordo-pipeline', 'ordo-window-0'],
+  ['ordo-window-3000', 'ordo-window-0'],
 ];
 
 export function ratios(summaries: SystemSummary[]): RatioRow[] {

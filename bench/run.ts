@@ -16,7 +16,15 @@ import { formatReport, machineInfo, ratios, summariseSystem, writeResult } from 
 // Before any kafkajs client exists (imports only define; clients are made in main()).
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 
-const SHORT: Record<SystemName, string> = { 'baseline-plain': 'plain', 'baseline-tx': 'tx', 'ordo-pipeline': 'ordo', 'ordo-aggregate': 'agg' };
+const SHORT: Record<SystemName, string> = {
+  'baseline-plain': 'plain',
+  'baseline-tx': 'tx',
+  'ordo-window-0': 'w0',
+  'ordo-window-250': 'w250',
+  'ordo-pipeline': 'ordo',
+  'ordo-window-3000': 'w3000',
+  'ordo-aggregate': 'agg',
+};
 
 function log(line: string): void {
   process.stderr.write(`[bench] ${line}\n`);

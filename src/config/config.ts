@@ -23,8 +23,6 @@ export interface TopicNames {
   dlq: string;
   late: string;
   aggregates: string;
-  /** The `merge` role's single-partition, totally ordered copy of the ordered topic. */
-  global: string;
 }
 
 /**
@@ -91,7 +89,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dlq: read.string('ORDO_DLQ_TOPIC', 'usage-events-dlq', TOPIC, 'a valid Kafka topic name'),
     late: read.string('ORDO_LATE_TOPIC', 'usage-events-late', TOPIC, 'a valid Kafka topic name'),
     aggregates: read.string('ORDO_AGGREGATES_TOPIC', 'usage-aggregates', TOPIC, 'a valid Kafka topic name'),
-    global: read.string('ORDO_GLOBAL_TOPIC', 'usage-events-global', TOPIC, 'a valid Kafka topic name'),
   };
   const config: OrdoConfig = {
     brokers,
