@@ -23,6 +23,10 @@ export interface TopicNames {
   dlq: string;
   late: string;
   aggregates: string;
+  /** Per-partition watermarks the pipeline publishes for the `merge` role (compacted). */
+  watermarks: string;
+  /** The `merge` role's output: one partition, total order. */
+  global: string;
 }
 
 /**
@@ -65,6 +69,8 @@ export interface OrdoConfig {
   reorderMaxEvents: number;
   /** An event that missed its order slot: `flag` (ordo-late: true, in place) or `route` (late topic). */
   latePolicy: LatePolicy;
+  /** An idle partition publishes its watermark at most this often (0: never). */
+  watermarkIntervalMs: number;
   /** Port of the `api` role's query API. */
   apiPort: number;
 }
@@ -89,6 +95,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dlq: read.string('ORDO_DLQ_TOPIC', 'usage-events-dlq', TOPIC, 'a valid Kafka topic name'),
     late: read.string('ORDO_LATE_TOPIC', 'usage-events-late', TOPIC, 'a valid Kafka topic name'),
     aggregates: read.string('ORDO_AGGREGATES_TOPIC', 'usage-aggregates', TOPIC, 'a valid Kafka topic name'),
+    watermarks: read.string('ORDO_WATERMARKS_TOPIC', 'usage-events-watermarks', TOPIC, 'a valid Kafka topic name'),
+    global: read.string('ORDO_GLOBAL_TOPIC', 'usage-events-global', TOPIC, 'a valid Kafka topic name'),
   };
   const config: OrdoConfig = {
     brokers,
@@ -118,6 +126,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     reorderWindowMs: read.int('ORDO_REORDER_WINDOW_MS', 1_000, 0, HOUR_MS),
     reorderMaxEvents: read.int('ORDO_REORDER_MAX_EVENTS', 10_000, 1, 10_000_000),
     latePolicy: read.oneOf('ORDO_LATE_POLICY', 'flag', LATE_POLICIES),
+    watermarkIntervalMs: read.int('ORDO_WATERMARK_INTERVAL_MS', 1_000, 0, HOUR_MS),
   };
   checkCrossFieldRules(config);
   return config;

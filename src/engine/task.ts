@@ -151,7 +151,7 @@ export class Task {
     const processor = this.options.processor;
     if (!processor.punctuate) return false;
     return this.exclusive(async () => {
-      if (this.state !== 'running' || this.position === undefined) return false;
+      if (this.state !== 'running') return false;
       return this.commitBatch([], this.position, () => processor.punctuate!(this.context));
     });
   }
@@ -180,7 +180,8 @@ export class Task {
     return counts;
   }
 
-  private async commitBatch(records: readonly SourceRecord[], nextOffset: string, run: () => ProcessResult | undefined): Promise<boolean> {
+  /** nextOffset undefined: a tick before any batch; no input offset to commit. */
+  private async commitBatch(records: readonly SourceRecord[], nextOffset: string | undefined, run: () => ProcessResult | undefined): Promise<boolean> {
     const { groupId, topic, partition, metrics } = this.options;
     const started = process.hrtime.bigint();
     let result: ProcessResult | undefined;
@@ -195,7 +196,7 @@ export class Task {
       for (const store of this.stores.values()) store.rollback();
       return false;
     }
-    this.context.meta.put(META_POSITION, nextOffset);
+    if (nextOffset !== undefined) this.context.meta.put(META_POSITION, nextOffset);
     const outputs = [...result.outputs];
     for (const store of this.stores.values()) {
       if (this.external.has(store.name)) continue; // the processor's own outputs are its changelog
@@ -203,7 +204,8 @@ export class Task {
       for (const entry of store.changes()) outputs.push({ topic: topicName, key: entry.key, value: entry.value, headers: {} });
     }
     try {
-      await commitTransaction(this.producer, { outputs, partition, offsets: { groupId, topic, partition, nextOffset } });
+      const positions = nextOffset === undefined ? [] : [{ topic, partition, nextOffset }];
+      await commitTransaction(this.producer, { outputs, partition, offsets: { groupId, positions } });
     } catch (error) {
       for (const store of this.stores.values()) store.rollback();
       const classified = classifyKafkaError(error);

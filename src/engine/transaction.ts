@@ -4,8 +4,8 @@ import type { OutputRecord } from '../processors/records.js';
 
 export interface TransactionContent {
   outputs: OutputRecord[];
-  /** Offsets to commit for the consumer group: the next offset to read. */
-  offsets: { groupId: string; topic: string; partition: number; nextOffset: string };
+  /** Offsets to commit for the consumer group: the next offset to read, per input partition (none: nothing to commit). */
+  offsets: { groupId: string; positions: { topic: string; partition: number; nextOffset: string }[] };
   /** Partition every record without an explicit partition goes to (co-partitioning). */
   partition: number;
 }
@@ -27,8 +27,12 @@ export async function commitTransaction(producer: Producer, content: Transaction
     for (const target of targetsOf(content)) {
       if (!acked.has(target)) throw new OrdoError(`no acknowledgement for ${target}: does the topic have that partition?`);
     }
-    const { groupId, topic, partition, nextOffset } = content.offsets;
-    await transaction.sendOffsets({ consumerGroupId: groupId, topics: [{ topic, partitions: [{ partition, offset: nextOffset }] }] });
+    const { groupId, positions } = content.offsets;
+    if (positions.length > 0) {
+      const byTopic = new Map<string, { partition: number; offset: string }[]>();
+      for (const p of positions) byTopic.set(p.topic, [...(byTopic.get(p.topic) ?? []), { partition: p.partition, offset: p.nextOffset }]);
+      await transaction.sendOffsets({ consumerGroupId: groupId, topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) });
+    }
     await transaction.commit();
   } catch (error) {
     await transaction.abort().catch(() => undefined);

@@ -11,6 +11,8 @@ const RESERVED = new Set<string>([
   HEADER.originServiceNode,
   HEADER.seq,
   HEADER.late,
+  HEADER.watermark,
+  HEADER.globalSeq,
 ]);
 
 /**

@@ -153,6 +153,14 @@ export class OrderStep {
     return this.heap.length;
   }
 
+  /**
+   * Order keys below this millisecond have left (or arrived too late): the partition's
+   * progress, published to the `merge` role. -Infinity before anything was seen.
+   */
+  get frontier(): number {
+    return this.watermark - this.settings.reorderWindowMs;
+  }
+
   /** Rebuilds the heap from the restored buffer store and the watermark from meta. */
   restore(buffer: KeyValueStore<BufferedEvent>, meta: KeyValueStore<string>): void {
     this.heap.length = 0;
@@ -237,6 +245,7 @@ export class OrderStep {
     state.seq += 1n;
     record.headers[HEADER.seq] = state.seq.toString();
     if (this.settings.stamp) record.headers[HEADER.serviceTime] = formatServiceTime(this.settings.stamp());
+    if (Number.isFinite(this.watermark)) record.headers[HEADER.watermark] = String(this.frontier);
     result.emitted.push(record);
     result.emittedOriginMs.push(originMs);
   }

@@ -38,6 +38,9 @@ export interface PipelineSettings {
   reorderWindowMs: number;
   reorderMaxEvents: number;
   latePolicy: LatePolicy;
+  /** Where an idle partition publishes its frontier for the `merge` role, and how often (0: never). */
+  watermarksTopic: string;
+  watermarkIntervalMs: number;
 }
 
 /**
@@ -82,6 +85,8 @@ export class PipelineProcessor implements TaskProcessor {
   private readonly aggregate: AggregateStep;
   private readonly encode: EncodeStep;
   private readonly order: OrderStep;
+  /** When this task last published its frontier to the watermarks topic (wall clock). */
+  private watermarkPublishedAt = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly settings: PipelineSettings) {
     this.clock = settings.clock;
@@ -164,16 +169,24 @@ export class PipelineProcessor implements TaskProcessor {
   }
 
   /**
-   * An idle partition's clock tick: its watermark moves to the wall clock, and events held
-   * long enough leave. Nothing to emit: undefined (no transaction).
+   * An idle partition's clock tick: its watermark moves to the wall clock, events held long
+   * enough leave, and at most every `watermarkIntervalMs` its frontier goes to the
+   * watermarks topic, so the `merge` role's low watermark is not stalled by a quiet
+   * partition. Nothing to commit: undefined (no transaction).
    */
   punctuate(context: TaskContext): ProcessResult | undefined {
-    if (this.order.buffered === 0) return undefined;
-    const ordered = this.order.run([], this.orderStores(context), this.clock.physical.now());
-    if (ordered.emitted.length === 0) return undefined;
-    context.meta.put(META_CLOCK_HWM, formatServiceTime(this.clock.last));
+    const now = this.clock.physical.now();
+    const ordered = this.order.run([], this.orderStores(context), now);
+    const outputs = ordered.emitted;
+    const { watermarksTopic, watermarkIntervalMs } = this.settings;
+    if (watermarkIntervalMs > 0 && now - this.watermarkPublishedAt >= watermarkIntervalMs && Number.isFinite(this.order.frontier)) {
+      outputs.push({ topic: watermarksTopic, key: String(context.partition), value: String(this.order.frontier), headers: {} });
+      this.watermarkPublishedAt = now;
+    }
+    if (outputs.length === 0) return undefined;
+    if (ordered.emitted.length > 0) context.meta.put(META_CLOCK_HWM, formatServiceTime(this.clock.last));
     return {
-      outputs: ordered.emitted,
+      outputs,
       report: { deadLetters: [], violations: ordered.violations, forcedEmits: ordered.forced, buffered: this.order.buffered, originTimesMs: ordered.emittedOriginMs },
     };
   }

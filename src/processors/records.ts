@@ -68,6 +68,14 @@ export const HEADER = {
   seq: 'ordo-seq',
   /** `true` on an ordered event emitted after its slot (late policy `flag`). */
   late: 'ordo-late',
+  /**
+   * On ordered output: the partition's frontier (ms) when the record left: records after it
+   * on the partition have order keys from this millisecond on, unless they arrived later
+   * than the reorder window allows. What the `merge` role's low watermark is made of.
+   */
+  watermark: 'ordo-watermark',
+  /** On the global topic: a gapless sequence over the whole stream. */
+  globalSeq: 'ordo-global-seq',
   traceparent: 'traceparent',
   dlqReason: 'ordo-dlq-reason',
   dlqError: 'ordo-dlq-error',

@@ -27,13 +27,13 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
     ...config,
     kafka,
     inputTopic: config.topics.input,
-    outputTopics: [config.topics.ordered, config.topics.dlq, config.topics.late, config.topics.aggregates],
-    compactedTopics: [config.topics.aggregates],
+    outputTopics: [config.topics.ordered, config.topics.dlq, config.topics.late, config.topics.aggregates, config.topics.watermarks],
+    compactedTopics: [config.topics.aggregates, config.topics.watermarks],
     // Stores with a changelog of their own (the aggregates store restores from the aggregates topic).
     storeNames: pipelineStores({ aggregatesTopic: config.topics.aggregates, allowedLatenessMs: config.allowedLatenessMs })
       .filter((s) => s.changelog === undefined)
       .map((s) => s.name),
-    punctuateIntervalMs: punctuateInterval(config.reorderWindowMs),
+    punctuateIntervalMs: punctuateInterval(config.reorderWindowMs, config.watermarkIntervalMs),
     processorFactory: () =>
       new PipelineProcessor({
         clock,
@@ -51,6 +51,8 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
         reorderWindowMs: config.reorderWindowMs,
         reorderMaxEvents: config.reorderMaxEvents,
         latePolicy: config.latePolicy,
+        watermarksTopic: config.topics.watermarks,
+        watermarkIntervalMs: config.watermarkIntervalMs,
       }),
     logger: deps.logger,
     metrics: deps.metrics,
@@ -58,11 +60,13 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
 }
 
 /**
- * Idle partitions' reorder buffers are ticked this often: half the window, within
- * 50 ms..1 s. An idle partition's events leave at most window + 2 ticks after their key.
+ * Idle partitions are ticked this often: half the reorder window (or of the watermark
+ * interval, if shorter), within 50 ms..1 s. An idle partition's held events leave at most
+ * window + 2 ticks after their key.
  */
-export function punctuateInterval(reorderWindowMs: number): number {
-  return Math.min(1_000, Math.max(50, Math.floor(reorderWindowMs / 2)));
+export function punctuateInterval(reorderWindowMs: number, watermarkIntervalMs: number): number {
+  const basis = watermarkIntervalMs > 0 ? Math.min(reorderWindowMs, watermarkIntervalMs) : reorderWindowMs;
+  return Math.min(1_000, Math.max(50, Math.floor(basis / 2)));
 }
 
 /** The registry may still be starting (e.g. in a fresh cluster): retry for about a minute. */

@@ -27,7 +27,7 @@ describe('loadConfig defaults', () => {
       clientId: 'ordo',
       registryUrl: 'http://127.0.0.1:8081/apis/ccompat/v7',
       groupId: 'ordo-pipeline',
-      topics: { input: 'usage-events', ordered: 'usage-events-ordered', dlq: 'usage-events-dlq', late: 'usage-events-late', aggregates: 'usage-aggregates' },
+      topics: { input: 'usage-events', ordered: 'usage-events-ordered', dlq: 'usage-events-dlq', late: 'usage-events-late', aggregates: 'usage-aggregates', watermarks: 'usage-events-watermarks', global: 'usage-events-global' },
       topicPartitions: 6,
       replicationFactor: 1,
       createTopics: true,
@@ -48,6 +48,7 @@ describe('loadConfig defaults', () => {
       reorderWindowMs: 1_000,
       reorderMaxEvents: 10_000,
       latePolicy: 'flag',
+      watermarkIntervalMs: 1_000,
       apiPort: 8080,
     } satisfies Omit<OrdoConfig, 'nodeId'>);
     // The node id defaults to the host name (a pod name on Kubernetes).
@@ -94,6 +95,9 @@ describe('loadConfig parses every variable', () => {
       ORDO_ALLOWED_LATENESS_MS: '0',
       ORDO_MAX_FUTURE_MS: '60000',
       ORDO_API_PORT: '18080',
+      ORDO_WATERMARKS_TOPIC: 'wm.v1',
+      ORDO_GLOBAL_TOPIC: 'global.v1',
+      ORDO_WATERMARK_INTERVAL_MS: '2000',
       ORDO_REORDER_WINDOW_MS: '250',
       ORDO_REORDER_MAX_EVENTS: '500',
       ORDO_LATE_POLICY: 'route',
@@ -101,7 +105,7 @@ describe('loadConfig parses every variable', () => {
     expect(config).toEqual({
       brokers: ['kafka-0.kafka:9092', 'kafka-1.kafka:9093', '10.0.0.7:19092'],
       registryUrl: 'https://registry.internal:8443/apis/ccompat/v7',
-      topics: { input: 'in.events', ordered: 'out_ordered', dlq: 'dead-letters', late: 'late.v2', aggregates: 'aggregates.v1' },
+      topics: { input: 'in.events', ordered: 'out_ordered', dlq: 'dead-letters', late: 'late.v2', aggregates: 'aggregates.v1', watermarks: 'wm.v1', global: 'global.v1' },
       clientId: 'ordo-client:1@a',
       groupId: 'billing.pipeline',
       nodeId: 'ordo-pipeline-7f9c:0',
@@ -125,6 +129,7 @@ describe('loadConfig parses every variable', () => {
       reorderWindowMs: 250,
       reorderMaxEvents: 500,
       latePolicy: 'route',
+      watermarkIntervalMs: 2_000,
       apiPort: 18080,
     } satisfies OrdoConfig);
   });

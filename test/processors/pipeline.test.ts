@@ -45,6 +45,8 @@ function pipeline(physical = new FakeClock(T0), nodeId = 'ordo-0') {
     reorderWindowMs: 0,
     reorderMaxEvents: 10_000,
     latePolicy: 'flag',
+    watermarksTopic: 'usage-events-watermarks',
+    watermarkIntervalMs: 1_000,
   });
   return { processor, physical, catalog };
 }
@@ -110,13 +112,14 @@ describe('PipelineProcessor', () => {
     // Stamped again as they leave the reorder buffer: increasing in output order, after
     // the three arrival stamps T0+0..2 (and above the origin time of c2).
     expect(stamps).toEqual([makeServiceTime(T0, 3), makeServiceTime(T0, 4), makeServiceTime(T0, 5)]);
-    expect(ordered[1]!.headers).toEqual({ traceparent: 'tp-1', 'service-time': formatServiceTime(stamps[1]!), 'service-node': 'ordo-0', 'ordo-seq': '1' });
+    expect(ordered[1]!.headers).toEqual({ traceparent: 'tp-1', 'service-time': formatServiceTime(stamps[1]!), 'service-node': 'ordo-0', 'ordo-seq': '1', 'ordo-watermark': String(T0) });
     expect(ordered[0]!.headers).toEqual({
       'service-time': formatServiceTime(stamps[0]!),
       'service-node': 'ordo-0',
       'origin-service-time': formatServiceTime(upstream),
       'origin-service-node': 'billing',
       'ordo-seq': '1',
+      'ordo-watermark': String(T0), // the frontier when they left: watermark T0 - window 0
     });
 
     expect(dlq.map((o) => [o.headers['ordo-source-offset'], o.headers['ordo-dlq-reason']])).toEqual([
