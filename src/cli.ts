@@ -7,9 +7,10 @@ import { jsonLogger } from './observability/logger.js';
 import type { OrdoConfig } from './config/config.js';
 import type { Logger } from './observability/logger.js';
 import { startApiRole } from './roles/api.js';
+import { createMergeWorker } from './roles/merge.js';
 import { createPipelineWorker } from './roles/pipeline.js';
 
-const ROLES = ['pipeline', 'api'] as const;
+const ROLES = ['pipeline', 'api', 'merge'] as const;
 type Role = (typeof ROLES)[number];
 const USAGE = `usage: ordo <role>
 
@@ -20,6 +21,8 @@ roles:
              events too late for their window to the late topic)
   api        serve the usage query API (ORDO_API_PORT) from a read model that
              follows the aggregates topic
+  merge      merge every partition of the ordered topic into the one-partition
+             global topic (ORDO_GLOBAL_TOPIC) in total order; run exactly one
 
 Configuration comes from environment variables (docs/configuration.md).`;
 
@@ -105,6 +108,11 @@ async function startRole(role: Role, config: OrdoConfig, deps: { logger: Logger;
   if (role === 'api') {
     const api = await startApiRole(config, deps);
     return { state: () => api.state(), ready: () => api.state() === 'running', stop: () => api.stop(), done: api.done };
+  }
+  if (role === 'merge') {
+    const merge = createMergeWorker(config, deps);
+    if (!stopRequested()) await merge.start();
+    return { state: () => merge.state, ready: () => merge.ready, stop: () => merge.stop(), done: merge.done };
   }
   const worker = await createPipelineWorker(config, deps);
   if (!stopRequested()) await worker.start();

@@ -17,6 +17,9 @@ export class OrdoMetrics {
   readonly orderingViolations: Counter<'reason'>;
   readonly reorderBuffered: Gauge<'partition'>;
   readonly reorderForced: Counter;
+  readonly mergeLate: Counter;
+  readonly mergeHeld: Gauge;
+  readonly mergeWatermarkDelay: Gauge;
   readonly stateEntries: Gauge<'store' | 'partition'>;
   readonly readModelAggregates: Gauge;
   readonly readModelLag: Gauge;
@@ -53,6 +56,9 @@ export class OrdoMetrics {
     for (const reason of VIOLATION_REASONS) this.orderingViolations.inc({ reason }, 0);
     this.reorderBuffered = new Gauge({ name: 'ordo_reorder_buffer_events', help: 'Events held in the reorder buffer, by input partition.', labelNames: ['partition'], registers });
     this.reorderForced = new Counter({ name: 'ordo_reorder_forced_emits_total', help: 'Events emitted before their reorder window ran out because the buffer was at ORDO_REORDER_MAX_EVENTS.', registers });
+    this.mergeLate = new Counter({ name: 'ordo_merge_late_total', help: 'Events the merge role wrote to the global topic flagged ordo-late: below what the global stream had already passed.', registers });
+    this.mergeHeld = new Gauge({ name: 'ordo_merge_held_events', help: 'Events the merge role holds until the low watermark passes them.', registers });
+    this.mergeWatermarkDelay = new Gauge({ name: 'ordo_merge_watermark_delay_seconds', help: 'Wall clock minus the merge role\'s low watermark (0 before every partition reported): how far the global stream is behind.', registers });
     this.stateEntries = new Gauge({ name: 'ordo_state_store_entries', help: 'Entries in a task state store, by store and input partition.', labelNames: ['store', 'partition'], registers });
     this.readModelAggregates = new Gauge({ name: 'ordo_read_model_aggregates', help: 'Aggregates held by the api role\'s read model.', registers });
     this.readModelLag = new Gauge({ name: 'ordo_read_model_lag_records', help: 'Records of the aggregates topic the read model has not applied yet.', registers });

@@ -1,0 +1,385 @@
+import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import type { OrdoConfig } from '../config/config.js';
+import { OrdoError } from '../errors.js';
+import { ensureTopics, partitionCount } from '../kafka/topics.js';
+import type { OrdoMetrics } from '../metrics/metrics.js';
+import type { Logger } from '../observability/logger.js';
+import { toDeadLetterRecord } from '../processors/dead-letter.js';
+import { HELD_STORE, type HeldEvent, MERGE_META_STORE, type MergeResult, MergeStep, heldCodec } from '../processors/merge.js';
+import type { OutputRecord, SourceRecord } from '../processors/records.js';
+import { LIFECYCLE_STATES, Lifecycle, type LifecycleState } from './lifecycle.js';
+import { restorePartitions } from './restore.js';
+import { InMemoryStore, stringCodec } from './state-store.js';
+import { changelogTopic } from './task.js';
+import { classifyKafkaError, commitTransaction } from './transaction.js';
+
+export interface MergeWorkerOptions
+  extends Pick<OrdoConfig, 'replicationFactor' | 'createTopics' | 'sessionTimeoutMs' | 'heartbeatIntervalMs' | 'rebalanceTimeoutMs' | 'transactionTimeoutMs' | 'shutdownGraceMs' | 'maxBytesPerPartition' | 'nodeId'> {
+  kafka: Kafka;
+  /** The merge's consumer group; also names its transactional id and changelogs. */
+  groupId: string;
+  orderedTopic: string;
+  watermarksTopic: string;
+  globalTopic: string;
+  dlqTopic: string;
+  /** How often published watermarks are checked against the ordered topic's end offsets. */
+  tickMs?: number;
+  logger: Logger;
+  metrics: OrdoMetrics;
+}
+
+const TICK_MS = 200;
+const WAIT_FOR_TOPIC_MS = 1_000;
+
+/**
+ * The `merge` role's engine: ONE task over every partition of the ordered topic, writing
+ * the single-partition global topic. One transactional producer (`<group>-global`: a
+ * second instance fences the first) commits, per batch, the global records, the merge's
+ * store changes and the ordered topic's input offsets.
+ *
+ * Quiet partitions: the pipeline writes their frontier to the watermarks topic. A
+ * watermark read there is applied only once this worker's fetch position on that
+ * partition of the ordered topic (control records included) reaches the partition's last
+ * stable offset measured AFTER the watermark was read, i.e. once every ordered record
+ * committed before the watermark has been merged. The watermarks topic is never
+ * committed: on a restart it is read again from the start (compacted; applying a
+ * watermark twice changes nothing).
+ *
+ * Any failure ends the worker (`failed`); a restart restores the stores and continues.
+ */
+export class MergeWorker {
+  readonly lifecycle = new Lifecycle();
+  private consumer: Consumer | undefined;
+  private producer: Producer | undefined;
+  private admin: Admin | undefined;
+  private step: MergeStep | undefined;
+  private readonly held = new InMemoryStore<HeldEvent>(HELD_STORE, heldCodec);
+  private readonly meta = new InMemoryStore<string>(MERGE_META_STORE, stringCodec);
+  private partitions = 0;
+  /** The group gave this worker every partition of both topics. */
+  private complete = false;
+  private readonly seeked = new Set<string>();
+  /** `<topic>:<p>` -> next offset fetched and handled (control records included). */
+  private readonly fetched = new Map<string, bigint>();
+  /** Published watermarks not applied yet: partition -> ms. */
+  private readonly pending = new Map<number, number>();
+  private busy: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private ticking = false;
+  private stopping: Promise<void> | undefined;
+  private failure: Error | undefined;
+  private readonly log: Logger;
+  private readonly finished: Promise<LifecycleState>;
+
+  constructor(private readonly options: MergeWorkerOptions) {
+    this.log = options.logger.child({ group: options.groupId });
+    this.finished = new Promise((resolve) => this.lifecycle.onChange((to) => (to === 'stopped' || to === 'failed' ? resolve(to) : undefined)));
+    this.lifecycle.onChange((to, from) => {
+      this.log.info('lifecycle', { from, to });
+      for (const state of LIFECYCLE_STATES) options.metrics.lifecycleState.set({ state }, state === to ? 1 : 0);
+    });
+  }
+
+  get state(): LifecycleState {
+    return this.lifecycle.state;
+  }
+
+  get error(): Error | undefined {
+    return this.failure;
+  }
+
+  get done(): Promise<LifecycleState> {
+    return this.finished;
+  }
+
+  /** Running, and the owner of every partition. */
+  get ready(): boolean {
+    return this.lifecycle.state === 'running' && this.complete;
+  }
+
+  async start(): Promise<void> {
+    const o = this.options;
+    try {
+      const admin = o.kafka.admin();
+      this.admin = admin;
+      await admin.connect();
+      this.partitions = await this.waitForOrderedTopic(admin);
+      await ensureTopics(
+        admin,
+        [
+          { topic: o.globalTopic, partitions: 1, minPartitions: 1 },
+          { topic: o.watermarksTopic, partitions: this.partitions, compacted: true },
+          { topic: o.dlqTopic, partitions: this.partitions, minPartitions: 1 },
+          ...[HELD_STORE, MERGE_META_STORE].map((store) => ({ topic: changelogTopic(o.groupId, store), partitions: 1, mustMatchPartitions: true, compacted: true })),
+        ],
+        { create: o.createTopics, replicationFactor: o.replicationFactor },
+      );
+      const producer = o.kafka.producer({ transactionalId: `${o.groupId}-global`, idempotent: true, maxInFlightRequests: 1, transactionTimeout: o.transactionTimeoutMs });
+      this.producer = producer;
+      await producer.connect();
+      const init = await producer.transaction();
+      await init.abort(); // fences an older instance and completes its open transaction
+      this.lifecycle.transition('restoring');
+      await this.restore();
+      if (this.stopping) return;
+      const consumer = o.kafka.consumer({
+        groupId: o.groupId,
+        sessionTimeout: o.sessionTimeoutMs,
+        heartbeatInterval: o.heartbeatIntervalMs,
+        rebalanceTimeout: o.rebalanceTimeoutMs,
+        maxBytesPerPartition: o.maxBytesPerPartition,
+        readUncommitted: false,
+        allowAutoTopicCreation: false,
+      });
+      this.consumer = consumer;
+      consumer.on(consumer.events.GROUP_JOIN, (event) => this.onAssignment(event.payload.memberAssignment));
+      consumer.on(consumer.events.CRASH, (event) => {
+        if (!event.payload.restart) void this.fail(event.payload.error);
+      });
+      // Batches of only control records (or aborted ones) never reach eachBatch: still progress.
+      consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
+        if (event.payload.batchSize === 0) this.advance(event.payload.topic, event.payload.partition, event.payload.lastOffset);
+      });
+      await consumer.connect();
+      await consumer.subscribe({ topics: [o.orderedTopic, o.watermarksTopic], fromBeginning: true });
+      await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: (payload) => this.onBatch(payload) });
+      this.lifecycle.transition('running');
+      this.timer = setInterval(() => void this.tick(), o.tickMs ?? TICK_MS);
+      this.timer.unref();
+    } catch (error) {
+      await this.fail(error as Error);
+      throw error;
+    }
+  }
+
+  private async waitForOrderedTopic(admin: Admin): Promise<number> {
+    for (let logged = false; ; logged = true) {
+      const n = await partitionCount(admin, this.options.orderedTopic);
+      if (n !== undefined) return n;
+      if (!logged) this.log.info('waiting for the ordered topic (the pipeline creates it)', { topic: this.options.orderedTopic });
+      if (this.stopping) throw new OrdoError('stopped while waiting for the ordered topic');
+      await sleep(WAIT_FOR_TOPIC_MS);
+    }
+  }
+
+  private async restore(): Promise<void> {
+    const o = this.options;
+    const started = process.hrtime.bigint();
+    let count = 0;
+    await restorePartitions(
+      o.kafka,
+      [this.held, this.meta].map((store) => ({
+        topic: changelogTopic(o.groupId, store.name),
+        partition: 0,
+        onRecord: (key: string, value: Buffer | null) => {
+          count += 1;
+          store.restore(key, value);
+        },
+      })),
+      { groupPrefix: o.groupId, logger: this.log },
+    );
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    for (const store of [this.held, this.meta]) o.metrics.restoreSeconds.observe({ store: store.name }, seconds);
+    o.metrics.restoreRecords.inc({ store: HELD_STORE }, count);
+    this.step = new MergeStep(this.partitions, o.globalTopic);
+    this.step.restore(this.held, this.meta);
+    this.observe();
+    this.log.info('merge restored', { records: count, seconds, held: this.step.held, partitions: this.partitions });
+  }
+
+  private onAssignment(assignment: Record<string, number[]>): void {
+    const o = this.options;
+    this.options.metrics.rebalances.inc({ kind: 'assignment' });
+    const owns = (topic: string, n: number): boolean => new Set(assignment[topic] ?? []).size === n;
+    this.complete = owns(o.orderedTopic, this.partitions) && owns(o.watermarksTopic, this.partitions);
+    this.options.metrics.assignedPartitions.set(Object.values(assignment).reduce((n, ps) => n + ps.length, 0));
+    if (!this.complete) {
+      this.log.error('this merge instance does not own every partition: another instance is in the group; run exactly one', { assignment });
+    }
+    this.seeked.clear();
+  }
+
+  private async onBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    const o = this.options;
+    if (!this.complete) {
+      await sleep(1_000); // idle, not merging half a stream
+      return;
+    }
+    const { topic, partition } = batch;
+    const records: SourceRecord[] = batch.messages.map((m) => ({ topic, partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: Number(m.timestamp) }));
+    if (topic === o.watermarksTopic) {
+      for (const r of records) {
+        const p = Number(r.key?.toString());
+        const mark = Number(r.value?.toString());
+        if (Number.isInteger(p) && Number.isFinite(mark) && mark > (this.pending.get(p) ?? Number.NEGATIVE_INFINITY)) this.pending.set(p, mark);
+      }
+      this.advance(topic, partition, batch.lastOffset());
+      resolveOffset(batch.lastOffset());
+      return;
+    }
+    const position = this.meta.get(positionKey(topic, partition));
+    let todo = records;
+    if (position !== undefined) {
+      const pos = BigInt(position);
+      const first = records[0];
+      if (!this.seeked.has(`${topic}:${partition}`) && first !== undefined && BigInt(first.offset) !== pos) {
+        this.seeked.add(`${topic}:${partition}`);
+        this.consumer?.seek({ topic, partition, offset: position });
+        return;
+      }
+      this.seeked.add(`${topic}:${partition}`);
+      todo = records.filter((r) => BigInt(r.offset) >= pos);
+    }
+    if (!isRunning() || isStale()) return;
+    const last = todo[todo.length - 1];
+    if (last !== undefined) {
+      const next = (BigInt(last.offset) + 1n).toString();
+      try {
+        await this.exclusive(() => this.commit(this.step!.onOrdered(todo, this.stores()), [{ topic, partition, nextOffset: next }], todo.length));
+      } catch (error) {
+        await this.fail(error as Error);
+        return;
+      }
+    }
+    this.advance(topic, partition, batch.lastOffset());
+    resolveOffset(batch.lastOffset());
+    await heartbeat();
+  }
+
+  /**
+   * Applies the published watermarks whose partition has been merged up to its last stable
+   * offset as measured now (after the watermark was read).
+   */
+  private async tick(): Promise<void> {
+    if (this.ticking || !this.complete || this.pending.size === 0 || this.lifecycle.state !== 'running') return;
+    this.ticking = true;
+    try {
+      const snapshot = new Map(this.pending);
+      let ends: { partition: number; high: string }[];
+      try {
+        ends = await this.admin!.fetchTopicOffsets(this.options.orderedTopic);
+      } catch (error) {
+        this.log.warn('could not read the ordered topic\'s end offsets; retrying on the next tick', { error });
+        return;
+      }
+      await this.exclusive(async () => {
+        const result: MergeResult = { emitted: [], late: 0, unreadable: [] };
+        for (const [p, mark] of snapshot) {
+          const end = ends.find((e) => e.partition === p);
+          const stored = this.meta.get(positionKey(this.options.orderedTopic, p));
+          const at = this.fetched.get(`${this.options.orderedTopic}:${p}`) ?? (stored === undefined ? 0n : BigInt(stored));
+          if (end === undefined || at < BigInt(end.high)) continue;
+          const r = this.step!.onWatermark(p, mark, this.stores());
+          result.emitted.push(...r.emitted);
+          if (this.pending.get(p) === mark) this.pending.delete(p);
+        }
+        if (this.meta.changes().length > 0 || this.held.changes().length > 0) await this.commit(result, [], 0);
+      });
+      this.observe();
+    } catch (error) {
+      if (!this.lifecycle.done) await this.fail(error as Error);
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private stores(): { held: InMemoryStore<HeldEvent>; meta: InMemoryStore<string> } {
+    return { held: this.held, meta: this.meta };
+  }
+
+  private advance(topic: string, partition: number, lastOffset: string): void {
+    const key = `${topic}:${partition}`;
+    const next = BigInt(lastOffset) + 1n;
+    if (next > (this.fetched.get(key) ?? -1n)) this.fetched.set(key, next);
+  }
+
+  private exclusive<T>(action: () => Promise<T>): Promise<T> {
+    const run = this.busy.then(action);
+    this.busy = run.catch(() => undefined);
+    return run;
+  }
+
+  /** One transaction: global records, dead letters, store changes, ordered-topic offsets. */
+  private async commit(result: MergeResult, positions: { topic: string; partition: number; nextOffset: string }[], inputs: number): Promise<void> {
+    const o = this.options;
+    for (const p of positions) this.meta.put(positionKey(p.topic, p.partition), p.nextOffset);
+    const outputs: OutputRecord[] = [...result.emitted];
+    for (const r of result.unreadable) {
+      outputs.push({ ...toDeadLetterRecord({ source: r, reason: 'bad-service-time', message: 'ordered record without a readable service-time header' }, o.dlqTopic, o.nodeId), partition: r.partition });
+    }
+    for (const store of [this.held, this.meta] as InMemoryStore<unknown>[]) {
+      for (const entry of store.changes()) outputs.push({ topic: changelogTopic(o.groupId, store.name), key: entry.key, value: entry.value, headers: {}, partition: 0 });
+    }
+    const started = process.hrtime.bigint();
+    try {
+      await commitTransaction(this.producer!, { outputs, partition: 0, offsets: { groupId: o.groupId, positions } });
+    } catch (error) {
+      this.held.rollback();
+      this.meta.rollback();
+      o.metrics.transactionsAborted.inc({ reason: 'error' });
+      throw classifyKafkaError(error);
+    }
+    this.held.commit();
+    this.meta.commit();
+    const m = o.metrics;
+    m.transactionSeconds.observe({ outcome: 'commit' }, Number(process.hrtime.bigint() - started) / 1e9);
+    for (const p of positions) m.eventsIn.inc({ topic: p.topic, partition: String(p.partition) }, inputs);
+    if (result.emitted.length > 0) m.eventsOut.inc({ topic: o.globalTopic }, result.emitted.length);
+    if (result.late > 0) m.mergeLate.inc(result.late);
+    if (result.unreadable.length > 0) m.deadLettered.inc({ reason: 'bad-service-time' }, result.unreadable.length);
+    this.observe();
+  }
+
+  private observe(): void {
+    const m = this.options.metrics;
+    if (!this.step) return;
+    m.mergeHeld.set(this.step.held);
+    const low = this.step.lowWatermark;
+    m.mergeWatermarkDelay.set(Number.isFinite(low) ? Math.max(0, Date.now() - low) / 1000 : 0);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return this.stopping;
+    this.lifecycle.transition('draining');
+    clearInterval(this.timer);
+    this.stopping = (async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.options.shutdownGraceMs)));
+      const drain = async (): Promise<void> => {
+        await this.consumer?.stop();
+        await this.consumer?.disconnect();
+        await this.busy;
+        await this.producer?.disconnect();
+        await this.admin?.disconnect();
+      };
+      const outcome = await Promise.race([drain().then(() => 'drained' as const), grace]).catch(() => 'error' as const);
+      clearTimeout(timer);
+      if (outcome === 'drained' && !this.failure) this.lifecycle.transition('stopped');
+      else {
+        this.failure ??= new OrdoError(outcome === 'timeout' ? `drain did not finish within ${this.options.shutdownGraceMs} ms` : 'drain failed');
+        this.lifecycle.transition('failed');
+      }
+    })();
+    return this.stopping;
+  }
+
+  private async fail(error: Error): Promise<void> {
+    if (this.lifecycle.done || this.failure) return;
+    this.failure = error;
+    this.log.error('merge failed', { error });
+    this.lifecycle.transition('draining');
+    clearInterval(this.timer);
+    await this.consumer?.disconnect().catch(() => undefined);
+    await this.producer?.disconnect().catch(() => undefined);
+    await this.admin?.disconnect().catch(() => undefined);
+    this.lifecycle.transition('failed');
+  }
+}
+
+function positionKey(topic: string, partition: number): string {
+  return `pos:${topic}:${partition}`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,27 @@
+import type { Kafka } from 'kafkajs';
+import type { OrdoConfig } from '../config/config.js';
+import { MergeWorker } from '../engine/merge-worker.js';
+import { createKafka } from '../kafka/client.js';
+import type { OrdoMetrics } from '../metrics/metrics.js';
+import type { Logger } from '../observability/logger.js';
+
+/** The merge role's consumer group: derived from the pipeline's, so one setting names both. */
+export function mergeGroupId(config: Pick<OrdoConfig, 'groupId'>): string {
+  return `${config.groupId}-merge`;
+}
+
+/** Wires the `merge` role: the ordered topic's partitions -> the single-partition global topic. */
+export function createMergeWorker(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics; kafka?: Kafka }): MergeWorker {
+  const kafka = deps.kafka ?? createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger });
+  return new MergeWorker({
+    ...config,
+    kafka,
+    groupId: mergeGroupId(config),
+    orderedTopic: config.topics.ordered,
+    watermarksTopic: config.topics.watermarks,
+    globalTopic: config.topics.global,
+    dlqTopic: config.topics.dlq,
+    logger: deps.logger,
+    metrics: deps.metrics,
+  });
+}
