@@ -119,7 +119,7 @@ describe('MergeStep', () => {
           while (queues.some((q) => q.length > 0)) {
             const p = step % partitions;
             const q = queues[p]!;
-            const batch = q.splice(0, sizes[step % sizes.length]!);
+            const batch = q.splice(0, sizes[step % sizes.length]);
             if (batch.length > 0) {
               const r = h.ordered(batch);
               out.push(...r.emitted);
