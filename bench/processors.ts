@@ -45,6 +45,8 @@ export function ordoConfig(params: BenchParams, prefix: string, metersFile?: str
     ORDO_DLQ_TOPIC: `${prefix}-dlq`,
     ORDO_LATE_TOPIC: `${prefix}-late`,
     ORDO_AGGREGATES_TOPIC: `${prefix}-aggregates`,
+    ORDO_WATERMARKS_TOPIC: `${prefix}-watermarks`,
+    ORDO_GLOBAL_TOPIC: `${prefix}-global`,
     ORDO_METERS_FILE: metersFile ?? '',
     ORDO_TOPIC_PARTITIONS: String(params.partitions),
     ORDO_METRICS_PORT: '0',

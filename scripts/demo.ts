@@ -63,6 +63,8 @@ const config = loadConfig({
   ORDO_DLQ_TOPIC: `${run}-usage-events-dlq`,
   ORDO_LATE_TOPIC: `${run}-usage-events-late`,
   ORDO_AGGREGATES_TOPIC: `${run}-usage-aggregates`,
+  ORDO_WATERMARKS_TOPIC: `${run}-usage-events-watermarks`,
+  ORDO_GLOBAL_TOPIC: `${run}-usage-events-global`,
   ORDO_METERS_FILE: metersFile,
   ORDO_API_PORT: '0',
   ORDO_NODE_ID: process.env.ORDO_NODE_ID ?? 'ordo-demo',

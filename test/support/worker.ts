@@ -30,6 +30,8 @@ export function childEnv(prefix: string, nodeId: string, overrides: Record<strin
     ORDO_DLQ_TOPIC: `${prefix}-dlq`,
     ORDO_LATE_TOPIC: `${prefix}-late`,
     ORDO_AGGREGATES_TOPIC: `${prefix}-aggregates`,
+    ORDO_WATERMARKS_TOPIC: `${prefix}-watermarks`,
+    ORDO_GLOBAL_TOPIC: `${prefix}-global`,
     ORDO_NODE_ID: nodeId,
     ORDO_SESSION_TIMEOUT_MS: '10000',
     ORDO_HEARTBEAT_INTERVAL_MS: '1000',

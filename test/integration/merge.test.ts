@@ -1,0 +1,113 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Producer } from 'kafkajs';
+import { HybridClock } from '../../src/clock/hybrid-clock.js';
+import { formatServiceTime, parseServiceTime } from '../../src/clock/service-time.js';
+import type { OrdoConfig } from '../../src/config/config.js';
+import type { MergeWorker } from '../../src/engine/merge-worker.js';
+import type { Worker } from '../../src/engine/worker.js';
+import { OrdoMetrics } from '../../src/metrics/metrics.js';
+import { noopLogger } from '../../src/observability/logger.js';
+import { createMergeWorker } from '../../src/roles/merge.js';
+import type { UsageEvent } from '../../src/schema/usage-event.js';
+import {
+  createTopics, decodeEvent, deleteTopicsWithPrefix, header, produce, readAll, testKafka, uniqueName, usageEventEncoder,
+  type ReadRecord, type TestMessage,
+} from '../support/cluster.js';
+import { expectExactlyOnce } from '../support/exactly-once.js';
+import { sleep } from '../support/process.js';
+import { startPipeline, testConfig } from '../support/worker.js';
+
+const prefix = uniqueName('it-merge');
+const kafka = testKafka();
+
+/** (order key, node, source partition, offset) of a global record, from its headers. */
+function globalKey(r: ReadRecord): [bigint, string] {
+  const origin = header(r, 'origin-service-time');
+  return origin !== undefined ? [parseServiceTime(origin), header(r, 'origin-service-node') ?? ''] : [parseServiceTime(header(r, 'service-time')!), header(r, 'service-node')!];
+}
+
+function expectTotalOrder(records: ReadRecord[]): void {
+  const list = [...records].sort((a, b) => Number(BigInt(a.offset) - BigInt(b.offset)));
+  expect(list.map((r) => Number(header(r, 'ordo-global-seq')))).toEqual(list.map((_, i) => i + 1));
+  expect(list.filter((r) => header(r, 'ordo-late') !== undefined)).toEqual([]);
+  for (let i = 1; i < list.length; i++) {
+    const [t0, n0] = globalKey(list[i - 1]!);
+    const [t1, n1] = globalKey(list[i]!);
+    expect(t1 > t0 || (t1 === t0 && n1 >= n0), `global order at ${i}`).toBe(true);
+  }
+}
+
+describe('role merge through the real broker', () => {
+  let config: OrdoConfig;
+  let producer: Producer;
+  let encode: (e: UsageEvent) => Buffer;
+  let pipeline: Worker;
+  const merges: MergeWorker[] = [];
+  const sent: string[] = [];
+  const upstream = [new HybridClock({ node: 'svc-a' }), new HybridClock({ node: 'svc-b' })];
+
+  /** Events to partitions 0 and 1 only: partition 2 stays quiet, its progress comes from the watermarks topic. */
+  function wave(name: string, n: number): TestMessage[] {
+    return Array.from({ length: n }, (_, i) => {
+      const id = `${name}-${i}`;
+      sent.push(id);
+      const withContext = i % 2 === 0;
+      const clock = upstream[i % 2]!;
+      const event: UsageEvent = { id, source: 'svc', type: 'api.request', subject: `cust-${i % 7}`, time: Date.now(), value: '1', dimensions: {} };
+      return {
+        key: event.subject,
+        value: encode(event),
+        partition: i % 2,
+        headers: withContext ? { 'service-time': formatServiceTime(clock.now()), 'service-node': clock.node } : {},
+      };
+    });
+  }
+
+  function startMerge(): MergeWorker {
+    const merge = createMergeWorker(config, { logger: noopLogger, metrics: new OrdoMetrics() });
+    merges.push(merge);
+    return merge;
+  }
+
+  beforeAll(async () => {
+    config = testConfig(prefix, { ORDO_REORDER_WINDOW_MS: '300', ORDO_WATERMARK_INTERVAL_MS: '300' });
+    await createTopics(kafka, [config.topics.input], 3);
+    encode = await usageEventEncoder(config.topics.input);
+    producer = kafka.producer();
+    await producer.connect();
+    pipeline = (await startPipeline(config)).worker;
+  });
+
+  afterAll(async () => {
+    await Promise.all(merges.map((m) => m.stop()));
+    await pipeline?.stop();
+    await producer?.disconnect();
+    await deleteTopicsWithPrefix(kafka, prefix);
+  });
+
+  it('writes every event once to the one-partition global topic in total order, though one partition is quiet', async () => {
+    await startMerge().start();
+    for (let i = 0; i < 4; i++) {
+      await produce(producer, config.topics.input, wave(`a${i}`, 150));
+      await sleep(100);
+    }
+    const records = await readAll(kafka, config.topics.global, sent.length, { timeoutMs: 60_000 });
+    expect(new Set(records.map((r) => r.partition))).toEqual(new Set([0]));
+    expectExactlyOnce(records, sent);
+    expectTotalOrder(records);
+  });
+
+  it('continues exactly once after the merge restarts mid-stream', async () => {
+    const first = merges[0]!;
+    await produce(producer, config.topics.input, wave('b', 300));
+    await sleep(300);
+    await first.stop();
+    await produce(producer, config.topics.input, wave('c', 300));
+    await startMerge().start();
+    await produce(producer, config.topics.input, wave('d', 300));
+    const records = await readAll(kafka, config.topics.global, sent.length, { timeoutMs: 90_000 });
+    expectExactlyOnce(records, sent);
+    expectTotalOrder(records);
+    expect(decodeEvent(records[0]!.value).id).toBeDefined();
+  });
+});
