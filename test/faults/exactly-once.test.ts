@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Producer } from 'kafkajs';
 import { createTopics, deleteTopicsWithPrefix, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
-import { expectExactlyOnce, expectStampsIncreasePerKey } from '../support/exactly-once.js';
+import { expectExactlyOnce, expectGaplessSeq, expectStampsIncreasePerKey } from '../support/exactly-once.js';
 import { WorkerProcess, sleep } from '../support/process.js';
 import { childEnv } from '../support/worker.js';
 import { waitForOutput, makeWorkload, producePaced } from '../support/workload.js';
@@ -36,6 +36,7 @@ async function setUp(name: string) {
     const ordered = await readAll(kafka, `${prefix}-ordered`, EVENTS, { timeoutMs: 150_000, settleMs: 3_000 });
     expectExactlyOnce(ordered, workload.validIds);
     expectStampsIncreasePerKey(ordered);
+    expectGaplessSeq(ordered);
     return ordered;
   };
   return { prefix, workload, spawnWorker, startStream, readVerified };

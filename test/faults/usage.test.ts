@@ -11,6 +11,7 @@ import { waitForOutput, producePaced } from '../support/workload.js';
 import { TEST_METERS, makeUsageWorkload, oracleEvents, writeTestMeters } from '../support/usage-workload.js';
 import { expectAggregatesExact, readLatestAggregates } from '../support/usage-checks.js';
 import { expectedAggregates } from '../support/usage-oracle.js';
+import { expectGaplessSeq } from '../support/exactly-once.js';
 
 const kafka = testKafka();
 const DAY = 86_400_000;
@@ -35,6 +36,7 @@ async function setUp(name: string) {
   /** Reads everything the workers wrote and checks it against a recomputation from the accepted events. */
   const verify = async (accepted: Set<string>) => {
     const ordered = await readAll(kafka, `${prefix}-ordered`, accepted.size, { timeoutMs: 180_000, settleMs: 3_000 });
+    expectGaplessSeq(ordered);
     const keys = ordered.map((r) => decodeEvent(r.value)).map((e) => `${e.source}/${e.id}`);
     expect(keys.length - new Set(keys).size).toBe(0); // nothing twice downstream
     expect(new Set(keys)).toEqual(accepted); // nothing lost

@@ -10,7 +10,7 @@ import {
   createTopics, decodeEvent, deleteTopicsWithPrefix, header, produce, readAll, testKafka, uniqueName, usageEventEncoder,
   type ReadRecord, type TestMessage,
 } from '../support/cluster.js';
-import { expectExactlyOnce, expectStampsIncreasePerKey } from '../support/exactly-once.js';
+import { expectExactlyOnce, expectGaplessSeq, expectStampsIncreasePerKey } from '../support/exactly-once.js';
 import { sleep } from '../support/process.js';
 import { startPipeline, testConfig } from '../support/worker.js';
 
@@ -147,6 +147,7 @@ describe('ordered output through the real broker', () => {
     expectExactlyOnce(records, wave.map((s) => s.id));
     expectOrdered(records, all, late);
     expectStampsIncreasePerKey(records);
+    expectGaplessSeq(records);
     expect(await violations('late')).toBe(heldBack.length);
     expect((await violations('duplicate-key')) + (await violations('sequence-gap')) + (await violations('sequence-regression'))).toBe(0);
   });
@@ -185,5 +186,6 @@ describe('ordered output through the real broker', () => {
     expectExactlyOnce(records, all.map((s) => s.id));
     expectOrdered(records, all, late);
     expectStampsIncreasePerKey(records);
+    expectGaplessSeq(records);
   });
 });

@@ -35,3 +35,15 @@ export function expectStampsIncreasePerKey(records: ReadRecord[]): void {
     }
   }
 }
+
+/** Per key, in offset order, `ordo-seq` is 1, 2, 3…: no gap and no repeat (across failover too). */
+export function expectGaplessSeq(records: ReadRecord[]): void {
+  const byKey = new Map<string, ReadRecord[]>();
+  for (const r of records) byKey.set(r.key!.toString(), [...(byKey.get(r.key!.toString()) ?? []), r]);
+  for (const [key, list] of byKey) {
+    list.sort((a, b) => Number(BigInt(a.offset) - BigInt(b.offset)));
+    const seqs = list.map((r) => Number(header(r, 'ordo-seq')));
+    const bad = seqs.findIndex((s, i) => s !== i + 1);
+    if (bad >= 0) throw new Error(`ordo-seq of key ${key} is not gapless at position ${bad}: ${seqs.slice(Math.max(0, bad - 3), bad + 3).join(', ')}`);
+  }
+}
