@@ -128,13 +128,14 @@ async function main(): Promise<void> {
   const dlq = await read(config.topics.dlq, 5);
   const late = await read(config.topics.late, 1);
 
-  console.log('== usage-events-ordered (read_committed) ==');
+  console.log('== usage-events-ordered (read_committed; acme\'s chain was published ledger first, it comes out in causal order) ==');
   table(
     ordered.map((m) => {
       const e = usageEventType.fromBuffer(m.value!.subarray(5)) as UsageEvent;
       return {
         partition: String(m.partition),
         subject: e.subject,
+        'ordo-seq': m.headers['ordo-seq'] ?? '-',
         id: e.id,
         value: e.value,
         'origin-service-time': m.headers['origin-service-time'] ? `${show(m.headers['origin-service-time'])} (${m.headers['origin-service-node'] ?? ''})` : '-',
