@@ -111,7 +111,9 @@ async function startRole(role: Role, config: OrdoConfig, deps: { logger: Logger;
   }
   if (role === 'merge') {
     const merge = createMergeWorker(config, deps);
-    if (!stopRequested()) await merge.start();
+    // Started in the background: it may wait for the ordered topic, and a SIGTERM meanwhile
+    // must reach it. A failed start ends in `failed` (done resolves, exit 1).
+    if (!stopRequested()) void merge.start().catch(() => undefined);
     return { state: () => merge.state, ready: () => merge.ready, stop: () => merge.stop(), done: merge.done };
   }
   const worker = await createPipelineWorker(config, deps);

@@ -147,6 +147,7 @@ export class MergeWorker {
       this.timer = setInterval(() => void this.tick(), o.tickMs ?? TICK_MS);
       this.timer.unref();
     } catch (error) {
+      if (this.stopping) return; // stopped while starting: the drain ends it
       await this.fail(error as Error);
       throw error;
     }

@@ -58,6 +58,33 @@ describe('ordo CLI', () => {
     expect(await w.exited).toBe(0);
   });
 
+  it('role merge waits for the ordered topic, turns ready once it owns every partition, and exits 0 on SIGTERM', async () => {
+    const metricsPort = 20_000 + Math.floor(Math.random() * 20_000);
+    const mergePrefix = `${prefix}-merge`;
+    const w = new WorkerProcess('merge', childEnv(mergePrefix, 'n-merge', { ORDO_METRICS_PORT: String(metricsPort) }));
+    workers.push(w);
+    await w.waitFor((l) => l.msg === 'waiting for the ordered topic (the pipeline creates it)', 30_000);
+    expect((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status).toBe(503);
+    await createTopics(kafka, [`${mergePrefix}-ordered`], 2);
+    await w.waitFor((l) => l.msg === 'merge restored', 30_000);
+    const deadline = Date.now() + 30_000;
+    while ((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status !== 200) {
+      if (Date.now() > deadline) throw new Error('merge never turned ready');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(/^ordo_merge_held_events 0$/m);
+    w.signal('SIGTERM');
+    expect(await w.exited).toBe(0);
+
+    // SIGTERM while it still waits for its topic: it stops, exit 0.
+    const waiting = new WorkerProcess('merge', childEnv(`${prefix}-merge-none`, 'n-merge-2', { ORDO_METRICS_PORT: '0' }));
+    workers.push(waiting);
+    await waiting.waitFor((l) => l.msg === 'waiting for the ordered topic (the pipeline creates it)', 30_000);
+    waiting.signal('SIGTERM');
+    expect(await waiting.exited).toBe(0);
+  });
+
   it('rejects an unknown role with exit code 2', async () => {
     const w = new WorkerProcess('nonsense', childEnv(prefix, 'n1'));
     workers.push(w);
