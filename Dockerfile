@@ -1,9 +1,11 @@
 # syntax=docker/dockerfile:1
-# Ordo worker image: `docker build -t ordo .` then `docker run ordo` (role `pipeline`).
+# Ordo worker image: `docker build -t ordo .` then `docker run ordo` (role `pipeline`), or
+# `docker run ordo api` / `docker run ordo merge`: every role shares this entrypoint.
 # Configuration comes from the environment (docs/configuration.md).
 
-# The Node line of all three stages. package.json supports Node >= 20.9.
-ARG NODE_VERSION=22
+# The Node line of all three stages: an LTS line (test/deploy/compose.test.ts checks it).
+# package.json still supports Node >= 20.9 for running from source.
+ARG NODE_VERSION=26
 
 # ---- build: compile TypeScript to dist/ ----
 FROM node:${NODE_VERSION}-alpine AS build
@@ -12,7 +14,9 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-# tsc -p tsconfig.build.json: rootDir ".", include ["src"] -> dist/src/**/*.js
+COPY schemas ./schemas
+# tsc -p tsconfig.build.json: rootDir ".", include ["src"] -> dist/src/**/*.js, and
+# schemas/ copied to dist/schemas, where dist/src/schema/*.js find it ('../../schemas/...').
 RUN npm run build
 
 # ---- deps: production dependencies only ----
@@ -27,14 +31,15 @@ ENV NODE_ENV=production \
     KAFKAJS_NO_PARTITIONER_WARNING=1
 WORKDIR /app
 # package.json is needed at runtime: its "type": "module" makes dist/**/*.js ESM.
+# Everything is owned by root and only readable by the worker: Ordo writes nothing to disk
+# (the Kubernetes manifests and docker-compose.yml run it with a read-only root file system).
 COPY package.json ./
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-# `npm run build` copies schemas/ to dist/schemas, where the compiled
-# dist/src/schema/usage-event.js finds it ('../../schemas/usage-event.avsc').
-# The official image's unprivileged user (uid 1000). Ordo writes nothing to disk.
-USER node
-# /metrics, /healthz, /readyz (ORDO_METRICS_PORT)
-EXPOSE 9464
+# The official image's unprivileged `node` user, by number so that Kubernetes'
+# runAsNonRoot can verify it.
+USER 1000:1000
+# /metrics, /healthz, /readyz (ORDO_METRICS_PORT); the api role also listens on ORDO_API_PORT.
+EXPOSE 9464 8080
 ENTRYPOINT ["node", "dist/src/cli.js"]
 CMD ["pipeline"]
