@@ -5,6 +5,7 @@ import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../processors/records.js';
 import { ensureTopics, partitionCount, type TopicSpec } from '../kafka/topics.js';
+import { ConsumerLag } from './consumer-lag.js';
 import { LIFECYCLE_STATES, Lifecycle, type LifecycleState } from './lifecycle.js';
 import { META_STORE, Task, changelogTopic } from './task.js';
 import type { TaskProcessorFactory } from './task-processor.js';
@@ -40,6 +41,8 @@ export interface WorkerOptions extends EngineSettings {
    * (TaskProcessor.punctuate). Undefined: never.
    */
   punctuateIntervalMs?: number;
+  /** How often the consumer lag gauges' broker offsets are refreshed (default 5 s). */
+  lagRefreshMs?: number;
   logger: Logger;
   metrics: OrdoMetrics;
 }
@@ -70,9 +73,19 @@ export class Worker {
   private failure: Error | undefined;
   private punctuateTimer: NodeJS.Timeout | undefined;
   private readonly punctuating = new Set<number>();
+  /** ordo_consumer_lag_* of the owned partitions (fed by the hooks marked "lag:"). */
+  private readonly consumerLag: ConsumerLag;
 
   constructor(private readonly options: WorkerOptions) {
     this.log = options.logger.child({ group: options.groupId });
+    this.consumerLag = new ConsumerLag({
+      kafka: options.kafka,
+      groupId: options.groupId,
+      topic: options.inputTopic,
+      metrics: options.metrics,
+      logger: this.log,
+      refreshMs: options.lagRefreshMs,
+    });
     this.finished = new Promise((resolve) => this.lifecycle.onChange((to) => (to === 'stopped' || to === 'failed' ? resolve(to) : undefined)));
     this.lifecycle.onChange((to, from) => {
       this.log.info('lifecycle', { from, to });
@@ -117,6 +130,8 @@ export class Worker {
       });
       this.consumer = consumer;
       consumer.on(consumer.events.GROUP_JOIN, (event) => this.onAssignment(event.payload.memberAssignment[o.inputTopic] ?? []));
+      // lag: fetches of only transaction markers / aborted records never reach eachBatch.
+      consumer.on(consumer.events.END_BATCH_PROCESS, (event) => this.consumerLag.scanned(event.payload));
       consumer.on(consumer.events.CRASH, (event) => {
         if (!event.payload.restart) void this.fail(event.payload.error);
       });
@@ -171,6 +186,7 @@ export class Worker {
     // A new generation: a fenced partition assigned again may be retried.
     this.fenced.clear();
     this.assigned = next;
+    this.consumerLag.assign(next); // lag: series of revoked partitions disappear
     // Restore eagerly, so a partition is ready before its first batch arrives.
     for (const partition of next) {
       if (!this.tasks.has(partition) && !this.pendingTasks.has(partition)) {
@@ -234,6 +250,7 @@ export class Worker {
       throw new RevokedError(`partition ${partition} is no longer assigned`);
     }
     this.tasks.set(partition, task);
+    if (task.position !== undefined) this.consumerLag.committed(partition, task.position); // lag: exact restored position
     return task;
   }
 
@@ -248,6 +265,7 @@ export class Worker {
   private async onBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
     const partition = batch.partition;
+    this.consumerLag.fetched(batch); // lag: the records in hand (the oldest uncommitted one among them)
     if (this.fenced.has(partition)) {
       // Usually a rebalance follows (the heartbeat throws and kafkajs rejoins). If none came,
       // the fence had another cause (e.g. a transaction timeout): start a fresh task.
@@ -295,6 +313,7 @@ export class Worker {
         owned,
       );
       if (!done) return;
+      this.consumerLag.committed(partition, (BigInt(chunk[chunk.length - 1]!.offset) + 1n).toString()); // lag
       resolveOffset(chunk[chunk.length - 1]!.offset);
       await heartbeat();
     }
@@ -376,12 +395,14 @@ export class Worker {
     if (this.stopping) return this.stopping;
     this.lifecycle.transition('draining');
     clearInterval(this.punctuateTimer);
+    const lagStopped = this.consumerLag.stop(); // lag: a draining worker owns no partition any more
     const drain = async (): Promise<void> => {
       // A stop during start waits for the start to finish, then undoes it.
       await this.startPromise?.catch(() => undefined);
       await this.consumer?.stop();
       await this.consumer?.disconnect();
       await Promise.all([...this.tasks.keys()].map((p) => this.dropTask(p, 'shutdown')));
+      await lagStopped;
     };
     this.stopping = (async () => {
       let timer: NodeJS.Timeout | undefined;
@@ -411,12 +432,14 @@ export class Worker {
     this.log.error('worker failed', { error });
     this.lifecycle.transition('draining');
     clearInterval(this.punctuateTimer);
+    const lagStopped = this.consumerLag.stop(); // lag
     try {
       await this.consumer?.disconnect();
     } catch {
       /* leaving the group is best effort once failed */
     }
     await Promise.all([...this.tasks.keys()].map((p) => this.dropTask(p, 'failed')));
+    await lagStopped;
     this.lifecycle.transition('failed');
   }
 }

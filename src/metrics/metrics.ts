@@ -2,6 +2,20 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { LIFECYCLE_STATES } from '../engine/lifecycle.js';
 import { VIOLATION_REASONS } from '../processors/order.js';
 
+/** One owned input partition's consumer lag at scrape time (src/engine/consumer-lag.ts). */
+export interface ConsumerLagSample {
+  group: string;
+  topic: string;
+  partition: number;
+  records: number;
+  seconds: number;
+}
+
+/** Computes the lag of the partitions a worker owns, when Prometheus scrapes. */
+export interface ConsumerLagSource {
+  sample(): Promise<readonly ConsumerLagSample[]>;
+}
+
 /**
  * Ordo's Prometheus metrics. Labels are bounded: topic, partition, reason, role, state —
  * never a subject or an event id. Each worker owns a Registry so tests can run several.
@@ -34,6 +48,10 @@ export class OrdoMetrics {
   readonly restoreRecords: Counter<'store'>;
   readonly tasksFenced: Counter;
   readonly assignedPartitions: Gauge;
+  readonly consumerLagRecords: Gauge<'group' | 'topic' | 'partition'>;
+  readonly consumerLagSeconds: Gauge<'group' | 'topic' | 'partition'>;
+  /** Each worker registers its lag source here; the two lag gauges are computed from them at scrape time. */
+  readonly consumerLagSources = new Set<ConsumerLagSource>();
   readonly lifecycleState: Gauge<'state'>;
 
   constructor(options: { defaultMetrics?: boolean; labels?: Record<string, string> } = {}) {
@@ -94,6 +112,30 @@ export class OrdoMetrics {
     });
     this.restoreRecords = new Counter({ name: 'ordo_state_restore_records_total', help: 'Changelog records replayed into state stores.', labelNames: ['store'], registers });
     this.tasksFenced = new Counter({ name: 'ordo_tasks_fenced_total', help: 'Tasks dropped because a newer producer with their transactional id fenced them.', registers });
+    const lagGauge = (name: string, help: string, value: (s: ConsumerLagSample) => number): Gauge<'group' | 'topic' | 'partition'> => {
+      const sources = this.consumerLagSources;
+      return new Gauge({
+        name,
+        help,
+        labelNames: ['group', 'topic', 'partition'],
+        registers,
+        async collect() {
+          const samples = (await Promise.all([...sources].map((source) => source.sample()))).flat();
+          this.reset(); // revoked partitions disappear: each partition is reported by its owner only
+          for (const s of samples) this.set({ group: s.group, topic: s.topic, partition: String(s.partition) }, value(s));
+        },
+      });
+    };
+    this.consumerLagRecords = lagGauge(
+      'ordo_consumer_lag_records',
+      'Input records (transaction markers and aborted records excluded) after the group\'s committed offset, per owned partition (docs/consumer-lag.md).',
+      (s) => s.records,
+    );
+    this.consumerLagSeconds = lagGauge(
+      'ordo_consumer_lag_seconds',
+      'Age of the oldest input record not committed yet, 0 when caught up, per owned partition (docs/consumer-lag.md).',
+      (s) => s.seconds,
+    );
     this.assignedPartitions = new Gauge({ name: 'ordo_assigned_partitions', help: 'Input partitions currently assigned to this worker.', registers });
     this.lifecycleState = new Gauge({ name: 'ordo_lifecycle_state', help: '1 for the worker\'s current lifecycle state, 0 for the others.', labelNames: ['state'], registers });
     for (const state of LIFECYCLE_STATES) this.lifecycleState.set({ state }, state === 'starting' ? 1 : 0);
