@@ -7,6 +7,7 @@ import type { Logger } from '../observability/logger.js';
 import { toDeadLetterRecord } from '../processors/dead-letter.js';
 import { HELD_STORE, type HeldEvent, MERGE_META_STORE, type MergeResult, MergeStep, heldCodec } from '../processors/merge.js';
 import type { OutputRecord, SourceRecord } from '../processors/records.js';
+import { ConsumerLag } from './consumer-lag.js';
 import { LIFECYCLE_STATES, Lifecycle, type LifecycleState } from './lifecycle.js';
 import { restorePartitions } from './restore.js';
 import { InMemoryStore, stringCodec } from './state-store.js';
@@ -70,9 +71,12 @@ export class MergeWorker {
   private failure: Error | undefined;
   private readonly log: Logger;
   private readonly finished: Promise<LifecycleState>;
+  /** ordo_consumer_lag_* of the ordered topic's partitions. */
+  private readonly consumerLag: ConsumerLag;
 
   constructor(private readonly options: MergeWorkerOptions) {
     this.log = options.logger.child({ group: options.groupId });
+    this.consumerLag = new ConsumerLag({ kafka: options.kafka, groupId: options.groupId, topic: options.orderedTopic, metrics: options.metrics, logger: this.log });
     this.finished = new Promise((resolve) => this.lifecycle.onChange((to) => (to === 'stopped' || to === 'failed' ? resolve(to) : undefined)));
     this.lifecycle.onChange((to, from) => {
       this.log.info('lifecycle', { from, to });
@@ -139,6 +143,7 @@ export class MergeWorker {
       // Batches of only control records (or aborted ones) never reach eachBatch: still progress.
       consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
         if (event.payload.batchSize === 0) this.advance(event.payload.topic, event.payload.partition, event.payload.lastOffset);
+        if (event.payload.topic === o.orderedTopic) this.consumerLag.scanned(event.payload);
       });
       await consumer.connect();
       await consumer.subscribe({ topics: [o.orderedTopic, o.watermarksTopic], fromBeginning: true });
@@ -198,6 +203,11 @@ export class MergeWorker {
       this.log.error('this merge instance does not own every partition: another instance is in the group; run exactly one', { assignment });
     }
     this.seeked.clear();
+    this.consumerLag.assign(assignment[o.orderedTopic] ?? []);
+    for (const p of assignment[o.orderedTopic] ?? []) {
+      const position = this.meta.get(positionKey(o.orderedTopic, p));
+      if (position !== undefined) this.consumerLag.committed(p, position);
+    }
   }
 
   private async onBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
@@ -218,6 +228,7 @@ export class MergeWorker {
       resolveOffset(batch.lastOffset());
       return;
     }
+    this.consumerLag.fetched(batch);
     const position = this.meta.get(positionKey(topic, partition));
     let todo = records;
     if (position !== undefined) {
@@ -237,6 +248,7 @@ export class MergeWorker {
       const next = (BigInt(last.offset) + 1n).toString();
       try {
         await this.exclusive(() => this.commit(this.step!.onOrdered(todo, this.stores()), [{ topic, partition, nextOffset: next }], todo.length));
+        this.consumerLag.committed(partition, next);
       } catch (error) {
         await this.fail(error as Error);
         return;
@@ -343,6 +355,7 @@ export class MergeWorker {
     if (this.stopping) return this.stopping;
     this.lifecycle.transition('draining');
     clearInterval(this.timer);
+    const lagStopped = this.consumerLag.stop();
     this.stopping = (async () => {
       let timer: NodeJS.Timeout | undefined;
       const grace = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.options.shutdownGraceMs)));
@@ -352,6 +365,7 @@ export class MergeWorker {
         await this.busy;
         await this.producer?.disconnect();
         await this.admin?.disconnect();
+        await lagStopped;
       };
       const outcome = await Promise.race([drain().then(() => 'drained' as const), grace]).catch(() => 'error' as const);
       clearTimeout(timer);
@@ -370,6 +384,7 @@ export class MergeWorker {
     this.log.error('merge failed', { error });
     this.lifecycle.transition('draining');
     clearInterval(this.timer);
+    await this.consumerLag.stop().catch(() => undefined);
     await this.consumer?.disconnect().catch(() => undefined);
     await this.producer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
