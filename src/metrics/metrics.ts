@@ -1,6 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { LIFECYCLE_STATES } from '../engine/lifecycle.js';
+import { DEAD_LETTER_REASONS } from '../errors.js';
 import { VIOLATION_REASONS } from '../processors/order.js';
+import { LATE_REASONS } from '../processors/records.js';
 
 /** One owned input partition's consumer lag at scrape time (src/engine/consumer-lag.ts). */
 export interface ConsumerLagSample {
@@ -137,6 +139,11 @@ export class OrdoMetrics {
       (s) => s.seconds,
     );
     this.assignedPartitions = new Gauge({ name: 'ordo_assigned_partitions', help: 'Input partitions currently assigned to this worker.', registers });
+    // Known label values start at 0, so rate() and increase() see the first event too.
+    for (const reason of DEAD_LETTER_REASONS) this.deadLettered.inc({ reason }, 0);
+    for (const reason of LATE_REASONS) this.late.inc({ reason }, 0);
+    for (const reason of ['fenced', 'error']) this.transactionsAborted.inc({ reason }, 0);
+    this.rebalances.inc({ kind: 'assignment' }, 0);
     this.lifecycleState = new Gauge({ name: 'ordo_lifecycle_state', help: '1 for the worker\'s current lifecycle state, 0 for the others.', labelNames: ['state'], registers });
     for (const state of LIFECYCLE_STATES) this.lifecycleState.set({ state }, state === 'starting' ? 1 : 0);
   }

@@ -60,6 +60,9 @@ export interface StepResult<T> {
   dead: DeadLetter[];
 }
 
+/** Why an event went to the late topic (`ordo-late-reason`, label of ordo_events_late_total). */
+export const LATE_REASONS = ['too-late', 'out-of-order'] as const;
+
 export const HEADER = {
   serviceTime: 'service-time',
   serviceNode: 'service-node',

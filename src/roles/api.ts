@@ -1,4 +1,5 @@
 import type { OrdoConfig } from '../config/config.js';
+import { LIFECYCLE_STATES, Lifecycle } from '../engine/lifecycle.js';
 import { TopicReader } from '../engine/topic-reader.js';
 import { createKafka } from '../kafka/client.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
@@ -76,7 +77,13 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     freshness: () => reader.progress(),
     logger: deps.logger,
   });
-  let state: ApiState = 'restoring';
+  // The same state machine and ordo_lifecycle_state gauge as the workers.
+  const lifecycle = new Lifecycle();
+  lifecycle.onChange((to) => {
+    for (const s of LIFECYCLE_STATES) deps.metrics.lifecycleState.set({ state: s }, s === to ? 1 : 0);
+  });
+  lifecycle.transition('restoring');
+  const state = (): ApiState => lifecycle.state as ApiState;
   let finish: (final: 'stopped' | 'failed') => void = () => undefined;
   const done = new Promise<'stopped' | 'failed'>((resolve) => (finish = resolve));
   // The server answers (with its freshness) while the reader waits for the topic and catches up.
@@ -85,13 +92,13 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     .then(() => reader.caughtUp())
     .then(
       () => {
-        if (state !== 'restoring') return;
-        state = 'running';
+        if (state() !== 'restoring') return;
+        lifecycle.transition('running');
         log.info('read model caught up', { aggregates: readModel.size });
       },
       async (error: unknown) => {
         log.error('read model failed', { error });
-        state = 'failed';
+        lifecycle.transition('failed');
         await server.close().catch(() => undefined);
         await reader.stop();
         finish('failed');
@@ -103,17 +110,17 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   return {
     port: server.port,
     readModel,
-    state: () => state,
+    state,
     done,
     caughtUp: () => started.then(() => reader.caughtUp()),
     stop() {
       stopping ??= (async () => {
-        if (state !== 'failed') state = 'draining';
+        if (state() !== 'failed') lifecycle.transition('draining');
         clearInterval(lagTimer);
         await server.close();
         await reader.stop();
-        if (state === 'draining') state = 'stopped';
-        finish(state === 'failed' ? 'failed' : 'stopped');
+        if (state() === 'draining') lifecycle.transition('stopped');
+        finish(state() === 'failed' ? 'failed' : 'stopped');
       })();
       return stopping;
     },

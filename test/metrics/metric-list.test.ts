@@ -28,7 +28,7 @@ type Described = Metric & { name: string; type: string; labelNames?: string[] };
 function touchAll(metrics: OrdoMetrics): void {
   // The lag gauges are computed at scrape time from their sources (a worker's ConsumerLag).
   metrics.consumerLagSources.add({ sample: () => Promise.resolve([{ group: 'g', topic: 't', partition: 0, records: 1, seconds: 1 }]) });
-  for (const metric of metrics.registry.getMetricsAsArray() as Described[]) {
+  for (const metric of metrics.registry.getMetricsAsArray() as unknown as Described[]) {
     if (!metric.name.startsWith('ordo_') || /^ordo_(process|nodejs)_/.test(metric.name)) continue;
     const labels = Object.fromEntries((metric.labelNames ?? []).map((l) => [l, 'x']));
     if (metric.type === 'counter') (metric as unknown as Counter).inc(labels, 1);
