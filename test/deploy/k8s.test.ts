@@ -7,6 +7,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject';
 import type { IScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject';
+import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
+import type { IPrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import type { IServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
@@ -19,7 +21,7 @@ import type { IContainer } from 'kubernetes-models/v1/Container';
 import { Service } from 'kubernetes-models/v1/Service';
 import type { IService } from 'kubernetes-models/v1/Service';
 import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BUILDS = { base: 'k8s/base', keda: 'k8s/overlays/keda' } as const;
@@ -127,6 +129,7 @@ const MODELS = new Map<string, { prototype: { validate(): void } }>([
   ['apps/v1/Deployment', Deployment],
   ['policy/v1/PodDisruptionBudget', PodDisruptionBudget],
   ['monitoring.coreos.com/v1/ServiceMonitor', ServiceMonitor],
+  ['monitoring.coreos.com/v1/PrometheusRule', PrometheusRule],
   ['keda.sh/v1alpha1/ScaledObject', ScaledObject],
 ]);
 
@@ -418,6 +421,15 @@ describe.each(Object.keys(BUILDS) as BuildName[])('k8s %s', (name) => {
       );
       expect(covering.map((s) => s.metadata?.name), `metrics Service of ${role}`).toHaveLength(1);
     }
+  });
+});
+
+describe('k8s alert rules', () => {
+  it('ships exactly deploy/prometheus/rules/ordo.rules.yml as a PrometheusRule', () => {
+    const [rule, ...others] = build('base').all<IPrometheusRule>('PrometheusRule');
+    expect(others).toEqual([]);
+    const file = parse(readFileSync(`${ROOT}deploy/prometheus/rules/ordo.rules.yml`, 'utf8')) as { groups: unknown };
+    expect(rule?.spec?.groups, 'regenerate with: node scripts/k8s-prometheus-rule.mjs').toEqual(file.groups);
   });
 });
 
