@@ -429,7 +429,7 @@ describe('k8s alert rules', () => {
     const [rule, ...others] = build('base').all<IPrometheusRule>('PrometheusRule');
     expect(others).toEqual([]);
     const file = parse(readFileSync(`${ROOT}deploy/prometheus/rules/ordo.rules.yml`, 'utf8')) as { groups: unknown };
-    expect(rule?.spec?.groups, 'regenerate with: node scripts/k8s-prometheus-rule.mjs').toEqual(file.groups);
+    expect(rule?.spec?.groups, 'regenerate with: npx tsx scripts/k8s-prometheus-rule.ts').toEqual(file.groups);
   });
 });
 
