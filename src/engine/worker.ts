@@ -335,10 +335,7 @@ export class Worker {
         .punctuate()
         .catch(async (error: unknown) => {
           if (task.state === 'running' || this.tasks.get(partition) !== task) return;
-          if (error instanceof FencedError) {
-            this.options.metrics.tasksFenced.inc();
-            this.fenced.add(partition);
-          }
+          if (error instanceof FencedError) return this.onFenced(partition, error);
           this.log.warn('clock tick failed; replacing the task', { partition, error });
           await this.dropTask(partition, 'tick failed');
           if (this.assigned.has(partition) && !this.fenced.has(partition) && !this.lifecycle.done && this.lifecycle.state !== 'draining') {
@@ -347,6 +344,14 @@ export class Worker {
         })
         .finally(() => this.punctuating.delete(partition));
     }
+  }
+
+  /** Another worker's producer took over this partition: drop the task and wait for the rebalance. */
+  private async onFenced(partition: number, error: FencedError): Promise<void> {
+    this.options.metrics.tasksFenced.inc();
+    this.log.warn('task fenced: another worker owns this partition now', { partition, error });
+    this.fenced.add(partition);
+    await this.dropTask(partition, 'fenced');
   }
 
   /** Runs `action`, retrying transient failures with backoff; fenced -> drop the task; exhausted -> fail the worker. */
@@ -359,10 +364,7 @@ export class Worker {
         // Revoked (or shut down) meanwhile: the batch is someone else's now, not a failure.
         if (error instanceof RevokedError || !stillOwned()) return undefined;
         if (error instanceof FencedError) {
-          this.options.metrics.tasksFenced.inc();
-          this.log.warn('task fenced: another worker owns this partition now', { partition, error });
-          this.fenced.add(partition);
-          await this.dropTask(partition, 'fenced');
+          await this.onFenced(partition, error);
           return undefined;
         }
         const retriable = error instanceof OrdoError ? error.retriable : isKafkaRetriable(error);
