@@ -8,7 +8,7 @@ import { toDeadLetterRecord } from '../processors/dead-letter.js';
 import { HELD_STORE, type HeldEvent, MERGE_META_STORE, type MergeResult, MergeStep, heldCodec } from '../processors/merge.js';
 import type { OutputRecord, SourceRecord } from '../processors/records.js';
 import { ConsumerLag } from './consumer-lag.js';
-import { LIFECYCLE_STATES, Lifecycle, type LifecycleState } from './lifecycle.js';
+import { Lifecycle, type LifecycleState, drainWithin, exportLifecycle } from './lifecycle.js';
 import { restorePartitions } from './restore.js';
 import { InMemoryStore, stringCodec } from './state-store.js';
 import { changelogTopic } from './task.js';
@@ -77,11 +77,8 @@ export class MergeWorker {
   constructor(private readonly options: MergeWorkerOptions) {
     this.log = options.logger.child({ group: options.groupId });
     this.consumerLag = new ConsumerLag({ kafka: options.kafka, groupId: options.groupId, topic: options.orderedTopic, metrics: options.metrics, logger: this.log });
-    this.finished = new Promise((resolve) => this.lifecycle.onChange((to) => (to === 'stopped' || to === 'failed' ? resolve(to) : undefined)));
-    this.lifecycle.onChange((to, from) => {
-      this.log.info('lifecycle', { from, to });
-      for (const state of LIFECYCLE_STATES) options.metrics.lifecycleState.set({ state }, state === to ? 1 : 0);
-    });
+    this.finished = this.lifecycle.whenDone();
+    exportLifecycle(this.lifecycle, options.metrics.lifecycleState, this.log);
   }
 
   get state(): LifecycleState {
@@ -357,8 +354,6 @@ export class MergeWorker {
     clearInterval(this.timer);
     const lagStopped = this.consumerLag.stop();
     this.stopping = (async () => {
-      let timer: NodeJS.Timeout | undefined;
-      const grace = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.options.shutdownGraceMs)));
       const drain = async (): Promise<void> => {
         await this.consumer?.stop();
         await this.consumer?.disconnect();
@@ -367,11 +362,10 @@ export class MergeWorker {
         await this.admin?.disconnect();
         await lagStopped;
       };
-      const outcome = await Promise.race([drain().then(() => 'drained' as const), grace]).catch(() => 'error' as const);
-      clearTimeout(timer);
-      if (outcome === 'drained' && !this.failure) this.lifecycle.transition('stopped');
+      const error = await drainWithin(this.options.shutdownGraceMs, drain);
+      if (!error && !this.failure) this.lifecycle.transition('stopped');
       else {
-        this.failure ??= new OrdoError(outcome === 'timeout' ? `drain did not finish within ${this.options.shutdownGraceMs} ms` : 'drain failed');
+        this.failure ??= error;
         this.lifecycle.transition('failed');
       }
     })();

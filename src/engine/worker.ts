@@ -6,7 +6,7 @@ import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../processors/records.js';
 import { ensureTopics, partitionCount, type TopicSpec } from '../kafka/topics.js';
 import { ConsumerLag } from './consumer-lag.js';
-import { LIFECYCLE_STATES, Lifecycle, type LifecycleState } from './lifecycle.js';
+import { Lifecycle, type LifecycleState, drainWithin, exportLifecycle } from './lifecycle.js';
 import { META_STORE, Task, changelogTopic } from './task.js';
 import type { TaskProcessorFactory } from './task-processor.js';
 
@@ -53,8 +53,9 @@ const PARTITIONS_CONCURRENTLY = 4;
 const MAX_BATCH_ATTEMPTS = 10;
 
 /**
- * The only place that runs the consume loop: a consumer group on the input topic, one
- * Task per assigned partition, exactly-once batches, revocation, fencing and drain.
+ * The pipeline's consume loop: a consumer group on the input topic, one Task per assigned
+ * partition, exactly-once batches, revocation, fencing and drain. (The `merge` role, one
+ * task over all partitions, has its own smaller loop: merge-worker.ts.)
  */
 export class Worker {
   readonly lifecycle = new Lifecycle();
@@ -86,13 +87,8 @@ export class Worker {
       logger: this.log,
       refreshMs: options.lagRefreshMs,
     });
-    this.finished = new Promise((resolve) => this.lifecycle.onChange((to) => (to === 'stopped' || to === 'failed' ? resolve(to) : undefined)));
-    this.lifecycle.onChange((to, from) => {
-      this.log.info('lifecycle', { from, to });
-      for (const state of LIFECYCLE_STATES) {
-        options.metrics.lifecycleState.set({ state }, state === to ? 1 : 0);
-      }
-    });
+    this.finished = this.lifecycle.whenDone();
+    exportLifecycle(this.lifecycle, options.metrics.lifecycleState, this.log);
   }
 
   get state(): LifecycleState {
@@ -407,21 +403,11 @@ export class Worker {
       await lagStopped;
     };
     this.stopping = (async () => {
-      let timer: NodeJS.Timeout | undefined;
-      const grace = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.options.shutdownGraceMs)));
-      let drainError: unknown;
-      const outcome = await Promise.race([drain().then(() => 'drained' as const), grace]).catch((error: unknown) => {
-        drainError = error;
-        this.log.error('drain failed', { error });
-        return 'error' as const;
-      });
-      clearTimeout(timer);
-      if (outcome === 'drained' && !this.failure) this.lifecycle.transition('stopped');
+      const error = await drainWithin(this.options.shutdownGraceMs, drain);
+      if (error) this.log.error('drain failed', { error });
+      if (!error && !this.failure) this.lifecycle.transition('stopped');
       else {
-        this.failure ??=
-          outcome === 'timeout'
-            ? new OrdoError(`drain did not finish within ${this.options.shutdownGraceMs} ms`)
-            : new OrdoError('drain failed', { cause: drainError });
+        this.failure ??= error;
         this.lifecycle.transition('failed');
       }
     })();

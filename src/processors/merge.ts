@@ -1,5 +1,6 @@
 import { formatServiceTime, millisOf, parseServiceTimeHeader } from '../clock/service-time.js';
 import type { KeyValueStore, StoreCodec } from '../engine/state-store.js';
+import { MinHeap } from './min-heap.js';
 import { type BufferedEvent, bufferedCodec } from './order.js';
 import { HEADER, type HeaderValue, type OutputRecord, type SourceRecord } from './records.js';
 
@@ -42,7 +43,7 @@ interface Key {
  * Held events and marks are in stores (changelogs), so a restart continues exactly.
  */
 export class MergeStep {
-  private readonly heap: HeldEvent[] = [];
+  private readonly heap = new MinHeap<HeldEvent>(compareHeld);
   private readonly marks = new Map<number, number>();
   private frontier: Key | undefined;
   private seq = 0n;
@@ -53,7 +54,7 @@ export class MergeStep {
   ) {}
 
   get held(): number {
-    return this.heap.length;
+    return this.heap.size;
   }
 
   /** min over the partitions of their marks (ms); -Infinity while any partition has none. */
@@ -64,8 +65,8 @@ export class MergeStep {
   }
 
   restore(held: KeyValueStore<HeldEvent>, meta: KeyValueStore<string>): void {
-    this.heap.length = 0;
-    for (const [, event] of held.entries()) this.push(event);
+    this.heap.clear();
+    for (const [, event] of held.entries()) this.heap.push(event);
     this.marks.clear();
     for (let p = 0; p < this.partitions; p++) {
       const mark = meta.get(`mark:${p}`);
@@ -97,7 +98,7 @@ export class MergeStep {
         result.late += 1;
         continue;
       }
-      this.push(event);
+      this.heap.push(event);
       stores.held.put(heldKey(event), event);
     }
     this.release(result, stores);
@@ -122,8 +123,8 @@ export class MergeStep {
 
   private release(result: MergeResult, stores: { held: KeyValueStore<HeldEvent>; meta: KeyValueStore<string> }): void {
     const low = this.lowWatermark;
-    while (this.heap.length > 0 && millisOf(this.heap[0]!.time) < low) {
-      const event = this.pop();
+    while (this.heap.size > 0 && millisOf(this.heap.peek()!.time) < low) {
+      const event = this.heap.pop()!;
       stores.held.delete(heldKey(event));
       this.emit(event, result, stores.meta, true);
     }
@@ -138,39 +139,6 @@ export class MergeStep {
       meta.put('frontier', `${formatServiceTime(event.time)}|${event.subject}|${event.offset}|${event.node}`);
     }
     result.emitted.push(event.record);
-  }
-
-  private push(event: HeldEvent): void {
-    const heap = this.heap;
-    heap.push(event);
-    let i = heap.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (compareHeld(heap[i]!, heap[parent]!) >= 0) break;
-      [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
-      i = parent;
-    }
-  }
-
-  private pop(): HeldEvent {
-    const heap = this.heap;
-    const top = heap[0]!;
-    const last = heap.pop()!;
-    if (heap.length > 0) {
-      heap[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let min = i;
-        if (l < heap.length && compareHeld(heap[l]!, heap[min]!) < 0) min = l;
-        if (r < heap.length && compareHeld(heap[r]!, heap[min]!) < 0) min = r;
-        if (min === i) break;
-        [heap[i], heap[min]] = [heap[min]!, heap[i]!];
-        i = min;
-      }
-    }
-    return top;
   }
 }
 

@@ -1,5 +1,6 @@
 import { formatServiceTime, millisOf, parseServiceTime } from '../clock/service-time.js';
 import type { KeyValueStore, StoreCodec } from '../engine/state-store.js';
+import { MinHeap } from './min-heap.js';
 import { HEADER, type HeaderValue, type Headers, type OutputRecord, type SourceRecord, type TimeContext } from './records.js';
 
 /** Events held for reordering, by store key (the input offset): a changelog-backed buffer. */
@@ -142,7 +143,7 @@ interface SubjectState {
  * task (the engine starts a fresh one, which rebuilds the heap from the store).
  */
 export class OrderStep {
-  private readonly heap: BufferedEvent[] = [];
+  private readonly heap = new MinHeap<BufferedEvent>(compareBuffered);
   /** `subject\0time\0node` -> buffered events with that key, for duplicate detection. */
   private readonly bufferedKeys = new Map<string, number>();
   private watermark = Number.NEGATIVE_INFINITY;
@@ -150,7 +151,7 @@ export class OrderStep {
   constructor(private readonly settings: OrderSettings) {}
 
   get buffered(): number {
-    return this.heap.length;
+    return this.heap.size;
   }
 
   /**
@@ -163,14 +164,14 @@ export class OrderStep {
 
   /** Rebuilds the heap from the restored buffer store and the watermark from meta. */
   restore(buffer: KeyValueStore<BufferedEvent>, meta: KeyValueStore<string>): void {
-    this.heap.length = 0;
+    this.heap.clear();
     this.bufferedKeys.clear();
     for (const [, event] of buffer.entries()) {
       this.push(event);
     }
     const mark = meta.get(META_ORDER_WATERMARK);
     this.watermark = mark === undefined ? Number.NEGATIVE_INFINITY : Number(mark);
-    for (const event of this.heap) this.watermark = Math.max(this.watermark, millisOf(event.time));
+    for (const event of this.heap.values()) this.watermark = Math.max(this.watermark, millisOf(event.time));
   }
 
   /**
@@ -224,13 +225,13 @@ export class OrderStep {
       state.last = { time: event.time, node: event.node };
       this.emit(event.record, state, millisOf(event.time), result);
     };
-    while (this.heap.length > 0 && millisOf(this.heap[0]!.time) <= due) release(this.pop());
-    while (this.heap.length > this.settings.maxBuffered) {
+    while (this.heap.size > 0 && millisOf(this.heap.peek()!.time) <= due) release(this.pop());
+    while (this.heap.size > this.settings.maxBuffered) {
       release(this.pop());
       result.forced += 1;
     }
 
-    for (const event of this.heap) {
+    for (const event of this.heap.values()) {
       const id = storeKey(event);
       if (fresh.has(id)) stores.buffer.put(id, event);
     }
@@ -268,37 +269,13 @@ export class OrderStep {
   }
 
   private push(event: BufferedEvent): void {
-    const heap = this.heap;
-    heap.push(event);
-    let i = heap.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (compareBuffered(heap[i]!, heap[parent]!) >= 0) break;
-      [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
-      i = parent;
-    }
+    this.heap.push(event);
     const k = keyOf(event.subject, event);
     this.bufferedKeys.set(k, (this.bufferedKeys.get(k) ?? 0) + 1);
   }
 
   private pop(): BufferedEvent {
-    const heap = this.heap;
-    const top = heap[0]!;
-    const last = heap.pop()!;
-    if (heap.length > 0) {
-      heap[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let min = i;
-        if (l < heap.length && compareBuffered(heap[l]!, heap[min]!) < 0) min = l;
-        if (r < heap.length && compareBuffered(heap[r]!, heap[min]!) < 0) min = r;
-        if (min === i) break;
-        [heap[i], heap[min]] = [heap[min]!, heap[i]!];
-        i = min;
-      }
-    }
+    const top = this.heap.pop()!;
     const k = keyOf(top.subject, top);
     const n = (this.bufferedKeys.get(k) ?? 1) - 1;
     if (n > 0) this.bufferedKeys.set(k, n);

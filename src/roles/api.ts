@@ -1,5 +1,5 @@
 import type { OrdoConfig } from '../config/config.js';
-import { LIFECYCLE_STATES, Lifecycle } from '../engine/lifecycle.js';
+import { Lifecycle, exportLifecycle } from '../engine/lifecycle.js';
 import { TopicReader } from '../engine/topic-reader.js';
 import { createKafka } from '../kafka/client.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
@@ -79,9 +79,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   });
   // The same state machine and ordo_lifecycle_state gauge as the workers.
   const lifecycle = new Lifecycle();
-  lifecycle.onChange((to) => {
-    for (const s of LIFECYCLE_STATES) deps.metrics.lifecycleState.set({ state: s }, s === to ? 1 : 0);
-  });
+  exportLifecycle(lifecycle, deps.metrics.lifecycleState);
   lifecycle.transition('restoring');
   const state = (): ApiState => lifecycle.state as ApiState;
   let finish: (final: 'stopped' | 'failed') => void = () => undefined;
