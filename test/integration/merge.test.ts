@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Producer } from 'kafkajs';
 import { HybridClock } from '../../src/clock/hybrid-clock.js';
-import { formatServiceTime, parseServiceTime } from '../../src/clock/service-time.js';
+import { formatServiceTime } from '../../src/clock/service-time.js';
 import type { OrdoConfig } from '../../src/config/config.js';
 import type { MergeWorker } from '../../src/engine/merge-worker.js';
 import type { Worker } from '../../src/engine/worker.js';
@@ -13,28 +13,16 @@ import {
   createTopics, decodeEvent, deleteTopicsWithPrefix, header, produce, readAll, testKafka, uniqueName, usageEventEncoder,
   type ReadRecord, type TestMessage,
 } from '../support/cluster.js';
-import { expectExactlyOnce } from '../support/exactly-once.js';
+import { expectExactlyOnce, expectGlobalOrder } from '../support/exactly-once.js';
 import { sleep } from '../support/process.js';
 import { startPipeline, testConfig } from '../support/worker.js';
 
 const prefix = uniqueName('it-merge');
 const kafka = testKafka();
 
-/** (order key, node, source partition, offset) of a global record, from its headers. */
-function globalKey(r: ReadRecord): [bigint, string] {
-  const origin = header(r, 'origin-service-time');
-  return origin !== undefined ? [parseServiceTime(origin), header(r, 'origin-service-node') ?? ''] : [parseServiceTime(header(r, 'service-time')!), header(r, 'service-node')!];
-}
-
 function expectTotalOrder(records: ReadRecord[]): void {
-  const list = [...records].sort((a, b) => Number(BigInt(a.offset) - BigInt(b.offset)));
-  expect(list.map((r) => Number(header(r, 'ordo-global-seq')))).toEqual(list.map((_, i) => i + 1));
+  const list = expectGlobalOrder(records);
   expect(list.filter((r) => header(r, 'ordo-late') !== undefined)).toEqual([]);
-  for (let i = 1; i < list.length; i++) {
-    const [t0, n0] = globalKey(list[i - 1]!);
-    const [t1, n1] = globalKey(list[i]!);
-    expect(t1 > t0 || (t1 === t0 && n1 >= n0), `global order at ${i}`).toBe(true);
-  }
 }
 
 describe('role merge through the real broker', () => {

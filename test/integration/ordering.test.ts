@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Producer } from 'kafkajs';
 import { HybridClock } from '../../src/clock/hybrid-clock.js';
-import { formatServiceTime, parseServiceTime } from '../../src/clock/service-time.js';
+import { formatServiceTime } from '../../src/clock/service-time.js';
 import type { OrdoConfig } from '../../src/config/config.js';
 import type { Worker } from '../../src/engine/worker.js';
 import type { OrdoMetrics } from '../../src/metrics/metrics.js';
@@ -10,7 +10,7 @@ import {
   createTopics, decodeEvent, deleteTopicsWithPrefix, header, produce, readAll, testKafka, uniqueName, usageEventEncoder,
   type ReadRecord, type TestMessage,
 } from '../support/cluster.js';
-import { expectExactlyOnce, expectGaplessSeq, expectStampsIncreasePerKey } from '../support/exactly-once.js';
+import { expectExactlyOnce, expectGaplessSeq, expectStampsIncreasePerKey, orderKeyOf } from '../support/exactly-once.js';
 import { sleep } from '../support/process.js';
 import { startPipeline, testConfig } from '../support/worker.js';
 
@@ -74,11 +74,6 @@ function shuffle<T>(items: T[], seed: number): T[] {
   return a;
 }
 
-function orderKey(r: ReadRecord): [bigint, string] {
-  const origin = header(r, 'origin-service-time');
-  return origin !== undefined ? [parseServiceTime(origin), header(r, 'origin-service-node') ?? ''] : [parseServiceTime(header(r, 'service-time')!), header(r, 'service-node')!];
-}
-
 /** Per subject in offset order: seq 1..n, non-late records in order-key order, every chain's cause before its effect. */
 function expectOrdered(records: ReadRecord[], sent: Sent[], lateIds: Set<string>): void {
   const bySubject = new Map<string, ReadRecord[]>();
@@ -89,8 +84,8 @@ function expectOrdered(records: ReadRecord[], sent: Sent[], lateIds: Set<string>
     expect(list.map((r) => Number(header(r, 'ordo-seq'))), `ordo-seq of ${subject}`).toEqual(list.map((_, i) => i + 1));
     const inOrder = list.filter((r) => header(r, 'ordo-late') === undefined);
     for (let i = 1; i < inOrder.length; i++) {
-      const [t0, n0] = orderKey(inOrder[i - 1]!);
-      const [t1, n1] = orderKey(inOrder[i]!);
+      const [t0, n0] = orderKeyOf(inOrder[i - 1]!);
+      const [t1, n1] = orderKeyOf(inOrder[i]!);
       expect(t1 > t0 || (t1 === t0 && n1 >= n0), `order keys of ${subject} at ${i}`).toBe(true);
     }
     const position = new Map(list.map((r, i) => [decodeEvent(r.value).id, i]));

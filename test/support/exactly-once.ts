@@ -47,3 +47,22 @@ export function expectGaplessSeq(records: ReadRecord[]): void {
     if (bad >= 0) throw new Error(`ordo-seq of key ${key} is not gapless at position ${bad}: ${seqs.slice(Math.max(0, bad - 3), bad + 3).join(', ')}`);
   }
 }
+
+/** The order key of an ordered (or global) record: origin-service-time/node, else Ordo's service-time/node. */
+export function orderKeyOf(r: ReadRecord): [bigint, string] {
+  const origin = header(r, 'origin-service-time');
+  return origin !== undefined ? [parseServiceTime(origin), header(r, 'origin-service-node') ?? ''] : [parseServiceTime(header(r, 'service-time')!), header(r, 'service-node')!];
+}
+
+/** The global topic in offset order: ordo-global-seq 1..n, and the records not flagged late in (order key, node) order. */
+export function expectGlobalOrder(records: ReadRecord[]): ReadRecord[] {
+  const list = [...records].sort((a, b) => Number(BigInt(a.offset) - BigInt(b.offset)));
+  expect(list.map((r) => Number(header(r, 'ordo-global-seq')))).toEqual(list.map((_, i) => i + 1));
+  const inOrder = list.filter((r) => header(r, 'ordo-late') === undefined);
+  for (let i = 1; i < inOrder.length; i++) {
+    const [t0, n0] = orderKeyOf(inOrder[i - 1]!);
+    const [t1, n1] = orderKeyOf(inOrder[i]!);
+    expect(t1 > t0 || (t1 === t0 && n1 >= n0), `global order at ${i}`).toBe(true);
+  }
+  return list;
+}
