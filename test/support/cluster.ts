@@ -16,11 +16,26 @@ export function testKafka(clientId = 'ordo-test'): Kafka {
   return new Kafka({ brokers: BROKERS, clientId, logLevel: logLevel.NOTHING, retry: { retries: 8 } });
 }
 
+/**
+ * Creates the topics and waits until every partition has a leader. kafkajs' own
+ * `waitForLeaders` gives up when a fresh broker briefly answers UNKNOWN_TOPIC_OR_PARTITION
+ * for a topic it has just created, so the wait is done here, with retries.
+ */
 export async function createTopics(kafka: Kafka, topics: string[], partitions: number): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
-    await admin.createTopics({ topics: topics.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1 })), waitForLeaders: true });
+    await admin.createTopics({ topics: topics.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1 })), waitForLeaders: false });
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const ready = await admin.fetchTopicMetadata({ topics }).then(
+        (m) => m.topics.every((t) => t.partitions.length >= partitions && t.partitions.every((p) => p.leader >= 0)),
+        () => false,
+      );
+      if (ready) return;
+      if (Date.now() > deadline) throw new Error(`topics ${topics.join(', ')} have no leaders after 30 s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   } finally {
     await admin.disconnect();
   }
