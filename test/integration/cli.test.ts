@@ -85,6 +85,33 @@ describe('ordo CLI', () => {
     expect(await waiting.exited).toBe(0);
   });
 
+  it('pipeline /readyz answers 200 only once the group is joined and every assigned task restored', async () => {
+    const metricsPort = 20_000 + Math.floor(Math.random() * 20_000);
+    const readyPrefix = `${prefix}-ready`;
+    await createTopics(kafka, [`${readyPrefix}-in`], 3);
+    const w = new WorkerProcess('pipeline', childEnv(readyPrefix, 'n-ready', { ORDO_METRICS_PORT: String(metricsPort) }));
+    workers.push(w);
+    // Poll from the start; note when /readyz first said 200, then what the log said by then
+    // (log lines carry their time; the pipe may deliver them a little after the answer).
+    const deadline = Date.now() + 60_000;
+    let readyAt: number | undefined;
+    let notReady = 0;
+    while (readyAt === undefined && Date.now() < deadline) {
+      const status = await fetch(`http://127.0.0.1:${metricsPort}/readyz`).then((r) => r.status, () => 0);
+      if (status === 200) readyAt = Date.now();
+      else if (status === 503) notReady += 1;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(notReady).toBeGreaterThan(0);
+    expect(readyAt).toBeDefined();
+    await new Promise((r) => setTimeout(r, 500));
+    const before = (msg: string) => w.lines.filter((l) => l.msg === msg && Date.parse(String(l.time)) <= readyAt!).length;
+    expect({ assigned: before('partitions assigned'), restored: before('task restored') }).toEqual({ assigned: 1, restored: 3 });
+    expect((await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).status).toBe(200);
+    w.signal('SIGTERM');
+    expect(await w.exited).toBe(0);
+  });
+
   it('rejects an unknown role with exit code 2', async () => {
     const w = new WorkerProcess('nonsense', childEnv(prefix, 'n1'));
     workers.push(w);
