@@ -269,6 +269,8 @@ describe('loadConfig cross-field rules', () => {
     expectConfigError({ ORDO_DLQ_TOPIC: 'usage-events' }, 'ORDO_DLQ_TOPIC');
     expectConfigError({ ORDO_ORDERED_TOPIC: 'same', ORDO_LATE_TOPIC: 'same' }, 'ORDO_LATE_TOPIC');
     expectConfigError({ ORDO_INPUT_TOPIC: 'usage-events-dlq' }, 'ORDO_DLQ_TOPIC');
+    expectConfigError({ ORDO_GLOBAL_TOPIC: 'usage-events-ordered' }, 'ORDO_GLOBAL_TOPIC');
+    expectConfigError({ ORDO_WATERMARKS_TOPIC: 'usage-aggregates' }, 'ORDO_WATERMARKS_TOPIC');
     const error = expectConfigError({ ORDO_INPUT_TOPIC: 'x', ORDO_ORDERED_TOPIC: 'x' }, 'ORDO_ORDERED_TOPIC');
     expect(error.message).toContain('"x"');
     expect(error.message).toContain('input');
