@@ -1,7 +1,7 @@
 import { formatServiceTime } from '../clock/service-time.js';
 import { usageEventType } from '../schema/usage-event.js';
 import { frame } from '../schema/wire-format.js';
-import { HEADER, type Headers, type OutputRecord, type StampedEvent } from './records.js';
+import { HEADER, type Headers, type OutputRecord, type StampedEvent, setHeader } from './records.js';
 
 /** Headers Ordo owns on output: never passed through from input, always set from the stamp. */
 const RESERVED = new Set<string>([
@@ -46,7 +46,7 @@ export function passThroughHeaders(input: Headers, reserved: ReadonlySet<string>
   for (const [name, value] of Object.entries(input)) {
     if (value === undefined || reserved.has(name)) continue;
     const last = Array.isArray(value) ? value[value.length - 1] : value;
-    if (last !== undefined) out[name] = last;
+    if (last !== undefined) setHeader(out, name, last);
   }
   return out;
 }

@@ -2,7 +2,7 @@ import { formatServiceTime, millisOf, parseServiceTimeHeader } from '../clock/se
 import type { KeyValueStore, StoreCodec } from '../engine/state-store.js';
 import { MinHeap } from './min-heap.js';
 import { type BufferedEvent, bufferedCodec } from './order.js';
-import { HEADER, type HeaderValue, type OutputRecord, type SourceRecord } from './records.js';
+import { HEADER, type HeaderValue, type OutputRecord, type SourceRecord, setHeader } from './records.js';
 
 /** Events read from the ordered topic and not yet written to the global topic: key `<partition>:<offset>`. */
 export const HELD_STORE = 'held';
@@ -187,7 +187,7 @@ function toGlobal(r: SourceRecord, topic: string): OutputRecord {
   const headers: Record<string, Buffer | string> = {};
   for (const [name, value] of Object.entries(r.headers)) {
     const last = Array.isArray(value) ? value[value.length - 1] : value;
-    if (last !== undefined) headers[name] = last;
+    if (last !== undefined) setHeader(headers, name, last);
   }
   return { topic, key: r.key, value: r.value, headers, partition: 0 };
 }

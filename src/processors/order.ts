@@ -1,7 +1,7 @@
 import { formatServiceTime, millisOf, parseServiceTime } from '../clock/service-time.js';
 import type { KeyValueStore, StoreCodec } from '../engine/state-store.js';
 import { MinHeap } from './min-heap.js';
-import { HEADER, type HeaderValue, type Headers, type OutputRecord, type SourceRecord, type TimeContext } from './records.js';
+import { HEADER, type HeaderValue, type Headers, type OutputRecord, type SourceRecord, type TimeContext, setHeader } from './records.js';
 
 /** Events held for reordering, by store key (the input offset): a changelog-backed buffer. */
 export const REORDER_STORE = 'reorder';
@@ -231,6 +231,7 @@ export class OrderStep {
       result.forced += 1;
     }
 
+    this.promise(result);
     for (const event of this.heap.values()) {
       const id = storeKey(event);
       if (fresh.has(id)) stores.buffer.put(id, event);
@@ -242,11 +243,25 @@ export class OrderStep {
     return result;
   }
 
+  /**
+   * `ordo-watermark` on each emitted record: what the partition promises about the records
+   * after it. That is the least order key (ms) still to come in this batch, else the
+   * frontier (everything held is above it). So the promise holds however a reader's fetches
+   * split the batch; only an event that reaches Ordo later than the window can break it.
+   */
+  private promise(result: OrderResult): void {
+    if (!Number.isFinite(this.watermark)) return;
+    let least = this.frontier;
+    for (let i = result.emitted.length - 1; i >= 0; i--) {
+      result.emitted[i]!.headers[HEADER.watermark] = String(least);
+      least = Math.min(least, result.emittedOriginMs[i]!);
+    }
+  }
+
   private emit(record: OutputRecord, state: SubjectState, originMs: number, result: OrderResult): void {
     state.seq += 1n;
     record.headers[HEADER.seq] = state.seq.toString();
     if (this.settings.stamp) record.headers[HEADER.serviceTime] = formatServiceTime(this.settings.stamp());
-    if (Number.isFinite(this.watermark)) record.headers[HEADER.watermark] = String(this.frontier);
     result.emitted.push(record);
     result.emittedOriginMs.push(originMs);
   }
@@ -318,7 +333,7 @@ export const bufferedCodec: StoreCodec<BufferedEvent> = {
   encode(e) {
     const headers: Record<string, [0 | 1, string]> = {};
     for (const [name, value] of Object.entries(e.record.headers)) {
-      headers[name] = typeof value === 'string' ? [0, value] : [1, value.toString('base64')];
+      setHeader(headers, name, typeof value === 'string' ? [0, value] : [1, value.toString('base64')]);
     }
     const key = e.record.key;
     const value = e.record.value;
@@ -350,7 +365,7 @@ export const bufferedCodec: StoreCodec<BufferedEvent> = {
     };
     const unpack = (v: [0 | 1, string]): Buffer | string => (v[0] === 0 ? v[1] : Buffer.from(v[1], 'base64'));
     const headers: Record<string, Buffer | string> = {};
-    for (const [name, value] of Object.entries(j.r.headers)) headers[name] = unpack(value);
+    for (const [name, value] of Object.entries(j.r.headers)) setHeader(headers, name, unpack(value));
     return {
       subject: j.s,
       time: parseServiceTime(j.t),

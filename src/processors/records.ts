@@ -60,6 +60,14 @@ export interface StepResult<T> {
   dead: DeadLetter[];
 }
 
+/**
+ * Sets `name` as an own property even when it is `__proto__` (a header name anyone may
+ * send): plain assignment would change the object's prototype instead of adding a header.
+ */
+export function setHeader<V>(headers: Record<string, V>, name: string, value: V): void {
+  Object.defineProperty(headers, name, { value, enumerable: true, writable: true, configurable: true });
+}
+
 /** Why an event went to the late topic (`ordo-late-reason`, label of ordo_events_late_total). */
 export const LATE_REASONS = ['too-late', 'out-of-order'] as const;
 

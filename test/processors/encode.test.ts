@@ -74,6 +74,14 @@ describe('EncodeStep', () => {
     expect('x-absent' in out!.headers).toBe(false);
   });
 
+  it('passes a header named __proto__ through as a header, without touching the prototype', () => {
+    const headers = JSON.parse('{"__proto__": "x", "a": "b"}') as Record<string, string>;
+    const [out] = encode.run([stamped({ headers })]);
+    expect(Object.getPrototypeOf(out!.headers)).toBe(Object.prototype);
+    expect(Object.getOwnPropertyDescriptor(out!.headers, '__proto__')?.value).toBe('x');
+    expect(out!.headers.a).toBe('b');
+  });
+
   it('never passes through input ordo-seq, origin-* or service-* headers', () => {
     const [withoutContext] = encode.run([
       stamped({

@@ -169,6 +169,21 @@ describe('OrderStep', () => {
     expect(out.emitted.filter((r) => r.key === 'c').map(seqOf)).toEqual([1, 2]);
   });
 
+  it('marks each emitted record with what the partition promises after it: the least key still to come, else the frontier', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 2_000 }), { minLength: 1, maxLength: 30 }), fc.integer({ min: 0, max: 1_000 }), (offsets, window) => {
+        const h = harness({ reorderWindowMs: window });
+        const out = h.run(offsets.map((ms, i) => item(`s${i % 4}`, T0 + ms)));
+        const marks = out.emitted.map((r) => Number(r.headers['ordo-watermark']));
+        for (let i = 0; i < marks.length; i++) {
+          expect(marks[i]).toBeLessThanOrEqual(h.step.frontier);
+          for (let j = i + 1; j < marks.length; j++) expect(marks[i]).toBeLessThanOrEqual(out.emittedOriginMs[j]!);
+        }
+        if (marks.length > 0) expect(marks[marks.length - 1]).toBe(h.step.frontier);
+      }),
+    );
+  });
+
   it('round-trips buffered events through the store codec', () => {
     fc.assert(
       fc.property(
