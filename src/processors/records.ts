@@ -80,9 +80,9 @@ export const HEADER = {
   /** `true` on an ordered event emitted after its slot (late policy `flag`). */
   late: 'ordo-late',
   /**
-   * On ordered output: the partition's frontier (ms) when the record left: records after it
-   * on the partition have order keys from this millisecond on, unless they arrived later
-   * than the reorder window allows. What the `merge` role's low watermark is made of.
+   * On ordered output (ms): records after this one on the partition have order keys from
+   * this millisecond on, unless they reached Ordo later than the reorder window allows.
+   * What the `merge` role's low watermark is made of (OrderStep.promise).
    */
   watermark: 'ordo-watermark',
   /** On the global topic: a gapless sequence over the whole stream. */
