@@ -1,5 +1,5 @@
 import { QueryError } from '../errors.js';
-import { type Partial, type UsageAggregate, combine } from '../usage/aggregation.js';
+import { type AggregatePart, type UsageAggregate, combine } from '../usage/aggregation.js';
 import type { Aggregation, Meter, MeterCatalog } from '../usage/meters.js';
 import { type SizedWindow, type Window, type WindowSize, checkTimeZone, tileRange, zonedWindows } from '../usage/windows.js';
 
@@ -72,7 +72,7 @@ interface Cell {
   id: string;
   /** JSON of groupBy: the sort key after the subject. */
   groupJson: string;
-  partial: Partial;
+  partial: AggregatePart;
 }
 
 /**
@@ -254,7 +254,7 @@ function addToCell(cells: Map<string, Cell>, subject: string | null, names: stri
   if (cell === undefined) {
     const groupBy: Record<string, string | null> = {};
     names.forEach((name, i) => (groupBy[name] = values[i] ?? null));
-    cells.set(id, { subject, groupBy, id, groupJson: JSON.stringify(groupBy), partial: partialOf(aggregate) });
+    cells.set(id, { subject, groupBy, id, groupJson: JSON.stringify(groupBy), partial: aggregate });
     return;
   }
   if (unique) {
@@ -265,20 +265,7 @@ function addToCell(cells: Map<string, Cell>, subject: string | null, names: stri
         'other groups than the meter has now; distinct counts of different groups cannot be added',
     );
   }
-  cell.partial = combine(cell.partial, partialOf(aggregate));
-}
-
-function partialOf(a: UsageAggregate): Partial {
-  return {
-    aggregation: a.aggregation,
-    value: a.value,
-    sum: a.sum,
-    count: a.count,
-    firstEventTime: a.firstEventTime,
-    lastEventTime: a.lastEventTime,
-    lastServiceTime: a.lastServiceTime,
-    lastServiceNode: a.lastServiceNode,
-  };
+  cell.partial = combine(cell.partial, aggregate);
 }
 
 function row(windowStart: string | null, windowEnd: string | null, cell: Cell): UsageRow {

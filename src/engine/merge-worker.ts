@@ -7,6 +7,7 @@ import type { Logger } from '../observability/logger.js';
 import { toDeadLetterRecord } from '../processors/dead-letter.js';
 import { HELD_STORE, type HeldEvent, MERGE_META_STORE, type MergeResult, MergeStep, heldCodec } from '../processors/merge.js';
 import type { OutputRecord, SourceRecord } from '../processors/records.js';
+import { alignToPosition, sleep, toSourceRecord } from './batch.js';
 import { ConsumerLag } from './consumer-lag.js';
 import { Lifecycle, type LifecycleState, drainWithin, exportLifecycle } from './lifecycle.js';
 import { restorePartitions } from './restore.js';
@@ -214,7 +215,7 @@ export class MergeWorker {
       return;
     }
     const { topic, partition } = batch;
-    const records: SourceRecord[] = batch.messages.map((m) => ({ topic, partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: Number(m.timestamp) }));
+    const records: SourceRecord[] = batch.messages.map((m) => toSourceRecord(topic, partition, m));
     if (topic === o.watermarksTopic) {
       for (const r of records) {
         const p = Number(r.key?.toString());
@@ -227,18 +228,13 @@ export class MergeWorker {
     }
     this.consumerLag.fetched(batch);
     const position = this.meta.get(positionKey(topic, partition));
-    let todo = records;
-    if (position !== undefined) {
-      const pos = BigInt(position);
-      const first = records[0];
-      if (!this.seeked.has(`${topic}:${partition}`) && first !== undefined && BigInt(first.offset) !== pos) {
-        this.seeked.add(`${topic}:${partition}`);
-        this.consumer?.seek({ topic, partition, offset: position });
-        return;
-      }
-      this.seeked.add(`${topic}:${partition}`);
-      todo = records.filter((r) => BigInt(r.offset) >= pos);
+    const aligned = alignToPosition(records, position, this.seeked.has(`${topic}:${partition}`));
+    if (position !== undefined) this.seeked.add(`${topic}:${partition}`);
+    if (aligned.seek) {
+      this.consumer?.seek({ topic, partition, offset: position! });
+      return;
     }
+    const todo = aligned.records;
     if (!isRunning() || isStale()) return;
     const last = todo[todo.length - 1];
     if (last !== undefined) {
@@ -388,8 +384,4 @@ export class MergeWorker {
 
 function positionKey(topic: string, partition: number): string {
   return `pos:${topic}:${partition}`;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

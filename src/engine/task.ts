@@ -150,10 +150,7 @@ export class Task {
   async punctuate(): Promise<boolean> {
     const processor = this.options.processor;
     if (!processor.punctuate) return false;
-    return this.exclusive(async () => {
-      if (this.state !== 'running') return false;
-      return this.commitBatch([], this.position, () => processor.punctuate!(this.context));
-    });
+    return this.exclusive(() => this.commitBatch([], this.position, () => processor.punctuate!(this.context)));
   }
 
   /** One batch or tick at a time: the stores' staged writes belong to one transaction. */

@@ -1,10 +1,10 @@
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import { FencedError, OrdoError } from '../errors.js';
 import type { OrdoConfig } from '../config/config.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import type { SourceRecord } from '../processors/records.js';
 import { ensureTopics, partitionCount, type TopicSpec } from '../kafka/topics.js';
+import { alignToPosition, sleep, toSourceRecord } from './batch.js';
 import { ConsumerLag } from './consumer-lag.js';
 import { Lifecycle, type LifecycleState, drainWithin, exportLifecycle } from './lifecycle.js';
 import { META_STORE, Task, changelogTopic } from './task.js';
@@ -273,21 +273,15 @@ export class Worker {
     const task = await this.withRetries(() => this.taskFor(partition, heartbeat), heartbeat, partition);
     if (!task) return;
 
-    // Our changelog holds the exact position committed with the last transaction; the
-    // group offset kafkajs started from can lag it (markers materialise asynchronously).
     const position = task.position;
-    let messages: KafkaMessage[] = batch.messages;
-    if (position !== undefined) {
-      const pos = BigInt(position);
-      if (!task.seeked && messages.length > 0 && BigInt(messages[0]!.offset) !== pos) {
-        task.seeked = true;
-        this.log.info('seeking to the committed task position', { partition, from: messages[0]!.offset, to: position });
-        this.consumer?.seek({ topic: batch.topic, partition, offset: position });
-        return;
-      }
-      task.seeked = true;
-      messages = messages.filter((m) => BigInt(m.offset) >= pos);
+    const aligned = alignToPosition(batch.messages, position, task.seeked);
+    if (position !== undefined) task.seeked = true;
+    if (aligned.seek) {
+      this.log.info('seeking to the committed task position', { partition, from: batch.messages[0]!.offset, to: position });
+      this.consumer?.seek({ topic: batch.topic, partition, offset: position! });
+      return;
     }
+    const messages = aligned.records;
 
     const size = this.options.maxBatchRecords;
     const owned = (): boolean => this.assigned.has(partition) && !this.fenced.has(partition);
@@ -437,14 +431,6 @@ class RevokedError extends OrdoError {
   static override readonly code = 'ORDO_REVOKED';
 }
 
-function toSourceRecord(topic: string, partition: number, m: KafkaMessage): SourceRecord {
-  return { topic, partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: Number(m.timestamp) };
-}
-
 function isKafkaRetriable(error: unknown): boolean {
   return (error as { retriable?: boolean } | undefined)?.retriable === true;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -4,7 +4,7 @@ import { type UsageEvent, usageEventType, validateUsageEvent } from '../schema/u
 import { ResolverCache } from '../schema/resolvers.js';
 import { HEADER_SIZE, MAGIC_BYTE, unframe } from '../schema/wire-format.js';
 import { parseServiceTimeHeader } from '../clock/service-time.js';
-import { type DecodedEvent, HEADER, type HeaderValue, type SourceRecord, type StepResult, type TimeContext } from './records.js';
+import { type DecodedEvent, HEADER, type HeaderValue, type ProducerSeq, type SourceRecord, type StepResult, type TimeContext } from './records.js';
 
 /** Schema ids in a batch, so the engine can prefetch writer schemas before the pure step. */
 export function schemaIdsOf(records: readonly SourceRecord[]): number[] {
@@ -18,7 +18,8 @@ export function schemaIdsOf(records: readonly SourceRecord[]): number[] {
 
 /**
  * Decodes Confluent-framed Avro UsageEvents against our reader schema (schema evolution
- * through avsc resolvers), validates them and reads the upstream time context headers.
+ * through avsc resolvers), validates them and reads the upstream time context and
+ * producer sequence headers.
  * Pure: every writer schema must already be in `schemas`.
  */
 export class DecodeStep {
@@ -31,7 +32,9 @@ export class DecodeStep {
     const dead: StepResult<DecodedEvent>['dead'] = [];
     for (const source of records) {
       try {
-        items.push({ source, event: this.decodeValue(source.value), context: readTimeContext(source.headers) });
+        const event = this.decodeValue(source.value);
+        const context = readTimeContext(source.headers);
+        items.push({ source, event, context, producer: readProducerSeq(source.headers, context) });
       } catch (error) {
         if (!(error instanceof BadRecordError)) throw error;
         dead.push({ source, reason: error.reason, message: error.message });
@@ -107,4 +110,29 @@ function single(value: Exclude<HeaderValue, undefined>): string | undefined {
     value = value[0]!;
   }
   return typeof value === 'string' ? value : value.toString('utf8');
+}
+
+export const PRODUCER_ID_HEADER = 'producer-id';
+export const PRODUCER_SEQ_HEADER = 'producer-seq';
+const SEQ_PATTERN = /^\d{1,19}$/;
+const MAX_SEQ = (1n << 63n) - 1n;
+
+/**
+ * The producer sequence an upstream service sent, if any. `producer-seq` is a decimal
+ * integer counted per (producer, subject); the producer is `producer-id`, else the node of
+ * the time context. A malformed value makes the record `invalid-event`.
+ */
+export function readProducerSeq(headers: Readonly<Record<string, HeaderValue>>, context: TimeContext | undefined): ProducerSeq | undefined {
+  const raw = lastText(headers[PRODUCER_SEQ_HEADER]);
+  if (raw === undefined) return undefined;
+  if (!SEQ_PATTERN.test(raw) || BigInt(raw) > MAX_SEQ) {
+    throw new BadRecordError('invalid-event', `${PRODUCER_SEQ_HEADER} header "${raw.slice(0, 40)}" is not a decimal integer between 0 and 2^63-1`);
+  }
+  const id = lastText(headers[PRODUCER_ID_HEADER]) ?? context?.node ?? '';
+  return { id, seq: BigInt(raw) };
+}
+
+function lastText(value: HeaderValue): string | undefined {
+  const last = Array.isArray(value) ? value[value.length - 1] : value;
+  return last === undefined ? undefined : last.toString();
 }

@@ -1,7 +1,7 @@
 import { formatServiceTime, millisOf, parseServiceTime } from '../clock/service-time.js';
 import type { KeyValueStore, StoreCodec } from '../engine/state-store.js';
 import { MinHeap } from './min-heap.js';
-import { HEADER, type HeaderValue, type Headers, type OutputRecord, type SourceRecord, type TimeContext, setHeader } from './records.js';
+import { HEADER, type OutputRecord, type ProducerSeq, type SourceRecord, setHeader } from './records.js';
 
 /** Events held for reordering, by store key (the input offset): a changelog-backed buffer. */
 export const REORDER_STORE = 'reorder';
@@ -25,12 +25,6 @@ export const OUT_OF_ORDER = 'out-of-order';
 export interface OrderKey {
   time: bigint;
   node: string;
-}
-
-/** An upstream producer's own per-subject sequence number (headers `producer-id`, `producer-seq`). */
-export interface ProducerSeq {
-  id: string;
-  seq: bigint;
 }
 
 /** One event on its way to the ordered topic: already encoded, without `ordo-seq`. */
@@ -77,31 +71,6 @@ export interface OrderResult {
   violations: ViolationReason[];
   /** Events emitted before their window ran out because the buffer was full. */
   forced: number;
-}
-
-export const PRODUCER_ID_HEADER = 'producer-id';
-export const PRODUCER_SEQ_HEADER = 'producer-seq';
-const SEQ_PATTERN = /^\d{1,19}$/;
-const MAX_SEQ = (1n << 63n) - 1n;
-
-/**
- * The producer sequence an upstream service sent, if any. `producer-seq` is a decimal
- * integer counted per (producer, subject); the producer is `producer-id`, else the node of
- * the time context. Throws a message for the DLQ when the header is malformed.
- */
-export function producerOf(headers: Headers, context: TimeContext | undefined): ProducerSeq | undefined {
-  const raw = lastText(headers[PRODUCER_SEQ_HEADER]);
-  if (raw === undefined) return undefined;
-  if (!SEQ_PATTERN.test(raw) || BigInt(raw) > MAX_SEQ) {
-    throw new Error(`${PRODUCER_SEQ_HEADER} header "${raw.slice(0, 40)}" is not a decimal integer between 0 and 2^63-1`);
-  }
-  const id = lastText(headers[PRODUCER_ID_HEADER]) ?? context?.node ?? '';
-  return { id, seq: BigInt(raw) };
-}
-
-function lastText(value: HeaderValue): string | undefined {
-  const last = Array.isArray(value) ? value[value.length - 1] : value;
-  return last === undefined ? undefined : last.toString();
 }
 
 /** Total order of buffered events: order key, then node, then arrival. */
@@ -377,17 +346,3 @@ export const bufferedCodec: StoreCodec<BufferedEvent> = {
   },
 };
 
-/** Dead-letters events whose `producer-seq` header is malformed (before dedupe claims their id). */
-export function checkProducerSeq<E extends { source: SourceRecord; context: TimeContext | undefined }>(events: readonly E[]): { items: E[]; dead: { source: SourceRecord; reason: 'invalid-event'; message: string }[] } {
-  const items: E[] = [];
-  const dead: { source: SourceRecord; reason: 'invalid-event'; message: string }[] = [];
-  for (const e of events) {
-    try {
-      producerOf(e.source.headers, e.context);
-      items.push(e);
-    } catch (error) {
-      dead.push({ source: e.source, reason: 'invalid-event', message: (error as Error).message });
-    }
-  }
-  return { items, dead };
-}

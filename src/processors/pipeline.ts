@@ -1,4 +1,5 @@
 import type { HybridClock } from '../clock/hybrid-clock.js';
+import type { OrdoConfig } from '../config/config.js';
 import { formatServiceTime, parseServiceTime } from '../clock/service-time.js';
 import { numberCodec, stringCodec } from '../engine/state-store.js';
 import type { ProcessResult, StoreSpec, TaskContext, TaskProcessor } from '../engine/task-processor.js';
@@ -11,13 +12,14 @@ import { toDeadLetterRecord, toLateRecord } from './dead-letter.js';
 import { DEDUPE_STORE, DedupeStep } from './dedupe.js';
 import { DecodeStep, schemaIdsOf } from './decode.js';
 import { EncodeStep } from './encode.js';
-import { type BufferedEvent, type LatePolicy, type OrderItem, OrderStep, REORDER_STORE, SEQUENCE_STORE, bufferedCodec, checkProducerSeq, producerOf } from './order.js';
+import { type BufferedEvent, type OrderItem, OrderStep, REORDER_STORE, SEQUENCE_STORE, bufferedCodec } from './order.js';
 import type { SourceRecord } from './records.js';
 import { type StampStats, StampStep } from './stamp.js';
 
 export const META_CLOCK_HWM = 'clock-hwm';
 
-export interface PipelineSettings {
+/** What the role wires in: the clock, topics, schema ids, catalogs. */
+export interface PipelineWiring {
   /**
    * The worker's one clock, shared by its tasks so (service-time, service-node) stays
    * unique per node. Its node id also names the node in dead-letter headers.
@@ -32,16 +34,13 @@ export interface PipelineSettings {
   aggregateSchemaId: number;
   catalog: SchemaCatalog;
   meters: MeterCatalog;
-  dedupeWindowMs: number;
-  allowedLatenessMs: number;
-  maxFutureMs: number;
-  reorderWindowMs: number;
-  reorderMaxEvents: number;
-  latePolicy: LatePolicy;
-  /** Where an idle partition publishes its frontier for the `merge` role, and how often (0: never). */
+  /** Where an idle partition publishes its frontier for the `merge` role. */
   watermarksTopic: string;
-  watermarkIntervalMs: number;
 }
+
+/** The chain's settings that come straight from the config (documented in src/config/config.ts). */
+export type PipelineSettings = PipelineWiring &
+  Pick<OrdoConfig, 'dedupeWindowMs' | 'allowedLatenessMs' | 'maxFutureMs' | 'reorderWindowMs' | 'reorderMaxEvents' | 'latePolicy' | 'watermarkIntervalMs'>;
 
 /**
  * The chain's stores. The aggregates store's changelog is the aggregates topic itself: the
@@ -127,22 +126,21 @@ export class PipelineProcessor implements TaskProcessor {
     const decoded = this.decode.run(records);
     const stats: StampStats = { skewsMs: [], rejectedForSkew: 0 };
     const stamped = this.stamp.run(decoded.items, stats);
-    const sequenced = checkProducerSeq(stamped.items);
-    const measured = this.aggregate.measure(sequenced.items);
+    const measured = this.aggregate.measure(stamped.items);
     const deduped = this.dedupe.run(measured.items, context.store<number>(DEDUPE_STORE));
     const aggregated = this.aggregate.apply(
       deduped.fresh,
       context.store<UsageAggregate>(AGGREGATES_STORE),
       context.store<number>(UNIQUE_STORE),
     );
-    const dead = [...decoded.dead, ...stamped.dead, ...sequenced.dead, ...measured.dead];
+    const dead = [...decoded.dead, ...stamped.dead, ...measured.dead];
     const encoded = this.encode.run(aggregated.events);
     const items: OrderItem[] = aggregated.events.map((e, i) => ({
       subject: e.event.subject,
       orderKey: e.orderKey,
       record: encoded[i]!,
       source: e.source,
-      producer: producerOf(e.source.headers, e.context),
+      producer: e.producer,
     }));
     const ordered = this.order.run(items, this.orderStores(context));
     const outputs = ordered.emitted;

@@ -38,10 +38,18 @@ export interface TimeContext {
   node: string | undefined;
 }
 
+/** An upstream producer's own per-subject sequence number (headers `producer-id`, `producer-seq`). */
+export interface ProducerSeq {
+  id: string;
+  seq: bigint;
+}
+
 export interface DecodedEvent {
   source: SourceRecord;
   event: UsageEvent;
   context: TimeContext | undefined;
+  /** The upstream producer's sequence, when it sent `producer-seq`. */
+  producer?: ProducerSeq;
 }
 
 export interface StampedEvent extends DecodedEvent {

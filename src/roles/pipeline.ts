@@ -36,6 +36,7 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
     punctuateIntervalMs: punctuateInterval(config.reorderWindowMs, config.watermarkIntervalMs),
     processorFactory: () =>
       new PipelineProcessor({
+        ...config,
         clock,
         orderedTopic: config.topics.ordered,
         dlqTopic: config.topics.dlq,
@@ -45,14 +46,7 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
         aggregateSchemaId,
         catalog,
         meters,
-        dedupeWindowMs: config.dedupeWindowMs,
-        allowedLatenessMs: config.allowedLatenessMs,
-        maxFutureMs: config.maxFutureMs,
-        reorderWindowMs: config.reorderWindowMs,
-        reorderMaxEvents: config.reorderMaxEvents,
-        latePolicy: config.latePolicy,
         watermarksTopic: config.topics.watermarks,
-        watermarkIntervalMs: config.watermarkIntervalMs,
       }),
     logger: deps.logger,
     metrics: deps.metrics,
@@ -60,13 +54,15 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
 }
 
 /**
- * Idle partitions are ticked this often: half the reorder window (or of the watermark
- * interval, if shorter), within 50 ms..1 s. An idle partition's held events leave at most
- * window + 2 ticks after their key.
+ * Idle partitions are ticked for two things: held events (a window above 0; with 0 nothing
+ * is held past its batch) and the watermarks topic (an interval above 0). The tick is half
+ * the shorter of those, within 50 ms..1 s; neither: no ticks. An idle partition's held
+ * events leave at most window + 2 ticks after their key.
  */
-export function punctuateInterval(reorderWindowMs: number, watermarkIntervalMs: number): number {
-  const basis = watermarkIntervalMs > 0 ? Math.min(reorderWindowMs, watermarkIntervalMs) : reorderWindowMs;
-  return Math.min(1_000, Math.max(50, Math.floor(basis / 2)));
+export function punctuateInterval(reorderWindowMs: number, watermarkIntervalMs: number): number | undefined {
+  const needs = [reorderWindowMs, watermarkIntervalMs].filter((ms) => ms > 0);
+  if (needs.length === 0) return undefined;
+  return Math.min(1_000, Math.max(50, Math.floor(Math.min(...needs) / 2)));
 }
 
 /** The registry may still be starting (e.g. in a fresh cluster): retry for about a minute. */

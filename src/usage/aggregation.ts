@@ -213,23 +213,17 @@ export function compareOrder(timeA: string, nodeA: string, timeB: string, nodeB:
 }
 
 /** The part of aggregates that combines across windows, groups and subjects (the read side). */
-export interface Partial {
-  aggregation: Aggregation;
-  value: string;
-  sum: string | null;
-  count: number;
-  firstEventTime: number;
-  lastEventTime: number;
-  lastServiceTime: string;
-  lastServiceNode: string;
-}
+export type AggregatePart = Pick<
+  UsageAggregate,
+  'aggregation' | 'value' | 'sum' | 'count' | 'firstEventTime' | 'lastEventTime' | 'lastServiceTime' | 'lastServiceNode'
+>;
 
 /**
  * Combines two partials of the same meter exactly (SUM, COUNT, MIN, MAX, AVG from the
  * exact sum and count, LATEST by order key). UNIQUE_COUNT is not additive: callers must
  * not combine it (the query planner refuses such queries).
  */
-export function combine(a: Partial, b: Partial): Partial {
+export function combine(a: AggregatePart, b: AggregatePart): AggregatePart {
   const later = compareOrder(b.lastServiceTime, b.lastServiceNode, a.lastServiceTime, a.lastServiceNode) > 0 ? b : a;
   const count = a.count + b.count;
   let value: string;

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { formatServiceTime, makeServiceTime } from '../../src/clock/service-time.js';
 import { BadRecordError, OrdoError } from '../../src/errors.js';
-import { DecodeStep, readTimeContext, schemaIdsOf } from '../../src/processors/decode.js';
+import { DecodeStep, readProducerSeq, readTimeContext, schemaIdsOf } from '../../src/processors/decode.js';
 import type { Headers, SourceRecord } from '../../src/processors/records.js';
 import { type UsageEvent, usageEventType } from '../../src/schema/usage-event.js';
 import { frame } from '../../src/schema/wire-format.js';
@@ -142,6 +142,16 @@ describe('DecodeStep', () => {
       { time, node: 'n2' },
       { time, node: undefined },
     ]);
+  });
+
+  it('reads producer-seq (producer-id, else the context node) and dead-letters a malformed one as invalid-event', () => {
+    const ok = decodeOne(sourceRecord({ value: framedEvent(CURRENT, usageEvent()), headers: { 'producer-seq': '7' } }));
+    expect(ok.items[0]!.producer).toEqual({ id: '', seq: 7n });
+    const message = expectDead(sourceRecord({ value: framedEvent(CURRENT, usageEvent()), headers: { 'producer-seq': '-1' } }), 'invalid-event');
+    expect(message).toMatch(/producer-seq header "-1" is not a decimal integer/);
+    expect(readProducerSeq({ 'producer-seq': '7' }, { time: 0n, node: 'svc-b' })).toEqual({ id: 'svc-b', seq: 7n });
+    expect(readProducerSeq({ 'producer-seq': '7', 'producer-id': 'p' }, undefined)).toEqual({ id: 'p', seq: 7n });
+    expect(() => readProducerSeq({ 'producer-seq': '99999999999999999999' }, undefined)).toThrow(/2\^63-1/);
   });
 
   it('throws (not dead-letters) when a schema id was not prefetched: an engine bug, not data', () => {
