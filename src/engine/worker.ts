@@ -74,6 +74,8 @@ export class Worker {
   private failure: Error | undefined;
   private punctuateTimer: NodeJS.Timeout | undefined;
   private readonly punctuating = new Set<number>();
+  /** Partitions whose task is being started eagerly (startOwnedTask), retries included. */
+  private readonly startingTasks = new Set<number>();
   /** ordo_consumer_lag_* of the owned partitions (fed by the hooks marked "lag:"). */
   private readonly consumerLag: ConsumerLag;
 
@@ -186,7 +188,7 @@ export class Worker {
     // Restore eagerly, so a partition is ready before its first batch arrives.
     for (const partition of next) {
       if (!this.tasks.has(partition) && !this.pendingTasks.has(partition)) {
-        this.taskFor(partition).catch((error: unknown) => this.log.warn('task start failed; retried on the next batch', { partition, error }));
+        void this.startOwnedTask(partition);
       }
     }
   }
@@ -250,11 +252,44 @@ export class Worker {
     return task;
   }
 
-  /** restoring while any task restores, running once consuming with every task ready. */
+  /**
+   * Starts the task of an owned partition without waiting for its first batch (an idle
+   * partition may never send one), retrying transient failures (e.g. a just-created topic
+   * whose leader is not known yet) with backoff while the partition stays ours. The worker
+   * stays `restoring` (not ready) meanwhile.
+   */
+  private async startOwnedTask(partition: number): Promise<void> {
+    if (this.startingTasks.has(partition)) return;
+    this.startingTasks.add(partition);
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const owned = this.assigned.has(partition) && !this.fenced.has(partition) && !this.lifecycle.done && this.lifecycle.state !== 'draining';
+        if (!owned || this.tasks.has(partition)) return;
+        try {
+          await this.taskFor(partition);
+          return;
+        } catch (error) {
+          const retriable = error instanceof OrdoError ? error.retriable : isKafkaRetriable(error);
+          if (error instanceof RevokedError || !retriable || attempt >= MAX_BATCH_ATTEMPTS) {
+            this.log.warn('task start failed; retried on the next batch', { partition, attempt, error });
+            return;
+          }
+          const delayMs = Math.min(5_000, 100 * 2 ** (attempt - 1));
+          this.log.warn('task start failed; retrying', { partition, attempt, delayMs, error });
+          await sleep(delayMs);
+        }
+      }
+    } finally {
+      this.startingTasks.delete(partition);
+      this.refreshState();
+    }
+  }
+
+  /** restoring while any task restores (or waits to retry its start), running once consuming with every task ready. */
   private refreshState(): void {
     const state = this.lifecycle.state;
     if (state === 'draining' || this.lifecycle.done) return;
-    if (this.pendingTasks.size > 0) this.lifecycle.transition('restoring');
+    if (this.pendingTasks.size > 0 || this.startingTasks.size > 0) this.lifecycle.transition('restoring');
     else if (this.consuming) this.lifecycle.transition('running');
   }
 
@@ -328,9 +363,7 @@ export class Worker {
           if (error instanceof FencedError) return this.onFenced(partition, error);
           this.log.warn('clock tick failed; replacing the task', { partition, error });
           await this.dropTask(partition, 'tick failed');
-          if (this.assigned.has(partition) && !this.fenced.has(partition) && !this.lifecycle.done && this.lifecycle.state !== 'draining') {
-            await this.taskFor(partition).catch((e: unknown) => this.log.warn('task start failed; retried on the next batch', { partition, error: e }));
-          }
+          await this.startOwnedTask(partition);
         })
         .finally(() => this.punctuating.delete(partition));
     }
