@@ -54,6 +54,7 @@ async function main(argv: string[]): Promise<number> {
   const server = config.metricsPort > 0
     ? await startHttpServer({
         port: config.metricsPort,
+        host: config.metricsHost,
         registry: metrics.registry,
         health: {
           state: () => started.handle?.state() ?? 'starting',
