@@ -3,6 +3,8 @@ import { AuthError } from './auth-error.js';
 /** RFC 6750 2.1: the b64token syntax of a bearer credential. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 const SCHEME = /^([A-Za-z][A-Za-z0-9!#$%&'*+\-.^_`|~]*)(?: |$)/;
+/** Schemes named back in the message; any other first word might be a token sent without a scheme. */
+const KNOWN_SCHEMES = ['basic', 'digest', 'negotiate', 'ntlm', 'token', 'apikey', 'dpop', 'hoba', 'mutual', 'aws4-hmac-sha256'];
 /** Far above any real token (a JWT with many claims is a few KB); Node caps all headers at 16 KB. */
 export const MAX_TOKEN_LENGTH = 8192;
 
@@ -19,7 +21,7 @@ export function bearerToken(header: string | undefined): string {
   if (match === null) {
     const scheme = SCHEME.exec(header)?.[1];
     if (scheme === undefined || scheme.toLowerCase() !== 'bearer') {
-      const named = scheme === undefined || scheme.length > 20 ? 'a credential that is not a bearer token' : `the ${JSON.stringify(scheme)} scheme`;
+      const named = scheme !== undefined && KNOWN_SCHEMES.includes(scheme.toLowerCase()) ? `the ${JSON.stringify(scheme)} scheme` : 'a credential that is not a bearer token';
       throw new AuthError('unauthenticated', `the Authorization header has ${named}; this API takes "Authorization: Bearer <token>"`);
     }
     throw new AuthError('invalid-token', 'the bearer token is malformed (RFC 6750: one token of letters, digits and -._~+/, optionally ending in =)');

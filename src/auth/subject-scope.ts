@@ -44,7 +44,9 @@ export class SubjectScope {
   describe(): string {
     if (this.all) return 'every subject';
     const entries = [...this.exact, ...this.prefixes.map((p) => `${p}*`)];
-    return entries.length === 0 ? 'no subjects' : `subjects ${entries.map((e) => JSON.stringify(e)).join(', ')}`;
+    if (entries.length === 0) return 'no subjects';
+    const shown = entries.slice(0, 10).map((e) => JSON.stringify(e)).join(', ');
+    return `subjects ${shown}${entries.length > 10 ? ` and ${entries.length - 10} more` : ''}`;
   }
 }
 
@@ -74,7 +76,9 @@ export function narrowSubjects(principal: Principal, asked: readonly string[] | 
     }
     return { subjects: [...asked], allows };
   }
-  return { subjects: scope.list, allows };
+  const list = scope.list;
+  if (list?.length === 0) throw new AuthError('forbidden-subject', `the token of ${principal.name} may see no subjects`);
+  return { subjects: list, allows };
 }
 
 function quote(value: string): string {

@@ -16,6 +16,7 @@ export interface TokenStoreOptions {
   logger?: Logger;
 }
 
+/** `invalid`: the file cannot be read or parsed (the previous tokens stay in use). */
 export type ReloadOutcome = 'unchanged' | 'reloaded' | 'invalid';
 
 /**
@@ -29,6 +30,8 @@ export class TokenStore {
   private hashes: Buffer[];
   /** sha256 of the last content read, good or bad, so one bad file is reported once. */
   private seen: string;
+  /** Whether the content last read was refused (the previous tokens are in use). */
+  private seenInvalid = false;
   private lastReadError: string | undefined;
   private readonly timer: NodeJS.Timeout | undefined;
   private readonly logger: Logger;
@@ -99,15 +102,17 @@ export class TokenStore {
     }
     this.lastReadError = undefined;
     const print = fingerprint(text);
-    if (print === this.seen) return 'unchanged';
+    if (print === this.seen) return this.seenInvalid ? 'invalid' : 'unchanged';
     this.seen = print;
     let entries: TokenEntry[];
     try {
       entries = parseTokensFile(text.toString('utf8'));
     } catch (error) {
       this.logger.error('the API tokens file is invalid; keeping the previous tokens', { file: this.file, reason: (error as Error).message });
+      this.seenInvalid = true;
       return 'invalid';
     }
+    this.seenInvalid = false;
     this.entries = entries;
     this.hashes = entries.map((e) => e.hash);
     this.logger.info('API tokens file reloaded', { file: this.file, tokens: entries.length });
