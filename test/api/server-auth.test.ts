@@ -3,7 +3,7 @@
 // JWTs verified against a JWKS this test serves on 127.0.0.1 (keys made with jose). Then the
 // subject narrowing, compared with what an unscoped token gets when it names the subjects,
 // and a fuzz of the Authorization header.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { type CryptoKey, type JWK, type JWTPayload, SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { ReadModel } from '../../src/api/read-model.js';
 import { API_ROUTES, type ApiServer, type Freshness, startApiServer } from '../../src/api/server.js';
 import { AUTH_ERROR_KINDS } from '../../src/auth/auth-error.js';
@@ -411,5 +412,24 @@ describe('usage API with ORDO_API_AUTH=token, fuzzed Authorization headers', () 
       auth.close();
       await server.close();
     }
+  });
+});
+
+describe('docs/openapi.yaml documents authentication', () => {
+  interface Spec {
+    security: Record<string, string[]>[];
+    paths: Record<string, { get: { responses: Record<string, unknown> } }>;
+    components: { securitySchemes: Record<string, { type: string }>; schemas: { Error: { properties: { error: { properties: { kind: { examples: string[] } } } } } } };
+  }
+  const spec = parse(readFileSync(new URL('../../docs/openapi.yaml', import.meta.url), 'utf8')) as Spec;
+
+  it('names both security schemes, requires scope read, and lists 401/403/503 on every route', () => {
+    expect(Object.keys(spec.components.securitySchemes).sort()).toEqual(['oidc', 'tokens']);
+    expect(spec.security).toEqual([{ tokens: ['read'] }, { oidc: ['read'] }]);
+    for (const route of API_ROUTES) expect(Object.keys(spec.paths[route]?.get.responses ?? {}), route).toEqual(expect.arrayContaining(['401', '403', '503']));
+  });
+
+  it('lists every auth error kind', () => {
+    expect(spec.components.schemas.Error.properties.error.properties.kind.examples).toEqual(expect.arrayContaining([...AUTH_ERROR_KINDS]));
   });
 });
