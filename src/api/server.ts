@@ -40,6 +40,8 @@ export interface ApiServerOptions {
   freshness: () => Freshness;
   /** Who may ask (ORDO_API_AUTH): every route needs scope `read`, usage answers are subject-scoped. */
   auth: Authenticator;
+  /** Called for every request the auth layer refuses (metrics). */
+  onRefused?: (error: AuthError) => void;
   logger?: Logger;
 }
 
@@ -86,6 +88,7 @@ export function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
         return;
       }
       if (error instanceof AuthError) {
+        options.onRefused?.(error);
         if (error.challenge !== undefined) res.setHeader('www-authenticate', error.challenge);
         if (error.kind === 'auth-unavailable') res.setHeader('retry-after', '5');
         send(res, error.status, { error: { kind: error.kind, message: error.message } });

@@ -83,6 +83,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     port: config.apiPort,
     host: config.apiHost,
     auth,
+    onRefused: (error) => deps.metrics.apiRequestsRefused.inc({ kind: error.kind }),
     meters,
     readModel,
     freshness: () => reader.progress(),

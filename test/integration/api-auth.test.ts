@@ -67,7 +67,8 @@ describe('api role with ORDO_API_AUTH=token', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'ordo-it-tokens-')), 'tokens.yaml');
     writeFileSync(file, tokensFile([['admin', ADMIN], ['portal-acme', PORTAL, ['acme', 'acme-eu/*']]]));
     const config = testConfig(prefix, { ...settings, ORDO_API_AUTH: 'token', ORDO_API_TOKENS_FILE: file, ORDO_API_HOST: '127.0.0.1', ORDO_API_PORT: '0' });
-    api = await startApiRole(config, { logger: noopLogger, metrics: new OrdoMetrics() });
+    const metrics = new OrdoMetrics();
+    api = await startApiRole(config, { logger: noopLogger, metrics });
     await api.caughtUp();
     const day = Math.floor(time / 86_400_000) * 86_400_000;
     const from = new Date(day - 86_400_000).toISOString();
@@ -90,6 +91,8 @@ describe('api role with ORDO_API_AUTH=token', () => {
     const other = await get('&subject=globex', PORTAL);
     expect(other.status).toBe(403);
     expect(other.body).toMatchObject({ error: { kind: 'forbidden-subject' } });
+    const refused = (await metrics.registry.getSingleMetric('ordo_api_requests_refused_total')?.get())?.values ?? [];
+    expect(Object.fromEntries(refused.map((v) => [v.labels.kind, v.value]))).toEqual({ 'unauthenticated': 1, 'invalid-token': 1, 'forbidden-subject': 1 });
 
     // A token added to the file is accepted within the reload interval (1 s), no restart.
     writeFileSync(file, tokensFile([['admin', ADMIN], ['portal-acme', PORTAL, ['acme', 'acme-eu/*']], ['later', LATER, ['globex']]]));
