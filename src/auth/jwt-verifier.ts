@@ -26,7 +26,7 @@ const TOKEN_FAULTS = new Set([
 /**
  * OIDC bearer tokens (JWTs) verified by `jose` against the issuer's JWKS: signature with an
  * allowed algorithm, exact issuer, one of the audiences, exp (required) and nbf within the
- * clock tolerance. Scopes come from `scope` (space-separated) or `scp` (list or string),
+ * clock tolerance. Scopes come from `scope` or `scp` (a space-separated string or a list),
  * subjects from the configured claim. The key set is cached and refetched when a token names
  * an unknown key id (at most every 30 s), so key rotation needs no restart.
  */
@@ -80,7 +80,7 @@ export class JwtVerifier {
   private scopesOf(payload: JWTPayload): Set<Scope> {
     const listed: unknown[] = [];
     for (const claim of [payload.scope, payload.scp]) {
-      if (typeof claim === 'string') listed.push(...claim.split(' '));
+      if (typeof claim === 'string') listed.push(...claim.split(/\s+/));
       else if (Array.isArray(claim)) listed.push(...(claim as unknown[]));
     }
     const prefix = this.config.scopePrefix;

@@ -258,6 +258,7 @@ describe('usage API with ORDO_API_AUTH=jwt', () => {
   let signingKey: CryptoKey;
   let strangerKey: CryptoKey;
   let jwksFetches = 0;
+  let jwksUrl: string;
 
   beforeAll(async () => {
     const pair = await generateKeyPair('RS256');
@@ -270,7 +271,7 @@ describe('usage API with ORDO_API_AUTH=jwt', () => {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [publicJwk] }));
     });
     await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve));
-    const jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks`;
+    jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks`;
     const auth = createAuthenticator({
       mode: 'jwt',
       jwt: { issuer: ISSUER, audiences: [AUDIENCE, 'other-api'], jwksUrl, algorithms: ['RS256'], clockToleranceMs: 5_000, subjectsClaim: SUBJECTS_CLAIM, scopePrefix: '' },
@@ -319,13 +320,15 @@ describe('usage API with ORDO_API_AUTH=jwt', () => {
     });
 
     it.each([
-      ['scope "read"', {}],
-      ['scp ["admin"]', { scope: undefined, scp: ['admin'] }],
-      ['a second accepted audience', { aud: ['x', 'other-api'] }],
-      ['an exp just past, within the clock tolerance', { exp: now() - 2 }],
-      ['subjects claim [acme]', { [SUBJECTS_CLAIM]: ['acme'] }],
-    ] as [string, JWTPayload][])(`${route}: a JWT with %s is answered 200`, async (_case, claims) => {
-      const answer = await call(base, ROUTES[route], `Bearer ${await jwt(claims)}`);
+      ['scope "read"', () => ({})],
+      ['scp ["admin"]', () => ({ scope: undefined, scp: ['admin'] })],
+      ['scp "profile read" (a string)', () => ({ scope: undefined, scp: 'profile read' })],
+      ['a second accepted audience', () => ({ aud: ['x', 'other-api'] })],
+      // Claims made when the test runs: the tolerance is 5 s.
+      ['an exp just past, within the clock tolerance', () => ({ exp: now() - 2 })],
+      ['subjects claim [acme]', () => ({ [SUBJECTS_CLAIM]: ['acme'] })],
+    ] as [string, () => JWTPayload][])(`${route}: a JWT with %s is answered 200`, async (_case, claims) => {
+      const answer = await call(base, ROUTES[route], `Bearer ${await jwt(claims())}`);
       expect(answer.status, answer.text).toBe(200);
     });
   }
@@ -340,6 +343,20 @@ describe('usage API with ORDO_API_AUTH=jwt', () => {
     expect((await call(base, '/v1/meters', none)).status).toBe(200);
     const malformed = `Bearer ${await jwt({ [SUBJECTS_CLAIM]: [42] })}`;
     expectRefusal(await call(base, `/v1/meters/llm-tokens/usage?${RANGE}`, malformed), 401, 'invalid-token', undefined);
+  });
+
+  it('reads namespaced scopes with ORDO_API_JWT_SCOPE_PREFIX (ordo:read is read; a bare read is not)', async () => {
+    const prefixed = createAuthenticator({
+      mode: 'jwt',
+      jwt: { issuer: ISSUER, audiences: [AUDIENCE], jwksUrl, algorithms: ['RS256'], clockToleranceMs: 0, subjectsClaim: undefined, scopePrefix: 'ordo:' },
+    });
+    const { server: other, base: otherBase } = await serve(prefixed);
+    try {
+      expect((await call(otherBase, '/v1/meters', `Bearer ${await jwt({ scope: 'openid ordo:read' })}`)).status).toBe(200);
+      expectRefusal(await call(otherBase, '/v1/meters', `Bearer ${await jwt({ scope: 'read' })}`), 403, 'forbidden-scope', undefined);
+    } finally {
+      await other.close();
+    }
   });
 
   it('fetched the JWKS once, not once per request', () => {
