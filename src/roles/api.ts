@@ -37,14 +37,14 @@ export interface ApiRole {
  * the same once caught up, and each answer says how far behind it is.
  */
 export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics }): Promise<ApiRole> {
-  // First: a missing or invalid tokens file stops the start (exit 78) before anything connects.
-  const auth = createAuthenticator(config.apiAuth, { logger: deps.logger.child({ component: 'api-auth' }) });
   if (config.apiAuth.mode === 'none' && !isLoopbackHost(config.apiHost)) {
     deps.logger.warn('the usage API answers anyone who can reach it: ORDO_API_AUTH=none on a non-loopback address; set ORDO_API_AUTH=token or jwt, or ORDO_API_HOST=127.0.0.1', {
       host: config.apiHost,
     });
   }
   const meters = new MeterCatalog(config.metersFile === undefined ? [] : loadMetersFile(config.metersFile));
+  // Like the meters file, a missing or invalid tokens file stops the start (exit 78) before anything connects.
+  const auth = createAuthenticator(config.apiAuth, { logger: deps.logger.child({ component: 'api-auth' }) });
   const readModel = new ReadModel(meters);
   const catalog = new SchemaCatalog(config.registryUrl);
   const resolvers = new ResolverCache(usageAggregateType);

@@ -49,6 +49,16 @@ describe('api role with ORDO_API_AUTH=token', () => {
     expect((error as ConfigError).variable).toBe('ORDO_API_TOKENS_FILE');
   });
 
+  it('warns at start when ORDO_API_AUTH=none listens beyond loopback, and not on 127.0.0.1', async () => {
+    for (const [host, warned] of [['0.0.0.0', true], ['127.0.0.1', false]] as const) {
+      const warnings: string[] = [];
+      const logger = { ...noopLogger, warn: (message: string) => void warnings.push(message), child: () => logger };
+      const role = await startApiRole(testConfig(`${prefix}-none`, { ORDO_API_HOST: host, ORDO_API_PORT: '0' }), { logger, metrics: new OrdoMetrics() });
+      await role.stop();
+      expect(warnings.some((w) => w.startsWith('the usage API answers anyone who can reach it')), host).toBe(warned);
+    }
+  });
+
   it('answers only with a token, narrows a portal token to its subjects, and takes a new token without a restart', async () => {
     const encode = await usageEventEncoder(`${prefix}-in`);
     const time = Date.now() - 60_000;
