@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,5 +53,12 @@ describe('ordo token', () => {
   it('hash prints the sha256 of the token on stdin, ignoring one trailing newline', async () => {
     expect(await run(['hash'], 'abc\n')).toEqual({ code: 0, out: 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n', err: '' });
     expect((await run(['hash'], '')).code).toBe(2);
+  });
+
+  it('is reached through the ordo CLI, reading stdin', () => {
+    const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'token', 'hash'], { input: 'abc\n', encoding: 'utf8', timeout: 30_000 });
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n');
+    expect(result.status).toBe(0);
   });
 });
