@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { COMMANDS, runCommand } from './commands/main.js';
 import { loadConfig } from './config/config.js';
 import { ConfigError } from './errors.js';
 import { startHttpServer } from './http/server.js';
@@ -11,8 +12,12 @@ import { createMergeWorker } from './roles/merge.js';
 import { createPipelineWorker } from './roles/pipeline.js';
 
 const ROLES = ['pipeline', 'api', 'merge'] as const;
+/** A repeat of the first signal within this is the same request (see onSignal). */
+const DUPLICATE_SIGNAL_MS = 1_000;
 type Role = (typeof ROLES)[number];
 const USAGE = `usage: ordo <role>
+       ordo events produce|tail ...   publish UsageEvents, read any Ordo topic decoded
+       ordo topics [--create]         every topic the roles need (ordo <command> --help)
 
 roles:
   pipeline   consume usage events, stamp them with hybrid service time, drop
@@ -32,6 +37,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE + '\n');
     return role === undefined ? 2 : 0;
   }
+  if ((COMMANDS as readonly string[]).includes(role)) return runCommand(role as (typeof COMMANDS)[number], argv.slice(1), process.env);
   if (!(ROLES as readonly string[]).includes(role)) {
     process.stderr.write(`ordo: unknown role "${role}"\n\n${USAGE}\n`);
     return 2;
@@ -63,13 +69,19 @@ async function main(argv: string[]): Promise<number> {
       })
     : undefined;
 
-  let signals = 0;
+  let first: { signal: NodeJS.Signals; at: number } | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
-    signals += 1;
-    if (signals > 1) {
+    if (first) {
+      // One Ctrl-C can arrive twice: the terminal signals the whole process group, and a
+      // parent such as npm forwards its own copy. Only a later one means "now".
+      if (first.signal === signal && Date.now() - first.at < DUPLICATE_SIGNAL_MS) {
+        logger.debug('same signal again within a second: still draining', { signal });
+        return;
+      }
       logger.warn('second signal: exiting without drain', { signal });
       process.exit(130);
     }
+    first = { signal, at: Date.now() };
     logger.info('signal received: draining', { signal, graceMs: config.shutdownGraceMs });
     stopRequested = true;
     if (started.handle) void started.handle.stop();
