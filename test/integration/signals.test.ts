@@ -26,7 +26,7 @@ function start(command: string, args: string[], env: Record<string, string>): St
   children.push(child);
   const logs: Started['logs'] = [];
   let buffer = '';
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     buffer += chunk;
     let nl;
     while ((nl = buffer.indexOf('\n')) >= 0) {
