@@ -10,7 +10,7 @@ import { loadConfig } from '../../src/config/config.js';
  */
 function variablesReadByCode(): Set<string> {
   const read = new Set<string>();
-  const env = new Proxy({} as Record<string, string | undefined>, {
+  const env = new Proxy({}, {
     get: (_target, name) => {
       if (typeof name === 'string') read.add(name);
       return undefined;
