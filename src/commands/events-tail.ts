@@ -21,6 +21,8 @@ export interface TailOptions {
   /** Ends a follow (SIGINT/SIGTERM). */
   signal: AbortSignal;
   write(view: RecordView): void;
+  /** Called once the start offsets are fixed: later records will be seen. */
+  onStart?: () => void;
 }
 
 /**
@@ -94,6 +96,7 @@ export async function tailTopic(config: OrdoConfig, options: TailOptions, logger
       },
     });
     for (const [partition, offset] of start) consumer.seek({ topic: options.topic, partition, offset: offset.toString() });
+    options.onStart?.();
     await done;
     return written;
   } finally {

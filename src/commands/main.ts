@@ -164,6 +164,9 @@ async function tail(argv: string[], config: Config, logger: Log): Promise<number
         partition,
         signal: controller.signal,
         write: (view) => process.stdout.write((values.json ? formatJson(view) : formatHuman(view)) + '\n'),
+        onStart: () => {
+          if (values.follow) process.stderr.write(`ordo events: following ${positionals[0]!} (Ctrl-C ends)\n`);
+        },
       },
       logger,
     );
