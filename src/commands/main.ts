@@ -35,12 +35,13 @@ tail     prints a topic's records decoded (events, aggregates; DLQ and late reco
 
 Configuration: KAFKA_BROKERS, SCHEMA_REGISTRY_URL, ORDO_INPUT_TOPIC (docs/configuration.md).`;
 
-const TOPICS_USAGE = `usage: ordo topics [--create] [--json]
+const TOPICS_USAGE = `usage: ordo topics [--print | --create] [--json]
 
-Lists every topic the pipeline, merge and api roles need with the current configuration
-(names, partitions, replication factor, cleanup policy), from the code the roles create
-them with. --create creates the missing ones (the input topic's partition count when it
-exists, else ORDO_TOPIC_PARTITIONS) and checks the existing ones as the roles do at start.`;
+--print (the default; no broker needed) lists every topic the pipeline, merge and api roles
+need with the current configuration (names, partitions, replication factor, cleanup
+policy), from the code the roles create them with. --create creates the missing ones (the
+input topic's partition count when it exists, else ORDO_TOPIC_PARTITIONS) and checks the
+existing ones as the roles do at start. --json: one object per topic.`;
 
 export async function runCommand(command: (typeof COMMANDS)[number], argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const usage = command === 'events' ? EVENTS_USAGE : TOPICS_USAGE;
@@ -179,6 +180,7 @@ async function tail(argv: string[], config: Config, logger: Log): Promise<number
 
 async function topics(argv: string[], config: Config, logger: Log): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { create: { type: 'boolean' }, json: { type: 'boolean' }, print: { type: 'boolean' } }, strict: true });
+  if (values.create && values.print) throw new CommandError('--print and --create exclude each other');
   let plan;
   if (values.create) {
     const result = await createPlannedTopics(config, logger);
