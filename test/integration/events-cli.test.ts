@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RecordView } from '../../src/commands/record-view.js';
 import { ROOT } from '../docs/runnable.js';
 import { createTopics, deleteTopicsWithPrefix, testKafka, uniqueName } from '../support/cluster.js';
+import { WorkerProcess } from '../support/process.js';
 import { childEnv } from '../support/worker.js';
 
 const kafka = testKafka();
@@ -107,6 +108,31 @@ describe('ordo events', () => {
     const followed = await following;
     expect(followed.code).toBe(0);
     expect(views(followed.stdout)).toEqual([expect.objectContaining({ key: 'initech', headers: { 'producer-seq': '7' }, value: expect.objectContaining({ type: 'llm.completion', time: 1_796_000_000_000, dimensions: { tokens: '1250' } }) })]);
+  });
+
+  it('ordo topics --create creates every topic the roles need, as the roles would, and is idempotent', async () => {
+    const created = await ordo(['topics', '--create', '--json']);
+    expect(created.code).toBe(0);
+    const plan = lines(created.stdout).map((l) => JSON.parse(l) as { topic: string; partitions: number; cleanupPolicy: string });
+    expect(plan.find((t) => t.topic === input)).toMatchObject({ partitions: 3 }); // the existing input's count
+    expect(created.stderr).toMatch(new RegExp(`^ordo topics: created .*${prefix}-g-meta-changelog`));
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const metadata = await admin.fetchTopicMetadata({ topics: plan.map((t) => t.topic) });
+      for (const t of plan) expect({ topic: t.topic, partitions: metadata.topics.find((m) => m.name === t.topic)?.partitions.length }).toEqual({ topic: t.topic, partitions: t.partitions });
+      const configs = await admin.describeConfigs({ includeSynonyms: false, resources: plan.map((t) => ({ type: 2, name: t.topic, configNames: ['cleanup.policy'] })) });
+      for (const r of configs.resources) expect({ topic: r.resourceName, policy: r.configEntries[0]?.configValue }).toEqual({ topic: r.resourceName, policy: plan.find((t) => t.topic === r.resourceName)!.cleanupPolicy });
+    } finally {
+      await admin.disconnect();
+    }
+    expect(await ordo(['topics', '--create'])).toMatchObject({ code: 0, stderr: 'ordo topics: created none (all exist)\n' });
+    // The production recipe: with ORDO_CREATE_TOPICS=false the roles find everything they need.
+    for (const role of ['pipeline', 'merge']) {
+      const worker = new WorkerProcess(role, { ...env, ORDO_CREATE_TOPICS: 'false', ORDO_METERS_FILE: 'docs/meters.example.yaml' });
+      await worker.waitFor((l) => l.msg === 'lifecycle' && l.to === 'running', 60_000);
+      expect(await worker.stop()).toBe(0);
+    }
   });
 
   it('missing topics and wrong options are clear errors', async () => {
