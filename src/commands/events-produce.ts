@@ -8,6 +8,9 @@ import { usageEventSchema } from '../schema/usage-event.js';
 import { CommandError } from './command-error.js';
 import { type EventToProduce, encodeEvent } from './event-input.js';
 
+/** Events per send within the transaction (each send is one batch per partition). */
+const SEND_CHUNK = 1_000;
+
 export interface Produced {
   topic: string;
   partition: number;
@@ -52,21 +55,26 @@ export async function produceEvents(config: OrdoConfig, topic: string, events: E
   await producer.connect();
   try {
     const transaction = await producer.transaction();
-    let results;
+    const out: Produced[] = [];
     try {
-      results = await transaction.send({ topic, messages });
+      // In chunks, so that no request outgrows the broker's size limits; one transaction still.
+      for (let from = 0; from < messages.length; from += SEND_CHUNK) {
+        const chunk = messages.slice(from, from + SEND_CHUNK);
+        const results = await transaction.send({ topic, messages: chunk });
+        const base = new Map(results.map((r) => [r.partition, BigInt(r.baseOffset ?? '0')]));
+        const seen = new Map<number, bigint>();
+        for (const [i, m] of chunk.entries()) {
+          const position = seen.get(m.partition) ?? 0n;
+          seen.set(m.partition, position + 1n);
+          out.push({ topic, partition: m.partition, offset: ((base.get(m.partition) ?? 0n) + position).toString(), key: m.key, id: events[from + i]!.event.id });
+        }
+      }
       await transaction.commit();
     } catch (error) {
       await transaction.abort().catch(() => undefined);
       throw error;
     }
-    const base = new Map(results.map((r) => [r.partition, BigInt(r.baseOffset ?? '0')]));
-    const seen = new Map<number, bigint>();
-    return messages.map((m, i) => {
-      const position = seen.get(m.partition) ?? 0n;
-      seen.set(m.partition, position + 1n);
-      return { topic, partition: m.partition, offset: ((base.get(m.partition) ?? 0n) + position).toString(), key: m.key, id: events[i]!.event.id };
-    });
+    return out;
   } finally {
     await producer.disconnect();
   }

@@ -44,6 +44,13 @@ input topic's partition count when it exists, else ORDO_TOPIC_PARTITIONS) and ch
 existing ones as the roles do at start. --json: one object per topic.`;
 
 export async function runCommand(command: (typeof COMMANDS)[number], argv: string[], env: Record<string, string | undefined>): Promise<number> {
+  const code = await run(command, argv, env);
+  // The CLI exits right after: what is still buffered for a pipe would be lost.
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  return code;
+}
+
+async function run(command: (typeof COMMANDS)[number], argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const usage = command === 'events' ? EVENTS_USAGE : TOPICS_USAGE;
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(usage + '\n');

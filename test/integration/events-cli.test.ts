@@ -85,6 +85,18 @@ describe('ordo events', () => {
     expect(one.stdout).toMatch(new RegExp(`^${input} \\[${where[2]!.partition}\\] @${where[2]!.offset} .* key=acme\\n  event: \\{"id":"a-2"`));
   });
 
+  it('a large input goes in several sends of one transaction, each event where produce said', async () => {
+    const events = Array.from({ length: 2_500 }, (_, i) => JSON.stringify({ id: `bulk-${i}`, type: 'bulk', subject: `s${i % 7}`, value: String(i) }));
+    const produced = await ordo(['events', 'produce', '--json'], events.join('\n'));
+    expect(produced.code).toBe(0);
+    const where = lines(produced.stdout).map((l) => JSON.parse(l) as { partition: number; offset: string; id: string });
+    expect(where).toHaveLength(2_500);
+    expect(new Set(where.map((w) => `${w.partition}/${w.offset}`)).size).toBe(2_500);
+    const tailed = await ordo(['events', 'tail', input, '--json']);
+    const at = new Map(views(tailed.stdout).map((v) => [`${v.partition}/${v.offset}`, (v.value as { id: string }).id]));
+    expect(where.every((w) => at.get(`${w.partition}/${w.offset}`) === w.id)).toBe(true);
+  });
+
   it('a bad line is named and nothing is written, not even the good lines before it', async () => {
     const before = await endOffsets();
     const bad = await ordo(['events', 'produce'], '{"type":"t","subject":"acme","value":"1"}\n{"type":"t","subject":"acme","value":"12,50"}\n');
