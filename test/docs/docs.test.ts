@@ -132,33 +132,48 @@ async function runStep(step: Step, replacements: Map<string, string>, env: NodeJ
     const messages = bg.logs.map((l) => l.msg);
     expect({ where, code, drained: messages.includes('signal received: draining'), forced: messages.includes('second signal: exiting without drain') }).toEqual({ where, code: 0, drained: true, forced: false });
     expect(bg.logs.find((l) => l.msg === 'exit')).toMatchObject({ state: 'stopped' });
+    if (step.name === 'pipeline2') await expectAssignment(() => lastAssignment(started.get('pipeline')).join() === '0,1,2,3', 'the first pipeline did not take every partition back');
     return;
   }
   const check = step.id === undefined ? undefined : checks[step.id];
   const script = substitute(step.script, replacements);
   const deadline = Date.now() + 40_000;
+  const failures: string[] = [];
   for (;;) {
     const result = await runScript(script, env, stateFile);
     try {
-      expect({ where, code: result.code, stderr: result.code === 0 ? '' : result.stderr }).toEqual({ where, code: 0, stderr: '' });
+      if (result.code !== 0) throw new Error(`exit ${result.code}`);
       check?.(result);
       return;
     } catch (error) {
-      if (Date.now() > deadline) throw new Error(`${where} (${step.id ?? 'no id'}): ${(error as Error).message}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`);
+      // The first and the last failure, with what the block printed, in the message itself.
+      const failure = `${(error as Error).message}\n--- stdout:\n${result.stdout}--- stderr:\n${result.stderr}`;
+      if (failures.length < 2) failures.push(failure);
+      else failures[1] = failure;
+      if (Date.now() > deadline) throw new Error(`${where} (${step.id ?? 'no id'}) kept failing for 40 s; first and last failure:\n${failures.join('\n=====\n')}`);
       await new Promise((r) => setTimeout(r, 500));
     }
   }
 }
 
-/** Both pipelines own partitions, and no partition is owned twice. */
-async function expectSplitAssignment(): Promise<void> {
-  const last = (b: Background | undefined): number[] => (b?.logs.filter((l) => l.msg === 'partitions assigned').at(-1)?.partitions as number[] | undefined) ?? [];
+function lastAssignment(b: Background | undefined): number[] {
+  const partitions = b?.logs.filter((l) => l.msg === 'partitions assigned').at(-1)?.partitions as number[] | undefined;
+  return [...(partitions ?? [])].sort((x, y) => x - y);
+}
+
+async function expectAssignment(done: () => boolean, message: string): Promise<void> {
   const deadline = Date.now() + 30_000;
-  for (;;) {
-    const one = last(started.get('pipeline'));
-    const two = last(started.get('pipeline2'));
-    if (one.length > 0 && two.length > 0 && [...one, ...two].sort().join() === '0,1,2,3') return;
-    if (Date.now() > deadline) throw new Error(`partitions not split between the pipelines: ${one.join()} / ${two.join()}`);
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`${message}: ${lastAssignment(started.get('pipeline')).join()} / ${lastAssignment(started.get('pipeline2')).join()}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** Both pipelines own partitions, and no partition is owned twice. */
+async function expectSplitAssignment(): Promise<void> {
+  await expectAssignment(() => {
+    const one = lastAssignment(started.get('pipeline'));
+    const two = lastAssignment(started.get('pipeline2'));
+    return one.length > 0 && two.length > 0 && [...one, ...two].sort((x, y) => x - y).join() === '0,1,2,3';
+  }, 'partitions not split between the pipelines');
 }
