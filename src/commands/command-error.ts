@@ -19,3 +19,19 @@ export class EventInputError extends CommandError {
     super(`${where}: ${message}`);
   }
 }
+
+/**
+ * Retries an admin call that kafkajs reports as retriable (a leader or coordinator moving,
+ * a just-created topic's metadata not everywhere yet), a few times with a short backoff:
+ * a one-shot command has no batch loop around it to try again.
+ */
+export async function retrying<T>(call: () => Promise<T>, attempts = 6): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      if ((error as { retriable?: boolean }).retriable !== true || attempt >= attempts) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+    }
+  }
+}

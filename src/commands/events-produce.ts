@@ -5,7 +5,7 @@ import { createKafka } from '../kafka/client.js';
 import type { Logger } from '../observability/logger.js';
 import { SchemaCatalog } from '../schema/schema-catalog.js';
 import { usageEventSchema } from '../schema/usage-event.js';
-import { CommandError } from './command-error.js';
+import { CommandError, retrying } from './command-error.js';
 import { type EventToProduce, encodeEvent } from './event-input.js';
 
 /** Events per send within the transaction (each send is one batch per partition). */
@@ -36,7 +36,7 @@ export async function produceEvents(config: OrdoConfig, topic: string, events: E
     if (!(await admin.listTopics()).includes(topic)) {
       throw new CommandError(`topic ${topic} does not exist: start the pipeline (it creates its topics) or run \`ordo topics --create\``);
     }
-    partitionMetadata = (await admin.fetchTopicMetadata({ topics: [topic] })).topics[0]!.partitions;
+    partitionMetadata = (await retrying(() => admin.fetchTopicMetadata({ topics: [topic] }))).topics[0]!.partitions;
   } finally {
     await admin.disconnect();
   }

@@ -5,7 +5,7 @@ import type { Logger } from '../observability/logger.js';
 import { schemaIdsOf } from '../processors/decode.js';
 import type { SourceRecord } from '../processors/records.js';
 import { SchemaCatalog } from '../schema/schema-catalog.js';
-import { CommandError } from './command-error.js';
+import { CommandError, retrying } from './command-error.js';
 import { RecordDecoder, type RecordView } from './record-view.js';
 
 export interface TailOptions {
@@ -39,7 +39,7 @@ export async function tailTopic(config: OrdoConfig, options: TailOptions, logger
   const consumer = kafka.consumer({ groupId, readUncommitted: false, allowAutoTopicCreation: false, maxWaitTimeInMs: 500 });
   try {
     if (!(await admin.listTopics()).includes(options.topic)) throw new CommandError(`topic ${options.topic} does not exist`);
-    const offsets = (await admin.fetchTopicOffsets(options.topic)).filter((o) => options.partition === undefined || o.partition === options.partition);
+    const offsets = (await retrying(() => admin.fetchTopicOffsets(options.topic))).filter((o) => options.partition === undefined || o.partition === options.partition);
     if (offsets.length === 0) throw new CommandError(`topic ${options.topic} has no partition ${options.partition}`);
     const start = new Map<number, bigint>();
     const end = new Map<number, bigint>();
