@@ -147,6 +147,22 @@ describe('ordo events', () => {
     }
   });
 
+  it('Ctrl-C ends a --follow with exit 0', async () => {
+    let pid = 0;
+    const following = new Promise<Ran>((resolve) => {
+      const child = spawn('bin/ordo', ['events', 'tail', input, '--follow', '--from', 'latest'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+      pid = child.pid!;
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (c: string) => {
+        stderr += c;
+        if (stderr.includes('following')) child.kill('SIGINT');
+      });
+      child.on('exit', (code) => resolve({ code, stdout: '', stderr }));
+    });
+    expect(pid).toBeGreaterThan(0);
+    expect(await following).toMatchObject({ code: 0, stderr: `ordo events: following ${input} (Ctrl-C ends)\n` });
+  });
+
   it('missing topics and wrong options are clear errors', async () => {
     const missing = `${prefix}-nope`;
     expect(await ordo(['events', 'produce', '--topic', missing, '--type', 't', '--subject', 's', '--value', '1'])).toMatchObject({ code: 65, stderr: expect.stringContaining(`topic ${missing} does not exist`) });
