@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { ROOT } from '../support/process.js';
 
 /**
  * Runs the runnable blocks of a Markdown document as a reader would type them.
@@ -15,7 +15,6 @@ import { fileURLToPath } from 'node:url';
  * Blocks share their shell variables (`export`s carry over, as in one terminal session).
  * Ports and topic names in the text are replaced before running (see `substitute`).
  */
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 export type Step =
   | { kind: 'run'; doc: string; line: number; id: string | undefined; script: string }

@@ -1,9 +1,8 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RecordView } from '../../src/commands/record-view.js';
-import { ROOT } from '../docs/runnable.js';
+import { ROOT, WorkerProcess } from '../support/process.js';
 import { createTopics, deleteTopicsWithPrefix, testKafka, uniqueName } from '../support/cluster.js';
-import { WorkerProcess } from '../support/process.js';
 import { childEnv } from '../support/worker.js';
 
 const kafka = testKafka();

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ROOT } from '../docs/runnable.js';
+import { ROOT } from '../support/process.js';
 import { deleteTopicsWithPrefix, testKafka, uniqueName } from '../support/cluster.js';
 import { childEnv } from '../support/worker.js';
 
