@@ -99,3 +99,18 @@ export class QueryError extends OrdoError {
     this.status = status;
   }
 }
+
+/**
+ * A schema registry id that now names a different schema than Ordo recorded under it
+ * (src/schema/schema-ids.ts): decoding with it would misread every record, so this is
+ * fatal, never a dead letter and never retried.
+ */
+export class SchemaConflictError extends OrdoError {
+  static override readonly code = 'ORDO_SCHEMA_CONFLICT';
+  readonly schemaId: number;
+
+  constructor(schemaId: number, message: string) {
+    super(message, { retriable: false });
+    this.schemaId = schemaId;
+  }
+}

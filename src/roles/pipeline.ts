@@ -1,6 +1,7 @@
 import { HybridClock } from '../clock/hybrid-clock.js';
 import { systemClock } from '../clock/physical-clock.js';
 import type { OrdoConfig } from '../config/config.js';
+import { SchemaLedger } from '../engine/schema-ledger.js';
 import { Worker } from '../engine/worker.js';
 import { OrdoError } from '../errors.js';
 import { createKafka } from '../kafka/client.js';
@@ -16,14 +17,22 @@ import { usageEventSchema } from '../schema/usage-event.js';
 
 /** Wires the `pipeline` role: registers the output schema, then runs the worker. */
 export async function createPipelineWorker(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics; kafka?: Kafka }): Promise<Worker> {
-  const catalog = new SchemaCatalog(config.registryUrl);
+  const kafka = deps.kafka ?? createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger });
+  const ledger = await startSchemaLedger(config, kafka, deps.logger);
+  const catalog = new SchemaCatalog(config.registryUrl, undefined, ledger);
   const meters = new MeterCatalog(config.metersFile === undefined ? [] : loadMetersFile(config.metersFile));
-  const outputSchemaId = await registerWithRetry(catalog, `${config.topics.ordered}-value`, usageEventSchema, deps.logger);
-  const aggregateSchemaId = await registerWithRetry(catalog, `${config.topics.aggregates}-value`, usageAggregateSchema, deps.logger);
+  let outputSchemaId: number;
+  let aggregateSchemaId: number;
+  try {
+    outputSchemaId = await registerWithRetry(catalog, `${config.topics.ordered}-value`, usageEventSchema, deps.logger);
+    aggregateSchemaId = await registerWithRetry(catalog, `${config.topics.aggregates}-value`, usageAggregateSchema, deps.logger);
+  } catch (error) {
+    await ledger.stop();
+    throw error;
+  }
   deps.logger.info('meters loaded', { meters: meters.meters.map((m) => m.slug), file: config.metersFile ?? null });
   const clock = new HybridClock({ node: config.nodeId, physical: systemClock, maxSkewMs: config.maxSkewMs });
-  const kafka = deps.kafka ?? createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger });
-  return new Worker({
+  const worker = new Worker({
     ...config,
     kafka,
     inputTopic: config.topics.input,
@@ -51,6 +60,23 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
     logger: deps.logger,
     metrics: deps.metrics,
   });
+  void worker.lifecycle.whenDone().then(() => ledger.stop());
+  return worker;
+}
+
+/** The record of which schema each registry id names, read to its end before anything is decoded. */
+export async function startSchemaLedger(config: OrdoConfig, kafka: Kafka, logger: Logger): Promise<SchemaLedger> {
+  const ledger = new SchemaLedger({
+    kafka,
+    topic: config.topics.schemas,
+    node: config.nodeId,
+    groupId: `${config.groupId}-schemas-${config.nodeId}`.slice(0, 249),
+    createTopic: config.createTopics,
+    replicationFactor: config.replicationFactor,
+    logger: logger.child({ topic: config.topics.schemas }),
+  });
+  await ledger.start();
+  return ledger;
 }
 
 /**
