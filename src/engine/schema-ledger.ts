@@ -1,4 +1,5 @@
 import type { Kafka, Producer } from 'kafkajs';
+import type { OrdoConfig } from '../config/config.js';
 import { OrdoError, TransientError } from '../errors.js';
 import { ensureTopics } from '../kafka/topics.js';
 import type { Logger } from '../observability/logger.js';
@@ -6,6 +7,9 @@ import type { SourceRecord } from '../processors/records.js';
 import { type SchemaIdGuard, type SchemaSighting, SchemaSightings, sightingOf } from '../schema/schema-ids.js';
 import type avro from 'avsc';
 import { TopicReader } from './topic-reader.js';
+
+/** How long reading the ledger topic to its end may take (it holds one small record per id). */
+const CATCH_UP_MS = 60_000;
 
 export interface SchemaLedgerOptions {
   kafka: Kafka;
@@ -62,10 +66,15 @@ export class SchemaLedger implements SchemaIdGuard {
         await admin.disconnect().catch(() => undefined);
       }
     }
-    await this.reader.start();
-    await this.reader.caughtUp();
-    this.producer = o.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
-    await this.producer.connect();
+    try {
+      await this.reader.start();
+      await this.caughtUp();
+      this.producer = o.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+      await this.producer.connect();
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
     o.logger.info('schema ids recorded so far', { topic: o.topic, ids: this.sightings.size });
   }
 
@@ -81,13 +90,26 @@ export class SchemaLedger implements SchemaIdGuard {
   }
 
   private async record(schemaId: number, seen: SchemaSighting): Promise<void> {
-    await this.reader.caughtUp();
+    await this.caughtUp();
     if (this.sightings.check(schemaId, seen) === 'known') return;
     if (!this.producer) throw new Error('SchemaLedger.verify before start');
     await this.producer.send({ topic: this.options.topic, acks: -1, messages: [{ key: String(schemaId), value: JSON.stringify(seen) }] });
-    await this.reader.caughtUp();
+    await this.caughtUp();
     if (this.sightings.check(schemaId, seen) !== 'known') throw new Error(`schema id ${schemaId} was recorded but not read back from ${this.options.topic}`);
     this.options.logger.info('schema id recorded', { schemaId, schema: seen.name, sha256: seen.sha256 });
+  }
+
+  /** Reads the topic to its current end; a reader that cannot (its consumer crashed) is an error, not a hang. */
+  private async caughtUp(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new TransientError(`could not read ${this.options.topic} to its end within ${CATCH_UP_MS} ms`)), CATCH_UP_MS);
+    });
+    try {
+      await Promise.race([this.reader.caughtUp(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async stop(): Promise<void> {
@@ -108,4 +130,23 @@ export class SchemaLedger implements SchemaIdGuard {
       }
     }
   }
+}
+
+/** The record of which schema each registry id names, read to its end before anything is decoded. */
+export async function startSchemaLedger(
+  config: Pick<OrdoConfig, 'topics' | 'nodeId' | 'groupId' | 'createTopics' | 'replicationFactor'>,
+  kafka: Kafka,
+  logger: Logger,
+): Promise<SchemaLedger> {
+  const ledger = new SchemaLedger({
+    kafka,
+    topic: config.topics.schemas,
+    node: config.nodeId,
+    groupId: `${config.groupId}-schemas-${config.nodeId}`.slice(0, 249),
+    createTopic: config.createTopics,
+    replicationFactor: config.replicationFactor,
+    logger: logger.child({ topic: config.topics.schemas }),
+  });
+  await ledger.start();
+  return ledger;
 }

@@ -1,7 +1,7 @@
 import { HybridClock } from '../clock/hybrid-clock.js';
 import { systemClock } from '../clock/physical-clock.js';
 import type { OrdoConfig } from '../config/config.js';
-import { SchemaLedger } from '../engine/schema-ledger.js';
+import { startSchemaLedger } from '../engine/schema-ledger.js';
 import { Worker } from '../engine/worker.js';
 import { OrdoError } from '../errors.js';
 import { createKafka } from '../kafka/client.js';
@@ -62,21 +62,6 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
   });
   void worker.lifecycle.whenDone().then(() => ledger.stop());
   return worker;
-}
-
-/** The record of which schema each registry id names, read to its end before anything is decoded. */
-export async function startSchemaLedger(config: OrdoConfig, kafka: Kafka, logger: Logger): Promise<SchemaLedger> {
-  const ledger = new SchemaLedger({
-    kafka,
-    topic: config.topics.schemas,
-    node: config.nodeId,
-    groupId: `${config.groupId}-schemas-${config.nodeId}`.slice(0, 249),
-    createTopic: config.createTopics,
-    replicationFactor: config.replicationFactor,
-    logger: logger.child({ topic: config.topics.schemas }),
-  });
-  await ledger.start();
-  return ledger;
 }
 
 /**

@@ -5,11 +5,13 @@ import avro from 'avsc';
 import type { Kafka, Producer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SchemaConflictError } from '../../src/errors.js';
+import { startApiRole } from '../../src/roles/api.js';
 import { createPipelineWorker } from '../../src/roles/pipeline.js';
 import { SchemaCatalog } from '../../src/schema/schema-catalog.js';
 import { sightingOf } from '../../src/schema/schema-ids.js';
 import { usageEventSchema, usageEventType } from '../../src/schema/usage-event.js';
 import { frame } from '../../src/schema/wire-format.js';
+import { usageAggregateSchema } from '../../src/usage/aggregation.js';
 import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { noopLogger } from '../../src/observability/logger.js';
 import { REGISTRY_URL, createTopics, deleteTopicsWithPrefix, produce, readAll, testKafka, uniqueName } from '../support/cluster.js';
@@ -101,5 +103,16 @@ describe('schema id ledger', () => {
     );
     expect(error).toBeInstanceOf(SchemaConflictError);
     expect((error as SchemaConflictError).schemaId).toBe(orderedId);
+  });
+
+  it('the api role fails rather than read aggregates framed with an id that now names another schema', async () => {
+    const { config } = await setUp();
+    const aggregateId = await new SchemaCatalog(REGISTRY_URL).register(`${config.topics.aggregates}-value`, usageAggregateSchema);
+    await seed(config.topics.schemas, aggregateId, stranger);
+    await createTopics(kafka, [config.topics.aggregates], 2);
+    await produce(producer, config.topics.aggregates, [{ key: '["m","s",{},"DAY","2026-11-30T00:00:00.000Z"]', value: frame(aggregateId, Buffer.from([0])) }]);
+    const api = await startApiRole({ ...config, apiPort: 0 }, { logger: noopLogger, metrics: new OrdoMetrics() });
+    expect(await api.done).toBe('failed');
+    expect(api.readModel.size).toBe(0);
   });
 });
