@@ -136,6 +136,17 @@ export function classify(error: unknown): ErrorKind {
   return isRetriableChain(chain) ? 'retry' : 'fatal';
 }
 
+/** Text of anything thrown, even an object whose toString throws or is not a function. */
+function describe(error: unknown): string {
+  const message = (error as ErrorLike | null | undefined)?.message;
+  if (typeof message === 'string') return message;
+  try {
+    return String(error);
+  } catch {
+    return Object.prototype.toString.call(error);
+  }
+}
+
 /**
  * A one-line message for a fatal error that says what to fix. `doing` names the operation and
  * resource when the caller knows them (kafkajs' authorization errors do not), e.g.
@@ -145,7 +156,7 @@ export function fatalMessage(error: unknown, doing?: string): string {
   const chain = causes(error);
   const reason = fatalReason(chain);
   const outer = chain[0];
-  const text = (e: ErrorLike | undefined): string => e?.message ?? String(error);
+  const text = (e: ErrorLike | undefined): string => (typeof e?.message === 'string' ? e.message : describe(error));
   const on = doing === undefined ? '' : ` for ${doing}`;
   switch (reason?.kind) {
     case 'authorization':
@@ -167,12 +178,12 @@ export function fatalMessage(error: unknown, doing?: string): string {
 export function asOrdoError(error: unknown, doing?: string): Error {
   const kind = classify(error);
   if (kind === 'fenced') {
-    return error instanceof FencedError ? error : new FencedError(`fenced by a newer producer with the same transactional id: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+    return error instanceof FencedError ? error : new FencedError(`fenced by a newer producer with the same transactional id: ${describe(error)}`, { cause: error });
   }
   if (kind === 'fatal') {
     const reason = fatalReason(causes(error));
     if (reason?.kind === 'authorization' && !(error instanceof NotAuthorizedError)) return new NotAuthorizedError(fatalMessage(error, doing), { cause: error });
-    return error instanceof Error ? error : new OrdoError(String(error));
+    return error instanceof Error ? error : new OrdoError(describe(error));
   }
-  return error instanceof Error ? error : new OrdoError(String(error), { retriable: true });
+  return error instanceof Error ? error : new OrdoError(describe(error), { retriable: true });
 }

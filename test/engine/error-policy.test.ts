@@ -109,6 +109,11 @@ describe('classify', () => {
     );
   });
 
+  it('describes a thrown object whose toString is not a function (found by the property)', () => {
+    expect(fatalMessage({ toString: 0 })).toBe('[object Object]');
+    expect(asOrdoError(Object.create(null)).message).toBe('[object Object]');
+  });
+
   it('does not loop on a cause cycle', () => {
     const a = new KafkaJSError('a') as Error & { cause?: unknown };
     const b = new KafkaJSError('b') as Error & { cause?: unknown };
