@@ -73,6 +73,8 @@ export interface OrdoConfig {
   watermarkIntervalMs: number;
   /** Port of the `api` role's query API. */
   apiPort: number;
+  /** A transient failure retried this long without success ends the role; /healthz fails past it (src/engine/liveness.ts). */
+  stuckAfterMs: number;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): OrdoConfig {
@@ -127,6 +129,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     reorderMaxEvents: read.int('ORDO_REORDER_MAX_EVENTS', 10_000, 1, 10_000_000),
     latePolicy: read.oneOf('ORDO_LATE_POLICY', 'flag', LATE_POLICIES),
     watermarkIntervalMs: read.int('ORDO_WATERMARK_INTERVAL_MS', 1_000, 0, HOUR_MS),
+    stuckAfterMs: read.int('ORDO_STUCK_AFTER_MS', 120_000, 5_000, 24 * HOUR_MS),
   };
   checkCrossFieldRules(config);
   return config;

@@ -1,5 +1,6 @@
 import type { OrdoConfig } from '../config/config.js';
 import { Lifecycle, exportLifecycle } from '../engine/lifecycle.js';
+import { Liveness, type StuckReport } from '../engine/liveness.js';
 import { TopicReader } from '../engine/topic-reader.js';
 import { createKafka } from '../kafka/client.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
@@ -22,6 +23,10 @@ export interface ApiRole {
   readonly readModel: ReadModel;
   /** restoring until the read model has caught up with the topic as it was at start. */
   state(): ApiState;
+  /** Not failed and nothing stuck: what /healthz answers. */
+  live(): boolean;
+  /** What has made no progress for longer than ORDO_STUCK_AFTER_MS, if anything. */
+  stuck(): StuckReport | undefined;
   /** Resolves with the final state. */
   readonly done: Promise<'stopped' | 'failed'>;
   /** Resolves when the read model has applied the topic up to its current end. */
@@ -63,12 +68,20 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     deps.metrics.readModelAggregates.set(readModel.size);
   };
 
+  // The same state machine and ordo_lifecycle_state gauge as the workers.
+  const lifecycle = new Lifecycle();
+  exportLifecycle(lifecycle, deps.metrics.lifecycleState);
+  const liveness = new Liveness(config.stuckAfterMs);
+  liveness.watchDrain(lifecycle, config.shutdownGraceMs);
+  let failed: (error: unknown) => Promise<void> = () => Promise.resolve();
   const reader = new TopicReader({
     kafka,
     topic: config.topics.aggregates,
     groupId: `${config.groupId}-api-${config.nodeId}`.slice(0, 249),
     apply,
     logger: log,
+    liveness,
+    onFailure: (error) => void failed(error),
   });
   const server = await startApiServer({
     port: config.apiPort,
@@ -77,31 +90,27 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     freshness: () => reader.progress(),
     logger: deps.logger,
   });
-  // The same state machine and ordo_lifecycle_state gauge as the workers.
-  const lifecycle = new Lifecycle();
-  exportLifecycle(lifecycle, deps.metrics.lifecycleState);
   lifecycle.transition('restoring');
   const state = (): ApiState => lifecycle.state as ApiState;
   let finish: (final: 'stopped' | 'failed') => void = () => undefined;
   const done = new Promise<'stopped' | 'failed'>((resolve) => (finish = resolve));
+  failed = async (error: unknown) => {
+    if (state() === 'failed' || state() === 'stopped') return;
+    log.error('read model failed', { error });
+    lifecycle.transition('failed');
+    await server.close().catch(() => undefined);
+    await reader.stop();
+    finish('failed');
+  };
   // The server answers (with its freshness) while the reader waits for the topic and catches up.
   const started = reader.start();
   started
     .then(() => reader.caughtUp())
-    .then(
-      () => {
-        if (state() !== 'restoring') return;
-        lifecycle.transition('running');
-        log.info('read model caught up', { aggregates: readModel.size });
-      },
-      async (error: unknown) => {
-        log.error('read model failed', { error });
-        lifecycle.transition('failed');
-        await server.close().catch(() => undefined);
-        await reader.stop();
-        finish('failed');
-      },
-    );
+    .then(() => {
+      if (state() !== 'restoring') return;
+      lifecycle.transition('running');
+      log.info('read model caught up', { aggregates: readModel.size });
+    }, failed);
   const lagTimer = setInterval(() => deps.metrics.readModelLag.set(reader.progress().lagRecords ?? 0), 1_000);
   lagTimer.unref();
   let stopping: Promise<void> | undefined;
@@ -109,6 +118,8 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     port: server.port,
     readModel,
     state,
+    live: () => state() !== 'failed' && liveness.stuck() === undefined,
+    stuck: () => liveness.stuck(),
     done,
     caughtUp: () => started.then(() => reader.caughtUp()),
     stop() {

@@ -27,15 +27,26 @@ export class SchemaCatalog implements SchemaLookup {
 
   /** Registers `schema` under `subject` (idempotent) and returns its id. */
   async register(subject: string, schema: avro.Schema): Promise<number> {
-    try {
-      const { id } = await this.registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject });
-      return id;
-    } catch (cause) {
-      const status = (cause as { status?: number }).status;
-      const message = `could not register schema under subject ${subject}: ${(cause as Error).message}`;
-      // 409/422: the registry refuses this schema (incompatible or invalid); retrying will not help.
-      if (status === 409 || status === 422) throw new OrdoError(message, { cause });
-      throw new TransientError(message, { cause });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const { id } = await this.registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject });
+        return id;
+      } catch (cause) {
+        const status = (cause as { status?: number }).status;
+        const message = `could not register schema under subject ${subject}: ${(cause as Error).message}`;
+        // Two first registrations of a subject racing (roles started together): the loser's
+        // creation of the subject's rules conflicts. Registering again finds the schema.
+        if (status === 409 && isFirstRegistrationRace(cause)) {
+          if (attempt < FIRST_REGISTRATION_ATTEMPTS) {
+            await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+            continue;
+          }
+          throw new TransientError(message, { cause });
+        }
+        // 409/422: the registry refuses this schema (incompatible or invalid); retrying will not help.
+        if (status === 409 || status === 422) throw new OrdoError(message, { cause });
+        throw new TransientError(message, { cause });
+      }
     }
   }
 
@@ -63,6 +74,13 @@ export class SchemaCatalog implements SchemaLookup {
       }
     }
   }
+}
+
+const FIRST_REGISTRATION_ATTEMPTS = 5;
+
+/** Apicurio's answer to a subject's first registration racing another: "A rule named 'COMPATIBILITY' already exists". */
+function isFirstRegistrationRace(error: unknown): boolean {
+  return /rule named '?\w+'? already exists/i.test((error as Error | undefined)?.message ?? '');
 }
 
 function isNotFound(error: unknown): boolean {

@@ -50,6 +50,7 @@ describe('loadConfig defaults', () => {
       latePolicy: 'flag',
       watermarkIntervalMs: 1_000,
       apiPort: 8080,
+      stuckAfterMs: 120_000,
     } satisfies Omit<OrdoConfig, 'nodeId'>);
     // The node id defaults to the host name (a pod name on Kubernetes).
     expect(nodeId).toBe(hostname().slice(0, 128) || 'ordo');
@@ -98,6 +99,7 @@ describe('loadConfig parses every variable', () => {
       ORDO_WATERMARKS_TOPIC: 'wm.v1',
       ORDO_GLOBAL_TOPIC: 'global.v1',
       ORDO_WATERMARK_INTERVAL_MS: '2000',
+      ORDO_STUCK_AFTER_MS: '60000',
       ORDO_REORDER_WINDOW_MS: '250',
       ORDO_REORDER_MAX_EVENTS: '500',
       ORDO_LATE_POLICY: 'route',
@@ -131,6 +133,7 @@ describe('loadConfig parses every variable', () => {
       latePolicy: 'route',
       watermarkIntervalMs: 2_000,
       apiPort: 18080,
+      stuckAfterMs: 60_000,
     } satisfies OrdoConfig);
   });
 
