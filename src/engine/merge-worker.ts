@@ -14,6 +14,7 @@ import { Liveness, type StuckReport } from './liveness.js';
 import { RepeatedFailures, retrying } from './retry.js';
 import { restorePartitions } from './restore.js';
 import { InMemoryStore, stringCodec } from './state-store.js';
+import { fatalMessage } from './error-policy.js';
 import { changelogTopic } from './task.js';
 import { classifyKafkaError, commitTransaction } from './transaction.js';
 
@@ -440,7 +441,7 @@ export class MergeWorker {
   private async fail(error: Error): Promise<void> {
     if (this.lifecycle.done || this.failure) return;
     this.failure = error;
-    this.log.error('merge failed', { error });
+    this.log.error(`merge failed: ${fatalMessage(error)}`, { error });
     this.lifecycle.transition('draining');
     clearInterval(this.timer);
     // Best effort, and bounded: with the broker away a disconnect can wait a long time.

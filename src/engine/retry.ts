@@ -1,6 +1,6 @@
-import { FencedError, OrdoError } from '../errors.js';
 import type { LogMeta, Logger } from '../observability/logger.js';
 import { sleep } from './batch.js';
+import { causes, classify } from './error-policy.js';
 import type { Liveness } from './liveness.js';
 
 /**
@@ -27,12 +27,7 @@ export const QUIET_RETRY_MS = 5_000;
 
 /** True for the broker conditions that are normal while topics and coordinators come up (see NORMAL_WHILE_STARTING). */
 export function normalWhileStarting(error: unknown): boolean {
-  for (let e = error as { type?: unknown; name?: unknown; cause?: unknown; originalError?: unknown } | undefined, depth = 0; e && depth < 8; depth++) {
-    if (typeof e.type === 'string' && NORMAL_WHILE_STARTING.has(e.type)) return true;
-    if (e.name === 'KafkaJSTopicMetadataNotLoaded') return true;
-    e = (e.cause ?? e.originalError) as typeof e;
-  }
-  return false;
+  return causes(error).some((e) => (e.type !== undefined && NORMAL_WHILE_STARTING.has(e.type)) || e.name === 'KafkaJSTopicMetadataNotLoaded');
 }
 
 /**
@@ -74,7 +69,7 @@ export class RepeatedFailures {
   /** A failed attempt: `{ ok: true, delayMs }` to retry after that backoff, else why to stop (the streak is closed). */
   failed(error: unknown): { ok: true; delayMs: number } | Stop {
     const o = this.options;
-    const kind = errorKind(error);
+    const kind = classify(error);
     if (kind !== 'retry') {
       this.close();
       return { ok: false, why: kind, error };
@@ -163,15 +158,4 @@ export async function retrying<T>(action: () => Promise<T>, options: RetryOption
 function describe(meta: LogMeta): string {
   const parts = Object.entries(meta).map(([k, v]) => `${k} ${String(v)}`);
   return parts.length === 0 ? '' : ` (${parts.join(', ')})`;
-}
-
-/**
- * fenced | retry | fatal. TEMPORARY stand-in for the shared error policy
- * (src/engine/error-policy.ts, classify) until it lands on main.
- */
-function errorKind(error: unknown): 'fenced' | 'retry' | 'fatal' {
-  if (error instanceof FencedError) return 'fenced';
-  if (error instanceof OrdoError) return error.retriable ? 'retry' : 'fatal';
-  if (error instanceof TypeError || error instanceof RangeError || error instanceof ReferenceError || error instanceof SyntaxError) return 'fatal';
-  return (error as { retriable?: boolean } | undefined)?.retriable === true || normalWhileStarting(error) ? 'retry' : 'fatal';
 }

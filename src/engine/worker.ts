@@ -6,6 +6,7 @@ import type { Logger } from '../observability/logger.js';
 import { ensureTopics, partitionCount, type TopicSpec, waitUntilServed } from '../kafka/topics.js';
 import { alignToPosition, sleep, toSourceRecord } from './batch.js';
 import { ConsumerLag } from './consumer-lag.js';
+import { fatalMessage } from './error-policy.js';
 import { Lifecycle, type LifecycleState, drainWithin, exportLifecycle } from './lifecycle.js';
 import { Liveness, type StuckReport } from './liveness.js';
 import { RepeatedFailures, type Stop, retrying } from './retry.js';
@@ -403,7 +404,8 @@ export class Worker {
   private async gaveUp(partition: number, what: string, result: Stop): Promise<void> {
     if (result.why === 'abandoned') return;
     if (result.why === 'fenced') return this.onFenced(partition, result.error);
-    this.log.error(`${what} failed; giving up`, { partition, why: result.why, error: result.error });
+    const message = result.why === 'fatal' ? `${what} failed: ${fatalMessage(result.error)}` : `${what} failed for longer than ORDO_STUCK_AFTER_MS; giving up`;
+    this.log.error(message, { partition, error: result.error });
     await this.dropTask(partition, 'failed');
     void this.fail(result.error as Error);
   }
