@@ -9,17 +9,15 @@ import type { Liveness } from './liveness.js';
  * and gone within seconds. A retry of one of these stays at debug level unless it lasts.
  */
 const NORMAL_WHILE_STARTING = new Set([
+  // kafkajs' names of the broker's error codes 3, 5, 6, 14, 15, 16, 27, 51.
+  'UNKNOWN_TOPIC_OR_PARTITION',
   'LEADER_NOT_AVAILABLE',
   'NOT_LEADER_FOR_PARTITION',
-  'NOT_LEADER_OR_FOLLOWER',
-  'UNKNOWN_TOPIC_OR_PARTITION',
-  'COORDINATOR_LOAD_IN_PROGRESS',
-  'COORDINATOR_NOT_AVAILABLE',
+  'GROUP_LOAD_IN_PROGRESS',
   'GROUP_COORDINATOR_NOT_AVAILABLE',
-  'NOT_COORDINATOR',
   'NOT_COORDINATOR_FOR_GROUP',
-  'CONCURRENT_TRANSACTIONS',
   'REBALANCE_IN_PROGRESS',
+  'CONCURRENT_TRANSACTIONS',
 ]);
 
 /** How long a retry of a condition normal on a fresh cluster stays at debug level before it is logged as a warning. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { createRequire } from 'node:module';
 import { KafkaJSProtocolError } from 'kafkajs';
 import { ConfigError, FencedError, TransientError } from '../../src/errors.js';
 import { Liveness } from '../../src/engine/liveness.js';
@@ -26,7 +27,10 @@ function harness(stuckAfterMs = 60_000) {
   return { lines, log, liveness, now: clock, sleep, advance: (ms: number) => (now += ms) };
 }
 
-const notLeader = () => new KafkaJSProtocolError({ type: 'NOT_LEADER_FOR_PARTITION', code: 6, retriable: true, message: 'This server is not the leader for that topic-partition' });
+const require = createRequire(import.meta.url);
+const { createErrorFromCode } = require('kafkajs/src/protocol/error') as { createErrorFromCode(code: number): Error };
+const protocol = (code: number): Error => new KafkaJSProtocolError(createErrorFromCode(code));
+const notLeader = () => protocol(6);
 
 /** Fails with `errors` in turn, then returns 'done'. */
 function failing(errors: unknown[]): { action: () => Promise<string>; calls: () => number } {
@@ -132,7 +136,7 @@ describe('retrying', () => {
         order.push('attempt');
         return action();
       },
-      { what: 'batch', log: h.log, liveness: h.liveness, now: h.now, sleep: (ms) => (order.push('sleep'), h.sleep(ms)), recover: async () => void order.push('recover'), between: async () => void order.push('heartbeat') },
+      { what: 'batch', log: h.log, liveness: h.liveness, now: h.now, sleep: (ms) => (order.push('sleep'), h.sleep(ms)), recover: () => Promise.resolve(void order.push('recover')), between: () => Promise.resolve(void order.push('heartbeat')) },
     );
     expect(order).toEqual(['attempt', 'recover', 'sleep', 'heartbeat', 'attempt']);
     const rebalancing = new Error('The group is rebalancing');
@@ -162,8 +166,9 @@ describe('RepeatedFailures (a periodic action whose next run is the retry)', () 
 
 describe('normalWhileStarting', () => {
   it('recognises leader, coordinator and unknown-topic conditions, also as a cause', () => {
-    expect(normalWhileStarting(notLeader())).toBe(true);
-    expect(normalWhileStarting(new TransientError('transaction failed', { cause: new KafkaJSProtocolError({ type: 'COORDINATOR_LOAD_IN_PROGRESS', code: 14, retriable: true, message: 'loading' }) }))).toBe(true);
+    for (const code of [3, 5, 6, 14, 15, 16, 27, 51]) expect(normalWhileStarting(protocol(code)), `code ${code}`).toBe(true);
+    expect(normalWhileStarting(protocol(29))).toBe(false); // TOPIC_AUTHORIZATION_FAILED
+    expect(normalWhileStarting(new TransientError('transaction failed', { cause: protocol(14) }))).toBe(true);
     expect(normalWhileStarting(new TransientError('registry away'))).toBe(false);
     expect(normalWhileStarting(new Error('ECONNREFUSED'))).toBe(false);
   });
