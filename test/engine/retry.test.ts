@@ -33,7 +33,7 @@ const protocol = (code: number): Error => new KafkaJSProtocolError(createErrorFr
 const notLeader = () => protocol(6);
 
 /** Fails with `errors` in turn, then returns 'done'. */
-function failing(errors: unknown[]): { action: () => Promise<string>; calls: () => number } {
+function failing(errors: Error[]): { action: () => Promise<string>; calls: () => number } {
   let calls = 0;
   return {
     action: () => {
