@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stops what scripts/kafka/up.sh started (by the pids it wrote), gracefully, then by force.
 # ORDO_KAFKA_WIPE=1 also deletes the broker's data (a fresh cluster on the next up).
+# --kafka-only: stop the broker only, leave the registry running (scripts/kafka/restart-broker.sh).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/kafka/env.sh
@@ -19,6 +20,6 @@ stop_pidfile() { # name, pidfile
   rm -f "$pidfile"
 }
 
-stop_pidfile registry "$REGISTRY_DIR/pid"
+if [[ "${1:-}" != --kafka-only ]]; then stop_pidfile registry "$REGISTRY_DIR/pid"; fi
 stop_pidfile kafka "$KAFKA_DIR/pid"
 if [[ "${ORDO_KAFKA_WIPE:-0}" == 1 ]]; then rm -rf "$KAFKA_DIR/data"; fi

@@ -27,18 +27,22 @@ export class SchemaCatalog implements SchemaLookup {
 
   /** Registers `schema` under `subject` (idempotent) and returns its id. */
   async register(subject: string, schema: avro.Schema): Promise<number> {
+    const confluent = { type: SchemaType.AVRO, schema: JSON.stringify(schema) } as const;
     for (let attempt = 1; ; attempt++) {
       try {
-        const { id } = await this.registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject });
+        const { id } = await this.registry.register(confluent, { subject });
         return id;
       } catch (cause) {
+        // Another role may have registered it at the same moment (roles started together): the
+        // loser of a subject's first registration gets a conflict ("A rule named
+        // 'COMPATIBILITY' already exists") or an error; re-read before calling it a failure.
+        const id = await this.registry.getRegistryIdBySchema(subject, confluent).catch(() => undefined);
+        if (id !== undefined) return id;
         const status = (cause as { status?: number }).status;
         const message = `could not register schema under subject ${subject}: ${(cause as Error).message}`;
-        // Two first registrations of a subject racing (roles started together): the loser's
-        // creation of the subject's rules conflicts. Registering again finds the schema.
         if (status === 409 && isFirstRegistrationRace(cause)) {
           if (attempt < FIRST_REGISTRATION_ATTEMPTS) {
-            await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+            await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
             continue;
           }
           throw new TransientError(message, { cause });
