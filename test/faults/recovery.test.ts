@@ -1,3 +1,4 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Producer } from 'kafkajs';
 import { createTopics, deleteTopicsWithPrefix, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
@@ -16,6 +17,13 @@ import { makeWorkload, producePaced, waitForOutput } from '../support/workload.j
 const kafka = testKafka();
 const prefixes: string[] = [];
 let running: RunningRole[] = [];
+const started: RunningRole[] = [];
+
+async function start(roles: Promise<RunningRole>[]): Promise<RunningRole[]> {
+  running = await Promise.all(roles);
+  started.push(...running);
+  return running;
+}
 
 async function stopAll(graceMs = 30_000): Promise<(number | null)[]> {
   const roles = running;
@@ -30,6 +38,11 @@ function ownWarnings(role: RunningRole): LogLine[] {
 
 afterEach(async () => {
   await stopAll(5_000);
+  // ORDO_TEST_LOGS=1: keep each role's log lines for a look after the run.
+  if (process.env.ORDO_TEST_LOGS) {
+    mkdirSync('.local/test-logs', { recursive: true });
+    for (const r of started.splice(0)) writeFileSync(`.local/test-logs/recovery-${r.process.name}.log`, r.process.stderr.join('\n') + '\n', { flag: 'a' });
+  }
 });
 
 afterAll(async () => {
@@ -43,7 +56,7 @@ describe('concurrent cold start (real processes)', () => {
       prefixes.push(prefix);
       // Nothing exists yet: the pipelines race to create the topics and to register the
       // schemas; merge and api wait for the topics they read.
-      running = await Promise.all([
+      await start([
         spawnRole('pipeline', prefix, 'pipeline-a'),
         spawnRole('pipeline', prefix, 'pipeline-b'),
         spawnRole('merge', prefix, 'merge'),
@@ -84,7 +97,7 @@ describe('broker restart mid-stream (real processes, real broker restart)', () =
     const encode = await usageEventEncoder(`${prefix}-in`);
     const workload = makeWorkload(encode, EVENTS, 30, 0);
     const settings = { ORDO_MAX_BATCH_RECORDS: '200', ORDO_REORDER_WINDOW_MS: '500', ORDO_WATERMARK_INTERVAL_MS: '500' };
-    running = await Promise.all([spawnRole('pipeline', prefix, 'pipeline', settings), spawnRole('merge', prefix, 'merge', settings), spawnRole('api', prefix, 'api', settings)]);
+    await start([spawnRole('pipeline', prefix, 'pipeline', settings), spawnRole('merge', prefix, 'merge', settings), spawnRole('api', prefix, 'api', settings)]);
     await waitAllReady(running, 90_000);
 
     const half = EVENTS / 2;
@@ -103,8 +116,10 @@ describe('broker restart mid-stream (real processes, real broker restart)', () =
     expectExactlyOnce(ordered, workload.validIds);
     expectGaplessSeq(ordered);
     for (const role of running) expect(await probe(role.metricsPort, '/healthz'), role.process.name).toEqual({ status: 200, body: { state: 'running' } });
-    // The merge retried in place: it never failed or drained on its own.
+    // The merge met the outage (a failed transaction or tick) and retried in place: it never
+    // failed or drained on its own (the acceptance run's merge went to draining and stayed).
     const merge = running[1]!.process;
+    expect(merge.has((l) => l.msg === 'merge batch failed; retrying' || l.msg === 'merge watermark tick failed; retrying')).toBe(true);
     expect(merge.lines.filter((l) => l.msg === 'lifecycle').map((l) => l.to)).not.toContain('draining');
     expect(await stopAll()).toEqual([0, 0, 0]);
   });
