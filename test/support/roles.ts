@@ -1,23 +1,11 @@
 import { execFile } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { BROKERS, REGISTRY_URL } from './cluster.js';
+import { freePort } from './prometheus.js';
 import { WorkerProcess, sleep } from './process.js';
 import { childEnv } from './worker.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-/** A free TCP port on 127.0.0.1 (for a child's metrics or API server). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /** An `ordo <role>` process with its metrics server on a port of its own. */
 export interface RunningRole {
