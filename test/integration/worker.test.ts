@@ -1,6 +1,5 @@
 import { type Socket, connect, createServer } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
-import { KafkaJSError, type Kafka, type Producer, type ProducerConfig } from 'kafkajs';
 import avro from 'avsc';
 import { frame } from '../../src/schema/wire-format.js';
 import { ConfigError } from '../../src/errors.js';
@@ -11,6 +10,7 @@ import { SchemaCatalog } from '../../src/schema/schema-catalog.js';
 import { usageEventSchema } from '../../src/schema/usage-event.js';
 import { REGISTRY_URL, createTopics, deleteTopicsWithPrefix, produce, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
 import { expectExactlyOnce } from '../support/exactly-once.js';
+import { lossyCommits } from '../support/faulty-kafka.js';
 import { testConfig } from '../support/worker.js';
 import { makeWorkload } from '../support/workload.js';
 
@@ -21,33 +21,6 @@ function newPrefix(name: string): string {
   const prefix = uniqueName(name);
   prefixes.push(prefix);
   return prefix;
-}
-
-/** Wraps `kafka` so that the `n`-th transaction commit really commits, then reports an error (a lost EndTxn response). */
-function lossyCommits(base: Kafka, failOn: Set<number>): { kafka: Kafka; injected: () => number } {
-  let commits = 0;
-  let injected = 0;
-  const producer = base.producer.bind(base);
-  const wrapped = Object.create(base) as Kafka;
-  wrapped.producer = (config?: ProducerConfig): Producer => {
-    const p = producer(config);
-    const transaction = p.transaction.bind(p);
-    p.transaction = async () => {
-      const tx = await transaction();
-      const commit = tx.commit.bind(tx);
-      tx.commit = async () => {
-        await commit();
-        commits += 1;
-        if (failOn.has(commits)) {
-          injected += 1;
-          throw new KafkaJSError('simulated: EndTxn response lost after the commit happened', { retriable: true });
-        }
-      };
-      return tx;
-    };
-    return p;
-  };
-  return { kafka: wrapped, injected: () => injected };
 }
 
 /** A TCP proxy to the registry that can be switched off (connections are reset while off). */
