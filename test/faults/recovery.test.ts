@@ -113,8 +113,7 @@ describe('broker restart mid-stream (real processes, real broker restart)', () =
     const encode = await usageEventEncoder(`${prefix}-in`);
     const workload = makeWorkload(encode, EVENTS, 30, 0);
     const settings = { ORDO_MAX_BATCH_RECORDS: '200', ORDO_REORDER_WINDOW_MS: '500', ORDO_WATERMARK_INTERVAL_MS: '500' };
-    // The merge logs at debug: its retries of conditions normal during a restart are debug lines.
-    await start([spawnRole('pipeline', prefix, 'pipeline', settings), spawnRole('merge', prefix, 'merge', { ...settings, ORDO_LOG_LEVEL: 'debug' }), spawnRole('api', prefix, 'api', settings)]);
+    await start([spawnRole('pipeline', prefix, 'pipeline', settings), spawnRole('merge', prefix, 'merge', settings), spawnRole('api', prefix, 'api', settings)]);
     await waitAllReady(running, 90_000);
 
     // Events keep coming before, during and after the outage, as from a real upstream: a
@@ -134,11 +133,10 @@ describe('broker restart mid-stream (real processes, real broker restart)', () =
     expectExactlyOnce(ordered, workload.validIds);
     expectGaplessSeq(ordered);
     for (const role of running) expect(await probe(role.metricsPort, '/healthz'), role.process.name).toEqual({ status: 200, body: { state: 'running' } });
-    // The merge met the outage (a failed transaction or tick) and retried in place: it never
-    // failed or drained on its own (the acceptance run's merge went to draining and stayed).
-    const merge = running[1]!.process;
-    expect(merge.has((l) => /^merge (batch|watermark tick) failed; retrying$/.test(l.msg ?? ''))).toBe(true);
-    expect(merge.lines.filter((l) => l.msg === 'lifecycle').map((l) => l.to)).not.toContain('draining');
+    // No role failed or drained on its own (the acceptance run's merge went to draining and
+    // stayed). Whether the merge is mid-transaction when the broker goes is timing: its
+    // in-place retry of a failed transaction is proven in test/integration/merge-recovery.test.ts.
+    for (const role of running) expect(role.process.lines.filter((l) => l.msg === 'lifecycle').map((l) => l.to), role.process.name).not.toContain('draining');
     expect(await stopAll()).toEqual([0, 0, 0]);
   });
 });
