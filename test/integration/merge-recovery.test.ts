@@ -1,29 +1,17 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { OrdoMetrics } from '../../src/metrics/metrics.js';
-import type { LogMeta, Logger } from '../../src/observability/logger.js';
 import { createMergeWorker } from '../../src/roles/merge.js';
 import type { MergeWorker } from '../../src/engine/merge-worker.js';
 import type { Worker } from '../../src/engine/worker.js';
 import { createTopics, deleteTopicsWithPrefix, produce, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
 import { expectExactlyOnce, expectGlobalOrder } from '../support/exactly-once.js';
 import { faultyCommits } from '../support/faulty-kafka.js';
+import { type RecordedLine, recordingLogger } from '../support/logs.js';
 import { startPipeline, testConfig } from '../support/worker.js';
 import { makeWorkload } from '../support/workload.js';
 
 const kafka = testKafka();
 const prefix = uniqueName('it-merge-recovery');
-
-/** Keeps the messages it is given (the engine's log lines). */
-function recordingLogger(lines: { msg: string; meta?: LogMeta }[]): Logger {
-  const log: Logger = {
-    debug: (msg, meta) => lines.push({ msg, meta }),
-    info: (msg, meta) => lines.push({ msg, meta }),
-    warn: (msg, meta) => lines.push({ msg, meta }),
-    error: (msg, meta) => lines.push({ msg, meta }),
-    child: () => log,
-  };
-  return log;
-}
 
 describe('merge: a failed transaction is retried in place (real broker)', () => {
   let pipeline: Worker | undefined;
@@ -48,7 +36,7 @@ describe('merge: a failed transaction is retried in place (real broker)', () => 
     // What the acceptance run's broker restart did to the merge ("transaction failed: Failed
     // to find group coordinator"), and an EndTxn response lost after a real commit.
     const faulty = faultyCommits(kafka, new Map([[2, 'coordinator-gone'], [4, 'lost-response'], [5, 'coordinator-gone']]));
-    const lines: { msg: string; meta?: LogMeta }[] = [];
+    const lines: RecordedLine[] = [];
     merge = createMergeWorker(config, { logger: recordingLogger(lines), metrics: new OrdoMetrics(), kafka: faulty.kafka });
     await merge.start();
 

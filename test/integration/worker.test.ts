@@ -10,7 +10,8 @@ import { SchemaCatalog } from '../../src/schema/schema-catalog.js';
 import { usageEventSchema } from '../../src/schema/usage-event.js';
 import { REGISTRY_URL, createTopics, deleteTopicsWithPrefix, produce, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
 import { expectExactlyOnce } from '../support/exactly-once.js';
-import { lossyCommits } from '../support/faulty-kafka.js';
+import { faultyCommits, lossyCommits } from '../support/faulty-kafka.js';
+import { type RecordedLine, recordingLogger } from '../support/logs.js';
 import { testConfig } from '../support/worker.js';
 import { makeWorkload } from '../support/workload.js';
 
@@ -132,5 +133,34 @@ describe('Worker', () => {
       registry.up(true);
       await registry.close();
     }
+  });
+
+  it('a failing idle tick is logged, counted and handled like a failed batch: the held events still leave exactly once', async () => {
+    const prefix = newPrefix('it-worker-tick');
+    // Events are held for the reorder window and leave through idle ticks, which also publish watermarks.
+    const config = testConfig(prefix, { ORDO_REORDER_WINDOW_MS: '1000', ORDO_WATERMARK_INTERVAL_MS: '200' });
+    await createTopics(kafka, [config.topics.input], 1);
+    const workload = makeWorkload(await usageEventEncoder(config.topics.input), 60, 6);
+    const producer = kafka.producer();
+    await producer.connect();
+    await produce(producer, config.topics.input, workload.messages);
+    await producer.disconnect();
+
+    // Commit 1 is the batch (one fetch: the events went in one request); the later ones are ticks.
+    const faulty = faultyCommits(kafka, new Map([[2, 'coordinator-gone'], [4, 'lost-response']]));
+    const lines: RecordedLine[] = [];
+    const metrics = new OrdoMetrics();
+    const worker = await createPipelineWorker(config, { logger: recordingLogger(lines), metrics, kafka: faulty.kafka });
+    await worker.start();
+    const ordered = await readAll(kafka, config.topics.ordered, workload.validIds.length, { settleMs: 2_000 });
+    expect(worker.state).toBe('running');
+    await worker.stop();
+    expect(faulty.injected()).toBe(2);
+    expectExactlyOnce(ordered, workload.validIds);
+    expect((await metrics.idleTickFailures.get()).values[0]?.value).toBe(2);
+    const warned = lines.filter((l) => l.level === 'warn' && l.msg === 'idle tick failed; retrying');
+    expect(warned.length).toBeGreaterThanOrEqual(1);
+    expect(warned.length).toBeLessThanOrEqual(2);
+    expect(lines.filter((l) => l.msg === 'closing task' && l.meta?.why === 'tick failed')).toHaveLength(2);
   });
 });
