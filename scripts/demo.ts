@@ -67,6 +67,7 @@ const config = loadConfig({
   ORDO_GLOBAL_TOPIC: `${run}-usage-events-global`,
   ORDO_METERS_FILE: metersFile,
   ORDO_API_PORT: '0',
+  ORDO_API_HOST: '127.0.0.1', // queried from this process only (and no warning about an open API)
   ORDO_NODE_ID: process.env.ORDO_NODE_ID ?? 'ordo-demo',
   ORDO_TOPIC_PARTITIONS: '3',
   ORDO_METRICS_PORT: '0',

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { processIo, runTokenCli } from './auth/token-cli.js';
 import { loadConfig } from './config/config.js';
 import { ConfigError } from './errors.js';
 import { startHttpServer } from './http/server.js';
@@ -24,10 +25,14 @@ roles:
   merge      merge every partition of the ordered topic into the one-partition
              global topic (ORDO_GLOBAL_TOPIC) in total order; run exactly one
 
+commands:
+  token      make an API token for ORDO_API_AUTH=token (ordo token --help)
+
 Configuration comes from environment variables (docs/configuration.md).`;
 
 async function main(argv: string[]): Promise<number> {
   const role = argv[0];
+  if (role === 'token') return runTokenCli(argv.slice(1), processIo);
   if (role === undefined || role === '--help' || role === '-h' || role === 'help') {
     process.stdout.write(USAGE + '\n');
     return role === undefined ? 2 : 0;
@@ -54,6 +59,7 @@ async function main(argv: string[]): Promise<number> {
   const server = config.metricsPort > 0
     ? await startHttpServer({
         port: config.metricsPort,
+        host: config.metricsHost,
         registry: metrics.registry,
         health: {
           state: () => started.handle?.state() ?? 'starting',

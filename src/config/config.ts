@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { ConfigError } from '../errors.js';
 import { LATE_POLICIES, type LatePolicy } from '../processors/order.js';
+import { type ApiAuthConfig, loadApiAuthConfig, loadBindHost } from './api-auth.js';
 import { EnvReader } from './env.js';
 
 /** Kafka topic names accept letters, digits, '.', '_' and '-', at most 249 characters. */
@@ -73,6 +74,11 @@ export interface OrdoConfig {
   watermarkIntervalMs: number;
   /** Port of the `api` role's query API. */
   apiPort: number;
+  /** Listen addresses of the query API and of the metrics/health server. */
+  apiHost: string;
+  metricsHost: string;
+  /** How the query API authenticates requests (src/config/api-auth.ts). */
+  apiAuth: ApiAuthConfig;
   /** A transient failure retried this long without success ends the role; /healthz fails past it (src/engine/liveness.ts). */
   stuckAfterMs: number;
 }
@@ -129,6 +135,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     reorderMaxEvents: read.int('ORDO_REORDER_MAX_EVENTS', 10_000, 1, 10_000_000),
     latePolicy: read.oneOf('ORDO_LATE_POLICY', 'flag', LATE_POLICIES),
     watermarkIntervalMs: read.int('ORDO_WATERMARK_INTERVAL_MS', 1_000, 0, HOUR_MS),
+    apiHost: loadBindHost(read, 'ORDO_API_HOST'),
+    metricsHost: loadBindHost(read, 'ORDO_METRICS_HOST'),
+    apiAuth: loadApiAuthConfig(read),
     stuckAfterMs: read.int('ORDO_STUCK_AFTER_MS', 120_000, 5_000, 24 * HOUR_MS),
   };
   checkCrossFieldRules(config);

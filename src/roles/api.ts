@@ -1,3 +1,5 @@
+import { createAuthenticator } from '../auth/authenticator.js';
+import { isLoopbackHost } from '../config/api-auth.js';
 import type { OrdoConfig } from '../config/config.js';
 import { Lifecycle, exportLifecycle } from '../engine/lifecycle.js';
 import { Liveness, type StuckReport } from '../engine/liveness.js';
@@ -40,7 +42,14 @@ export interface ApiRole {
  * the same once caught up, and each answer says how far behind it is.
  */
 export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics }): Promise<ApiRole> {
+  if (config.apiAuth.mode === 'none' && !isLoopbackHost(config.apiHost)) {
+    deps.logger.warn('the usage API answers anyone who can reach it: ORDO_API_AUTH=none on a non-loopback address; set ORDO_API_AUTH=token or jwt, or ORDO_API_HOST=127.0.0.1', {
+      host: config.apiHost,
+    });
+  }
   const meters = new MeterCatalog(config.metersFile === undefined ? [] : loadMetersFile(config.metersFile));
+  // Like the meters file, a missing or invalid tokens file stops the start (exit 78) before anything connects.
+  const auth = createAuthenticator(config.apiAuth, { logger: deps.logger.child({ component: 'api-auth' }) });
   const readModel = new ReadModel(meters);
   const catalog = new SchemaCatalog(config.registryUrl);
   const resolvers = new ResolverCache(usageAggregateType);
@@ -85,6 +94,9 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   });
   const server = await startApiServer({
     port: config.apiPort,
+    host: config.apiHost,
+    auth,
+    onRefused: (error) => deps.metrics.apiRequestsRefused.inc({ kind: error.kind }),
     meters,
     readModel,
     freshness: () => reader.progress(),
@@ -99,6 +111,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     log.error('read model failed', { error });
     lifecycle.transition('failed');
     await server.close().catch(() => undefined);
+    auth.close();
     await reader.stop();
     finish('failed');
   };
@@ -127,6 +140,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
         if (state() !== 'failed') lifecycle.transition('draining');
         clearInterval(lagTimer);
         await server.close();
+        auth.close();
         await reader.stop();
         if (state() === 'draining') lifecycle.transition('stopped');
         finish(state() === 'failed' ? 'failed' : 'stopped');

@@ -18,10 +18,14 @@ import type { IPodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisrup
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { IContainer } from 'kubernetes-models/v1/Container';
+import { Secret } from 'kubernetes-models/v1/Secret';
+import type { ISecret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import type { IService } from 'kubernetes-models/v1/Service';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
+import { parseTokensFile } from '../../src/auth/tokens-file.js';
+import { loadConfig } from '../../src/config/config.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BUILDS = { base: 'k8s/base', keda: 'k8s/overlays/keda' } as const;
@@ -126,6 +130,7 @@ function targets(scaler: IScaledObject, deployment: IDeployment): boolean {
 const MODELS = new Map<string, { prototype: { validate(): void } }>([
   ['v1/ConfigMap', ConfigMap],
   ['v1/Service', Service],
+  ['v1/Secret', Secret],
   ['apps/v1/Deployment', Deployment],
   ['policy/v1/PodDisruptionBudget', PodDisruptionBudget],
   ['monitoring.coreos.com/v1/ServiceMonitor', ServiceMonitor],
@@ -363,6 +368,30 @@ describe.each(Object.keys(BUILDS) as BuildName[])('k8s %s', (name) => {
     }
     const meters = b.get<IConfigMap>('ConfigMap', 'ordo-meters').data?.['meters.yaml'];
     expect(meters).toBe(readFileSync(`${ROOT}docs/meters.example.yaml`, 'utf8'));
+  });
+
+  it('mounts the api tokens file ORDO_API_TOKENS_FILE names from a Secret, as a directory so updates reach the pod', () => {
+    const b = build(name);
+    const container = b.deployment('api').spec!.template.spec!.containers[0]!;
+    expect(b.setting(container, 'ORDO_API_AUTH')).toBe('token');
+    const file = b.setting(container, 'ORDO_API_TOKENS_FILE');
+    const mount = container.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
+    expect(mount, file).toBeDefined();
+    expect(mount?.subPath).toBeUndefined();
+    const source = b.deployment('api').spec!.template.spec!.volumes?.find((v) => v.name === mount?.name)?.secret;
+    const secret = b.get<ISecret>('Secret', source?.secretName ?? '');
+    const content = secret.stringData?.[file.slice(`${mount!.mountPath}/`.length)];
+    expect(content).toBeDefined();
+    expect(() => parseTokensFile(content ?? '')).not.toThrow();
+  });
+
+  it('gives every role an environment its configuration accepts', () => {
+    const b = build(name);
+    for (const role of ROLES) {
+      const container = b.deployment(role).spec!.template.spec!.containers[0]!;
+      const env = Object.fromEntries([...b.env(container)].filter(([, v]) => v !== undefined));
+      expect(() => loadConfig(env), role).not.toThrow();
+    }
   });
 
   it('runs merge as a single replica that is never two at once', () => {
