@@ -131,7 +131,11 @@ export class TopicReader {
 
   /** Resolves once every partition is applied up to the end offsets known at the time of the call. */
   async caughtUp(): Promise<void> {
-    await this.refreshEnds();
+    const refreshed = await retrying(() => this.refreshEnds(), { what: 'end offset refresh', meta: { topic: this.options.topic }, log: this.options.logger, liveness: this.liveness, abandoned: () => this.stopped });
+    if (!refreshed.ok) {
+      if (refreshed.why === 'abandoned') return;
+      throw refreshed.error;
+    }
     const target = new Map(this.ends);
     const reached = (): boolean => [...target].every(([p, end]) => (this.applied.get(p) ?? 0n) >= end);
     while (!reached() && !this.stopped) await new Promise<void>((resolve) => this.caughtUpWaiters.push(resolve));
