@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { BROKERS, REGISTRY_URL } from './cluster.js';
+import { BROKERS } from './cluster.js';
 import { freePort } from './prometheus.js';
 import { WorkerProcess, sleep } from './process.js';
 import { childEnv } from './worker.js';
@@ -54,12 +54,11 @@ export async function waitAllReady(roles: RunningRole[], timeoutMs: number): Pro
  */
 export function restartBroker(downSeconds: number): Promise<void> {
   const kafkaPort = BROKERS[0]!.split(':').pop()!;
-  const registryPort = new URL(REGISTRY_URL).port || '80';
   return new Promise((resolve, reject) => {
     execFile(
       'bash',
       ['scripts/kafka/restart-broker.sh'],
-      { cwd: ROOT, env: { ...process.env, KAFKA_PORT: kafkaPort, REGISTRY_PORT: registryPort, ORDO_BROKER_DOWN_SECONDS: String(downSeconds) }, timeout: 180_000 },
+      { cwd: ROOT, env: { ...process.env, KAFKA_PORT: kafkaPort, ORDO_BROKER_DOWN_SECONDS: String(downSeconds) }, timeout: 180_000 },
       (error, _stdout, stderr) => (error ? reject(new Error(`broker restart failed: ${error.message}\n${stderr}`)) : resolve()),
     );
   });
