@@ -7,13 +7,14 @@ import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { noopLogger } from '../../src/observability/logger.js';
 import { createPipelineWorker } from '../../src/roles/pipeline.js';
 import { SchemaCatalog } from '../../src/schema/schema-catalog.js';
-import { usageEventSchema } from '../../src/schema/usage-event.js';
+import { usageEventSchema, usageEventType } from '../../src/schema/usage-event.js';
 import { REGISTRY_URL, createTopics, deleteTopicsWithPrefix, produce, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
 import { expectExactlyOnce } from '../support/exactly-once.js';
 import { faultyCommits, lossyCommits } from '../support/faulty-kafka.js';
 import { type RecordedLine, recordingLogger } from '../support/logs.js';
 import { testConfig } from '../support/worker.js';
 import { makeWorkload } from '../support/workload.js';
+import { sleep } from '../support/process.js';
 
 const kafka = testKafka();
 const prefixes: string[] = [];
@@ -162,5 +163,34 @@ describe('Worker', () => {
     expect(warned.length).toBeGreaterThanOrEqual(1);
     expect(warned.length).toBeLessThanOrEqual(2);
     expect(lines.filter((l) => l.msg === 'closing task' && l.meta?.why === 'tick failed')).toHaveLength(2);
+  });
+
+  it('a transient failure that outlasts ORDO_STUCK_AFTER_MS fails the worker, so /healthz fails and it is restarted', async () => {
+    const prefix = newPrefix('it-worker-stuck');
+    const registry = await switchableRegistry();
+    try {
+      const config = testConfig(prefix, { SCHEMA_REGISTRY_URL: registry.url, ORDO_STUCK_AFTER_MS: '5000' });
+      await createTopics(kafka, [config.topics.input], 1);
+      const worker = await createPipelineWorker(config, { logger: noopLogger, metrics: new OrdoMetrics() });
+      await worker.start();
+      // A schema id the worker has not seen: its batch needs the registry, which is away.
+      const writerId = await new SchemaCatalog(REGISTRY_URL).register(`${config.topics.input}-value`, { ...(usageEventSchema as avro.schema.RecordType), fields: [...(usageEventSchema as avro.schema.RecordType).fields, { name: 'note', type: 'string', default: '' }] });
+      registry.up(false);
+      const workload = makeWorkload((e) => frame(writerId, Buffer.concat([usageEventType.toBuffer(e), Buffer.from([0])])), 10, 2);
+      const producer = kafka.producer();
+      await producer.connect();
+      await produce(producer, config.topics.input, workload.messages);
+      await producer.disconnect();
+      const outage = Date.now();
+      await sleep(2_000);
+      expect(worker.state).toBe('running'); // retrying in place, not stuck yet
+      expect(worker.live).toBe(true);
+      expect(await worker.done).toBe('failed');
+      expect(Date.now() - outage).toBeGreaterThanOrEqual(4_000);
+      expect(worker.live).toBe(false);
+    } finally {
+      registry.up(true);
+      await registry.close();
+    }
   });
 });
