@@ -5,18 +5,12 @@ import { KafkaJSProtocolError } from 'kafkajs';
 import { ConfigError, FencedError, TransientError } from '../../src/errors.js';
 import { Liveness } from '../../src/engine/liveness.js';
 import { QUIET_RETRY_MS, RepeatedFailures, backoffMs, normalWhileStarting, retrying } from '../../src/engine/retry.js';
-import type { LogMeta, Logger } from '../../src/observability/logger.js';
+import { type RecordedLine, recordingLogger } from '../support/logs.js';
 
 /** A logger that keeps its lines, and a clock the fake sleep moves. */
 function harness(stuckAfterMs = 60_000) {
-  const lines: { level: string; msg: string; meta?: LogMeta }[] = [];
-  const log: Logger = {
-    debug: (msg, meta) => lines.push({ level: 'debug', msg, meta }),
-    info: (msg, meta) => lines.push({ level: 'info', msg, meta }),
-    warn: (msg, meta) => lines.push({ level: 'warn', msg, meta }),
-    error: (msg, meta) => lines.push({ level: 'error', msg, meta }),
-    child: () => log,
-  };
+  const lines: RecordedLine[] = [];
+  const log = recordingLogger(lines);
   let now = 1_000_000;
   const clock = () => now;
   const liveness = new Liveness(stuckAfterMs, clock);

@@ -3,12 +3,12 @@ import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { createMergeWorker } from '../../src/roles/merge.js';
 import type { MergeWorker } from '../../src/engine/merge-worker.js';
 import type { Worker } from '../../src/engine/worker.js';
-import { createTopics, deleteTopicsWithPrefix, produce, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
+import { deleteTopicsWithPrefix, readAll, testKafka, uniqueName } from '../support/cluster.js';
 import { expectExactlyOnce, expectGlobalOrder } from '../support/exactly-once.js';
 import { faultyCommits } from '../support/faulty-kafka.js';
 import { type RecordedLine, recordingLogger } from '../support/logs.js';
 import { startPipeline, testConfig } from '../support/worker.js';
-import { makeWorkload } from '../support/workload.js';
+import { seedInput } from '../support/workload.js';
 
 const kafka = testKafka();
 const prefix = uniqueName('it-merge-recovery');
@@ -25,12 +25,7 @@ describe('merge: a failed transaction is retried in place (real broker)', () => 
 
   it('commits whose coordinator is gone or whose outcome is unknown: the merge rebuilds its task and goes on, every event once, in order', async () => {
     const config = testConfig(prefix, { ORDO_REORDER_WINDOW_MS: '200', ORDO_WATERMARK_INTERVAL_MS: '200', ORDO_MAX_BATCH_RECORDS: '100' });
-    await createTopics(kafka, [config.topics.input], 3);
-    const workload = makeWorkload(await usageEventEncoder(config.topics.input), 900, 30);
-    const producer = kafka.producer();
-    await producer.connect();
-    await produce(producer, config.topics.input, workload.messages);
-    await producer.disconnect();
+    const workload = await seedInput(kafka, config.topics.input, 3, 900, 30);
     pipeline = (await startPipeline(config)).worker;
 
     // What the acceptance run's broker restart did to the merge ("transaction failed: Failed

@@ -8,12 +8,12 @@ import { noopLogger } from '../../src/observability/logger.js';
 import { createPipelineWorker } from '../../src/roles/pipeline.js';
 import { SchemaCatalog } from '../../src/schema/schema-catalog.js';
 import { usageEventSchema, usageEventType } from '../../src/schema/usage-event.js';
-import { REGISTRY_URL, createTopics, deleteTopicsWithPrefix, produce, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
+import { REGISTRY_URL, createTopics, deleteTopicsWithPrefix, produce, readAll, testKafka, uniqueName } from '../support/cluster.js';
 import { expectExactlyOnce } from '../support/exactly-once.js';
 import { faultyCommits, lossyCommits } from '../support/faulty-kafka.js';
 import { type RecordedLine, recordingLogger } from '../support/logs.js';
 import { testConfig } from '../support/worker.js';
-import { makeWorkload } from '../support/workload.js';
+import { makeWorkload, seedInput } from '../support/workload.js';
 import { sleep } from '../support/process.js';
 
 const kafka = testKafka();
@@ -85,12 +85,7 @@ describe('Worker', () => {
   it('replaces the task after a commit whose outcome was unknown: no event is written twice', async () => {
     const prefix = newPrefix('it-worker-lost-commit');
     const config = testConfig(prefix, { ORDO_MAX_BATCH_RECORDS: '50' });
-    await createTopics(kafka, [config.topics.input], 2);
-    const workload = makeWorkload(await usageEventEncoder(config.topics.input), 1_000, 20);
-    const producer = kafka.producer();
-    await producer.connect();
-    await produce(producer, config.topics.input, workload.messages);
-    await producer.disconnect();
+    const workload = await seedInput(kafka, config.topics.input, 2, 1_000, 20);
 
     const lossy = lossyCommits(kafka, new Set([2, 5, 9]));
     const worker = await createPipelineWorker(config, { logger: noopLogger, metrics: new OrdoMetrics(), kafka: lossy.kafka });
@@ -140,12 +135,7 @@ describe('Worker', () => {
     const prefix = newPrefix('it-worker-tick');
     // Events are held for the reorder window and leave through idle ticks, which also publish watermarks.
     const config = testConfig(prefix, { ORDO_REORDER_WINDOW_MS: '1000', ORDO_WATERMARK_INTERVAL_MS: '200' });
-    await createTopics(kafka, [config.topics.input], 1);
-    const workload = makeWorkload(await usageEventEncoder(config.topics.input), 60, 6);
-    const producer = kafka.producer();
-    await producer.connect();
-    await produce(producer, config.topics.input, workload.messages);
-    await producer.disconnect();
+    const workload = await seedInput(kafka, config.topics.input, 1, 60, 6);
 
     // Commit 1 is the batch (one fetch: the events went in one request); the later ones are ticks.
     const faulty = faultyCommits(kafka, new Map([[2, 'coordinator-gone'], [4, 'lost-response']]));

@@ -17,7 +17,10 @@ export interface RunningRole {
 export async function spawnRole(role: string, prefix: string, name: string, overrides: Record<string, string> = {}): Promise<RunningRole> {
   const metricsPort = await freePort();
   const extra: Record<string, string> = { ORDO_METRICS_PORT: String(metricsPort), ...overrides };
-  if (role === 'api' && extra.ORDO_API_PORT === undefined) extra.ORDO_API_PORT = String(await freePort());
+  if (role === 'api') {
+    extra.ORDO_API_PORT ??= String(await freePort());
+    extra.ORDO_API_HOST ??= '127.0.0.1'; // no auth, so loopback only (any other address warns)
+  }
   return { process: new WorkerProcess(role, childEnv(prefix, name, extra), name), metricsPort };
 }
 
