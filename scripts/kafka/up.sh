@@ -7,7 +7,18 @@
 #   KAFKA_PORT (9092)  KAFKA_CONTROLLER_PORT (9093)  REGISTRY_PORT (8081)
 #   REGISTRY_MANAGEMENT_PORT (REGISTRY_PORT + 10: the registry's own health/metrics port)
 #   ORDO_LOCAL_DIR (<repo>/.local)   ORDO_JAVA_FOR_REGISTRY (a java >= 21; found if unset)
+#
+# --env: once ready, print `export KAFKA_BROKERS=… SCHEMA_REGISTRY_URL=…` on stdout
+# (everything else goes to stderr), so `eval "$(npm run -s kafka:up -- --env)"` starts
+# the stack and points this shell's `ordo` commands at it.
 set -euo pipefail
+print_env=0
+for arg in "$@"; do
+  case "$arg" in
+    --env) print_env=1 ;;
+    *) printf '[kafka:up] unknown argument %s (usage: up.sh [--env])\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/kafka/env.sh
 source "$here/env.sh"
@@ -138,3 +149,7 @@ registry_ready() { curl -fsS "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7/su
 if [[ -f "$KAFKA_DIR/pid" ]]; then wait_for kafka 90 kafka_ready; fi
 wait_for registry 90 registry_ready
 log "ready: KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT SCHEMA_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"
+if [[ $print_env == 1 ]]; then
+  printf 'export KAFKA_BROKERS=127.0.0.1:%s\n' "$KAFKA_PORT"
+  printf 'export SCHEMA_REGISTRY_URL=http://127.0.0.1:%s/apis/ccompat/v7\n' "$REGISTRY_PORT"
+fi
