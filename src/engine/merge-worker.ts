@@ -331,7 +331,11 @@ export class MergeWorker {
    * offset as measured now (after the watermark was read).
    */
   private async tick(): Promise<void> {
-    if (this.ticking || !this.complete || this.pending.size === 0 || this.lifecycle.state !== 'running') return;
+    if (this.ticking || !this.complete || this.pending.size === 0 || this.lifecycle.state !== 'running') {
+      // No tick is due: a failure streak of earlier ticks must not outlive them (/healthz).
+      if (!this.ticking) this.tickFailures.close();
+      return;
+    }
     this.ticking = true;
     const snapshot = new Map(this.pending);
     try {

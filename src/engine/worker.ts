@@ -215,7 +215,9 @@ export class Worker {
     this.options.metrics.assignedPartitions.set(next.size);
     this.log.info('partitions assigned', { partitions: [...next].sort((a, b) => a - b) });
     for (const partition of this.assigned) {
-      if (!next.has(partition)) void this.dropTask(partition, 'revoked');
+      if (next.has(partition)) continue;
+      this.endTickFailures(partition);
+      void this.dropTask(partition, 'revoked');
     }
     // A new generation: a fenced partition assigned again may be retried.
     this.fenced.clear();
@@ -367,6 +369,7 @@ export class Worker {
       );
       if (!done) return;
       this.consumerLag.committed(partition, (BigInt(chunk[chunk.length - 1]!.offset) + 1n).toString()); // lag
+      this.tickFailures.get(partition)?.close(); // a committed batch: the partition's task works again
       resolveOffset(chunk[chunk.length - 1]!.offset);
       await heartbeat();
     }
@@ -403,7 +406,7 @@ export class Worker {
               await this.startOwnedTask(partition);
               return;
             }
-            this.tickFailures.delete(partition);
+            this.endTickFailures(partition);
             await this.gaveUp(partition, 'idle tick', outcome);
           },
         )
@@ -426,7 +429,14 @@ export class Worker {
     this.options.metrics.tasksFenced.inc();
     this.log.warn('task fenced: another worker owns this partition now', { partition, error });
     this.fenced.add(partition);
+    this.endTickFailures(partition);
     await this.dropTask(partition, 'fenced');
+  }
+
+  /** The partition's idle ticks stop here (revoked, fenced, given up): its failure streak must not outlive them. */
+  private endTickFailures(partition: number): void {
+    this.tickFailures.get(partition)?.close();
+    this.tickFailures.delete(partition);
   }
 
   /** Runs `action` in the engine's retry loop (retry.ts); fenced -> drop the task; fatal or exhausted -> fail the worker. */

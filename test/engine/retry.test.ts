@@ -156,6 +156,17 @@ describe('RepeatedFailures (a periodic action whose next run is the retry)', () 
     expect(h.lines.filter((l) => l.level === 'warn')).toHaveLength(2); // one per streak
     expect(failures.failed(new FencedError('newer'))).toMatchObject({ ok: false, why: 'fenced' });
   });
+
+  it('close() ends an open streak without a verdict, so a partition whose ticks stopped is not reported stuck', () => {
+    const h = harness(10_000);
+    const failures = new RepeatedFailures({ what: 'idle tick', meta: { partition: 4 }, log: h.log, liveness: h.liveness, now: h.now });
+    failures.failed(new TransientError('away'));
+    h.advance(11_000);
+    expect(h.liveness.stuck()).toEqual({ what: 'idle tick (partition 4)', forMs: 11_000 });
+    failures.close();
+    expect(h.liveness.stuck()).toBeUndefined();
+    expect(h.lines.filter((l) => l.msg.includes('succeeded'))).toEqual([]);
+  });
 });
 
 describe('normalWhileStarting', () => {
