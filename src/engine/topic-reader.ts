@@ -159,6 +159,7 @@ export class TopicReader {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    this.refreshFailures.close();
     await this.consumer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
     for (const wake of this.caughtUpWaiters.splice(0)) wake();
