@@ -3,7 +3,9 @@ import { isLoopbackHost } from '../config/api-auth.js';
 import type { OrdoConfig } from '../config/config.js';
 import { Lifecycle, exportLifecycle } from '../engine/lifecycle.js';
 import { Liveness, type StuckReport } from '../engine/liveness.js';
+import { startSchemaLedger } from '../engine/schema-ledger.js';
 import { TopicReader } from '../engine/topic-reader.js';
+import { SchemaConflictError } from '../errors.js';
 import { createKafka } from '../kafka/client.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
@@ -51,13 +53,24 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   // Like the meters file, a missing or invalid tokens file stops the start (exit 78) before anything connects.
   const auth = createAuthenticator(config.apiAuth, { logger: deps.logger.child({ component: 'api-auth' }) });
   const readModel = new ReadModel(meters);
-  const catalog = new SchemaCatalog(config.registryUrl);
   const resolvers = new ResolverCache(usageAggregateType);
   const log = deps.logger.child({ topic: config.topics.aggregates });
   const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger });
+  // Aggregates name their schema by registry id too: the same ledger as the pipeline's guards them.
+  const ledger = await startSchemaLedger({ ...config, groupId: `${config.groupId}-api` }, kafka, deps.logger);
+  const catalog = new SchemaCatalog(config.registryUrl, undefined, ledger);
+  let conflict: SchemaConflictError | undefined;
 
   const apply = async (records: SourceRecord[]): Promise<void> => {
-    await catalog.prefetch(schemaIdsOf(records));
+    if (conflict) return;
+    try {
+      await catalog.prefetch(schemaIdsOf(records));
+    } catch (error) {
+      if (!(error instanceof SchemaConflictError)) throw error;
+      conflict = error; // misreading every aggregate is worse than answering nothing: the role fails
+      void failed(error);
+      return;
+    }
     for (const record of records) {
       if (record.key === null || record.value === null) continue; // aggregates are never deleted; ignore stray tombstones
       try {
@@ -107,12 +120,13 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   let finish: (final: 'stopped' | 'failed') => void = () => undefined;
   const done = new Promise<'stopped' | 'failed'>((resolve) => (finish = resolve));
   failed = async (error: unknown) => {
-    if (state() === 'failed' || state() === 'stopped') return;
+    if (lifecycle.done) return;
     log.error('read model failed', { error });
     lifecycle.transition('failed');
     await server.close().catch(() => undefined);
     auth.close();
     await reader.stop();
+    await ledger.stop();
     finish('failed');
   };
   // The server answers (with its freshness) while the reader waits for the topic and catches up.
@@ -142,6 +156,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
         await server.close();
         auth.close();
         await reader.stop();
+        await ledger.stop();
         if (state() === 'draining') lifecycle.transition('stopped');
         finish(state() === 'failed' ? 'failed' : 'stopped');
       })();

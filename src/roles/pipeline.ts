@@ -1,6 +1,7 @@
 import { HybridClock } from '../clock/hybrid-clock.js';
 import { systemClock } from '../clock/physical-clock.js';
 import type { OrdoConfig } from '../config/config.js';
+import { startSchemaLedger } from '../engine/schema-ledger.js';
 import { Worker, type WorkerOptions } from '../engine/worker.js';
 import { Liveness } from '../engine/liveness.js';
 import { retrying } from '../engine/retry.js';
@@ -18,14 +19,22 @@ import { usageEventSchema } from '../schema/usage-event.js';
 
 /** Wires the `pipeline` role: registers the output schema, then runs the worker. */
 export async function createPipelineWorker(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics; kafka?: Kafka }): Promise<Worker> {
-  const catalog = new SchemaCatalog(config.registryUrl);
+  const kafka = deps.kafka ?? createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger });
+  const ledger = await startSchemaLedger(config, kafka, deps.logger);
+  const catalog = new SchemaCatalog(config.registryUrl, undefined, ledger);
   const meters = new MeterCatalog(config.metersFile === undefined ? [] : loadMetersFile(config.metersFile));
-  const outputSchemaId = await registerWithRetry(catalog, `${config.topics.ordered}-value`, usageEventSchema, deps.logger, config.stuckAfterMs);
-  const aggregateSchemaId = await registerWithRetry(catalog, `${config.topics.aggregates}-value`, usageAggregateSchema, deps.logger, config.stuckAfterMs);
+  let outputSchemaId: number;
+  let aggregateSchemaId: number;
+  try {
+    outputSchemaId = await registerWithRetry(catalog, `${config.topics.ordered}-value`, usageEventSchema, deps.logger, config.stuckAfterMs);
+    aggregateSchemaId = await registerWithRetry(catalog, `${config.topics.aggregates}-value`, usageAggregateSchema, deps.logger, config.stuckAfterMs);
+  } catch (error) {
+    await ledger.stop();
+    throw error;
+  }
   deps.logger.info('meters loaded', { meters: meters.meters.map((m) => m.slug), file: config.metersFile ?? null });
   const clock = new HybridClock({ node: config.nodeId, physical: systemClock, maxSkewMs: config.maxSkewMs });
-  const kafka = deps.kafka ?? createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger });
-  return new Worker({
+  const worker = new Worker({
     ...config,
     kafka,
     ...pipelineTopics(config),
@@ -47,6 +56,8 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
     logger: deps.logger,
     metrics: deps.metrics,
   });
+  void worker.lifecycle.whenDone().then(() => ledger.stop());
+  return worker;
 }
 
 /** The pipeline's topics as the engine sees them (also what `ordo topics` lists). */

@@ -1,6 +1,7 @@
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import avro from 'avsc';
 import { OrdoError, TransientError } from '../errors.js';
+import type { SchemaIdGuard } from './schema-ids.js';
 
 /**
  * What the pure decode step needs: the writer schema for an id, resolved ahead of time.
@@ -18,15 +19,27 @@ export class SchemaCatalog implements SchemaLookup {
   /** When the registry said an id does not exist: asked again after `missingTtlMs` (it may be registered late). */
   private readonly missingSince = new Map<number, number>();
 
+  /**
+   * `guard`, when given, checks every schema before its id is used (fetched for decoding or
+   * returned by a registration): an id must keep naming the schema it named before.
+   */
   constructor(
     registryUrl: string,
     private readonly missingTtlMs = 60_000,
+    private readonly guard?: SchemaIdGuard,
   ) {
     this.registry = new SchemaRegistry({ host: registryUrl }, { [SchemaType.AVRO]: {} });
   }
 
   /** Registers `schema` under `subject` (idempotent) and returns its id. */
   async register(subject: string, schema: avro.Schema): Promise<number> {
+    const id = await this.registerRacing(subject, schema);
+    await this.guard?.verify(id, avro.Type.forSchema(schema));
+    return id;
+  }
+
+  /** POSTs the schema; a first registration that loses a race with another role's is re-read, not failed. */
+  private async registerRacing(subject: string, schema: avro.Schema): Promise<number> {
     const confluent = { type: SchemaType.AVRO, schema: JSON.stringify(schema) } as const;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -64,11 +77,9 @@ export class SchemaCatalog implements SchemaLookup {
       if (this.types.has(id)) continue;
       const missing = this.missingSince.get(id);
       if (missing !== undefined && Date.now() - missing < this.missingTtlMs) continue;
+      let schema: unknown;
       try {
-        const schema = await this.registry.getSchema(id);
-        // The library returns an avsc Type for Avro schemas; anything else is not ours to read.
-        this.types.set(id, schema instanceof avro.Type ? schema : null);
-        this.missingSince.delete(id);
+        schema = await this.registry.getSchema(id);
       } catch (cause) {
         if (isNotFound(cause)) {
           this.missingSince.set(id, Date.now());
@@ -76,6 +87,11 @@ export class SchemaCatalog implements SchemaLookup {
         }
         throw new TransientError(`schema registry lookup of id ${id} failed: ${(cause as Error).message}`, { cause });
       }
+      // The library returns an avsc Type for Avro schemas; anything else is not ours to read.
+      const type = schema instanceof avro.Type ? schema : null;
+      if (type !== null) await this.guard?.verify(id, type);
+      this.types.set(id, type);
+      this.missingSince.delete(id);
     }
   }
 }
