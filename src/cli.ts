@@ -70,8 +70,12 @@ async function main(argv: string[]): Promise<number> {
         registry: metrics.registry,
         health: {
           state: () => started.handle?.state() ?? 'starting',
-          live: () => started.handle?.state() !== 'failed',
+          live: () => started.handle?.live() ?? true,
           ready: () => started.handle?.ready() ?? false,
+          detail: () => {
+            const stuck = started.handle?.stuck();
+            return stuck === undefined ? undefined : { stuck };
+          },
         },
       })
     : undefined;
@@ -119,6 +123,9 @@ async function main(argv: string[]): Promise<number> {
 interface RoleHandle {
   state(): string;
   ready(): boolean;
+  /** Not failed and not stuck (/healthz). */
+  live(): boolean;
+  stuck(): { what: string; forMs: number } | undefined;
   stop(): Promise<void>;
   readonly done: Promise<string>;
 }
@@ -126,20 +133,22 @@ interface RoleHandle {
 async function startRole(role: Role, config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics }, stopRequested: () => boolean): Promise<RoleHandle> {
   if (role === 'api') {
     const api = await startApiRole(config, deps);
-    return { state: () => api.state(), ready: () => api.state() === 'running', stop: () => api.stop(), done: api.done };
+    return { state: () => api.state(), ready: () => api.state() === 'running', live: () => api.live(), stuck: () => api.stuck(), stop: () => api.stop(), done: api.done };
   }
   if (role === 'merge') {
     const merge = createMergeWorker(config, deps);
     // Started in the background: it may wait for the ordered topic, and a SIGTERM meanwhile
     // must reach it. A failed start ends in `failed` (done resolves, exit 1).
     if (!stopRequested()) void merge.start().catch(() => undefined);
-    return { state: () => merge.state, ready: () => merge.ready, stop: () => merge.stop(), done: merge.done };
+    return { state: () => merge.state, ready: () => merge.ready, live: () => merge.live, stuck: () => merge.stuck, stop: () => merge.stop(), done: merge.done };
   }
   const worker = await createPipelineWorker(config, deps);
   if (!stopRequested()) await worker.start();
   return {
     state: () => worker.state,
     ready: () => worker.state === 'running',
+    live: () => worker.live,
+    stuck: () => worker.stuck,
     stop: () => worker.stop(),
     done: worker.done,
   };

@@ -4,6 +4,7 @@
 # cluster on the next up; schemas are wiped with the data whose records refer to them).
 # --registry-only stops only the registry (a plain up.sh then starts it again, with the
 # schemas it had: the fault suite's registry restart).
+# --kafka-only stops only the broker, leaving the registry running (scripts/kafka/restart-broker.sh).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/kafka/env.sh
@@ -22,15 +23,16 @@ stop_pidfile() { # name, pidfile
   rm -f "$pidfile"
 }
 
-registry_only=0
+registry_only=0 kafka_only=0
 for arg in "$@"; do
   case "$arg" in
     --registry-only) registry_only=1 ;;
-    *) printf '[kafka:down] unknown argument %s (known: --registry-only)\n' "$arg" >&2; exit 64 ;;
+    --kafka-only) kafka_only=1 ;;
+    *) printf '[kafka:down] unknown argument %s (known: --registry-only, --kafka-only)\n' "$arg" >&2; exit 64 ;;
   esac
 done
 
-stop_pidfile registry "$REGISTRY_DIR/pid"
+if [[ $kafka_only == 0 ]]; then stop_pidfile registry "$REGISTRY_DIR/pid"; fi
 if [[ $registry_only == 1 ]]; then exit 0; fi
 stop_pidfile kafka "$KAFKA_DIR/pid"
 if [[ "${ORDO_KAFKA_WIPE:-0}" == 1 ]]; then rm -rf "$KAFKA_DIR/data" "$REGISTRY_DATA_DIR"; fi

@@ -81,6 +81,8 @@ export interface OrdoConfig {
   metricsHost: string;
   /** How the query API authenticates requests (src/config/api-auth.ts). */
   apiAuth: ApiAuthConfig;
+  /** A transient failure retried this long without success ends the role; /healthz fails past it (src/engine/liveness.ts). */
+  stuckAfterMs: number;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): OrdoConfig {
@@ -139,6 +141,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     apiHost: loadBindHost(read, 'ORDO_API_HOST'),
     metricsHost: loadBindHost(read, 'ORDO_METRICS_HOST'),
     apiAuth: loadApiAuthConfig(read),
+    stuckAfterMs: read.int('ORDO_STUCK_AFTER_MS', 120_000, 5_000, 24 * HOUR_MS),
   };
   checkCrossFieldRules(config);
   return config;

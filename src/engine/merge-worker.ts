@@ -1,7 +1,7 @@
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import type { OrdoConfig } from '../config/config.js';
-import { OrdoError } from '../errors.js';
-import { ensureTopics, partitionCount, type TopicSpec } from '../kafka/topics.js';
+import { FencedError, OrdoError } from '../errors.js';
+import { ensureTopics, partitionCount, type TopicSpec, waitUntilServed } from '../kafka/topics.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { toDeadLetterRecord } from '../processors/dead-letter.js';
@@ -10,13 +10,16 @@ import type { OutputRecord, SourceRecord } from '../processors/records.js';
 import { alignToPosition, sleep, toSourceRecord } from './batch.js';
 import { ConsumerLag } from './consumer-lag.js';
 import { Lifecycle, type LifecycleState, drainWithin, exportLifecycle } from './lifecycle.js';
+import { Liveness, type StuckReport } from './liveness.js';
+import { RepeatedFailures, retrying } from './retry.js';
 import { restorePartitions } from './restore.js';
 import { InMemoryStore, stringCodec } from './state-store.js';
+import { fatalMessage } from './error-policy.js';
 import { changelogTopic } from './task.js';
 import { classifyKafkaError, commitTransaction } from './transaction.js';
 
 export interface MergeWorkerOptions
-  extends Pick<OrdoConfig, 'replicationFactor' | 'createTopics' | 'sessionTimeoutMs' | 'heartbeatIntervalMs' | 'rebalanceTimeoutMs' | 'transactionTimeoutMs' | 'shutdownGraceMs' | 'maxBytesPerPartition' | 'nodeId'> {
+  extends Pick<OrdoConfig, 'replicationFactor' | 'createTopics' | 'sessionTimeoutMs' | 'heartbeatIntervalMs' | 'rebalanceTimeoutMs' | 'transactionTimeoutMs' | 'shutdownGraceMs' | 'maxBytesPerPartition' | 'nodeId' | 'stuckAfterMs'> {
   kafka: Kafka;
   /** The merge's consumer group; also names its transactional id and changelogs. */
   groupId: string;
@@ -61,7 +64,12 @@ const WAIT_FOR_TOPIC_MS = 1_000;
  * committed: on a restart it is read again from the start (compacted; applying a
  * watermark twice changes nothing).
  *
- * Any failure ends the worker (`failed`); a restart restores the stores and continues.
+ * A transient failure (e.g. the broker restarting) is retried in place, as the pipeline's
+ * tasks do (retry.ts): a failed transaction leaves the producer unusable and the in-memory
+ * state ahead of what was committed, so the merge's task is rebuilt (a fresh producer,
+ * the stores restored from their changelogs) and the batch retried from the restored
+ * position. Fenced, fatal, or still failing after ORDO_STUCK_AFTER_MS ends the worker
+ * (`failed`); a restart restores the stores and continues.
  */
 export class MergeWorker {
   readonly lifecycle = new Lifecycle();
@@ -69,8 +77,14 @@ export class MergeWorker {
   private producer: Producer | undefined;
   private admin: Admin | undefined;
   private step: MergeStep | undefined;
-  private readonly held = new InMemoryStore<HeldEvent>(HELD_STORE, heldCodec);
-  private readonly meta = new InMemoryStore<string>(MERGE_META_STORE, stringCodec);
+  private held = new InMemoryStore<HeldEvent>(HELD_STORE, heldCodec);
+  private meta = new InMemoryStore<string>(MERGE_META_STORE, stringCodec);
+  /** A transaction failed: the producer and the in-memory state must be rebuilt before the next one. */
+  private broken = false;
+  /** Failure streaks of the retry loops and the drain, for /healthz. */
+  readonly liveness: Liveness;
+  /** Watermark ticks failing in a row (logged once, counted, bounded). */
+  private readonly tickFailures: RepeatedFailures;
   private partitions = 0;
   /** The group gave this worker every partition of both topics. */
   private complete = false;
@@ -94,6 +108,19 @@ export class MergeWorker {
     this.consumerLag = new ConsumerLag({ kafka: options.kafka, groupId: options.groupId, topic: options.orderedTopic, metrics: options.metrics, logger: this.log });
     this.finished = this.lifecycle.whenDone();
     exportLifecycle(this.lifecycle, options.metrics.lifecycleState, this.log);
+    this.liveness = new Liveness(options.stuckAfterMs);
+    this.liveness.watchDrain(this.lifecycle, options.shutdownGraceMs);
+    this.tickFailures = new RepeatedFailures({ what: 'merge watermark tick', log: this.log, liveness: this.liveness });
+  }
+
+  /** Not failed, and nothing stuck (see Liveness): what /healthz answers. */
+  get live(): boolean {
+    return this.lifecycle.state !== 'failed' && this.stuck === undefined;
+  }
+
+  /** The retry loop (or drain) that has made no progress for longer than its bound, if any. */
+  get stuck(): StuckReport | undefined {
+    return this.liveness.stuck();
   }
 
   get state(): LifecycleState {
@@ -118,16 +145,12 @@ export class MergeWorker {
     try {
       const admin = o.kafka.admin();
       this.admin = admin;
-      await admin.connect();
-      this.partitions = await this.waitForOrderedTopic(admin);
-      await ensureTopics(admin, mergeTopicSpecs(o, this.partitions), { create: o.createTopics, replicationFactor: o.replicationFactor });
-      const producer = o.kafka.producer({ transactionalId: `${o.groupId}-global`, idempotent: true, maxInFlightRequests: 1, transactionTimeout: o.transactionTimeoutMs });
-      this.producer = producer;
-      await producer.connect();
-      const init = await producer.transaction();
-      await init.abort(); // fences an older instance and completes its open transaction
-      this.lifecycle.transition('restoring');
-      await this.restore();
+      // Started with the other roles, the topics may be just created and without a leader yet.
+      const setUp = await retrying(() => this.setUp(admin), { what: 'merge start', log: this.log, liveness: this.liveness, abandoned: () => this.stopping !== undefined });
+      if (!setUp.ok) {
+        if (setUp.why === 'abandoned') return;
+        throw setUp.error;
+      }
       if (this.stopping) return;
       const consumer = o.kafka.consumer({
         groupId: o.groupId,
@@ -159,6 +182,43 @@ export class MergeWorker {
       await this.fail(error as Error);
       throw error;
     }
+  }
+
+  private async setUp(admin: Admin): Promise<void> {
+    const o = this.options;
+    await admin.connect();
+    this.partitions = await this.waitForOrderedTopic(admin);
+    const specs = mergeTopicSpecs(o, this.partitions);
+    await ensureTopics(admin, specs, { create: o.createTopics, replicationFactor: o.replicationFactor });
+    await waitUntilServed(admin, [o.orderedTopic, ...specs.map((spec) => spec.topic)]);
+    await this.openTask();
+  }
+
+  /**
+   * A fresh transactional producer (its InitProducerId fences an older instance and
+   * completes its open transaction), then the stores restored from their changelogs.
+   */
+  private async openTask(): Promise<void> {
+    const o = this.options;
+    await this.producer?.disconnect().catch(() => undefined);
+    const producer = o.kafka.producer({ transactionalId: `${o.groupId}-global`, idempotent: true, maxInFlightRequests: 1, transactionTimeout: o.transactionTimeoutMs });
+    this.producer = producer;
+    await producer.connect();
+    const init = await producer.transaction();
+    await init.abort();
+    this.lifecycle.transition('restoring');
+    this.held = new InMemoryStore<HeldEvent>(HELD_STORE, heldCodec);
+    this.meta = new InMemoryStore<string>(MERGE_META_STORE, stringCodec);
+    await this.restore();
+    this.broken = false;
+  }
+
+  /** After a failed transaction: rebuild the task, then carry on (called inside `exclusive`). */
+  private async healIfBroken(): Promise<void> {
+    if (!this.broken) return;
+    this.log.info('rebuilding the merge task after a failed transaction');
+    await this.openTask();
+    if (this.consumer) this.lifecycle.transition('running');
   }
 
   private async waitForOrderedTopic(admin: Admin): Promise<number> {
@@ -244,13 +304,22 @@ export class MergeWorker {
     const last = todo[todo.length - 1];
     if (last !== undefined) {
       const next = (BigInt(last.offset) + 1n).toString();
-      try {
-        await this.exclusive(() => this.commit(this.step!.onOrdered(todo, this.stores()), [{ topic, partition, nextOffset: next }], todo.length));
-        this.consumerLag.committed(partition, next);
-      } catch (error) {
-        await this.fail(error as Error);
+      const merged = await retrying(
+        () =>
+          this.exclusive(async () => {
+            await this.healIfBroken();
+            // After a rebuild, the restored position says whether the failed commit happened.
+            const from = this.meta.get(positionKey(topic, partition));
+            const rest = from === undefined ? todo : todo.filter((r) => BigInt(r.offset) >= BigInt(from));
+            if (rest.length > 0) await this.commit(this.step!.onOrdered(rest, this.stores()), [{ topic, partition, nextOffset: next }], rest.length);
+          }),
+        { what: 'merge batch', meta: { partition }, log: this.log, liveness: this.liveness, abandoned: () => this.stopping !== undefined || this.lifecycle.done, between: heartbeat },
+      );
+      if (!merged.ok) {
+        if (merged.why !== 'abandoned') await this.fail(merged.error as Error);
         return;
       }
+      this.consumerLag.committed(partition, next);
     }
     this.advance(topic, partition, batch.lastOffset());
     resolveOffset(batch.lastOffset());
@@ -262,18 +331,17 @@ export class MergeWorker {
    * offset as measured now (after the watermark was read).
    */
   private async tick(): Promise<void> {
-    if (this.ticking || !this.complete || this.pending.size === 0 || this.lifecycle.state !== 'running') return;
+    if (this.ticking || !this.complete || this.pending.size === 0 || this.lifecycle.state !== 'running') {
+      // No tick is due: a failure streak of earlier ticks must not outlive them (/healthz).
+      if (!this.ticking) this.tickFailures.close();
+      return;
+    }
     this.ticking = true;
+    const snapshot = new Map(this.pending);
     try {
-      const snapshot = new Map(this.pending);
-      let ends: { partition: number; high: string }[];
-      try {
-        ends = await this.admin!.fetchTopicOffsets(this.options.orderedTopic);
-      } catch (error) {
-        this.log.warn('could not read the ordered topic\'s end offsets; retrying on the next tick', { error });
-        return;
-      }
+      const ends = await this.admin!.fetchTopicOffsets(this.options.orderedTopic);
       await this.exclusive(async () => {
+        await this.healIfBroken();
         const result: MergeResult = { emitted: [], late: 0, unreadable: [] };
         for (const [p, mark] of snapshot) {
           const end = ends.find((e) => e.partition === p);
@@ -286,9 +354,15 @@ export class MergeWorker {
         }
         if (this.meta.changes().length > 0 || this.held.changes().length > 0) await this.commit(result, [], 0);
       });
+      this.tickFailures.succeeded();
       this.observe();
     } catch (error) {
-      if (!this.lifecycle.done) await this.fail(error as Error);
+      // Not applied: the next tick tries these watermarks again (unless newer ones came).
+      for (const [p, mark] of snapshot) if (!((this.pending.get(p) ?? Number.NEGATIVE_INFINITY) >= mark)) this.pending.set(p, mark);
+      if (this.lifecycle.done || this.stopping) return;
+      this.options.metrics.idleTickFailures.inc();
+      const outcome = this.tickFailures.failed(error);
+      if (!outcome.ok && outcome.why !== 'abandoned') await this.fail(outcome.error as Error);
     } finally {
       this.ticking = false;
     }
@@ -327,8 +401,12 @@ export class MergeWorker {
     } catch (error) {
       this.held.rollback();
       this.meta.rollback();
-      o.metrics.transactionsAborted.inc({ reason: 'error' });
-      throw classifyKafkaError(error);
+      const classified = classifyKafkaError(error);
+      o.metrics.transactionsAborted.inc({ reason: classified instanceof FencedError ? 'fenced' : 'error' });
+      // kafkajs does not recover a transaction whose commit failed, and the MergeStep's
+      // in-memory state is ahead of the stores: rebuild both before the next transaction.
+      this.broken = true;
+      throw classified;
     }
     this.held.commit();
     this.meta.commit();
@@ -376,13 +454,16 @@ export class MergeWorker {
   private async fail(error: Error): Promise<void> {
     if (this.lifecycle.done || this.failure) return;
     this.failure = error;
-    this.log.error('merge failed', { error });
+    this.log.error(`merge failed: ${fatalMessage(error)}`, { error });
     this.lifecycle.transition('draining');
     clearInterval(this.timer);
-    await this.consumerLag.stop().catch(() => undefined);
-    await this.consumer?.disconnect().catch(() => undefined);
-    await this.producer?.disconnect().catch(() => undefined);
-    await this.admin?.disconnect().catch(() => undefined);
+    // Best effort, and bounded: with the broker away a disconnect can wait a long time.
+    await drainWithin(this.options.shutdownGraceMs, async () => {
+      await this.consumerLag.stop().catch(() => undefined);
+      await this.consumer?.disconnect().catch(() => undefined);
+      await this.producer?.disconnect().catch(() => undefined);
+      await this.admin?.disconnect().catch(() => undefined);
+    });
     this.lifecycle.transition('failed');
   }
 }

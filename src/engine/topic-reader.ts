@@ -1,6 +1,9 @@
 import type { Admin, Consumer, Kafka } from 'kafkajs';
 import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../processors/records.js';
+import { sleep } from './batch.js';
+import { Liveness } from './liveness.js';
+import { RepeatedFailures, retrying } from './retry.js';
 
 export interface PartitionProgress {
   partition: number;
@@ -28,6 +31,10 @@ export interface TopicReaderOptions {
   logger: Logger;
   /** How often the end offsets are refreshed from the broker. */
   refreshMs?: number;
+  /** Bounds the retries of transient failures (and reports them to /healthz); default: 2 minutes. */
+  liveness?: Liveness;
+  /** After start: the reader cannot go on (its consumer crashed for good, or end offsets failed past the bound). */
+  onFailure?: (error: unknown) => void;
 }
 
 /**
@@ -44,23 +51,40 @@ export class TopicReader {
   private timer: NodeJS.Timeout | undefined;
   private readonly caughtUpWaiters: (() => void)[] = [];
   private stopped = false;
+  private readonly liveness: Liveness;
+  private readonly refreshFailures: RepeatedFailures;
 
-  constructor(private readonly options: TopicReaderOptions) {}
+  constructor(private readonly options: TopicReaderOptions) {
+    this.liveness = options.liveness ?? new Liveness(120_000);
+    this.refreshFailures = new RepeatedFailures({ what: 'end offset refresh', meta: { topic: options.topic }, log: options.logger, liveness: this.liveness });
+  }
 
-  /** Starts consuming; resolves once the topic exists and its end offsets are known. */
+  /**
+   * Starts consuming; resolves once the topic exists, serves, and its end offsets are known
+   * (or without starting, if stopped meanwhile). Transient broker errors (a topic just
+   * created by another role, a leader moving) are retried; the rest rejects.
+   */
   async start(): Promise<void> {
     const o = this.options;
-    this.admin = o.kafka.admin();
-    await this.admin.connect();
-    // The writer (e.g. the pipeline) may not have created the topic yet: wait for it.
-    for (let waited = 0; !(await this.admin.listTopics()).includes(o.topic); waited++) {
-      if (this.stopped) return;
-      if (waited % 30 === 0) o.logger.info('waiting for the topic to exist', { topic: o.topic });
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const admin = (this.admin = o.kafka.admin());
+    const ready = await retrying(
+      async () => {
+        await admin.connect();
+        await this.waitForTopic(admin);
+        await this.refreshEnds();
+      },
+      { what: 'topic reader start', meta: { topic: o.topic }, log: o.logger, liveness: this.liveness, abandoned: () => this.stopped },
+    );
+    if (!ready.ok) {
+      if (ready.why === 'abandoned') return;
+      throw ready.error;
     }
-    await this.refreshEnds();
+    if (this.stopped) return;
     const consumer = o.kafka.consumer({ groupId: o.groupId, readUncommitted: false, allowAutoTopicCreation: false });
     this.consumer = consumer;
+    consumer.on(consumer.events.CRASH, (event) => {
+      if (!event.payload.restart && !this.stopped) o.onFailure?.(event.payload.error);
+    });
     consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
       const { partition, lastOffset, highWatermark } = event.payload;
       this.advance(partition, BigInt(lastOffset) + 1n, BigInt(highWatermark));
@@ -84,14 +108,34 @@ export class TopicReader {
       },
     });
     this.timer = setInterval(() => {
-      this.refreshEnds().catch((error: unknown) => o.logger.warn('end offset refresh failed', { topic: o.topic, error }));
+      this.refreshEnds().then(
+        () => this.refreshFailures.succeeded(),
+        // Only a gauge goes stale meanwhile: keep following; /healthz fails if it lasts.
+        (error: unknown) => {
+          const next = this.refreshFailures.failed(error);
+          if (!next.ok && !this.stopped) o.onFailure?.(next.why === 'abandoned' ? error : next.error);
+        },
+      );
     }, o.refreshMs ?? 2_000);
     this.timer.unref();
   }
 
+  /** The writer (e.g. the pipeline) may not have created the topic yet: wait for it (not a failure). */
+  private async waitForTopic(admin: Admin): Promise<void> {
+    for (let waited = 0; !(await admin.listTopics()).includes(this.options.topic); waited++) {
+      if (this.stopped) return;
+      if (waited % 30 === 0) this.options.logger.info('waiting for the topic to exist', { topic: this.options.topic });
+      await sleep(1_000);
+    }
+  }
+
   /** Resolves once every partition is applied up to the end offsets known at the time of the call. */
   async caughtUp(): Promise<void> {
-    await this.refreshEnds();
+    const refreshed = await retrying(() => this.refreshEnds(), { what: 'end offset refresh', meta: { topic: this.options.topic }, log: this.options.logger, liveness: this.liveness, abandoned: () => this.stopped });
+    if (!refreshed.ok) {
+      if (refreshed.why === 'abandoned') return;
+      throw refreshed.error;
+    }
     const target = new Map(this.ends);
     const reached = (): boolean => [...target].every(([p, end]) => (this.applied.get(p) ?? 0n) >= end);
     while (!reached() && !this.stopped) await new Promise<void>((resolve) => this.caughtUpWaiters.push(resolve));
@@ -115,6 +159,7 @@ export class TopicReader {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    this.refreshFailures.close();
     await this.consumer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
     for (const wake of this.caughtUpWaiters.splice(0)) wake();

@@ -1,13 +1,15 @@
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
-import { FencedError, OrdoError } from '../errors.js';
+import { OrdoError } from '../errors.js';
 import type { OrdoConfig } from '../config/config.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import { ensureTopics, partitionCount, type TopicSpec } from '../kafka/topics.js';
+import { ensureTopics, partitionCount, type TopicSpec, waitUntilServed } from '../kafka/topics.js';
 import { alignToPosition, sleep, toSourceRecord } from './batch.js';
 import { ConsumerLag } from './consumer-lag.js';
-import { classify, fatalMessage } from './error-policy.js';
+import { fatalMessage } from './error-policy.js';
 import { Lifecycle, type LifecycleState, drainWithin, exportLifecycle } from './lifecycle.js';
+import { Liveness, type StuckReport } from './liveness.js';
+import { RepeatedFailures, type Stop, retrying } from './retry.js';
 import { META_STORE, Task, changelogTopic } from './task.js';
 import type { TaskProcessorFactory } from './task-processor.js';
 
@@ -25,6 +27,7 @@ export type EngineSettings = Pick<
   | 'rebalanceTimeoutMs'
   | 'transactionTimeoutMs'
   | 'shutdownGraceMs'
+  | 'stuckAfterMs'
 >;
 
 export interface WorkerOptions extends EngineSettings {
@@ -66,8 +69,6 @@ export function workerTopicSpecs(
 
 /** Partitions whose batches run at the same time (each has its own task and producer). */
 const PARTITIONS_CONCURRENTLY = 4;
-/** Attempts for a batch that fails with a transient error before the worker gives up. */
-const MAX_BATCH_ATTEMPTS = 10;
 
 /**
  * The pipeline's consume loop: a consumer group on the input topic, one Task per assigned
@@ -76,6 +77,8 @@ const MAX_BATCH_ATTEMPTS = 10;
  */
 export class Worker {
   readonly lifecycle = new Lifecycle();
+  /** Failure streaks of the retry loops and the drain, for /healthz. */
+  readonly liveness: Liveness;
   private consumer: Consumer | undefined;
   private readonly tasks = new Map<number, Task>();
   /** Tasks being started (restoring); the worker is `restoring` while any is. */
@@ -91,6 +94,8 @@ export class Worker {
   private failure: Error | undefined;
   private punctuateTimer: NodeJS.Timeout | undefined;
   private readonly punctuating = new Set<number>();
+  /** Per partition: idle ticks failing in a row (logged once, counted, bounded like a batch's retries). */
+  private readonly tickFailures = new Map<number, RepeatedFailures>();
   /** Partitions whose task is being started eagerly (startOwnedTask), retries included. */
   private readonly startingTasks = new Set<number>();
   /** ordo_consumer_lag_* of the owned partitions (fed by the hooks marked "lag:"). */
@@ -108,10 +113,22 @@ export class Worker {
     });
     this.finished = this.lifecycle.whenDone();
     exportLifecycle(this.lifecycle, options.metrics.lifecycleState, this.log);
+    this.liveness = new Liveness(options.stuckAfterMs);
+    this.liveness.watchDrain(this.lifecycle, options.shutdownGraceMs);
   }
 
   get state(): LifecycleState {
     return this.lifecycle.state;
+  }
+
+  /** Not failed, and nothing stuck (see Liveness): what /healthz answers. */
+  get live(): boolean {
+    return this.lifecycle.state !== 'failed' && this.stuck === undefined;
+  }
+
+  /** The retry loop (or drain) that has made no progress for longer than its bound, if any. */
+  get stuck(): StuckReport | undefined {
+    return this.liveness.stuck();
   }
 
   get error(): Error | undefined {
@@ -132,7 +149,13 @@ export class Worker {
   private async startNow(): Promise<void> {
     const o = this.options;
     try {
-      await this.ensureTopics();
+      // Topics just created (here or by another role starting at the same moment) may not
+      // have a leader yet: wait until they serve, so the consumer never starts on them early.
+      const topics = await retrying(() => this.ensureTopics(), { what: 'topic setup', log: this.log, liveness: this.liveness, abandoned: () => this.stopping !== undefined });
+      if (!topics.ok) {
+        if (topics.why === 'abandoned') return;
+        throw topics.error;
+      }
       const consumer = o.kafka.consumer({
         groupId: o.groupId,
         sessionTimeout: o.sessionTimeoutMs,
@@ -178,7 +201,9 @@ export class Worker {
     await admin.connect();
     try {
       const partitions = (await partitionCount(admin, o.inputTopic)) ?? o.topicPartitions;
-      await ensureTopics(admin, workerTopicSpecs(o, partitions), { create: o.createTopics, replicationFactor: o.replicationFactor });
+      const specs = workerTopicSpecs(o, partitions);
+      await ensureTopics(admin, specs, { create: o.createTopics, replicationFactor: o.replicationFactor });
+      await waitUntilServed(admin, specs.map((s) => s.topic));
     } finally {
       await admin.disconnect();
     }
@@ -190,7 +215,9 @@ export class Worker {
     this.options.metrics.assignedPartitions.set(next.size);
     this.log.info('partitions assigned', { partitions: [...next].sort((a, b) => a - b) });
     for (const partition of this.assigned) {
-      if (!next.has(partition)) void this.dropTask(partition, 'revoked');
+      if (next.has(partition)) continue;
+      this.endTickFailures(partition);
+      void this.dropTask(partition, 'revoked');
     }
     // A new generation: a fenced partition assigned again may be retried.
     this.fenced.clear();
@@ -266,30 +293,22 @@ export class Worker {
   /**
    * Starts the task of an owned partition without waiting for its first batch (an idle
    * partition may never send one), retrying transient failures (e.g. a just-created topic
-   * whose leader is not known yet) with backoff while the partition stays ours. The worker
-   * stays `restoring` (not ready) meanwhile.
+   * whose leader is not known yet) while the partition stays ours. The worker stays
+   * `restoring` (not ready) meanwhile.
    */
   private async startOwnedTask(partition: number): Promise<void> {
     if (this.startingTasks.has(partition)) return;
     this.startingTasks.add(partition);
     try {
-      for (let attempt = 1; ; attempt++) {
-        const owned = this.assigned.has(partition) && !this.fenced.has(partition) && !this.lifecycle.done && this.lifecycle.state !== 'draining';
-        if (!owned || this.tasks.has(partition)) return;
-        try {
-          await this.taskFor(partition);
-          return;
-        } catch (error) {
-          const retriable = classify(error) === 'retry';
-          if (error instanceof RevokedError || !retriable || attempt >= MAX_BATCH_ATTEMPTS) {
-            this.log.warn('task start failed; retried on the next batch', { partition, attempt, error });
-            return;
-          }
-          const delayMs = Math.min(5_000, 100 * 2 ** (attempt - 1));
-          this.log.warn('task start failed; retrying', { partition, attempt, delayMs, error });
-          await sleep(delayMs);
-        }
-      }
+      const owned = (): boolean => this.assigned.has(partition) && !this.fenced.has(partition) && !this.lifecycle.done && this.lifecycle.state !== 'draining';
+      const started = await retrying(() => (owned() ? this.taskFor(partition) : Promise.reject(new RevokedError(`partition ${partition} is no longer assigned`))), {
+        what: 'task start',
+        meta: { partition },
+        log: this.log,
+        liveness: this.liveness,
+        abandoned: (error) => error instanceof RevokedError || !owned(),
+      });
+      if (!started.ok) await this.gaveUp(partition, 'task start', started);
     } finally {
       this.startingTasks.delete(partition);
       this.refreshState();
@@ -350,6 +369,7 @@ export class Worker {
       );
       if (!done) return;
       this.consumerLag.committed(partition, (BigInt(chunk[chunk.length - 1]!.offset) + 1n).toString()); // lag
+      this.tickFailures.get(partition)?.close(); // a committed batch: the partition's task works again
       resolveOffset(chunk[chunk.length - 1]!.offset);
       await heartbeat();
     }
@@ -359,8 +379,10 @@ export class Worker {
 
   /**
    * Clock ticks for idle tasks, on a timer beside the consume loop; each runs serialised
-   * with the task's batches. A tick whose commit fails ends the task like a failed batch:
-   * fenced -> wait for the rebalance; otherwise a fresh task restores and takes over.
+   * with the task's batches. A failing tick is treated like a failed batch: logged (once
+   * per streak) and counted (ordo_idle_tick_failures_total); fenced -> wait for the
+   * rebalance; fatal, or transient for longer than ORDO_STUCK_AFTER_MS -> the worker fails;
+   * otherwise the next tick retries, on a fresh task if the transaction broke this one.
    */
   private punctuateIdleTasks(intervalMs: number): void {
     const now = Date.now();
@@ -369,52 +391,72 @@ export class Worker {
       this.punctuating.add(partition);
       task
         .punctuate()
-        .catch(async (error: unknown) => {
-          if (task.state === 'running' || this.tasks.get(partition) !== task) return;
-          if (error instanceof FencedError) return this.onFenced(partition, error);
-          this.log.warn('clock tick failed; replacing the task', { partition, error });
-          await this.dropTask(partition, 'tick failed');
-          await this.startOwnedTask(partition);
-        })
+        .then(
+          () => this.tickFailures.get(partition)?.succeeded(),
+          async (error: unknown) => {
+            // Closed (revoked, shutting down) or replaced meanwhile: not this tick's failure.
+            if (this.tasks.get(partition) !== task || this.lifecycle.done || this.lifecycle.state === 'draining') return;
+            this.options.metrics.idleTickFailures.inc();
+            let failures = this.tickFailures.get(partition);
+            if (!failures) this.tickFailures.set(partition, (failures = new RepeatedFailures({ what: 'idle tick', meta: { partition }, log: this.log, liveness: this.liveness })));
+            const outcome = failures.failed(error);
+            if (outcome.ok) {
+              if (task.state === 'running') return; // the next tick retries with this task
+              await this.dropTask(partition, 'tick failed');
+              await this.startOwnedTask(partition);
+              return;
+            }
+            this.endTickFailures(partition);
+            await this.gaveUp(partition, 'idle tick', outcome);
+          },
+        )
         .finally(() => this.punctuating.delete(partition));
     }
   }
 
+  /** What a retry loop that ended without success means: fenced -> wait for the rebalance; fatal or exhausted -> the worker fails. */
+  private async gaveUp(partition: number, what: string, result: Stop): Promise<void> {
+    if (result.why === 'abandoned') return;
+    if (result.why === 'fenced') return this.onFenced(partition, result.error);
+    const message = result.why === 'fatal' ? `${what} failed: ${fatalMessage(result.error)}` : `${what} failed for longer than ORDO_STUCK_AFTER_MS; giving up`;
+    this.log.error(message, { partition, error: result.error });
+    await this.dropTask(partition, 'failed');
+    void this.fail(result.error as Error);
+  }
+
   /** Another worker's producer took over this partition: drop the task and wait for the rebalance. */
-  private async onFenced(partition: number, error: FencedError): Promise<void> {
+  private async onFenced(partition: number, error: unknown): Promise<void> {
     this.options.metrics.tasksFenced.inc();
     this.log.warn('task fenced: another worker owns this partition now', { partition, error });
     this.fenced.add(partition);
+    this.endTickFailures(partition);
     await this.dropTask(partition, 'fenced');
   }
 
-  /** Runs `action`, retrying transient failures with backoff; fenced -> drop the task; exhausted -> fail the worker. */
+  /** The partition's idle ticks stop here (revoked, fenced, given up): its failure streak must not outlive them. */
+  private endTickFailures(partition: number): void {
+    this.tickFailures.get(partition)?.close();
+    this.tickFailures.delete(partition);
+  }
+
+  /** Runs `action` in the engine's retry loop (retry.ts); fenced -> drop the task; fatal or exhausted -> fail the worker. */
   private async withRetries<T>(action: () => Promise<T>, heartbeat: () => Promise<void>, partition: number, stillOwned: () => boolean = () => true): Promise<T | undefined> {
-    const attempts = MAX_BATCH_ATTEMPTS;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await action();
-      } catch (error) {
-        // Revoked (or shut down) meanwhile: the batch is someone else's now, not a failure.
-        if (error instanceof RevokedError || !stillOwned()) return undefined;
-        if (error instanceof FencedError) {
-          await this.onFenced(partition, error);
-          return undefined;
-        }
-        const retriable = classify(error) === 'retry';
-        if (!retriable || attempt >= attempts || !this.consumer || this.lifecycle.done) {
-          this.log.error(retriable ? 'batch failed; giving up' : `batch failed: ${fatalMessage(error)}`, { partition, attempt, error });
-          await this.dropTask(partition, 'failed');
-          void this.fail(error as Error);
-          return undefined;
-        }
+    const result = await retrying(action, {
+      what: 'batch',
+      meta: { partition },
+      log: this.log,
+      liveness: this.liveness,
+      // Revoked (or shut down) meanwhile: the batch is someone else's now, not a failure.
+      abandoned: (error) => error instanceof RevokedError || !stillOwned() || this.lifecycle.done,
+      // kafkajs does not recover a transaction whose commit failed: a fresh task restores the committed position.
+      recover: async () => {
         if (this.tasks.get(partition)?.state === 'broken') await this.dropTask(partition, 'transaction failed');
-        const delay = Math.min(5_000, 100 * 2 ** (attempt - 1));
-        this.log.warn('batch failed; retrying', { partition, attempt, delayMs: delay, error });
-        await sleep(delay);
-        await heartbeat();
-      }
-    }
+      },
+      between: heartbeat,
+    });
+    if (result.ok) return result.value;
+    await this.gaveUp(partition, 'batch', result);
+    return undefined;
   }
 
   /** Heartbeats until the group coordinator reports the rebalance (the heartbeat throws and kafkajs rejoins). */
@@ -459,13 +501,12 @@ export class Worker {
     this.lifecycle.transition('draining');
     clearInterval(this.punctuateTimer);
     const lagStopped = this.consumerLag.stop(); // lag
-    try {
-      await this.consumer?.disconnect();
-    } catch {
-      /* leaving the group is best effort once failed */
-    }
-    await Promise.all([...this.tasks.keys()].map((p) => this.dropTask(p, 'failed')));
-    await lagStopped;
+    // Best effort, and bounded: with the broker away a disconnect can wait a long time.
+    await drainWithin(this.options.shutdownGraceMs, async () => {
+      await this.consumer?.disconnect().catch(() => undefined);
+      await Promise.all([...this.tasks.keys()].map((p) => this.dropTask(p, 'failed')));
+      await lagStopped;
+    });
     this.lifecycle.transition('failed');
   }
 }
@@ -474,4 +515,3 @@ export class Worker {
 class RevokedError extends OrdoError {
   static override readonly code = 'ORDO_REVOKED';
 }
-

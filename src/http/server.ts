@@ -5,7 +5,10 @@ export interface HealthSource {
   /** Lifecycle state name, e.g. "running". */
   state(): string;
   ready(): boolean;
+  /** False when the role failed or is stuck (src/engine/liveness.ts): Kubernetes restarts it. */
   live(): boolean;
+  /** What is stuck, added to the /healthz and /readyz body, e.g. {"stuck":{"what":"batch (partition 3)","forMs":130000}}. */
+  detail?(): Record<string, unknown> | undefined;
 }
 
 /** /metrics (Prometheus text), /healthz (liveness), /readyz (readiness). */
@@ -25,7 +28,7 @@ export function startHttpServer(options: { port: number; host?: string; registry
     }
     if (path === '/healthz' || path === '/readyz') {
       const ok = path === '/healthz' ? options.health.live() : options.health.ready();
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ state: options.health.state() }));
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ state: options.health.state(), ...options.health.detail?.() }));
       return;
     }
     res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `no route ${path}` }));

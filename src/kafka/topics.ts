@@ -67,6 +67,17 @@ async function fetchMetadata(admin: Admin, topics: string[]): ReturnType<Admin['
   }
 }
 
+/**
+ * Resolves once every partition of `topics` answers ListOffsets, i.e. its leader serves
+ * it; throws the broker's error (e.g. NOT_LEADER_OR_FOLLOWER, transient) otherwise. Just
+ * after creation the metadata can name a leader that has not taken the partition up yet:
+ * a consumer started then gets "not the leader" on its first offset lookup and kafkajs
+ * answers that with a rejoin of the whole group (a rebalance per such error).
+ */
+export async function waitUntilServed(admin: Admin, topics: readonly string[]): Promise<void> {
+  for (const topic of topics) await admin.fetchTopicOffsets(topic);
+}
+
 /** Partition count of an existing topic, or undefined if it does not exist. */
 export async function partitionCount(admin: Admin, topic: string): Promise<number | undefined> {
   const topics = await admin.listTopics();

@@ -50,6 +50,7 @@ export class OrdoMetrics {
   readonly restoreSeconds: Histogram<'store'>;
   readonly restoreRecords: Counter<'store'>;
   readonly tasksFenced: Counter;
+  readonly idleTickFailures: Counter;
   readonly assignedPartitions: Gauge;
   readonly consumerLagRecords: Gauge<'group' | 'topic' | 'partition'>;
   readonly consumerLagSeconds: Gauge<'group' | 'topic' | 'partition'>;
@@ -116,6 +117,11 @@ export class OrdoMetrics {
     });
     this.restoreRecords = new Counter({ name: 'ordo_state_restore_records_total', help: 'Changelog records replayed into state stores.', labelNames: ['store'], registers });
     this.tasksFenced = new Counter({ name: 'ordo_tasks_fenced_total', help: 'Tasks dropped because a newer producer with their transactional id fenced them.', registers });
+    this.idleTickFailures = new Counter({
+      name: 'ordo_idle_tick_failures_total',
+      help: 'Idle-partition clock ticks (or merge watermark ticks) that failed; each is handled like a failed batch.',
+      registers,
+    });
     const lagGauge = (name: string, help: string, value: (s: ConsumerLagSample) => number): Gauge<'group' | 'topic' | 'partition'> => {
       const sources = this.consumerLagSources;
       return new Gauge({

@@ -2,6 +2,7 @@ import { createAuthenticator } from '../auth/authenticator.js';
 import { isLoopbackHost } from '../config/api-auth.js';
 import type { OrdoConfig } from '../config/config.js';
 import { Lifecycle, exportLifecycle } from '../engine/lifecycle.js';
+import { Liveness, type StuckReport } from '../engine/liveness.js';
 import { startSchemaLedger } from '../engine/schema-ledger.js';
 import { TopicReader } from '../engine/topic-reader.js';
 import { SchemaConflictError } from '../errors.js';
@@ -26,6 +27,10 @@ export interface ApiRole {
   readonly readModel: ReadModel;
   /** restoring until the read model has caught up with the topic as it was at start. */
   state(): ApiState;
+  /** Not failed and nothing stuck: what /healthz answers. */
+  live(): boolean;
+  /** What has made no progress for longer than ORDO_STUCK_AFTER_MS, if anything. */
+  stuck(): StuckReport | undefined;
   /** Resolves with the final state. */
   readonly done: Promise<'stopped' | 'failed'>;
   /** Resolves when the read model has applied the topic up to its current end. */
@@ -63,7 +68,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     } catch (error) {
       if (!(error instanceof SchemaConflictError)) throw error;
       conflict = error; // misreading every aggregate is worse than answering nothing: the role fails
-      void fail(error);
+      void failed(error);
       return;
     }
     for (const record of records) {
@@ -85,12 +90,20 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     deps.metrics.readModelAggregates.set(readModel.size);
   };
 
+  // The same state machine and ordo_lifecycle_state gauge as the workers.
+  const lifecycle = new Lifecycle();
+  exportLifecycle(lifecycle, deps.metrics.lifecycleState);
+  const liveness = new Liveness(config.stuckAfterMs);
+  liveness.watchDrain(lifecycle, config.shutdownGraceMs);
+  let failed: (error: unknown) => Promise<void> = () => Promise.resolve();
   const reader = new TopicReader({
     kafka,
     topic: config.topics.aggregates,
     groupId: `${config.groupId}-api-${config.nodeId}`.slice(0, 249),
     apply,
     logger: log,
+    liveness,
+    onFailure: (error) => void failed(error),
   });
   const server = await startApiServer({
     port: config.apiPort,
@@ -102,14 +115,11 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     freshness: () => reader.progress(),
     logger: deps.logger,
   });
-  // The same state machine and ordo_lifecycle_state gauge as the workers.
-  const lifecycle = new Lifecycle();
-  exportLifecycle(lifecycle, deps.metrics.lifecycleState);
   lifecycle.transition('restoring');
   const state = (): ApiState => lifecycle.state as ApiState;
   let finish: (final: 'stopped' | 'failed') => void = () => undefined;
   const done = new Promise<'stopped' | 'failed'>((resolve) => (finish = resolve));
-  const fail = async (error: unknown): Promise<void> => {
+  failed = async (error: unknown) => {
     if (lifecycle.done) return;
     log.error('read model failed', { error });
     lifecycle.transition('failed');
@@ -127,7 +137,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       if (state() !== 'restoring') return;
       lifecycle.transition('running');
       log.info('read model caught up', { aggregates: readModel.size });
-    }, fail);
+    }, failed);
   const lagTimer = setInterval(() => deps.metrics.readModelLag.set(reader.progress().lagRecords ?? 0), 1_000);
   lagTimer.unref();
   let stopping: Promise<void> | undefined;
@@ -135,6 +145,8 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     port: server.port,
     readModel,
     state,
+    live: () => state() !== 'failed' && liveness.stuck() === undefined,
+    stuck: () => liveness.stuck(),
     done,
     caughtUp: () => started.then(() => reader.caughtUp()),
     stop() {

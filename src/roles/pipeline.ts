@@ -3,7 +3,9 @@ import { systemClock } from '../clock/physical-clock.js';
 import type { OrdoConfig } from '../config/config.js';
 import { startSchemaLedger } from '../engine/schema-ledger.js';
 import { Worker, type WorkerOptions } from '../engine/worker.js';
-import { classify } from '../engine/error-policy.js';
+import { Liveness } from '../engine/liveness.js';
+import { retrying } from '../engine/retry.js';
+import { OrdoError } from '../errors.js';
 import { createKafka } from '../kafka/client.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
@@ -24,8 +26,8 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
   let outputSchemaId: number;
   let aggregateSchemaId: number;
   try {
-    outputSchemaId = await registerWithRetry(catalog, `${config.topics.ordered}-value`, usageEventSchema, deps.logger);
-    aggregateSchemaId = await registerWithRetry(catalog, `${config.topics.aggregates}-value`, usageAggregateSchema, deps.logger);
+    outputSchemaId = await registerWithRetry(catalog, `${config.topics.ordered}-value`, usageEventSchema, deps.logger, config.stuckAfterMs);
+    aggregateSchemaId = await registerWithRetry(catalog, `${config.topics.aggregates}-value`, usageAggregateSchema, deps.logger, config.stuckAfterMs);
   } catch (error) {
     await ledger.stop();
     throw error;
@@ -83,16 +85,12 @@ export function punctuateInterval(reorderWindowMs: number, watermarkIntervalMs: 
   return Math.min(1_000, Math.max(50, Math.floor(Math.min(...needs) / 2)));
 }
 
-/** The registry may still be starting (e.g. in a fresh cluster): retry for about a minute. */
-export async function registerWithRetry(catalog: SchemaCatalog, subject: string, schema: avro.Schema, logger: Logger): Promise<number> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await catalog.register(subject, schema);
-    } catch (error) {
-      if (classify(error) !== 'retry' || attempt >= 12) throw error;
-      const delayMs = Math.min(8_000, 250 * 2 ** (attempt - 1));
-      logger.warn('schema registration failed; retrying', { subject, attempt, delayMs, error });
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
-    }
-  }
+/**
+ * The registry may still be starting (e.g. in a fresh cluster): retried like every transient
+ * failure (engine/retry.ts), for up to ORDO_STUCK_AFTER_MS.
+ */
+export async function registerWithRetry(catalog: SchemaCatalog, subject: string, schema: avro.Schema, logger: Logger, stuckAfterMs: number): Promise<number> {
+  const result = await retrying(() => catalog.register(subject, schema), { what: 'schema registration', meta: { subject }, log: logger, liveness: new Liveness(stuckAfterMs) });
+  if (!result.ok) throw result.why === 'abandoned' ? new OrdoError(`schema registration under ${subject} abandoned`) : result.error;
+  return result.value;
 }

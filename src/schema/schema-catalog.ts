@@ -33,18 +33,38 @@ export class SchemaCatalog implements SchemaLookup {
 
   /** Registers `schema` under `subject` (idempotent) and returns its id. */
   async register(subject: string, schema: avro.Schema): Promise<number> {
-    let id: number;
-    try {
-      ({ id } = await this.registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject }));
-    } catch (cause) {
-      const status = (cause as { status?: number }).status;
-      const message = `could not register schema under subject ${subject}: ${(cause as Error).message}`;
-      // 409/422: the registry refuses this schema (incompatible or invalid); retrying will not help.
-      if (status === 409 || status === 422) throw new OrdoError(message, { cause });
-      throw new TransientError(message, { cause });
-    }
+    const id = await this.registerRacing(subject, schema);
     await this.guard?.verify(id, avro.Type.forSchema(schema));
     return id;
+  }
+
+  /** POSTs the schema; a first registration that loses a race with another role's is re-read, not failed. */
+  private async registerRacing(subject: string, schema: avro.Schema): Promise<number> {
+    const confluent = { type: SchemaType.AVRO, schema: JSON.stringify(schema) } as const;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const { id } = await this.registry.register(confluent, { subject });
+        return id;
+      } catch (cause) {
+        // Another role may have registered it at the same moment (roles started together): the
+        // loser of a subject's first registration gets a conflict ("A rule named
+        // 'COMPATIBILITY' already exists") or an error; re-read before calling it a failure.
+        const id = await this.registry.getRegistryIdBySchema(subject, confluent).catch(() => undefined);
+        if (id !== undefined) return id;
+        const status = (cause as { status?: number }).status;
+        const message = `could not register schema under subject ${subject}: ${(cause as Error).message}`;
+        if (status === 409 && isFirstRegistrationRace(cause)) {
+          if (attempt < FIRST_REGISTRATION_ATTEMPTS) {
+            await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+            continue;
+          }
+          throw new TransientError(message, { cause });
+        }
+        // 409/422: the registry refuses this schema (incompatible or invalid); retrying will not help.
+        if (status === 409 || status === 422) throw new OrdoError(message, { cause });
+        throw new TransientError(message, { cause });
+      }
+    }
   }
 
   writerType(schemaId: number): avro.Type | null | undefined {
@@ -74,6 +94,13 @@ export class SchemaCatalog implements SchemaLookup {
       this.missingSince.delete(id);
     }
   }
+}
+
+const FIRST_REGISTRATION_ATTEMPTS = 5;
+
+/** Apicurio's answer to a subject's first registration racing another: "A rule named 'COMPATIBILITY' already exists". */
+function isFirstRegistrationRace(error: unknown): boolean {
+  return /rule named '?\w+'? already exists/i.test((error as Error | undefined)?.message ?? '');
 }
 
 function isNotFound(error: unknown): boolean {

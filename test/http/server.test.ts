@@ -8,6 +8,7 @@ class FakeHealth implements HealthSource {
   current = 'starting';
   isReady = false;
   isLive = true;
+  stuck: { what: string; forMs: number } | undefined;
   state(): string {
     return this.current;
   }
@@ -16,6 +17,9 @@ class FakeHealth implements HealthSource {
   }
   live(): boolean {
     return this.isLive;
+  }
+  detail(): Record<string, unknown> | undefined {
+    return this.stuck === undefined ? undefined : { stuck: this.stuck };
   }
 }
 
@@ -77,6 +81,18 @@ describe('startHttpServer', () => {
     res = await fetch(`${base}/healthz`);
     expect(res.status).toBe(503);
     expect(await res.json()).toEqual({ state: 'failed' });
+  });
+
+  it('fails /healthz of a role that is stuck and says what is stuck', async () => {
+    health.current = 'running';
+    health.isLive = false;
+    health.stuck = { what: 'merge batch (partition 0)', forMs: 130_000 };
+    const res = await fetch(`${base}/healthz`);
+    expect(res.status).toBe(503);
+    expect(await res.json()).toEqual({ state: 'running', stuck: { what: 'merge batch (partition 0)', forMs: 130_000 } });
+    health.stuck = undefined;
+    health.isLive = true;
+    expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ state: 'running' });
   });
 
   it('answers 404 on an unknown path', async () => {

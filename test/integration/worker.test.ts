@@ -1,6 +1,5 @@
 import { type Socket, connect, createServer } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
-import { KafkaJSError, type Kafka, type Producer, type ProducerConfig } from 'kafkajs';
 import avro from 'avsc';
 import { frame } from '../../src/schema/wire-format.js';
 import { ConfigError } from '../../src/errors.js';
@@ -8,11 +7,14 @@ import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { noopLogger } from '../../src/observability/logger.js';
 import { createPipelineWorker } from '../../src/roles/pipeline.js';
 import { SchemaCatalog } from '../../src/schema/schema-catalog.js';
-import { usageEventSchema } from '../../src/schema/usage-event.js';
-import { REGISTRY_URL, createTopics, deleteTopicsWithPrefix, produce, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
+import { usageEventSchema, usageEventType } from '../../src/schema/usage-event.js';
+import { REGISTRY_URL, createTopics, deleteTopicsWithPrefix, produce, readAll, testKafka, uniqueName } from '../support/cluster.js';
 import { expectExactlyOnce } from '../support/exactly-once.js';
+import { faultyCommits, lossyCommits } from '../support/faulty-kafka.js';
+import { type RecordedLine, recordingLogger } from '../support/logs.js';
 import { testConfig } from '../support/worker.js';
-import { makeWorkload } from '../support/workload.js';
+import { makeWorkload, seedInput } from '../support/workload.js';
+import { sleep } from '../support/process.js';
 
 const kafka = testKafka();
 const prefixes: string[] = [];
@@ -21,33 +23,6 @@ function newPrefix(name: string): string {
   const prefix = uniqueName(name);
   prefixes.push(prefix);
   return prefix;
-}
-
-/** Wraps `kafka` so that the `n`-th transaction commit really commits, then reports an error (a lost EndTxn response). */
-function lossyCommits(base: Kafka, failOn: Set<number>): { kafka: Kafka; injected: () => number } {
-  let commits = 0;
-  let injected = 0;
-  const producer = base.producer.bind(base);
-  const wrapped = Object.create(base) as Kafka;
-  wrapped.producer = (config?: ProducerConfig): Producer => {
-    const p = producer(config);
-    const transaction = p.transaction.bind(p);
-    p.transaction = async () => {
-      const tx = await transaction();
-      const commit = tx.commit.bind(tx);
-      tx.commit = async () => {
-        await commit();
-        commits += 1;
-        if (failOn.has(commits)) {
-          injected += 1;
-          throw new KafkaJSError('simulated: EndTxn response lost after the commit happened', { retriable: true });
-        }
-      };
-      return tx;
-    };
-    return p;
-  };
-  return { kafka: wrapped, injected: () => injected };
 }
 
 /** A TCP proxy to the registry that can be switched off (connections are reset while off). */
@@ -110,12 +85,7 @@ describe('Worker', () => {
   it('replaces the task after a commit whose outcome was unknown: no event is written twice', async () => {
     const prefix = newPrefix('it-worker-lost-commit');
     const config = testConfig(prefix, { ORDO_MAX_BATCH_RECORDS: '50' });
-    await createTopics(kafka, [config.topics.input], 2);
-    const workload = makeWorkload(await usageEventEncoder(config.topics.input), 1_000, 20);
-    const producer = kafka.producer();
-    await producer.connect();
-    await produce(producer, config.topics.input, workload.messages);
-    await producer.disconnect();
+    const workload = await seedInput(kafka, config.topics.input, 2, 1_000, 20);
 
     const lossy = lossyCommits(kafka, new Set([2, 5, 9]));
     const worker = await createPipelineWorker(config, { logger: noopLogger, metrics: new OrdoMetrics(), kafka: lossy.kafka });
@@ -155,6 +125,59 @@ describe('Worker', () => {
       expect(worker.state).toBe('stopped');
       expectExactlyOnce(ordered, workload.validIds);
       expect(dlq).toHaveLength(0);
+    } finally {
+      registry.up(true);
+      await registry.close();
+    }
+  });
+
+  it('a failing idle tick is logged, counted and handled like a failed batch: the held events still leave exactly once', async () => {
+    const prefix = newPrefix('it-worker-tick');
+    // Events are held for the reorder window and leave through idle ticks, which also publish watermarks.
+    const config = testConfig(prefix, { ORDO_REORDER_WINDOW_MS: '1000', ORDO_WATERMARK_INTERVAL_MS: '200' });
+    const workload = await seedInput(kafka, config.topics.input, 1, 60, 6);
+
+    // Commit 1 is the batch (one fetch: the events went in one request); the later ones are ticks.
+    const faulty = faultyCommits(kafka, new Map([[2, 'coordinator-gone'], [4, 'lost-response']]));
+    const lines: RecordedLine[] = [];
+    const metrics = new OrdoMetrics();
+    const worker = await createPipelineWorker(config, { logger: recordingLogger(lines), metrics, kafka: faulty.kafka });
+    await worker.start();
+    const ordered = await readAll(kafka, config.topics.ordered, workload.validIds.length, { settleMs: 2_000 });
+    expect(worker.state).toBe('running');
+    await worker.stop();
+    expect(faulty.injected()).toBe(2);
+    expectExactlyOnce(ordered, workload.validIds);
+    expect((await metrics.idleTickFailures.get()).values[0]?.value).toBe(2);
+    const warned = lines.filter((l) => l.level === 'warn' && l.msg === 'idle tick failed; retrying');
+    expect(warned.length).toBeGreaterThanOrEqual(1);
+    expect(warned.length).toBeLessThanOrEqual(2);
+    expect(lines.filter((l) => l.msg === 'closing task' && l.meta?.why === 'tick failed')).toHaveLength(2);
+  });
+
+  it('a transient failure that outlasts ORDO_STUCK_AFTER_MS fails the worker, so /healthz fails and it is restarted', async () => {
+    const prefix = newPrefix('it-worker-stuck');
+    const registry = await switchableRegistry();
+    try {
+      const config = testConfig(prefix, { SCHEMA_REGISTRY_URL: registry.url, ORDO_STUCK_AFTER_MS: '5000' });
+      await createTopics(kafka, [config.topics.input], 1);
+      const worker = await createPipelineWorker(config, { logger: noopLogger, metrics: new OrdoMetrics() });
+      await worker.start();
+      // A schema id the worker has not seen: its batch needs the registry, which is away.
+      const writerId = await new SchemaCatalog(REGISTRY_URL).register(`${config.topics.input}-value`, { ...(usageEventSchema as avro.schema.RecordType), fields: [...(usageEventSchema as avro.schema.RecordType).fields, { name: 'note', type: 'string', default: '' }] });
+      registry.up(false);
+      const workload = makeWorkload((e) => frame(writerId, Buffer.concat([usageEventType.toBuffer(e), Buffer.from([0])])), 10, 2);
+      const producer = kafka.producer();
+      await producer.connect();
+      await produce(producer, config.topics.input, workload.messages);
+      await producer.disconnect();
+      const outage = Date.now();
+      await sleep(2_000);
+      expect(worker.state).toBe('running'); // retrying in place, not stuck yet
+      expect(worker.live).toBe(true);
+      expect(await worker.done).toBe('failed');
+      expect(Date.now() - outage).toBeGreaterThanOrEqual(4_000);
+      expect(worker.live).toBe(false);
     } finally {
       registry.up(true);
       await registry.close();

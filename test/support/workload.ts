@@ -1,6 +1,6 @@
 import type { Kafka, Producer } from 'kafkajs';
 import type { UsageEvent } from '../../src/schema/usage-event.js';
-import { type TestMessage, produce } from './cluster.js';
+import { type TestMessage, createTopics, produce, usageEventEncoder } from './cluster.js';
 import { sleep } from './process.js';
 
 /** `count` valid events over `subjects` customers, plus one bad record every `badEvery`. */
@@ -51,4 +51,18 @@ export async function waitForOutput(kafka: Kafka, topic: string, atLeast: number
     if (Date.now() > deadline) throw new Error(`${topic} did not reach ${atLeast} records`);
     await sleep(200);
   }
+}
+
+/** Creates the input topic with `partitions`, then writes a workload of `count` valid events over `subjects` to it at once. */
+export async function seedInput(kafka: Kafka, topic: string, partitions: number, count: number, subjects: number): Promise<ReturnType<typeof makeWorkload>> {
+  await createTopics(kafka, [topic], partitions);
+  const workload = makeWorkload(await usageEventEncoder(topic), count, subjects);
+  const producer = kafka.producer();
+  await producer.connect();
+  try {
+    await produce(producer, topic, workload.messages);
+  } finally {
+    await producer.disconnect();
+  }
+  return workload;
 }
