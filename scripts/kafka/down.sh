@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stops what scripts/kafka/up.sh started (by the pids it wrote), gracefully, then by force.
-# ORDO_KAFKA_WIPE=1 also deletes the broker's data (a fresh cluster on the next up).
+# ORDO_KAFKA_WIPE=1 also deletes the broker's data and its throwaway certificates (fresh ones on the next up).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/kafka/env.sh
@@ -21,4 +21,5 @@ stop_pidfile() { # name, pidfile
 
 stop_pidfile registry "$REGISTRY_DIR/pid"
 stop_pidfile kafka "$KAFKA_DIR/pid"
-if [[ "${ORDO_KAFKA_WIPE:-0}" == 1 ]]; then rm -rf "$KAFKA_DIR/data"; fi
+stop_pidfile jwks "$KAFKA_DIR/jwks.pid"
+if [[ "${ORDO_KAFKA_WIPE:-0}" == 1 ]]; then rm -rf "$KAFKA_DIR/data" "$SECURITY_DIR"; fi
