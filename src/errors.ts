@@ -99,3 +99,15 @@ export class QueryError extends OrdoError {
     this.status = status;
   }
 }
+
+/**
+ * The broker refused an operation for lack of an ACL (or a SASL/TLS identity it rejects):
+ * never retried, never read as a fence. The message names the operation and resource.
+ */
+export class NotAuthorizedError extends OrdoError {
+  static override readonly code = 'ORDO_NOT_AUTHORIZED';
+
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, { retriable: false, cause: options.cause });
+  }
+}

@@ -1,5 +1,6 @@
 import type { Message, Producer } from 'kafkajs';
-import { FencedError, OrdoError, TransientError } from '../errors.js';
+import { OrdoError, TransientError } from '../errors.js';
+import { asOrdoError, classify } from './error-policy.js';
 import type { OutputRecord } from '../processors/records.js';
 
 export interface TransactionContent {
@@ -36,7 +37,8 @@ export async function commitTransaction(producer: Producer, content: Transaction
     await transaction.commit();
   } catch (error) {
     await transaction.abort().catch(() => undefined);
-    throw classifyKafkaError(error);
+    const topics = [...new Set(content.outputs.map((o) => o.topic))].join(', ');
+    throw classifyKafkaError(error, `a transaction writing to ${topics || 'no topic'} and committing offsets of group ${content.offsets.groupId}`);
   }
 }
 
@@ -93,21 +95,13 @@ function headerBytes(headers: Record<string, Buffer | string>): number {
   return bytes;
 }
 
-const FENCED_TYPES = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED']);
-const FENCED_CODES = new Set([47, 90]);
-
-export function isFenced(error: unknown): boolean {
-  for (let e = error as { type?: string; code?: number; cause?: unknown; originalError?: unknown } | undefined, depth = 0; e && depth < 8; depth++) {
-    if ((e.type && FENCED_TYPES.has(e.type)) || (typeof e.code === 'number' && FENCED_CODES.has(e.code))) return true;
-    e = (e.cause ?? e.originalError) as typeof e;
-  }
-  return false;
-}
-
-/** Classifies an error of the Kafka calls in a transaction. Programmer errors surface as they are. */
-export function classifyKafkaError(error: unknown): Error {
+/**
+ * An error of the Kafka calls in a transaction as the engine acts on it (engine/error-policy.ts):
+ * FencedError (drop the task), TransientError (retry the batch with a fresh producer), or a
+ * fatal error as it is (NotAuthorizedError naming what was refused).
+ */
+export function classifyKafkaError(error: unknown, doing?: string): Error {
   if (error instanceof OrdoError) return error;
-  if (error instanceof TypeError || error instanceof RangeError || error instanceof ReferenceError) return error;
-  if (isFenced(error)) return new FencedError(`fenced by a newer producer with the same transactional id: ${(error as Error).message}`, { cause: error });
-  return new TransientError(`transaction failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+  if (classify(error) === 'retry') return new TransientError(`transaction failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+  return asOrdoError(error, doing);
 }

@@ -6,6 +6,7 @@ import type { Logger } from '../observability/logger.js';
 import { ensureTopics, partitionCount, type TopicSpec } from '../kafka/topics.js';
 import { alignToPosition, sleep, toSourceRecord } from './batch.js';
 import { ConsumerLag } from './consumer-lag.js';
+import { classify, fatalMessage } from './error-policy.js';
 import { Lifecycle, type LifecycleState, drainWithin, exportLifecycle } from './lifecycle.js';
 import { META_STORE, Task, changelogTopic } from './task.js';
 import type { TaskProcessorFactory } from './task-processor.js';
@@ -269,7 +270,7 @@ export class Worker {
           await this.taskFor(partition);
           return;
         } catch (error) {
-          const retriable = error instanceof OrdoError ? error.retriable : isKafkaRetriable(error);
+          const retriable = classify(error) === 'retry';
           if (error instanceof RevokedError || !retriable || attempt >= MAX_BATCH_ATTEMPTS) {
             this.log.warn('task start failed; retried on the next batch', { partition, attempt, error });
             return;
@@ -390,9 +391,9 @@ export class Worker {
           await this.onFenced(partition, error);
           return undefined;
         }
-        const retriable = error instanceof OrdoError ? error.retriable : isKafkaRetriable(error);
+        const retriable = classify(error) === 'retry';
         if (!retriable || attempt >= attempts || !this.consumer || this.lifecycle.done) {
-          this.log.error('batch failed; giving up', { partition, attempt, error });
+          this.log.error(retriable ? 'batch failed; giving up' : `batch failed: ${fatalMessage(error)}`, { partition, attempt, error });
           await this.dropTask(partition, 'failed');
           void this.fail(error as Error);
           return undefined;
@@ -464,6 +465,3 @@ class RevokedError extends OrdoError {
   static override readonly code = 'ORDO_REVOKED';
 }
 
-function isKafkaRetriable(error: unknown): boolean {
-  return (error as { retriable?: boolean } | undefined)?.retriable === true;
-}

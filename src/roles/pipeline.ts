@@ -2,7 +2,7 @@ import { HybridClock } from '../clock/hybrid-clock.js';
 import { systemClock } from '../clock/physical-clock.js';
 import type { OrdoConfig } from '../config/config.js';
 import { Worker } from '../engine/worker.js';
-import { OrdoError } from '../errors.js';
+import { classify } from '../engine/error-policy.js';
 import { createKafka } from '../kafka/client.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
@@ -71,7 +71,7 @@ export async function registerWithRetry(catalog: SchemaCatalog, subject: string,
     try {
       return await catalog.register(subject, schema);
     } catch (error) {
-      if (!(error instanceof OrdoError && error.retriable) || attempt >= 12) throw error;
+      if (classify(error) !== 'retry' || attempt >= 12) throw error;
       const delayMs = Math.min(8_000, 250 * 2 ** (attempt - 1));
       logger.warn('schema registration failed; retrying', { subject, attempt, delayMs, error });
       await new Promise((resolve) => setTimeout(resolve, delayMs));
