@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { loadConfig } from './config/config.js';
 import { ConfigError } from './errors.js';
+import { checkKafkaAccess } from './kafka/access-check.js';
 import { startHttpServer } from './http/server.js';
 import { OrdoMetrics } from './metrics/metrics.js';
 import { jsonLogger } from './observability/logger.js';
@@ -105,6 +106,7 @@ interface RoleHandle {
 }
 
 async function startRole(role: Role, config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics }, stopRequested: () => boolean): Promise<RoleHandle> {
+  await checkKafkaAccess(config, deps.logger); // wrong credentials / certificates: ConfigError, exit 78
   if (role === 'api') {
     const api = await startApiRole(config, deps);
     return { state: () => api.state(), ready: () => api.state() === 'running', stop: () => api.stop(), done: api.done };

@@ -85,6 +85,16 @@ super.users=User:ANONYMOUS;User:ordo;User:CN=ordo-client;User:ordo-oauth
 PROPS
 }
 
+# Serves the OAUTHBEARER JWKS on 127.0.0.1 (node -e "$jwks_server" <port> <jwks.json>).
+# shellcheck disable=SC2016
+jwks_server='
+const [port, file] = process.argv.slice(1);
+const body = require("node:fs").readFileSync(file);
+require("node:http").createServer((req, res) => {
+  if (req.method === "GET" && req.url === "/jwks.json") res.writeHead(200, { "content-type": "application/json" }).end(body);
+  else res.writeHead(404).end();
+}).listen(Number(port), "127.0.0.1");'
+
 security_write_stack_json() {
   cat >"$SECURITY_DIR/stack.json" <<JSON
 {

@@ -63,7 +63,8 @@ else
   make_security_material
   security_write_stack_json
   if ! port_open "$KAFKA_JWKS_PORT"; then
-    nohup node "$here/jwks-server.mjs" "$KAFKA_JWKS_PORT" "$SECURITY_DIR/jwks.json" >"$KAFKA_DIR/jwks.log" 2>&1 &
+    # The broker fetches the JWKS when it starts (and does not start without it): serve it first.
+    nohup node -e "$jwks_server" "$KAFKA_JWKS_PORT" "$SECURITY_DIR/jwks.json" >"$KAFKA_DIR/jwks.log" 2>&1 &
     echo $! >"$KAFKA_DIR/jwks.pid"
     wait_for jwks 10 port_open "$KAFKA_JWKS_PORT"
   fi

@@ -37,10 +37,10 @@ export interface ApiRole {
 export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics }): Promise<ApiRole> {
   const meters = new MeterCatalog(config.metersFile === undefined ? [] : loadMetersFile(config.metersFile));
   const readModel = new ReadModel(meters);
-  const catalog = new SchemaCatalog(config.registryUrl);
+  const catalog = new SchemaCatalog({ url: config.registryUrl, security: config.security.registry });
   const resolvers = new ResolverCache(usageAggregateType);
   const log = deps.logger.child({ topic: config.topics.aggregates });
-  const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger });
+  const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger, security: config.security.kafka });
 
   const apply = async (records: SourceRecord[]): Promise<void> => {
     await catalog.prefetch(schemaIdsOf(records));

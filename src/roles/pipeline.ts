@@ -16,13 +16,13 @@ import { usageEventSchema } from '../schema/usage-event.js';
 
 /** Wires the `pipeline` role: registers the output schema, then runs the worker. */
 export async function createPipelineWorker(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics; kafka?: Kafka }): Promise<Worker> {
-  const catalog = new SchemaCatalog(config.registryUrl);
+  const catalog = new SchemaCatalog({ url: config.registryUrl, security: config.security.registry });
   const meters = new MeterCatalog(config.metersFile === undefined ? [] : loadMetersFile(config.metersFile));
   const outputSchemaId = await registerWithRetry(catalog, `${config.topics.ordered}-value`, usageEventSchema, deps.logger);
   const aggregateSchemaId = await registerWithRetry(catalog, `${config.topics.aggregates}-value`, usageAggregateSchema, deps.logger);
   deps.logger.info('meters loaded', { meters: meters.meters.map((m) => m.slug), file: config.metersFile ?? null });
   const clock = new HybridClock({ node: config.nodeId, physical: systemClock, maxSkewMs: config.maxSkewMs });
-  const kafka = deps.kafka ?? createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger });
+  const kafka = deps.kafka ?? createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger, security: config.security.kafka });
   return new Worker({
     ...config,
     kafka,

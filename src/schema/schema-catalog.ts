@@ -1,6 +1,7 @@
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import avro from 'avsc';
-import { OrdoError, TransientError } from '../errors.js';
+import { ConfigError, OrdoError, TransientError } from '../errors.js';
+import { type RegistryConnection, registryClientArgs, registryCredentialsVariable } from './registry-client.js';
 
 /**
  * What the pure decode step needs: the writer schema for an id, resolved ahead of time.
@@ -19,10 +20,10 @@ export class SchemaCatalog implements SchemaLookup {
   private readonly missingSince = new Map<number, number>();
 
   constructor(
-    registryUrl: string,
+    private readonly connection: string | RegistryConnection,
     private readonly missingTtlMs = 60_000,
   ) {
-    this.registry = new SchemaRegistry({ host: registryUrl }, { [SchemaType.AVRO]: {} });
+    this.registry = new SchemaRegistry(registryClientArgs(connection), { [SchemaType.AVRO]: {} });
   }
 
   /** Registers `schema` under `subject` (idempotent) and returns its id. */
@@ -33,6 +34,7 @@ export class SchemaCatalog implements SchemaLookup {
     } catch (cause) {
       const status = (cause as { status?: number }).status;
       const message = `could not register schema under subject ${subject}: ${(cause as Error).message}`;
+      refuseCredentials(status, this.connection);
       // 409/422: the registry refuses this schema (incompatible or invalid); retrying will not help.
       if (status === 409 || status === 422) throw new OrdoError(message, { cause });
       throw new TransientError(message, { cause });
@@ -55,6 +57,7 @@ export class SchemaCatalog implements SchemaLookup {
         this.types.set(id, schema instanceof avro.Type ? schema : null);
         this.missingSince.delete(id);
       } catch (cause) {
+        refuseCredentials((cause as { status?: number }).status, this.connection);
         if (isNotFound(cause)) {
           this.missingSince.set(id, Date.now());
           continue;
@@ -62,6 +65,13 @@ export class SchemaCatalog implements SchemaLookup {
         throw new TransientError(`schema registry lookup of id ${id} failed: ${(cause as Error).message}`, { cause });
       }
     }
+  }
+}
+
+/** 401/403: the registry refuses who we are; no retry helps, exit 78 naming the variable. */
+function refuseCredentials(status: number | undefined, connection: string | RegistryConnection): void {
+  if (status === 401 || status === 403) {
+    throw new ConfigError(registryCredentialsVariable(connection), `the schema registry refused the credentials (HTTP ${status})`);
   }
 }
 

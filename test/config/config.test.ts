@@ -50,6 +50,7 @@ describe('loadConfig defaults', () => {
       latePolicy: 'flag',
       watermarkIntervalMs: 1_000,
       apiPort: 8080,
+      security: { kafka: { protocol: 'PLAINTEXT' }, registry: {} },
     } satisfies Omit<OrdoConfig, 'nodeId'>);
     // The node id defaults to the host name (a pod name on Kubernetes).
     expect(nodeId).toBe(hostname().slice(0, 128) || 'ordo');
@@ -131,6 +132,7 @@ describe('loadConfig parses every variable', () => {
       latePolicy: 'route',
       watermarkIntervalMs: 2_000,
       apiPort: 18080,
+      security: { kafka: { protocol: 'PLAINTEXT' }, registry: {} },
     } satisfies OrdoConfig);
   });
 
