@@ -187,12 +187,12 @@ function parseCertificate(variable: string, pem: Buffer): X509Certificate {
 function parsePrivateKey(pem: Buffer, passphrase: Secret | undefined): KeyObject {
   try {
     return createPrivateKey(passphrase === undefined ? { key: pem } : { key: pem, passphrase: passphrase.reveal() });
-  } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (passphrase === undefined && code === 'ERR_MISSING_PASSPHRASE') {
+  } catch {
+    const encrypted = pem.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----') || pem.includes('Proc-Type: 4,ENCRYPTED');
+    if (passphrase === undefined && encrypted) {
       throw new ConfigError('KAFKA_SSL_KEY_PASSPHRASE', '(or KAFKA_SSL_KEY_PASSPHRASE_FILE) must be set: the key in KAFKA_SSL_KEY_FILE is encrypted');
     }
-    if (passphrase !== undefined && /-----BEGIN (ENCRYPTED|RSA|EC)? ?PRIVATE KEY-----/.test(pem.toString('latin1'))) {
+    if (passphrase !== undefined && encrypted) {
       throw new ConfigError(passphrase.source, 'does not decrypt the key in KAFKA_SSL_KEY_FILE');
     }
     throw new ConfigError('KAFKA_SSL_KEY_FILE', 'is not a PEM private key');

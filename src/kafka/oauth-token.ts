@@ -16,8 +16,8 @@ export type FetchLike = (url: string, init: { method: string; headers: Record<st
 /**
  * OAUTHBEARER tokens from an OIDC client-credentials grant. kafkajs asks for a token each
  * time it authenticates a new connection; the cached one is handed out until it reaches
- * `refreshRatio` of its lifetime (default 80 %, and at least a minute before expiry for long
- * ones), so a connection never authenticates with a token about to expire. Concurrent asks
+ * `refreshRatio` of its lifetime (default 80 %), or earlier so that a minute is left (but not
+ * before half of it), so a connection never authenticates with a token about to expire. Concurrent asks
  * share one request. A refused client (401/400 invalid_client) is a ConfigError naming the
  * variables; anything else (endpoint down, 5xx) is transient and kafkajs retries the
  * connection. Neither the secret nor a token ever enters a message.
