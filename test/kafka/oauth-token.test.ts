@@ -13,7 +13,7 @@ function endpoint(reply: (n: number) => { status: number; body: unknown }) {
     requests.push({ headers: init.headers, body: init.body });
     const { status, body } = reply(requests.length);
     await Promise.resolve();
-    return { status, json: async () => body };
+    return { status, json: () => Promise.resolve(body) };
   };
   return { fetch, requests };
 }
