@@ -17,6 +17,8 @@ export interface SecuredStack {
   oauth: { issuer: string; audience: string; kid: string; superUser: string };
   file(name: string): string;
   password(user: 'ordo' | 'ordo-acl'): string;
+  /** The passphrase of client-encrypted.key. */
+  passphrase: string;
 }
 
 export function securedStack(): SecuredStack {
@@ -32,6 +34,7 @@ export function securedStack(): SecuredStack {
     ...stack,
     file: (name) => join(dir, name),
     password: (user) => readFileSync(join(dir, `scram-${user}.password`), 'utf8').trim(),
+    passphrase: readFileSync(join(dir, 'client-key.passphrase'), 'utf8').trim(),
   };
 }
 
