@@ -14,6 +14,11 @@ import { unframe } from '../schema/wire-format.js';
 import { type UsageAggregate, usageAggregateType } from '../usage/aggregation.js';
 import { MeterCatalog, loadMetersFile } from '../usage/meters.js';
 
+/** The api role's consumer group: one per replica (each keeps its own read model). */
+export function apiGroupId(config: Pick<OrdoConfig, 'groupId' | 'nodeId'>): string {
+  return `${config.groupId}-api-${config.nodeId}`.slice(0, 249);
+}
+
 export type ApiState = 'restoring' | 'running' | 'draining' | 'stopped' | 'failed';
 
 export interface ApiRole {
@@ -66,7 +71,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   const reader = new TopicReader({
     kafka,
     topic: config.topics.aggregates,
-    groupId: `${config.groupId}-api-${config.nodeId}`.slice(0, 249),
+    groupId: apiGroupId(config),
     apply,
     logger: log,
   });

@@ -1,8 +1,8 @@
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTopics, deleteTopicsWithPrefix, produce, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
+import { createTopics, deleteTopicsWithPrefix, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
 import { WorkerProcess, sleep } from '../support/process.js';
-import { type SecuredStack, type TokenEndpoint, mtlsEnv, oauthEnv, scramEnv, securedStack, startTokenEndpoint } from '../support/secured.js';
+import { type SecuredStack, type TokenEndpoint, mtlsEnv, oauthEnv, produceToNewTopic, scramEnv, securedStack, startTokenEndpoint } from '../support/secured.js';
 import { makeUsageWorkload, writeTestMeters } from '../support/usage-workload.js';
 import { childEnv } from '../support/worker.js';
 
@@ -65,10 +65,7 @@ describe('secrets stay secret', () => {
     });
     await createTopics(kafka, [`${prefix}-in`], 2);
     const encode = await usageEventEncoder(`${prefix}-in`);
-    const producer = kafka.producer();
-    await producer.connect();
-    await produce(producer, `${prefix}-in`, makeUsageWorkload(encode, { count: 60, subjects: 3, now: Date.now(), latenessMs: 86_400_000, spreadDays: 1 }).messages);
-    await producer.disconnect();
+    await produceToNewTopic(kafka, `${prefix}-in`, makeUsageWorkload(encode, { count: 60, subjects: 3, now: Date.now(), latenessMs: 86_400_000, spreadDays: 1 }).messages);
 
     const ports = { pipeline: await freePort(), merge: await freePort(), api: await freePort(), apiHttp: await freePort() };
     const roles = [

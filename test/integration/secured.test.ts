@@ -4,9 +4,9 @@ import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { noopLogger } from '../../src/observability/logger.js';
 import { startApiRole } from '../../src/roles/api.js';
 import { createMergeWorker } from '../../src/roles/merge.js';
-import { createTopics, decodeEvent, deleteTopicsWithPrefix, produce, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
+import { createTopics, decodeEvent, deleteTopicsWithPrefix, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
 import { WorkerProcess } from '../support/process.js';
-import { type SecuredStack, type TokenEndpoint, mtlsEnv, oauthEnv, scramEnv, securedStack, startTokenEndpoint } from '../support/secured.js';
+import { type SecuredStack, type TokenEndpoint, mtlsEnv, oauthEnv, produceToNewTopic, scramEnv, securedStack, startTokenEndpoint } from '../support/secured.js';
 import { expectAggregatesExact, readLatestAggregates } from '../support/usage-checks.js';
 import { expectedAggregates, fromUnits, toUnits, utcWindow } from '../support/usage-oracle.js';
 import { TEST_METERS, makeUsageWorkload, oracleEvents, writeTestMeters } from '../support/usage-workload.js';
@@ -53,10 +53,7 @@ async function endToEnd(name: string, env: Record<string, string>): Promise<void
   const encode = await usageEventEncoder(config.topics.input);
   const now = Date.now();
   const workload = makeUsageWorkload(encode, { count: EVENTS, subjects: 5, now, latenessMs: 7 * DAY, spreadDays: 2, idPrefix: name });
-  const producer = kafka.producer();
-  await producer.connect();
-  await produce(producer, config.topics.input, workload.messages);
-  await producer.disconnect();
+  await produceToNewTopic(kafka, config.topics.input, workload.messages);
 
   const { worker } = await startPipeline(config);
   const merge = createMergeWorker(config, { logger: noopLogger, metrics: new OrdoMetrics() });

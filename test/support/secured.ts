@@ -4,6 +4,8 @@ import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Kafka } from 'kafkajs';
+import { type TestMessage, produce } from './cluster.js';
 
 /**
  * The local broker's secured listeners and throwaway credentials, as scripts/kafka/up.sh
@@ -136,4 +138,27 @@ export async function startTokenEndpoint(stack: SecuredStack, options: { clientI
     url: `http://127.0.0.1:${port}/oauth2/token`,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+/**
+ * Produces `messages` once the fresh topic's metadata has reached the broker's metadata cache:
+ * a broker may answer UNKNOWN_TOPIC_OR_PARTITION for a topic it has just created, before
+ * anything is written, so the send is simply repeated then.
+ */
+export async function produceToNewTopic(kafka: Kafka, topic: string, messages: TestMessage[]): Promise<void> {
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await produce(producer, topic, messages);
+        return;
+      } catch (error) {
+        if ((error as { type?: string }).type !== 'UNKNOWN_TOPIC_OR_PARTITION' || attempt >= 20) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    }
+  } finally {
+    await producer.disconnect();
+  }
 }
