@@ -1,6 +1,8 @@
 import type { Admin, Consumer, Kafka } from 'kafkajs';
 import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../processors/records.js';
+import { partitionCount } from '../kafka/topics.js';
+import { classify, fatalMessage } from './error-policy.js';
 
 export interface PartitionProgress {
   partition: number;
@@ -44,8 +46,16 @@ export class TopicReader {
   private timer: NodeJS.Timeout | undefined;
   private readonly caughtUpWaiters: (() => void)[] = [];
   private stopped = false;
+  private failure: Error | undefined;
+  private failureListeners: ((error: Error) => void)[] = [];
 
   constructor(private readonly options: TopicReaderOptions) {}
+
+  /** Calls `listener` once if the reader stops for good (an error retrying cannot fix, e.g. a missing ACL). */
+  onFailure(listener: (error: Error) => void): void {
+    if (this.failure) listener(this.failure);
+    else this.failureListeners.push(listener);
+  }
 
   /** Starts consuming; resolves once the topic exists and its end offsets are known. */
   async start(): Promise<void> {
@@ -53,14 +63,24 @@ export class TopicReader {
     this.admin = o.kafka.admin();
     await this.admin.connect();
     // The writer (e.g. the pipeline) may not have created the topic yet: wait for it.
-    for (let waited = 0; !(await this.admin.listTopics()).includes(o.topic); waited++) {
+    for (let waited = 0; (await partitionCount(this.admin, o.topic)) === undefined; waited++) {
       if (this.stopped) return;
       if (waited % 30 === 0) o.logger.info('waiting for the topic to exist', { topic: o.topic });
       await new Promise((resolve) => setTimeout(resolve, 1_000));
     }
     await this.refreshEnds();
-    const consumer = o.kafka.consumer({ groupId: o.groupId, readUncommitted: false, allowAutoTopicCreation: false });
+    // kafkajs restarts a crashed consumer by default, whatever the error: only the shared
+    // policy's `retry` kind is restarted; anything else (a missing ACL) stops the reader.
+    const consumer = o.kafka.consumer({
+      groupId: o.groupId,
+      readUncommitted: false,
+      allowAutoTopicCreation: false,
+      retry: { restartOnFailure: (error) => Promise.resolve(classify(error) === 'retry') },
+    });
     this.consumer = consumer;
+    consumer.on(consumer.events.CRASH, (event) => {
+      if (!event.payload.restart && !this.stopped) this.fail(event.payload.error);
+    });
     consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
       const { partition, lastOffset, highWatermark } = event.payload;
       this.advance(partition, BigInt(lastOffset) + 1n, BigInt(highWatermark));
@@ -94,7 +114,11 @@ export class TopicReader {
     await this.refreshEnds();
     const target = new Map(this.ends);
     const reached = (): boolean => [...target].every(([p, end]) => (this.applied.get(p) ?? 0n) >= end);
-    while (!reached() && !this.stopped) await new Promise<void>((resolve) => this.caughtUpWaiters.push(resolve));
+    while (!reached() && !this.stopped) {
+      if (this.failure) throw this.failure;
+      await new Promise<void>((resolve) => this.caughtUpWaiters.push(resolve));
+    }
+    if (this.failure) throw this.failure;
   }
 
   progress(): ReaderProgress {
@@ -134,6 +158,14 @@ export class TopicReader {
   private advance(partition: number, applied: bigint | undefined, end: bigint): void {
     if (applied !== undefined && applied > (this.applied.get(partition) ?? 0n)) this.applied.set(partition, applied);
     if (end > (this.ends.get(partition) ?? -1n)) this.ends.set(partition, end);
+    this.wake();
+  }
+
+  private fail(error: Error): void {
+    if (this.failure) return;
+    this.failure = error;
+    this.options.logger.error(`reader stopped: ${fatalMessage(error, `reading ${this.options.topic} as group ${this.options.groupId}`)}`, { topic: this.options.topic, error });
+    for (const listener of this.failureListeners.splice(0)) listener(error);
     this.wake();
   }
 

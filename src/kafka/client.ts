@@ -2,6 +2,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { Kafka, logLevel, type LogEntry, type SASLOptions } from 'kafkajs';
 import type { KafkaSecurity } from '../config/security.js';
 import type { Logger } from '../observability/logger.js';
+import { witnessKafkaLog } from './authorization-witness.js';
 import { ClientCredentialsTokenProvider } from './oauth-token.js';
 
 /**
@@ -19,6 +20,8 @@ export function createKafka(options: { brokers: string[]; clientId: string; logg
     logCreator: () => (entry: LogEntry) => {
       const { message, ...meta } = entry.log;
       const text = entry.namespace ? `${entry.namespace}: ${message}` : message;
+      const refused = witnessKafkaLog(text, meta.error);
+      if (refused) return log.error(`not authorized: the broker answered ${refused.type} to ${refused.request}`, meta);
       // Our producers are transactional: a send that exhausts its retries aborts the whole
       // transaction and the engine retries the batch, so this kafkajs warning does not apply.
       if (message.startsWith('Limiting retries for the idempotent producer')) return log.debug(text, meta);

@@ -1,5 +1,5 @@
 import type { Admin, ITopicConfig } from 'kafkajs';
-import { ConfigError } from '../errors.js';
+import { ConfigError, NotAuthorizedError } from '../errors.js';
 
 export interface TopicSpec {
   topic: string;
@@ -67,10 +67,22 @@ async function fetchMetadata(admin: Admin, topics: string[]): ReturnType<Admin['
   }
 }
 
-/** Partition count of an existing topic, or undefined if it does not exist. */
+/**
+ * Partition count of an existing topic, or undefined if it does not exist. The topic list
+ * leaves out topics we may not Describe, so an unlisted topic is asked for by name (the admin
+ * client never auto-creates): not authorized is a NotAuthorizedError, not "missing".
+ */
 export async function partitionCount(admin: Admin, topic: string): Promise<number | undefined> {
   const topics = await admin.listTopics();
-  if (!topics.includes(topic)) return undefined;
-  const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
-  return metadata.topics[0]?.partitions.length;
+  try {
+    const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
+    return metadata.topics[0]?.partitions.length;
+  } catch (error) {
+    const type = (error as { type?: string }).type;
+    if (type === 'TOPIC_AUTHORIZATION_FAILED') {
+      throw new NotAuthorizedError(`not authorized: TOPIC_AUTHORIZATION_FAILED (Describe on topic ${topic}); grant the ACLs listed in docs/operations.md`, { cause: error });
+    }
+    if (type === 'UNKNOWN_TOPIC_OR_PARTITION' && !topics.includes(topic)) return undefined;
+    throw error;
+  }
 }

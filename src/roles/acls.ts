@@ -9,14 +9,14 @@ import { mergeGroupId } from './merge.js';
  * The minimal Kafka ACLs each role needs (docs/operations.md#acls lists them; a test runs
  * every role with exactly these and with each one missing). Derived from the names the roles
  * use, so the list cannot drift from the code. Describe is not listed: Kafka implies it from
- * Read, Write and Delete on the same resource.
+ * Read, Write and Delete on the same resource. Nor is IdempotentWrite on the cluster: since
+ * Kafka 3.0 (KIP-679) Write on the transactional id is enough for a transactional producer.
  */
-export type AclOperation = 'Read' | 'Write' | 'Create' | 'Delete' | 'IdempotentWrite';
+export type AclOperation = 'Read' | 'Write' | 'Create' | 'Delete';
 
 export interface RoleAcl {
-  resource: 'Topic' | 'Group' | 'TransactionalId' | 'Cluster';
+  resource: 'Topic' | 'Group' | 'TransactionalId';
   pattern: 'literal' | 'prefixed';
-  /** `kafka-cluster` for the cluster resource. */
   name: string;
   operation: AclOperation;
   /** Why the role needs it (shown in docs and in the test's failure report). */
@@ -43,9 +43,6 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
       acls.push({ resource: 'Group', pattern: 'prefixed', name: `${group}-restore-`, operation: 'Delete', why: 'deletes its restore groups when done', optional: 'cleanup' });
     }
   };
-  const idempotent = (): void => {
-    acls.push({ resource: 'Cluster', pattern: 'literal', name: 'kafka-cluster', operation: 'IdempotentWrite', why: 'idempotent, transactional producers' });
-  };
 
   if (role === 'pipeline') {
     const stores = [META_STORE, ...pipelineStores({ aggregatesTopic: t.aggregates, allowedLatenessMs: config.allowedLatenessMs }).filter((s) => s.changelog === undefined).map((s) => s.name)];
@@ -57,7 +54,6 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     created([t.input, t.ordered, t.dlq, t.late, t.aggregates, t.watermarks, ...changelogs]);
     consumerGroup(config.groupId, true);
     acls.push({ resource: 'TransactionalId', pattern: 'prefixed', name: transactionalId(config.groupId, t.input, 0).replace(/0$/, ''), operation: 'Write', why: 'one transactional producer per input partition' });
-    idempotent();
   } else if (role === 'merge') {
     const group = mergeGroupId(config);
     const changelogs = [HELD_STORE, MERGE_META_STORE].map((store) => changelogTopic(group, store));
@@ -67,7 +63,6 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     created([t.global, ...changelogs]);
     consumerGroup(group, true);
     acls.push({ resource: 'TransactionalId', pattern: 'literal', name: `${group}-global`, operation: 'Write', why: 'the one transactional producer' });
-    idempotent();
   } else {
     topic(t.aggregates, ['Read'], 'the read model follows it');
     consumerGroup(apiGroupId(config), false);

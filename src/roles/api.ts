@@ -1,4 +1,5 @@
 import type { OrdoConfig } from '../config/config.js';
+import { fatalMessage } from '../engine/error-policy.js';
 import { Lifecycle, exportLifecycle } from '../engine/lifecycle.js';
 import { TopicReader } from '../engine/topic-reader.js';
 import { createKafka } from '../kafka/client.js';
@@ -90,6 +91,18 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   let finish: (final: 'stopped' | 'failed') => void = () => undefined;
   const done = new Promise<'stopped' | 'failed'>((resolve) => (finish = resolve));
   // The server answers (with its freshness) while the reader waits for the topic and catches up.
+  let failing: Promise<void> | undefined;
+  const fail = (error: unknown): Promise<void> =>
+    (failing ??= (async () => {
+      if (state() === 'draining' || state() === 'stopped') return;
+      log.error(`read model failed: ${fatalMessage(error)}`, { error });
+      lifecycle.transition('failed');
+      await server.close().catch(() => undefined);
+      await reader.stop();
+      finish('failed');
+    })());
+  // A reader that stops for good (e.g. a missing ACL) fails the role, also after it caught up.
+  reader.onFailure((error) => void fail(error));
   const started = reader.start();
   started
     .then(() => reader.caughtUp())
@@ -99,13 +112,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
         lifecycle.transition('running');
         log.info('read model caught up', { aggregates: readModel.size });
       },
-      async (error: unknown) => {
-        log.error('read model failed', { error });
-        lifecycle.transition('failed');
-        await server.close().catch(() => undefined);
-        await reader.stop();
-        finish('failed');
-      },
+      fail,
     );
   const lagTimer = setInterval(() => deps.metrics.readModelLag.set(reader.progress().lagRecords ?? 0), 1_000);
   lagTimer.unref();
@@ -120,7 +127,9 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       stopping ??= (async () => {
         if (state() !== 'failed') lifecycle.transition('draining');
         clearInterval(lagTimer);
-        await server.close();
+        // A failed role has closed its server already.
+        if (failing) await failing;
+        else await server.close();
         await reader.stop();
         if (state() === 'draining') lifecycle.transition('stopped');
         finish(state() === 'failed' ? 'failed' : 'stopped');

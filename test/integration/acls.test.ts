@@ -24,8 +24,8 @@ const admin = kafka.admin();
 let stack: SecuredStack;
 const prefixes: string[] = [];
 
-const RESOURCE = { Topic: AclResourceTypes.TOPIC, Group: AclResourceTypes.GROUP, TransactionalId: AclResourceTypes.TRANSACTIONAL_ID, Cluster: AclResourceTypes.CLUSTER };
-const OPERATION = { Read: AclOperationTypes.READ, Write: AclOperationTypes.WRITE, Create: AclOperationTypes.CREATE, Delete: AclOperationTypes.DELETE, IdempotentWrite: AclOperationTypes.IDEMPOTENT_WRITE };
+const RESOURCE = { Topic: AclResourceTypes.TOPIC, Group: AclResourceTypes.GROUP, TransactionalId: AclResourceTypes.TRANSACTIONAL_ID };
+const OPERATION = { Read: AclOperationTypes.READ, Write: AclOperationTypes.WRITE, Create: AclOperationTypes.CREATE, Delete: AclOperationTypes.DELETE };
 
 function entry(acl: RoleAcl): AclEntry {
   return {
@@ -65,8 +65,9 @@ async function revokeAll(): Promise<void> {
   await admin.deleteAcls({ filters: [anyFilter()] });
 }
 
-function configFor(prefix: string): OrdoConfig {
+function configFor(prefix: string, group?: string): OrdoConfig {
   return testConfig(prefix, {
+    ...(group === undefined ? {} : { ORDO_GROUP_ID: group }),
     ...scramEnv(stack, 'ordo-acl'),
     ORDO_METERS_FILE: writeTestMeters(),
     ORDO_REORDER_WINDOW_MS: '200',
@@ -157,13 +158,15 @@ describe('the minimal ACL set of each role', () => {
 });
 
 /** One ACL of each kind per role: removing it must stop the role with a message naming what is missing. */
-const REMOVALS: { role: AclRole; pick: (a: RoleAcl, c: OrdoConfig) => boolean; label: string }[] = [
+const REMOVALS: { role: AclRole; pick: (a: RoleAcl, c: OrdoConfig) => boolean; label: string; unnamed?: true }[] = [
   { role: 'pipeline', label: 'Read on the input topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.input && a.operation === 'Read' },
   { role: 'pipeline', label: 'Write on the ordered topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.ordered && a.operation === 'Write' },
-  { role: 'pipeline', label: 'Write on a changelog topic', pick: (a) => a.resource === 'Topic' && a.name.endsWith('-dedupe-changelog') && a.operation === 'Write' },
+  // kafkajs reports only the first partition error of AddPartitionsToTxn, here the other
+  // partitions' OPERATION_NOT_ATTEMPTED, so which ACL is missing is not known: the pipeline
+  // stops after its retries (about 20 s) without naming it (docs/operations.md#acls).
+  { role: 'pipeline', label: 'Write on a changelog topic', pick: (a) => a.resource === 'Topic' && a.name.endsWith('-dedupe-changelog') && a.operation === 'Write', unnamed: true },
   { role: 'pipeline', label: 'Read on the consumer group', pick: (a, c) => a.resource === 'Group' && a.name === c.groupId },
   { role: 'pipeline', label: 'Write on the transactional ids', pick: (a) => a.resource === 'TransactionalId' },
-  { role: 'pipeline', label: 'IdempotentWrite on the cluster', pick: (a) => a.resource === 'Cluster' },
   { role: 'merge', label: 'Read on the ordered topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.ordered },
   { role: 'merge', label: 'Write on the global topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.global && a.operation === 'Write' },
   { role: 'merge', label: 'Write on the transactional id', pick: (a) => a.resource === 'TransactionalId' },
@@ -172,11 +175,13 @@ const REMOVALS: { role: AclRole; pick: (a: RoleAcl, c: OrdoConfig) => boolean; l
 ];
 
 describe('one ACL missing', () => {
+  let prefix: string;
   let config: OrdoConfig;
+  let cases = 0;
 
   beforeAll(async () => {
     // Topics made by the super user with a few events, so every role has work to be refused.
-    const prefix = uniqueName('acl-miss');
+    prefix = uniqueName('acl-miss');
     prefixes.push(prefix);
     config = configFor(prefix);
     const plain = testConfig(prefix, { ORDO_METERS_FILE: writeTestMeters(), ORDO_TOPIC_PARTITIONS: '2', ORDO_REORDER_WINDOW_MS: '200', ORDO_WATERMARK_INTERVAL_MS: '200' });
@@ -193,7 +198,9 @@ describe('one ACL missing', () => {
     }
   }, 180_000);
 
-  it.each(REMOVALS.map((r) => [r.role, r.label, r] as const))('%s without %s stops with a "not authorized" error', async (role, _label, removal) => {
+  it.each(REMOVALS.map((r) => [r.role, r.label, r] as const))('%s without %s stops, naming what is missing, instead of retrying or hanging', async (role, _label, removal) => {
+    // The same topics (with data), a group of its own: the role has all its work to do again.
+    const config = configFor(prefix, `${prefix}-c${++cases}`);
     const acls = required(role, config);
     const removed = acls.filter((a) => removal.pick(a, config));
     expect(removed).toHaveLength(1);
@@ -206,7 +213,11 @@ describe('one ACL missing', () => {
     const log = lines.join('\n');
     expect(final, log.slice(-2000)).toBe('failed');
     expect(Date.now() - started).toBeLessThan(45_000);
-    expect(log).toMatch(/not authorized|AUTHORIZATION_FAILED/i);
+    // An error line says what is missing, in Ordo's words (kafkajs' own say "Topic authorization failed").
+    const errors = lines.filter((l) => l.includes('"level":"error"'));
+    const named = errors.find((l) => /not authorized[^"]*_AUTHORIZATION_FAILED/.test(l));
+    if (removal.unnamed) expect(errors.some((l) => l.includes('OPERATION_NOT_ATTEMPTED') || l.includes('did not attempt'))).toBe(true);
+    else expect(named, log.slice(-2000)).toBeDefined();
     expect(log).not.toMatch(/"msg":"[^"]*fenced/i);
   }, 60_000);
 });
