@@ -36,8 +36,8 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
   const created = (names: string[]): void => {
     for (const name of names) acls.push({ resource: 'Topic', pattern: 'literal', name, operation: 'Create', why: 'creates the topic if missing', optional: 'create-topics' });
   };
-  const consumerGroup = (group: string, restores: boolean): void => {
-    acls.push({ resource: 'Group', pattern: 'literal', name: group, operation: 'Read', why: 'consumer group; offsets committed in the transaction' });
+  const consumerGroup = (group: string, restores: boolean, why = 'consumer group; offsets committed in the transaction'): void => {
+    acls.push({ resource: 'Group', pattern: 'literal', name: group, operation: 'Read', why });
     if (restores) {
       acls.push({ resource: 'Group', pattern: 'prefixed', name: `${group}-restore-`, operation: 'Read', why: 'one short-lived group per state restore' });
       acls.push({ resource: 'Group', pattern: 'prefixed', name: `${group}-restore-`, operation: 'Delete', why: 'deletes its restore groups when done', optional: 'cleanup' });
@@ -65,7 +65,7 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     acls.push({ resource: 'TransactionalId', pattern: 'literal', name: `${group}-global`, operation: 'Write', why: 'the one transactional producer' });
   } else {
     topic(t.aggregates, ['Read'], 'the read model follows it');
-    consumerGroup(apiGroupId(config), false);
+    consumerGroup(apiGroupId(config), false, 'consumer group of this replica (offsets never committed)');
   }
   return acls;
 }
