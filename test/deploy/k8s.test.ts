@@ -16,6 +16,8 @@ import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import type { IPodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import { Secret } from 'kubernetes-models/v1/Secret';
+import type { ISecret } from 'kubernetes-models/v1/Secret';
 import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import { Service } from 'kubernetes-models/v1/Service';
@@ -24,7 +26,7 @@ import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BUILDS = { base: 'k8s/base', keda: 'k8s/overlays/keda' } as const;
+const BUILDS = { base: 'k8s/base', keda: 'k8s/overlays/keda', secured: 'k8s/overlays/secured' } as const;
 type BuildName = keyof typeof BUILDS;
 const ROLES = ['pipeline', 'api', 'merge'] as const;
 
@@ -125,6 +127,7 @@ function targets(scaler: IScaledObject, deployment: IDeployment): boolean {
 // fails the test until its model is added here.
 const MODELS = new Map<string, { prototype: { validate(): void } }>([
   ['v1/ConfigMap', ConfigMap],
+  ['v1/Secret', Secret],
   ['v1/Service', Service],
   ['apps/v1/Deployment', Deployment],
   ['policy/v1/PodDisruptionBudget', PodDisruptionBudget],
@@ -483,6 +486,35 @@ describe('k8s keda overlay', () => {
       } else {
         throw new Error(`unexpected trigger type ${trigger.type}`);
       }
+    }
+  });
+});
+
+describe('k8s secured overlay', () => {
+  it('gives every role its credentials as files from mounted Secrets, and no secret in the environment', () => {
+    const b = build('secured');
+    for (const role of ROLES) {
+      const deployment = b.deployment(role);
+      const volumes = deployment.spec?.template.spec?.volumes ?? [];
+      for (const container of containers(deployment)) {
+        const env = b.env(container);
+        expect(env.get('KAFKA_SECURITY_PROTOCOL'), role).toBe('SASL_SSL');
+        // Inline secrets would be readable by anyone who can read the ConfigMap or the pod spec.
+        for (const name of ['KAFKA_SASL_PASSWORD', 'KAFKA_SSL_KEY_PASSPHRASE', 'KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET', 'SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO', 'SCHEMA_REGISTRY_BEARER_TOKEN']) {
+          expect(env.has(name), `${role}: ${name} inline`).toBe(false);
+        }
+        const files = [...env].filter(([name]) => name.endsWith('_FILE') && name !== 'ORDO_METERS_FILE').map(([name, value]) => [name, value ?? ''] as const);
+        expect(files.map(([name]) => name).sort()).toEqual(['KAFKA_SASL_PASSWORD_FILE', 'KAFKA_SSL_CA_FILE', 'SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE', 'SCHEMA_REGISTRY_CA_FILE']);
+        for (const [name, file] of files) {
+          const mount = container.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
+          expect(mount?.readOnly, `${role}: ${name} mounted read-only`).toBe(true);
+          const secretName = volumes.find((v) => v.name === mount?.name)?.secret?.secretName;
+          const secret = b.get<ISecret>('Secret', secretName ?? '');
+          expect(Object.keys({ ...secret.data, ...secret.stringData }), `${role}: ${name}`).toContain(file.slice(`${mount?.mountPath}/`.length));
+        }
+      }
+      // The image runs as uid/gid 1000: the group-readable Secret files must belong to its group.
+      expect(deployment.spec?.template.spec?.securityContext?.fsGroup).toBe(1000);
     }
   });
 });
