@@ -50,7 +50,7 @@ const KAFKAJS_FATAL_NAMES = new Set(['KafkaJSSASLAuthenticationError', 'KafkaJSS
 /** Node's network errors: the peer is away or slow. */
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'ECONNABORTED']);
 /** Node's TLS verification errors: the peer is not who the trust settings accept. */
-const TLS_CODES = new Set([
+export const TLS_CODES: ReadonlySet<string> = new Set([
   'SELF_SIGNED_CERT_IN_CHAIN',
   'DEPTH_ZERO_SELF_SIGNED_CERT',
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',

@@ -1,23 +1,10 @@
 import type { OrdoConfig } from '../config/config.js';
 import type { KafkaSecurity } from '../config/security.js';
-import { causes } from '../engine/error-policy.js';
+import { TLS_CODES, causes } from '../engine/error-policy.js';
 import { ConfigError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { createKafka } from './client.js';
 
-/** Node's codes for a broker certificate our trust settings do not accept. */
-const UNTRUSTED_SERVER = new Set([
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'CERT_UNTRUSTED',
-  'CERT_REJECTED',
-  'CERT_SIGNATURE_FAILURE',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-]);
 /** TLS alerts a broker sends when it does not accept (or did not get) our client certificate. */
 const CLIENT_CERT_ALERT = /ALERT_(BAD_CERTIFICATE|CERTIFICATE_REQUIRED|CERTIFICATE_UNKNOWN|UNKNOWN_CA|HANDSHAKE_FAILURE|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED)$/;
 
@@ -61,13 +48,13 @@ export function wrongSetting(error: unknown, security: KafkaSecurity): ConfigErr
     }
     return new ConfigError('KAFKA_SECURITY_PROTOCOL', `the broker asks for SASL authentication but KAFKA_SECURITY_PROTOCOL=${security.protocol}`);
   }
-  const code = chain.map((e) => e.code).find((c): c is string => typeof c === 'string' && (UNTRUSTED_SERVER.has(c) || c.startsWith('ERR_SSL_') || c === 'ERR_TLS_CERT_ALTNAME_INVALID'));
+  const code = chain.map((e) => e.code).find((c): c is string => typeof c === 'string' && (TLS_CODES.has(c) || c.startsWith('ERR_SSL_')));
   if (code === undefined) return undefined;
-  if (UNTRUSTED_SERVER.has(code)) {
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return new ConfigError('KAFKA_BROKERS', `the broker's TLS certificate does not name the host it was reached at (${code})`);
+  if (TLS_CODES.has(code)) {
     const fix = security.tls?.ca ? 'it is not signed by the CA in KAFKA_SSL_CA_FILE' : 'set KAFKA_SSL_CA_FILE to the CA that signed it';
     return new ConfigError('KAFKA_SSL_CA_FILE', `the broker's TLS certificate is not trusted (${code}): ${fix}`);
   }
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return new ConfigError('KAFKA_BROKERS', `the broker's TLS certificate does not name the host it was reached at (${code})`);
   if (CLIENT_CERT_ALERT.test(code)) {
     return security.tls?.cert
       ? new ConfigError('KAFKA_SSL_CERT_FILE', `the broker did not accept the client certificate (${code})`)
