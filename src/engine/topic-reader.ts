@@ -63,7 +63,7 @@ export class TopicReader {
     this.admin = o.kafka.admin();
     await this.admin.connect();
     // The writer (e.g. the pipeline) may not have created the topic yet: wait for it.
-    for (let waited = 0; (await partitionCount(this.admin, o.topic)) === undefined; waited++) {
+    for (let waited = 0; (await partitionCount(this.admin, o.topic, { probeAccess: true })) === undefined; waited++) {
       if (this.stopped) return;
       if (waited % 30 === 0) o.logger.info('waiting for the topic to exist', { topic: o.topic });
       await new Promise((resolve) => setTimeout(resolve, 1_000));

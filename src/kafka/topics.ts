@@ -1,5 +1,5 @@
 import type { Admin, ITopicConfig } from 'kafkajs';
-import { ConfigError, NotAuthorizedError } from '../errors.js';
+import { ConfigError, NotAuthorizedError, TransientError } from '../errors.js';
 
 export interface TopicSpec {
   topic: string;
@@ -29,11 +29,14 @@ export async function ensureTopics(admin: Admin, specs: TopicSpec[], options: { 
       configEntries: s.compacted ? [{ name: 'cleanup.policy', value: 'compact' }] : [],
     }));
     try {
-      await admin.createTopics({ topics, waitForLeaders: true });
+      // kafkajs' own wait gives up when a fresh broker answers UNKNOWN_TOPIC_OR_PARTITION for
+      // a topic it has just created ("does not host this topic-partition"): wait here instead.
+      await admin.createTopics({ topics, waitForLeaders: false });
     } catch (error) {
       // Another worker may have created them at the same moment.
       if ((error as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw error;
     }
+    await waitForLeaders(admin, missing.map((s) => s.topic));
   }
   const metadata = await fetchMetadata(admin, specs.map((s) => s.topic));
   for (const spec of specs) {
@@ -55,6 +58,17 @@ export async function ensureTopics(admin: Admin, specs: TopicSpec[], options: { 
   }
 }
 
+/** Until every partition of `topics` has a leader (30 s at most; then transient). */
+async function waitForLeaders(admin: Admin, topics: string[]): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const metadata = await fetchMetadata(admin, topics);
+    if (topics.every((name) => metadata.topics.find((t) => t.name === name)?.partitions.every((p) => p.leader >= 0) === true)) return;
+    if (Date.now() > deadline) throw new TransientError(`topics ${topics.join(', ')} have no leader 30 s after their creation`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** Topic metadata, retried while the broker does not know a topic it has just created yet. */
 async function fetchMetadata(admin: Admin, topics: string[]): ReturnType<Admin['fetchTopicMetadata']> {
   for (let attempt = 1; ; attempt++) {
@@ -69,11 +83,15 @@ async function fetchMetadata(admin: Admin, topics: string[]): ReturnType<Admin['
 
 /**
  * Partition count of an existing topic, or undefined if it does not exist. The topic list
- * leaves out topics we may not Describe, so an unlisted topic is asked for by name (the admin
- * client never auto-creates): not authorized is a NotAuthorizedError, not "missing".
+ * leaves out topics we may not Describe; with `probeAccess` an unlisted topic is asked for by
+ * name (the admin client never auto-creates), so not authorized is a NotAuthorizedError, not
+ * "missing". Only for a caller that waits for someone else to create the topic: kafkajs keeps
+ * the name in the admin's metadata targets, and a later createTopics on the same admin then
+ * trips over it while it is being created.
  */
-export async function partitionCount(admin: Admin, topic: string): Promise<number | undefined> {
+export async function partitionCount(admin: Admin, topic: string, options: { probeAccess?: boolean } = {}): Promise<number | undefined> {
   const topics = await admin.listTopics();
+  if (!topics.includes(topic) && !options.probeAccess) return undefined;
   try {
     const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
     return metadata.topics[0]?.partitions.length;
