@@ -9,11 +9,12 @@ export default defineConfig({
     // One shared broker on a 2-core machine: files run one at a time.
     fileParallelism: false,
     projects: [
-      { test: { name: 'unit', include: ['test/**/*.test.ts'], exclude: ['test/integration/**', 'test/faults/**'] } },
+      { test: { name: 'unit', include: ['test/**/*.test.ts'], exclude: ['test/integration/**', 'test/faults/**', 'test/docs/**'] } },
       {
         test: {
           name: 'integration',
-          include: ['test/integration/**/*.test.ts'],
+          // test/docs: the README walkthrough and the docs' runnable blocks, run as written.
+          include: ['test/integration/**/*.test.ts', 'test/docs/**/*.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,
         },

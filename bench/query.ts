@@ -6,6 +6,7 @@
  */
 import { ReadModel } from '../src/api/read-model.js';
 import { type ApiServer, type Freshness, startApiServer } from '../src/api/server.js';
+import { noAuthentication } from '../src/auth/authenticator.js';
 import { aggregateCodec } from '../src/processors/aggregate.js';
 import { MeterCatalog } from '../src/usage/meters.js';
 import { type FoldFigures, type QueryWorkload, eventsToFillWindows, foldWorkload, queryWorkload } from './fold.js';
@@ -125,7 +126,7 @@ export async function runQuery(params: BenchParams, log: (line: string) => void)
       log(`query: folding ${n.toLocaleString('en-US')} events in process (${w.subjects} subjects, one month)`);
       const { readModel, fold } = await readModelFor(w, n, params, meters);
       log(`  ${fold.eventsPerSecond?.toLocaleString('en-US') ?? '-'} ev/s; ${readModel.size} aggregates`);
-      const server = await startApiServer({ port: 0, host: '127.0.0.1', meters, readModel, freshness: () => FRESH });
+      const server = await startApiServer({ port: 0, host: '127.0.0.1', meters, readModel, freshness: () => FRESH, auth: noAuthentication });
       served.push({ events: n, fold, readModel, server, latencies: QUERY_KINDS.map(() => []), windowsRead: QUERY_KINDS.map(() => null), rows: QUERY_KINDS.map(() => null) });
     }
     const paths = QUERY_KINDS.map((k) => k.path(w));

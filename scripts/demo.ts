@@ -2,7 +2,8 @@
  * npm run demo: starts the local Kafka + registry unless KAFKA_BROKERS is set, runs the
  * pipeline in-process on fresh demo topics, publishes events from simulated upstream
  * services (passing service time to each other), and prints what came out, DLQ included.
- * ORDO_DEMO_KEEP=1 keeps the topics and the local stack afterwards.
+ * ORDO_DEMO_KEEP=1 keeps the topics and the local stack afterwards. It prints only its
+ * tables and a summary; `npm run demo -- --verbose` adds the workers' logs (info and up).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -27,6 +28,13 @@ import { frame } from '../src/schema/wire-format.js';
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const keep = process.env.ORDO_DEMO_KEEP === '1';
+const verbose = process.argv.slice(2).includes('--verbose');
+for (const arg of process.argv.slice(2)) {
+  if (arg !== '--verbose') {
+    console.error(`demo: unknown argument ${arg} (usage: npm run demo [-- --verbose])`);
+    process.exit(2);
+  }
+}
 
 let startedStack = false;
 if (!process.env.KAFKA_BROKERS) {
@@ -68,6 +76,7 @@ const config = loadConfig({
   ORDO_GLOBAL_TOPIC: `${run}-usage-events-global`,
   ORDO_METERS_FILE: metersFile,
   ORDO_API_PORT: '0',
+  ORDO_API_HOST: '127.0.0.1', // queried from this process only (and no warning about an open API)
   ORDO_NODE_ID: process.env.ORDO_NODE_ID ?? 'ordo-demo',
   ORDO_TOPIC_PARTITIONS: '3',
   ORDO_METRICS_PORT: '0',
@@ -75,7 +84,8 @@ const config = loadConfig({
 const kafka = new Kafka({ brokers: config.brokers, clientId: 'ordo-demo', logLevel: logLevel.NOTHING, ...kafkaSecurityOptions(config.security.kafka) });
 
 async function main(): Promise<void> {
-  const logger = jsonLogger('warn');
+  // Errors always show; the routine logs of a start (assignments, restores) only with --verbose.
+  const logger = jsonLogger(verbose ? 'info' : 'error');
   const metrics = new OrdoMetrics();
   const worker = await createPipelineWorker(config, { logger, metrics });
   await worker.start();
@@ -174,6 +184,13 @@ async function main(): Promise<void> {
   console.log(`\n== GET ${url.replace(/^http:\/\/[^/]+/, '')} ==`);
   console.log(JSON.stringify(await (await fetch(url)).json(), null, 2).split('\n').map((l) => `  ${l}`).join('\n'));
   await api.stop();
+
+  const sent = messages.length;
+  console.log(
+    `\nsummary: ${sent} records published -> ${ordered.length} ordered, ${dlq.length} dead-lettered, ${late.length} late, ` +
+      `${sent - ordered.length - dlq.length - late.length} duplicate dropped; ${aggregates.size} aggregates` +
+      (verbose ? '' : ' (npm run demo -- --verbose shows the workers\' logs)'),
+  );
 }
 
 interface Seen {

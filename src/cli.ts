@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import { processIo, runTokenCli } from './auth/token-cli.js';
+import { COMMANDS, runCommand } from './commands/main.js';
 import { loadConfig } from './config/config.js';
 import { ConfigError } from './errors.js';
 import { checkKafkaAccess } from './kafka/access-check.js';
@@ -12,8 +14,11 @@ import { createMergeWorker } from './roles/merge.js';
 import { createPipelineWorker } from './roles/pipeline.js';
 
 const ROLES = ['pipeline', 'api', 'merge'] as const;
+/** A repeat of the first signal within this is the same request (see onSignal). */
+const DUPLICATE_SIGNAL_MS = 1_000;
 type Role = (typeof ROLES)[number];
 const USAGE = `usage: ordo <role>
+       ordo <command> ...
 
 roles:
   pipeline   consume usage events, stamp them with hybrid service time, drop
@@ -25,14 +30,21 @@ roles:
   merge      merge every partition of the ordered topic into the one-partition
              global topic (ORDO_GLOBAL_TOPIC) in total order; run exactly one
 
+commands (ordo <command> --help):
+  events produce|tail   publish UsageEvents; read any Ordo topic, decoded
+  topics [--create]     every topic the roles need
+  token new|hash        make an API token for ORDO_API_AUTH=token
+
 Configuration comes from environment variables (docs/configuration.md).`;
 
 async function main(argv: string[]): Promise<number> {
   const role = argv[0];
+  if (role === 'token') return runTokenCli(argv.slice(1), processIo);
   if (role === undefined || role === '--help' || role === '-h' || role === 'help') {
     process.stdout.write(USAGE + '\n');
     return role === undefined ? 2 : 0;
   }
+  if ((COMMANDS as readonly string[]).includes(role)) return runCommand(role as (typeof COMMANDS)[number], argv.slice(1), process.env);
   if (!(ROLES as readonly string[]).includes(role)) {
     process.stderr.write(`ordo: unknown role "${role}"\n\n${USAGE}\n`);
     return 2;
@@ -55,6 +67,7 @@ async function main(argv: string[]): Promise<number> {
   const server = config.metricsPort > 0
     ? await startHttpServer({
         port: config.metricsPort,
+        host: config.metricsHost,
         registry: metrics.registry,
         health: {
           state: () => started.handle?.state() ?? 'starting',
@@ -64,13 +77,19 @@ async function main(argv: string[]): Promise<number> {
       })
     : undefined;
 
-  let signals = 0;
+  let first: { signal: NodeJS.Signals; at: number } | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
-    signals += 1;
-    if (signals > 1) {
+    if (first) {
+      // One Ctrl-C can arrive twice: the terminal signals the whole process group, and a
+      // parent such as npm forwards its own copy. Only a later one means "now".
+      if (first.signal === signal && Date.now() - first.at < DUPLICATE_SIGNAL_MS) {
+        logger.debug('same signal again within a second: still draining', { signal });
+        return;
+      }
       logger.warn('second signal: exiting without drain', { signal });
       process.exit(130);
     }
+    first = { signal, at: Date.now() };
     logger.info('signal received: draining', { signal, graceMs: config.shutdownGraceMs });
     stopRequested = true;
     if (started.handle) void started.handle.stop();

@@ -8,7 +8,18 @@
 #   KAFKA_SASL_SSL_PORT (KAFKA_PORT + 3)  KAFKA_SSL_PORT (KAFKA_PORT + 4)  KAFKA_JWKS_PORT (KAFKA_PORT + 5)
 #   REGISTRY_MANAGEMENT_PORT (REGISTRY_PORT + 10: the registry's own health/metrics port)
 #   ORDO_LOCAL_DIR (<repo>/.local)   ORDO_JAVA_FOR_REGISTRY (a java >= 21; found if unset)
+#
+# --env: once ready, print `export KAFKA_BROKERS=… SCHEMA_REGISTRY_URL=…` on stdout
+# (everything else goes to stderr), so `eval "$(npm run -s kafka:up -- --env)"` starts
+# the stack and points this shell's `ordo` commands at it.
 set -euo pipefail
+print_env=0
+for arg in "$@"; do
+  case "$arg" in
+    --env) print_env=1 ;;
+    *) printf '[kafka:up] unknown argument %s (usage: up.sh [--env])\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/kafka/env.sh
 source "$here/env.sh"
@@ -169,3 +180,7 @@ if [[ -f "$KAFKA_DIR/pid" ]]; then
 fi
 wait_for registry 90 registry_ready
 log "ready: KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT SCHEMA_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"
+if [[ $print_env == 1 ]]; then
+  printf 'export KAFKA_BROKERS=127.0.0.1:%s\n' "$KAFKA_PORT"
+  printf 'export SCHEMA_REGISTRY_URL=http://127.0.0.1:%s/apis/ccompat/v7\n' "$REGISTRY_PORT"
+fi

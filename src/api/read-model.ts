@@ -19,6 +19,8 @@ export interface UsageQuery {
   groupBy: string[];
   /** Group name -> accepted values: OR within a name, AND across names. */
   filter: Record<string, string[]>;
+  /** The caller's subject scope (src/auth): subjects it rejects are never read. undefined: all. */
+  allowsSubject?: (subject: string) => boolean;
 }
 
 /** One cell of an answer: a window (null in totals), a subject (null unless grouped by) and group values. */
@@ -132,7 +134,8 @@ export class ReadModel {
     const timeZone = zoneName(q.timeZone);
     const groupBy = checkGroupBy(meter, q.groupBy);
     const filter = checkFilter(meter, q.filter);
-    const subjects = q.subjects === undefined ? undefined : [...new Set(q.subjects)];
+    const allows = q.allowsSubject;
+    const subjects = q.subjects === undefined ? undefined : [...new Set(q.subjects)].filter((s) => allows === undefined || allows(s));
     if (meter.aggregation === 'UNIQUE_COUNT') checkUniqueCountShape(meter, groupBy, subjects);
 
     // tileRange lists every piece: first refuse what needs too many even if every piece were the longest.
@@ -169,7 +172,7 @@ export class ReadModel {
           }
         };
         if (subjects === undefined) {
-          for (const [subject, aggregates] of bucket) visit(subject, aggregates);
+          for (const [subject, aggregates] of bucket) if (allows === undefined || allows(subject)) visit(subject, aggregates);
         } else {
           for (const subject of subjects) {
             const aggregates = bucket.get(subject);

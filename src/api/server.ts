@@ -1,5 +1,9 @@
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { AuthError } from '../auth/auth-error.js';
+import type { Authenticator } from '../auth/authenticator.js';
+import { requireScope } from '../auth/scopes.js';
+import { narrowSubjects } from '../auth/subject-scope.js';
 import type { ReaderProgress } from '../engine/topic-reader.js';
 import { QueryError } from '../errors.js';
 import { type Logger, noopLogger } from '../observability/logger.js';
@@ -34,6 +38,10 @@ export interface ApiServerOptions {
   meters: MeterCatalog;
   readModel: ReadModel;
   freshness: () => Freshness;
+  /** Who may ask (ORDO_API_AUTH): every route needs scope `read`, usage answers are subject-scoped. */
+  auth: Authenticator;
+  /** Called for every request the auth layer refuses (metrics). */
+  onRefused?: (error: AuthError) => void;
   logger?: Logger;
 }
 
@@ -66,18 +74,24 @@ export function meterView(meter: Meter): MeterView {
  *   /v1/meters                 the configured meters
  *   /v1/meters/{slug}          one meter
  *   /v1/meters/{slug}/usage    usage from the read model, with its freshness
- * Errors are `{"error": {"kind", "message"}}`; unexpected failures are logged and answered
+ * Errors are `{"error": {"kind", "message"}}`: 401/403 from the auth layer (with
+ * WWW-Authenticate on 401), 4xx for queries; unexpected failures are logged and answered
  * 500 `internal` without details.
  */
 export function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const logger = options.logger ?? noopLogger;
   const server = createServer((req, res) => {
-    try {
-      handle(req, res, options);
-    } catch (error) {
+    handle(req, res, options).catch((error: unknown) => {
       if (res.headersSent) {
         logger.error('usage API response failed after its headers were sent', { path: pathOf(req), error });
         res.destroy();
+        return;
+      }
+      if (error instanceof AuthError) {
+        options.onRefused?.(error);
+        if (error.challenge !== undefined) res.setHeader('www-authenticate', error.challenge);
+        if (error.kind === 'auth-unavailable') res.setHeader('retry-after', '5');
+        send(res, error.status, { error: { kind: error.kind, message: error.message } });
         return;
       }
       if (error instanceof QueryError) {
@@ -86,7 +100,7 @@ export function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
       }
       logger.error('usage API request failed', { method: req.method, path: pathOf(req), error });
       send(res, 500, { error: { kind: 'internal', message: 'internal error; the server log has the details' } });
-    }
+    });
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -94,7 +108,7 @@ export function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
       server.off('error', reject);
       server.on('error', (error) => logger.error('usage API server error', { error }));
       const { port } = server.address() as AddressInfo;
-      logger.info('usage API listening', { port });
+      logger.info('usage API listening', { host: options.host ?? '0.0.0.0', port, auth: options.auth.mode });
       resolve({
         port,
         close: () =>
@@ -108,7 +122,9 @@ export function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   });
 }
 
-function handle(req: IncomingMessage, res: ServerResponse, options: ApiServerOptions): void {
+async function handle(req: IncomingMessage, res: ServerResponse, options: ApiServerOptions): Promise<void> {
+  // Who is asking comes first: without a valid token, nothing else is answered.
+  const principal = await options.auth.authenticate(req.headers.authorization);
   // Split by hand: new URL() would read a target such as "//host/x" as a host.
   const target = req.url ?? '/';
   const mark = target.indexOf('?');
@@ -121,6 +137,7 @@ function handle(req: IncomingMessage, res: ServerResponse, options: ApiServerOpt
     res.setHeader('allow', 'GET');
     throw new QueryError('method-not-allowed', `${req.method} is not allowed on ${quote(pathname)}; only GET`, 405);
   }
+  requireScope(principal, 'read');
   if (route.name === 'meters') {
     send(res, 200, { meters: options.meters.meters.map(meterView) });
     return;
@@ -131,8 +148,10 @@ function handle(req: IncomingMessage, res: ServerResponse, options: ApiServerOpt
     send(res, 200, meterView(meter));
     return;
   }
-  const query = parseUsageQuery(route.slug, new URLSearchParams(mark === -1 ? '' : target.slice(mark + 1)), options.meters);
-  const answer = options.readModel.query(query);
+  const asked = parseUsageQuery(route.slug, new URLSearchParams(mark === -1 ? '' : target.slice(mark + 1)), options.meters);
+  // A subject-scoped token: other subjects answer 403, no subject means its own (never all).
+  const { subjects, allows } = narrowSubjects(principal, asked.subjects);
+  const answer = options.readModel.query({ ...asked, subjects, allowsSubject: allows });
   const body: UsageResponse = { ...answer, freshness: options.freshness() };
   send(res, 200, body);
 }

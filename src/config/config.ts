@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { ConfigError } from '../errors.js';
 import { LATE_POLICIES, type LatePolicy } from '../processors/order.js';
+import { type ApiAuthConfig, loadApiAuthConfig, loadBindHost } from './api-auth.js';
 import { EnvReader } from './env.js';
 import { loadSecurityConfig, type SecurityConfig } from './security.js';
 
@@ -76,6 +77,11 @@ export interface OrdoConfig {
   apiPort: number;
   /** TLS / SASL for Kafka and credentials for the registry (src/config/security.ts). */
   security: SecurityConfig;
+  /** Listen addresses of the query API and of the metrics/health server. */
+  apiHost: string;
+  metricsHost: string;
+  /** How the query API authenticates requests (src/config/api-auth.ts). */
+  apiAuth: ApiAuthConfig;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): OrdoConfig {
@@ -131,6 +137,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     latePolicy: read.oneOf('ORDO_LATE_POLICY', 'flag', LATE_POLICIES),
     watermarkIntervalMs: read.int('ORDO_WATERMARK_INTERVAL_MS', 1_000, 0, HOUR_MS),
     security: loadSecurityConfig(read, registryUrl),
+    apiHost: loadBindHost(read, 'ORDO_API_HOST'),
+    metricsHost: loadBindHost(read, 'ORDO_METRICS_HOST'),
+    apiAuth: loadApiAuthConfig(read),
   };
   checkCrossFieldRules(config);
   return config;

@@ -1,7 +1,7 @@
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import type { OrdoConfig } from '../config/config.js';
 import { OrdoError } from '../errors.js';
-import { ensureTopics, partitionCount } from '../kafka/topics.js';
+import { ensureTopics, partitionCount, type TopicSpec } from '../kafka/topics.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { toDeadLetterRecord } from '../processors/dead-letter.js';
@@ -28,6 +28,20 @@ export interface MergeWorkerOptions
   tickMs?: number;
   logger: Logger;
   metrics: OrdoMetrics;
+}
+
+/**
+ * Every topic the merge role needs besides the ordered topic it reads (which the pipeline
+ * creates), given the ordered topic's partition count: what it creates at start and what
+ * `ordo topics` lists.
+ */
+export function mergeTopicSpecs(o: Pick<MergeWorkerOptions, 'groupId' | 'globalTopic' | 'watermarksTopic' | 'dlqTopic'>, partitions: number): TopicSpec[] {
+  return [
+    { topic: o.globalTopic, partitions: 1, minPartitions: 1 },
+    { topic: o.watermarksTopic, partitions, compacted: true },
+    { topic: o.dlqTopic, partitions, minPartitions: 1 },
+    ...[HELD_STORE, MERGE_META_STORE].map((store) => ({ topic: changelogTopic(o.groupId, store), partitions: 1, mustMatchPartitions: true, compacted: true })),
+  ];
 }
 
 const TICK_MS = 200;
@@ -106,16 +120,7 @@ export class MergeWorker {
       this.admin = admin;
       await admin.connect();
       this.partitions = await this.waitForOrderedTopic(admin);
-      await ensureTopics(
-        admin,
-        [
-          { topic: o.globalTopic, partitions: 1, minPartitions: 1 },
-          { topic: o.watermarksTopic, partitions: this.partitions, compacted: true },
-          { topic: o.dlqTopic, partitions: this.partitions, minPartitions: 1 },
-          ...[HELD_STORE, MERGE_META_STORE].map((store) => ({ topic: changelogTopic(o.groupId, store), partitions: 1, mustMatchPartitions: true, compacted: true })),
-        ],
-        { create: o.createTopics, replicationFactor: o.replicationFactor },
-      );
+      await ensureTopics(admin, mergeTopicSpecs(o, this.partitions), { create: o.createTopics, replicationFactor: o.replicationFactor });
       const producer = o.kafka.producer({ transactionalId: `${o.groupId}-global`, idempotent: true, maxInFlightRequests: 1, transactionTimeout: o.transactionTimeoutMs });
       this.producer = producer;
       await producer.connect();

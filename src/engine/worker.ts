@@ -48,6 +48,22 @@ export interface WorkerOptions extends EngineSettings {
   metrics: OrdoMetrics;
 }
 
+/**
+ * Every topic a Worker needs, given the input's partition count: what it creates at start
+ * and what `ordo topics` lists.
+ */
+export function workerTopicSpecs(
+  o: Pick<WorkerOptions, 'groupId' | 'inputTopic' | 'outputTopics' | 'compactedTopics' | 'storeNames'>,
+  partitions: number,
+): TopicSpec[] {
+  return [
+    { topic: o.inputTopic, partitions },
+    // Outputs go to the input record's partition number: fewer partitions would lose records.
+    ...o.outputTopics.map((topic) => ({ topic, partitions, minPartitions: partitions, compacted: o.compactedTopics?.includes(topic) ?? false })),
+    ...[META_STORE, ...o.storeNames].map((store) => ({ topic: changelogTopic(o.groupId, store), partitions, mustMatchPartitions: true, compacted: true })),
+  ];
+}
+
 /** Partitions whose batches run at the same time (each has its own task and producer). */
 const PARTITIONS_CONCURRENTLY = 4;
 /** Attempts for a batch that fails with a transient error before the worker gives up. */
@@ -162,13 +178,7 @@ export class Worker {
     await admin.connect();
     try {
       const partitions = (await partitionCount(admin, o.inputTopic)) ?? o.topicPartitions;
-      const specs: TopicSpec[] = [
-        { topic: o.inputTopic, partitions },
-        // Outputs go to the input record's partition number: fewer partitions would lose records.
-        ...o.outputTopics.map((topic) => ({ topic, partitions, minPartitions: partitions, compacted: o.compactedTopics?.includes(topic) ?? false })),
-        ...[META_STORE, ...o.storeNames].map((store) => ({ topic: changelogTopic(o.groupId, store), partitions, mustMatchPartitions: true, compacted: true })),
-      ];
-      await ensureTopics(admin, specs, { create: o.createTopics, replicationFactor: o.replicationFactor });
+      await ensureTopics(admin, workerTopicSpecs(o, partitions), { create: o.createTopics, replicationFactor: o.replicationFactor });
     } finally {
       await admin.disconnect();
     }

@@ -22,9 +22,7 @@ export function createKafka(options: { brokers: string[]; clientId: string; logg
       const text = entry.namespace ? `${entry.namespace}: ${message}` : message;
       const refused = witnessKafkaLog(text, meta.error);
       if (refused) return log.error(`not authorized: the broker answered ${refused.type} to ${refused.request}`, meta);
-      // Our producers are transactional: a send that exhausts its retries aborts the whole
-      // transaction and the engine retries the batch, so this kafkajs warning does not apply.
-      if (message.startsWith('Limiting retries for the idempotent producer')) return log.debug(text, meta);
+      if (isRoutineNoise(message, meta)) return log.debug(text, meta);
       switch (entry.level) {
         case logLevel.ERROR:
           // kafkajs logs retriable protocol errors (coordinator loading, rebalancing) at ERROR.
@@ -67,4 +65,31 @@ export function kafkaSecurityOptions(security: KafkaSecurity | undefined): { ssl
     }
   }
   return out;
+}
+
+/**
+ * Retriable broker answers kafkajs logs at ERROR for every attempt although it retries
+ * them itself: normal on a fresh broker (coordinators loading, leaders of just-created
+ * topics not known yet) and during rebalances. If the retries run out, the error reaches
+ * our code, which logs it with its context; each attempt is only debug.
+ */
+const RETRIED_RESPONSES = new Set([
+  "The coordinator is loading and hence can't process requests for this group", // GROUP_LOAD_IN_PROGRESS
+  'The group coordinator is not available', // GROUP_COORDINATOR_NOT_AVAILABLE
+  'This is not the correct coordinator for this group', // NOT_COORDINATOR_FOR_GROUP
+  'This server does not host this topic-partition', // UNKNOWN_TOPIC_OR_PARTITION (just created)
+  'There is no leader for this topic-partition as we are in the middle of a leadership election', // LEADER_NOT_AVAILABLE
+  'This server is not the leader for that topic-partition', // NOT_LEADER_FOR_PARTITION
+  'The group is rebalancing, so a rejoin is needed', // REBALANCE_IN_PROGRESS
+  'The producer attempted to update a transaction while another concurrent operation on the same transaction was ongoing', // CONCURRENT_TRANSACTIONS
+]);
+
+/** kafkajs log entries that say nothing an operator should act on. */
+export function isRoutineNoise(message: string, meta: Record<string, unknown>): boolean {
+  // Our producers are transactional: a send that exhausts its retries aborts the whole
+  // transaction and the engine retries the batch, so this kafkajs warning does not apply.
+  if (message.startsWith('Limiting retries for the idempotent producer')) return true;
+  // Every Ordo producer either sets its partition or its partitioner explicitly.
+  if (message.startsWith('KafkaJS v2.0.0 switched default partitioner')) return true;
+  return message.startsWith('Response ') && typeof meta.error === 'string' && RETRIED_RESPONSES.has(meta.error);
 }

@@ -40,6 +40,7 @@ export class OrdoMetrics {
   readonly readModelAggregates: Gauge;
   readonly readModelLag: Gauge;
   readonly readModelSkipped: Counter;
+  readonly apiRequestsRefused: Counter<'kind'>;
   readonly clockSkew: Histogram;
   readonly clockSkewRejected: Counter;
   readonly transactionSeconds: Histogram<'outcome'>;
@@ -83,6 +84,7 @@ export class OrdoMetrics {
     this.readModelAggregates = new Gauge({ name: 'ordo_read_model_aggregates', help: 'Aggregates held by the api role\'s read model.', registers });
     this.readModelLag = new Gauge({ name: 'ordo_read_model_lag_records', help: 'Records of the aggregates topic the read model has not applied yet.', registers });
     this.readModelSkipped = new Counter({ name: 'ordo_read_model_skipped_total', help: 'Aggregate records the read model could not decode and skipped.', registers });
+    this.apiRequestsRefused = new Counter({ name: 'ordo_api_requests_refused_total', help: 'API requests refused by authentication or authorization, by error kind (401/403/503).', labelNames: ['kind'], registers });
     this.clockSkew = new Histogram({
       name: 'ordo_clock_skew_seconds',
       help: 'How far a received service time was ahead of local physical time (0 when behind).',

@@ -1,3 +1,5 @@
+import { createAuthenticator } from '../auth/authenticator.js';
+import { isLoopbackHost } from '../config/api-auth.js';
 import type { OrdoConfig } from '../config/config.js';
 import { fatalMessage } from '../engine/error-policy.js';
 import { Lifecycle, exportLifecycle } from '../engine/lifecycle.js';
@@ -41,7 +43,14 @@ export interface ApiRole {
  * the same once caught up, and each answer says how far behind it is.
  */
 export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics }): Promise<ApiRole> {
+  if (config.apiAuth.mode === 'none' && !isLoopbackHost(config.apiHost)) {
+    deps.logger.warn('the usage API answers anyone who can reach it: ORDO_API_AUTH=none on a non-loopback address; set ORDO_API_AUTH=token or jwt, or ORDO_API_HOST=127.0.0.1', {
+      host: config.apiHost,
+    });
+  }
   const meters = new MeterCatalog(config.metersFile === undefined ? [] : loadMetersFile(config.metersFile));
+  // Like the meters file, a missing or invalid tokens file stops the start (exit 78) before anything connects.
+  const auth = createAuthenticator(config.apiAuth, { logger: deps.logger.child({ component: 'api-auth' }) });
   const readModel = new ReadModel(meters);
   const catalog = new SchemaCatalog({ url: config.registryUrl, security: config.security.registry });
   const resolvers = new ResolverCache(usageAggregateType);
@@ -78,6 +87,9 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   });
   const server = await startApiServer({
     port: config.apiPort,
+    host: config.apiHost,
+    auth,
+    onRefused: (error) => deps.metrics.apiRequestsRefused.inc({ kind: error.kind }),
     meters,
     readModel,
     freshness: () => reader.progress(),
@@ -98,6 +110,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       log.error(`read model failed: ${fatalMessage(error)}`, { error });
       lifecycle.transition('failed');
       await server.close().catch(() => undefined);
+      auth.close();
       await reader.stop();
       finish('failed');
     })());
@@ -127,9 +140,12 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       stopping ??= (async () => {
         if (state() !== 'failed') lifecycle.transition('draining');
         clearInterval(lagTimer);
-        // A failed role has closed its server already.
+        // A failed role has closed its server (and the auth) already.
         if (failing) await failing;
-        else await server.close();
+        else {
+          await server.close();
+          auth.close();
+        }
         await reader.stop();
         if (state() === 'draining') lifecycle.transition('stopped');
         finish(state() === 'failed' ? 'failed' : 'stopped');

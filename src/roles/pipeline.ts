@@ -1,7 +1,7 @@
 import { HybridClock } from '../clock/hybrid-clock.js';
 import { systemClock } from '../clock/physical-clock.js';
 import type { OrdoConfig } from '../config/config.js';
-import { Worker } from '../engine/worker.js';
+import { Worker, type WorkerOptions } from '../engine/worker.js';
 import { classify } from '../engine/error-policy.js';
 import { createKafka } from '../kafka/client.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
@@ -26,13 +26,7 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
   return new Worker({
     ...config,
     kafka,
-    inputTopic: config.topics.input,
-    outputTopics: [config.topics.ordered, config.topics.dlq, config.topics.late, config.topics.aggregates, config.topics.watermarks],
-    compactedTopics: [config.topics.aggregates, config.topics.watermarks],
-    // Stores with a changelog of their own (the aggregates store restores from the aggregates topic).
-    storeNames: pipelineStores({ aggregatesTopic: config.topics.aggregates, allowedLatenessMs: config.allowedLatenessMs })
-      .filter((s) => s.changelog === undefined)
-      .map((s) => s.name),
+    ...pipelineTopics(config),
     punctuateIntervalMs: punctuateInterval(config.reorderWindowMs, config.watermarkIntervalMs),
     processorFactory: () =>
       new PipelineProcessor({
@@ -51,6 +45,19 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
     logger: deps.logger,
     metrics: deps.metrics,
   });
+}
+
+/** The pipeline's topics as the engine sees them (also what `ordo topics` lists). */
+export function pipelineTopics(config: Pick<OrdoConfig, 'topics' | 'allowedLatenessMs'>): Pick<WorkerOptions, 'inputTopic' | 'outputTopics' | 'compactedTopics' | 'storeNames'> {
+  return {
+    inputTopic: config.topics.input,
+    outputTopics: [config.topics.ordered, config.topics.dlq, config.topics.late, config.topics.aggregates, config.topics.watermarks],
+    compactedTopics: [config.topics.aggregates, config.topics.watermarks],
+    // Stores with a changelog of their own (the aggregates store restores from the aggregates topic).
+    storeNames: pipelineStores({ aggregatesTopic: config.topics.aggregates, allowedLatenessMs: config.allowedLatenessMs })
+      .filter((s) => s.changelog === undefined)
+      .map((s) => s.name),
+  };
 }
 
 /**

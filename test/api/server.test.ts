@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { USAGE_PARAMETERS } from '../../src/api/query-params.js';
 import { ReadModel } from '../../src/api/read-model.js';
+import { noAuthentication } from '../../src/auth/authenticator.js';
 import { API_ROUTES, type ApiServer, type Freshness, type MeterView, type UsageResponse, startApiServer } from '../../src/api/server.js';
 import type { LogMeta, Logger } from '../../src/observability/logger.js';
 import { type AggregateCoordinates, type UsageAggregate, addMeasurement, aggregateKey } from '../../src/usage/aggregation.js';
@@ -106,7 +107,7 @@ describe('startApiServer', () => {
   let base: string;
 
   beforeAll(async () => {
-    server = await startApiServer({ port: 0, host: '127.0.0.1', meters, readModel: model, freshness: () => currentFreshness(), logger });
+    server = await startApiServer({ port: 0, host: '127.0.0.1', meters, readModel: model, freshness: () => currentFreshness(), auth: noAuthentication, logger });
     base = `http://127.0.0.1:${server.port}`;
   });
 

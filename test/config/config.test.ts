@@ -51,6 +51,9 @@ describe('loadConfig defaults', () => {
       watermarkIntervalMs: 1_000,
       apiPort: 8080,
       security: { kafka: { protocol: 'PLAINTEXT' }, registry: {} },
+      apiHost: '0.0.0.0',
+      metricsHost: '0.0.0.0',
+      apiAuth: { mode: 'none' },
     } satisfies Omit<OrdoConfig, 'nodeId'>);
     // The node id defaults to the host name (a pod name on Kubernetes).
     expect(nodeId).toBe(hostname().slice(0, 128) || 'ordo');
@@ -102,6 +105,10 @@ describe('loadConfig parses every variable', () => {
       ORDO_REORDER_WINDOW_MS: '250',
       ORDO_REORDER_MAX_EVENTS: '500',
       ORDO_LATE_POLICY: 'route',
+      ORDO_API_HOST: '::1',
+      ORDO_METRICS_HOST: 'pod-0.ordo.svc',
+      ORDO_API_AUTH: 'token',
+      ORDO_API_TOKENS_FILE: '/etc/ordo/tokens/tokens.yaml',
     });
     expect(config).toEqual({
       brokers: ['kafka-0.kafka:9092', 'kafka-1.kafka:9093', '10.0.0.7:19092'],
@@ -133,6 +140,9 @@ describe('loadConfig parses every variable', () => {
       watermarkIntervalMs: 2_000,
       apiPort: 18080,
       security: { kafka: { protocol: 'PLAINTEXT' }, registry: {} },
+      apiHost: '::1',
+      metricsHost: 'pod-0.ordo.svc',
+      apiAuth: { mode: 'token', tokensFile: '/etc/ordo/tokens/tokens.yaml' },
     } satisfies OrdoConfig);
   });
 

@@ -3,7 +3,9 @@
 // Operator and KEDA (kubernetes-models), rejecting unknown fields as `kubectl apply` would, and
 // then checks the rules the manifests' comments promise.
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject';
 import type { IScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject';
@@ -16,14 +18,16 @@ import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import type { IPodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
-import { Secret } from 'kubernetes-models/v1/Secret';
-import type { ISecret } from 'kubernetes-models/v1/Secret';
 import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { IContainer } from 'kubernetes-models/v1/Container';
+import { Secret } from 'kubernetes-models/v1/Secret';
+import type { ISecret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import type { IService } from 'kubernetes-models/v1/Service';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
+import { parseTokensFile } from '../../src/auth/tokens-file.js';
+import { loadConfig } from '../../src/config/config.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BUILDS = { base: 'k8s/base', keda: 'k8s/overlays/keda', secured: 'k8s/overlays/secured' } as const;
@@ -127,8 +131,8 @@ function targets(scaler: IScaledObject, deployment: IDeployment): boolean {
 // fails the test until its model is added here.
 const MODELS = new Map<string, { prototype: { validate(): void } }>([
   ['v1/ConfigMap', ConfigMap],
-  ['v1/Secret', Secret],
   ['v1/Service', Service],
+  ['v1/Secret', Secret],
   ['apps/v1/Deployment', Deployment],
   ['policy/v1/PodDisruptionBudget', PodDisruptionBudget],
   ['monitoring.coreos.com/v1/ServiceMonitor', ServiceMonitor],
@@ -188,6 +192,32 @@ function schemaErrors(object: KubeObject): string[] {
 }
 
 // ---- helpers ----
+
+/**
+ * loadConfig reads the credential files a *_FILE variable names: write each mounted Secret's
+ * value to a temporary file and point the variable there. PEM files (CAs, certificates, keys)
+ * are left out: the examples hold placeholders, not certificates.
+ */
+function withSecretFiles(b: Build, deployment: IDeployment, env: Record<string, string>): Record<string, string> {
+  const out = { ...env };
+  const container = containers(deployment)[0];
+  const volumes = deployment.spec?.template.spec?.volumes ?? [];
+  const dir = mkdtempSync(path.join(tmpdir(), 'ordo-k8s-secrets-'));
+  for (const [name, file] of Object.entries(env)) {
+    if (!/^(KAFKA|SCHEMA_REGISTRY)_.*_FILE$/.test(name)) continue;
+    if (/_(CA|CERT|KEY)_FILE$/.test(name)) {
+      delete out[name];
+      continue;
+    }
+    const mount = container?.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
+    const secret = b.get<ISecret>('Secret', volumes.find((v) => v.name === mount?.name)?.secret?.secretName ?? '');
+    const key = file.slice(`${mount?.mountPath}/`.length);
+    const value = secret.stringData?.[key] ?? Buffer.from(secret.data?.[key] ?? '', 'base64').toString();
+    out[name] = path.join(dir, name);
+    writeFileSync(out[name], value);
+  }
+  return out;
+}
 
 function selects(selector: LabelSelector | undefined, labels: Record<string, string> | undefined): boolean {
   if (!selector) return false;
@@ -368,6 +398,30 @@ describe.each(Object.keys(BUILDS) as BuildName[])('k8s %s', (name) => {
     expect(meters).toBe(readFileSync(`${ROOT}docs/meters.example.yaml`, 'utf8'));
   });
 
+  it('mounts the api tokens file ORDO_API_TOKENS_FILE names from a Secret, as a directory so updates reach the pod', () => {
+    const b = build(name);
+    const container = b.deployment('api').spec!.template.spec!.containers[0]!;
+    expect(b.setting(container, 'ORDO_API_AUTH')).toBe('token');
+    const file = b.setting(container, 'ORDO_API_TOKENS_FILE');
+    const mount = container.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
+    expect(mount, file).toBeDefined();
+    expect(mount?.subPath).toBeUndefined();
+    const source = b.deployment('api').spec!.template.spec!.volumes?.find((v) => v.name === mount?.name)?.secret;
+    const secret = b.get<ISecret>('Secret', source?.secretName ?? '');
+    const content = secret.stringData?.[file.slice(`${mount!.mountPath}/`.length)];
+    expect(content).toBeDefined();
+    expect(() => parseTokensFile(content ?? '')).not.toThrow();
+  });
+
+  it('gives every role an environment its configuration accepts', () => {
+    const b = build(name);
+    for (const role of ROLES) {
+      const container = b.deployment(role).spec!.template.spec!.containers[0]!;
+      const env = Object.fromEntries([...b.env(container)].filter(([, v]) => v !== undefined)) as Record<string, string>;
+      expect(() => loadConfig(withSecretFiles(b, b.deployment(role), env)), role).not.toThrow();
+    }
+  });
+
   it('runs merge as a single replica that is never two at once', () => {
     const b = build(name);
     const merge = b.deployment('merge');
@@ -503,7 +557,7 @@ describe('k8s secured overlay', () => {
         for (const name of ['KAFKA_SASL_PASSWORD', 'KAFKA_SSL_KEY_PASSPHRASE', 'KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET', 'SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO', 'SCHEMA_REGISTRY_BEARER_TOKEN']) {
           expect(env.has(name), `${role}: ${name} inline`).toBe(false);
         }
-        const files = [...env].filter(([name]) => name.endsWith('_FILE') && name !== 'ORDO_METERS_FILE').map(([name, value]) => [name, value ?? ''] as const);
+        const files = [...env].filter(([name]) => name.endsWith('_FILE') && /^(KAFKA|SCHEMA_REGISTRY)_/.test(name)).map(([name, value]) => [name, value ?? ''] as const);
         expect(files.map(([name]) => name).sort()).toEqual(['KAFKA_SASL_PASSWORD_FILE', 'KAFKA_SSL_CA_FILE', 'SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE', 'SCHEMA_REGISTRY_CA_FILE']);
         for (const [name, file] of files) {
           const mount = container.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
