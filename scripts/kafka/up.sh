@@ -180,6 +180,9 @@ if [[ -f "$KAFKA_DIR/pid" ]]; then
 fi
 wait_for registry 90 registry_ready
 log "ready: KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT SCHEMA_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"
+if [[ -f "$SECURITY_DIR/stack.json" ]] && port_open "$KAFKA_SASL_SSL_PORT"; then
+  log "secured: SASL_SSL 127.0.0.1:$KAFKA_SASL_SSL_PORT (SCRAM, OAUTHBEARER), SSL 127.0.0.1:$KAFKA_SSL_PORT (mTLS); CA, certificates and passwords in $SECURITY_DIR"
+fi
 if [[ $print_env == 1 ]]; then
   printf 'export KAFKA_BROKERS=127.0.0.1:%s\n' "$KAFKA_PORT"
   printf 'export SCHEMA_REGISTRY_URL=http://127.0.0.1:%s/apis/ccompat/v7\n' "$REGISTRY_PORT"
