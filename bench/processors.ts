@@ -47,6 +47,7 @@ export function ordoConfig(params: BenchParams, prefix: string, metersFile?: str
     ORDO_AGGREGATES_TOPIC: `${prefix}-aggregates`,
     ORDO_WATERMARKS_TOPIC: `${prefix}-watermarks`,
     ORDO_GLOBAL_TOPIC: `${prefix}-global`,
+    ORDO_SCHEMAS_TOPIC: `${prefix}-schemas`,
     ORDO_METERS_FILE: metersFile ?? '',
     ORDO_TOPIC_PARTITIONS: String(params.partitions),
     ORDO_METRICS_PORT: '0',

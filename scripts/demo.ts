@@ -149,7 +149,7 @@ async function main(): Promise<void> {
         'ordo-seq': m.headers['ordo-seq'] ?? '-',
         id: e.id,
         value: e.value,
-        'origin-service-time': m.headers['origin-service-time'] ? `${show(m.headers['origin-service-time'])} (${m.headers['origin-service-node'] ?? ''})` : '-',
+        'order key (origin-service-*)': `${show(m.headers['origin-service-time']!)} (${m.headers['origin-service-node'] ?? ''})`,
         'service-time (ordo)': show(m.headers['service-time']!),
       };
     }),

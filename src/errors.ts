@@ -111,3 +111,18 @@ export class NotAuthorizedError extends OrdoError {
     super(message, { retriable: false, cause: options.cause });
   }
 }
+
+/**
+ * A schema registry id that now names a different schema than Ordo recorded under it
+ * (src/schema/schema-ids.ts): decoding with it would misread every record, so this is
+ * fatal, never a dead letter and never retried.
+ */
+export class SchemaConflictError extends OrdoError {
+  static override readonly code = 'ORDO_SCHEMA_CONFLICT';
+  readonly schemaId: number;
+
+  constructor(schemaId: number, message: string) {
+    super(message, { retriable: false });
+    this.schemaId = schemaId;
+  }
+}

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Stops what scripts/kafka/up.sh started (by the pids it wrote), gracefully, then by force.
-# ORDO_KAFKA_WIPE=1 also deletes the broker's data and its throwaway certificates (fresh ones on the next up).
+# ORDO_KAFKA_WIPE=1 also deletes the broker's data, its throwaway certificates and the registry's
+# schemas (a fresh cluster on the next up; schemas are wiped with the data whose records refer to them).
+# --registry-only stops only the registry (a plain up.sh then starts it again, with the
+# schemas it had: the fault suite's registry restart).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/kafka/env.sh
@@ -19,7 +22,16 @@ stop_pidfile() { # name, pidfile
   rm -f "$pidfile"
 }
 
+registry_only=0
+for arg in "$@"; do
+  case "$arg" in
+    --registry-only) registry_only=1 ;;
+    *) printf '[kafka:down] unknown argument %s (known: --registry-only)\n' "$arg" >&2; exit 64 ;;
+  esac
+done
+
 stop_pidfile registry "$REGISTRY_DIR/pid"
+if [[ $registry_only == 1 ]]; then exit 0; fi
 stop_pidfile kafka "$KAFKA_DIR/pid"
 stop_pidfile jwks "$KAFKA_DIR/jwks.pid"
-if [[ "${ORDO_KAFKA_WIPE:-0}" == 1 ]]; then rm -rf "$KAFKA_DIR/data" "$SECURITY_DIR"; fi
+if [[ "${ORDO_KAFKA_WIPE:-0}" == 1 ]]; then rm -rf "$KAFKA_DIR/data" "$SECURITY_DIR" "$REGISTRY_DATA_DIR"; fi

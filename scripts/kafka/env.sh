@@ -3,6 +3,8 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LOCAL_DIR="${ORDO_LOCAL_DIR:-$repo_root/.local}"
 KAFKA_DIR="$LOCAL_DIR/kafka"
 REGISTRY_DIR="$LOCAL_DIR/registry"
+# The registry's schemas (an H2 file database): they belong with the broker's data.
+REGISTRY_DATA_DIR="$REGISTRY_DIR/data"
 KAFKA_VERSION="${ORDO_KAFKA_VERSION:-4.3.1}"
 REGISTRY_VERSION="${ORDO_REGISTRY_VERSION:-3.3.3}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"

@@ -145,7 +145,13 @@ if port_open "$REGISTRY_PORT"; then
 else
   registry_java="$(find_java 21)" || {
     log "Apicurio Registry $REGISTRY_VERSION needs Java >= 21; none found (set ORDO_JAVA_FOR_REGISTRY)"; exit 1; }
-  log "starting Apicurio Registry $REGISTRY_VERSION on 127.0.0.1:$REGISTRY_PORT ($registry_java)"
+  log "starting Apicurio Registry $REGISTRY_VERSION on 127.0.0.1:$REGISTRY_PORT ($registry_java), schemas in $REGISTRY_DATA_DIR"
+  mkdir -p "$REGISTRY_DATA_DIR"
+  # Schemas persist in an H2 file database (the default is in memory): Kafka keeps records
+  # framed with schema ids across restarts, so the registry must keep what the ids mean, or
+  # a restarted registry hands out id 1 again for a different schema. FILE_LOCK=FS: the OS
+  # releases the lock when the process dies, even by SIGKILL. WRITE_DELAY=0: a registration
+  # is on disk when the registry answers it.
   # Started directly (not inside a subshell list) so that $! is the java process itself.
   pushd "$registry_home" >/dev/null
   nohup "$registry_java" -Xms128m -Xmx512m \
@@ -153,6 +159,8 @@ else
     -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$REGISTRY_MANAGEMENT_PORT" \
     -Dquarkus.log.level=WARN \
     -Dapicurio.ccompat.legacy-id-mode.enabled=false \
+    -Dapicurio.storage.kind=sql -Dapicurio.storage.sql.kind=h2 \
+    "-Dapicurio.datasource.url=jdbc:h2:file:$REGISTRY_DATA_DIR/registry;FILE_LOCK=FS;WRITE_DELAY=0" \
     -jar quarkus-run.jar >"$REGISTRY_DIR/stdout.log" 2>&1 &
   echo $! >"$REGISTRY_DIR/pid"
   popd >/dev/null

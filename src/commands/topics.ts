@@ -1,5 +1,6 @@
 import type { OrdoConfig } from '../config/config.js';
 import { mergeTopicSpecs } from '../engine/merge-worker.js';
+import { schemaLedgerTopicSpec } from '../engine/schema-ledger.js';
 import { workerTopicSpecs } from '../engine/worker.js';
 import { createKafka } from '../kafka/client.js';
 import { type TopicSpec, ensureTopics, partitionCount } from '../kafka/topics.js';
@@ -32,6 +33,7 @@ export function topicPlan(config: OrdoConfig, partitions: number): PlannedTopic[
   add('pipeline', workerTopicSpecs({ groupId: config.groupId, ...pipelineTopics(config) }, partitions));
   add('merge', [{ topic: config.topics.ordered, partitions }, ...mergeTopicSpecs({ groupId: mergeGroupId(config), globalTopic: config.topics.global, watermarksTopic: config.topics.watermarks, dlqTopic: config.topics.dlq }, partitions)]);
   add('api', [{ topic: config.topics.aggregates, partitions, compacted: true }]);
+  for (const role of ['pipeline', 'api']) add(role, [schemaLedgerTopicSpec(config.topics.schemas)]);
   return [...byTopic.values()];
 }
 
@@ -48,7 +50,7 @@ export function formatPlan(plan: PlannedTopic[], replicationFactor: number): str
  * topic's when it exists, else ORDO_TOPIC_PARTITIONS.
  */
 export async function createPlannedTopics(config: OrdoConfig, logger: Logger): Promise<{ plan: PlannedTopic[]; created: string[] }> {
-  const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger });
+  const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger, security: config.security.kafka });
   const admin = kafka.admin();
   await admin.connect();
   try {

@@ -29,6 +29,8 @@ export interface TopicNames {
   watermarks: string;
   /** The `merge` role's output: one partition, total order. */
   global: string;
+  /** What schema each registry id named when Ordo first used it (compacted; docs/operations.md#schema-registry-ids). */
+  schemas: string;
 }
 
 /**
@@ -106,6 +108,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     aggregates: read.string('ORDO_AGGREGATES_TOPIC', 'usage-aggregates', TOPIC, 'a valid Kafka topic name'),
     watermarks: read.string('ORDO_WATERMARKS_TOPIC', 'usage-events-watermarks', TOPIC, 'a valid Kafka topic name'),
     global: read.string('ORDO_GLOBAL_TOPIC', 'usage-events-global', TOPIC, 'a valid Kafka topic name'),
+    schemas: read.string('ORDO_SCHEMAS_TOPIC', 'ordo-schemas', TOPIC, 'a valid Kafka topic name'),
   };
   const config: OrdoConfig = {
     brokers,

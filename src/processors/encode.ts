@@ -9,6 +9,7 @@ const RESERVED = new Set<string>([
   HEADER.serviceNode,
   HEADER.originServiceTime,
   HEADER.originServiceNode,
+  HEADER.origin,
   HEADER.seq,
   HEADER.late,
   HEADER.watermark,
@@ -18,7 +19,7 @@ const RESERVED = new Set<string>([
 /**
  * Encodes stamped events as Confluent-framed Avro with the output schema id, keyed by
  * subject. Input headers pass through (traceparent included); Ordo's stamp becomes
- * `service-time`/`service-node`, the input's context (if any) `origin-service-*`.
+ * `service-time`/`service-node`, the order key `origin-service-*`.
  */
 export class EncodeStep {
   constructor(
@@ -31,10 +32,13 @@ export class EncodeStep {
       const headers = passThroughHeaders(e.source.headers, RESERVED);
       headers[HEADER.serviceTime] = formatServiceTime(e.stamp.time);
       headers[HEADER.serviceNode] = e.stamp.node;
-      if (e.context !== undefined) {
-        headers[HEADER.originServiceTime] = formatServiceTime(e.context.time);
-        if (e.context.node !== undefined) headers[HEADER.originServiceNode] = e.context.node;
-      }
+      // The order key, on every record: the input's context, else Ordo's arrival stamp. Ordo's
+      // own `service-time` is taken again as the event leaves the reorder buffer, so it is
+      // not the order key; aggregates (LATEST) and the merge follow this one.
+      headers[HEADER.originServiceTime] = formatServiceTime(e.orderKey.time);
+      if (e.orderKey.node !== '') headers[HEADER.originServiceNode] = e.orderKey.node;
+      // So a consumer can still tell whether the upstream passed a time context.
+      headers[HEADER.origin] = e.context === undefined ? 'arrival' : 'context';
       return { topic: this.topic, key: e.event.subject, value: frame(this.schemaId, usageEventType.toBuffer(e.event)), headers };
     });
   }

@@ -84,6 +84,11 @@ export const HEADER = {
   serviceNode: 'service-node',
   originServiceTime: 'origin-service-time',
   originServiceNode: 'origin-service-node',
+  /**
+   * Where `origin-service-*` (the order key) came from: `context` (the upstream service's
+   * time context) or `arrival` (no context was passed; Ordo's stamp on arrival).
+   */
+  origin: 'ordo-origin',
   seq: 'ordo-seq',
   /** `true` on an ordered event emitted after its slot (late policy `flag`). */
   late: 'ordo-late',

@@ -1,4 +1,5 @@
 import type { OrdoConfig } from '../config/config.js';
+import { schemaLedgerGroupId } from '../engine/schema-ledger.js';
 import { META_STORE, changelogTopic, transactionalId } from '../engine/task.js';
 import { HELD_STORE, MERGE_META_STORE } from '../processors/merge.js';
 import { pipelineStores } from '../processors/pipeline.js';
@@ -44,6 +45,13 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     }
   };
 
+  // The schema id ledger (engine/schema-ledger.ts): read whole by every instance, appended to.
+  const ledger = (group: string): void => {
+    topic(t.schemas, ['Read', 'Write'], 'schema id ledger');
+    created([t.schemas]);
+    acls.push({ resource: 'Group', pattern: 'literal', name: schemaLedgerGroupId({ groupId: group, nodeId: config.nodeId }), operation: 'Read', why: 'schema id ledger reader of this instance (offsets never committed)' });
+  };
+
   if (role === 'pipeline') {
     const stores = [META_STORE, ...pipelineStores({ aggregatesTopic: t.aggregates, allowedLatenessMs: config.allowedLatenessMs }).filter((s) => s.changelog === undefined).map((s) => s.name)];
     const changelogs = stores.map((store) => changelogTopic(config.groupId, store));
@@ -54,6 +62,7 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     created([t.input, t.ordered, t.dlq, t.late, t.aggregates, t.watermarks, ...changelogs]);
     consumerGroup(config.groupId, true);
     acls.push({ resource: 'TransactionalId', pattern: 'prefixed', name: transactionalId(config.groupId, t.input, 0).replace(/0$/, ''), operation: 'Write', why: 'one transactional producer per input partition' });
+    ledger(config.groupId);
   } else if (role === 'merge') {
     const group = mergeGroupId(config);
     const changelogs = [HELD_STORE, MERGE_META_STORE].map((store) => changelogTopic(group, store));
@@ -66,6 +75,7 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
   } else {
     topic(t.aggregates, ['Read'], 'the read model follows it');
     consumerGroup(apiGroupId(config), false, 'consumer group of this replica (offsets never committed)');
+    ledger(`${config.groupId}-api`);
   }
   return acls;
 }

@@ -3,7 +3,9 @@ import { isLoopbackHost } from '../config/api-auth.js';
 import type { OrdoConfig } from '../config/config.js';
 import { fatalMessage } from '../engine/error-policy.js';
 import { Lifecycle, exportLifecycle } from '../engine/lifecycle.js';
+import { startSchemaLedger } from '../engine/schema-ledger.js';
 import { TopicReader } from '../engine/topic-reader.js';
+import { SchemaConflictError } from '../errors.js';
 import { createKafka } from '../kafka/client.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
@@ -52,13 +54,24 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   // Like the meters file, a missing or invalid tokens file stops the start (exit 78) before anything connects.
   const auth = createAuthenticator(config.apiAuth, { logger: deps.logger.child({ component: 'api-auth' }) });
   const readModel = new ReadModel(meters);
-  const catalog = new SchemaCatalog({ url: config.registryUrl, security: config.security.registry });
   const resolvers = new ResolverCache(usageAggregateType);
   const log = deps.logger.child({ topic: config.topics.aggregates });
   const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger, security: config.security.kafka });
+  // Aggregates name their schema by registry id too: the same ledger as the pipeline's guards them.
+  const ledger = await startSchemaLedger({ ...config, groupId: `${config.groupId}-api` }, kafka, deps.logger);
+  const catalog = new SchemaCatalog({ url: config.registryUrl, security: config.security.registry }, undefined, ledger);
+  let conflict: SchemaConflictError | undefined;
 
   const apply = async (records: SourceRecord[]): Promise<void> => {
-    await catalog.prefetch(schemaIdsOf(records));
+    if (conflict) return;
+    try {
+      await catalog.prefetch(schemaIdsOf(records));
+    } catch (error) {
+      if (!(error instanceof SchemaConflictError)) throw error;
+      conflict = error; // misreading every aggregate is worse than answering nothing: the role fails
+      void fail(error);
+      return;
+    }
     for (const record of records) {
       if (record.key === null || record.value === null) continue; // aggregates are never deleted; ignore stray tombstones
       try {
@@ -106,12 +119,13 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   let failing: Promise<void> | undefined;
   const fail = (error: unknown): Promise<void> =>
     (failing ??= (async () => {
-      if (state() === 'draining' || state() === 'stopped') return;
+      if (lifecycle.done || state() === 'draining') return;
       log.error(`read model failed: ${fatalMessage(error)}`, { error });
       lifecycle.transition('failed');
       await server.close().catch(() => undefined);
       auth.close();
       await reader.stop();
+      await ledger.stop();
       finish('failed');
     })());
   // A reader that stops for good (e.g. a missing ACL) fails the role, also after it caught up.
@@ -119,14 +133,11 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   const started = reader.start();
   started
     .then(() => reader.caughtUp())
-    .then(
-      () => {
-        if (state() !== 'restoring') return;
-        lifecycle.transition('running');
-        log.info('read model caught up', { aggregates: readModel.size });
-      },
-      fail,
-    );
+    .then(() => {
+      if (state() !== 'restoring') return;
+      lifecycle.transition('running');
+      log.info('read model caught up', { aggregates: readModel.size });
+    }, fail);
   const lagTimer = setInterval(() => deps.metrics.readModelLag.set(reader.progress().lagRecords ?? 0), 1_000);
   lagTimer.unref();
   let stopping: Promise<void> | undefined;
@@ -141,12 +152,13 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
         if (state() !== 'failed') lifecycle.transition('draining');
         clearInterval(lagTimer);
         // A failed role has closed its server (and the auth) already.
-        if (failing) await failing;
+        if (state() === 'failed') await failing;
         else {
           await server.close();
           auth.close();
         }
         await reader.stop();
+        await ledger.stop();
         if (state() === 'draining') lifecycle.transition('stopped');
         finish(state() === 'failed' ? 'failed' : 'stopped');
       })();

@@ -1,6 +1,7 @@
 import { HybridClock } from '../clock/hybrid-clock.js';
 import { systemClock } from '../clock/physical-clock.js';
 import type { OrdoConfig } from '../config/config.js';
+import { startSchemaLedger } from '../engine/schema-ledger.js';
 import { Worker, type WorkerOptions } from '../engine/worker.js';
 import { classify } from '../engine/error-policy.js';
 import { createKafka } from '../kafka/client.js';
@@ -16,14 +17,22 @@ import { usageEventSchema } from '../schema/usage-event.js';
 
 /** Wires the `pipeline` role: registers the output schema, then runs the worker. */
 export async function createPipelineWorker(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics; kafka?: Kafka }): Promise<Worker> {
-  const catalog = new SchemaCatalog({ url: config.registryUrl, security: config.security.registry });
+  const kafka = deps.kafka ?? createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger, security: config.security.kafka });
+  const ledger = await startSchemaLedger(config, kafka, deps.logger);
+  const catalog = new SchemaCatalog({ url: config.registryUrl, security: config.security.registry }, undefined, ledger);
   const meters = new MeterCatalog(config.metersFile === undefined ? [] : loadMetersFile(config.metersFile));
-  const outputSchemaId = await registerWithRetry(catalog, `${config.topics.ordered}-value`, usageEventSchema, deps.logger);
-  const aggregateSchemaId = await registerWithRetry(catalog, `${config.topics.aggregates}-value`, usageAggregateSchema, deps.logger);
+  let outputSchemaId: number;
+  let aggregateSchemaId: number;
+  try {
+    outputSchemaId = await registerWithRetry(catalog, `${config.topics.ordered}-value`, usageEventSchema, deps.logger);
+    aggregateSchemaId = await registerWithRetry(catalog, `${config.topics.aggregates}-value`, usageAggregateSchema, deps.logger);
+  } catch (error) {
+    await ledger.stop();
+    throw error;
+  }
   deps.logger.info('meters loaded', { meters: meters.meters.map((m) => m.slug), file: config.metersFile ?? null });
   const clock = new HybridClock({ node: config.nodeId, physical: systemClock, maxSkewMs: config.maxSkewMs });
-  const kafka = deps.kafka ?? createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger, security: config.security.kafka });
-  return new Worker({
+  const worker = new Worker({
     ...config,
     kafka,
     ...pipelineTopics(config),
@@ -45,6 +54,8 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
     logger: deps.logger,
     metrics: deps.metrics,
   });
+  void worker.lifecycle.whenDone().then(() => ledger.stop());
+  return worker;
 }
 
 /** The pipeline's topics as the engine sees them (also what `ordo topics` lists). */

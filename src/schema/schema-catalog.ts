@@ -2,6 +2,7 @@ import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import avro from 'avsc';
 import { ConfigError, OrdoError, TransientError } from '../errors.js';
 import { type RegistryConnection, registryClientArgs, registryCredentialsVariable } from './registry-client.js';
+import type { SchemaIdGuard } from './schema-ids.js';
 
 /**
  * What the pure decode step needs: the writer schema for an id, resolved ahead of time.
@@ -19,18 +20,23 @@ export class SchemaCatalog implements SchemaLookup {
   /** When the registry said an id does not exist: asked again after `missingTtlMs` (it may be registered late). */
   private readonly missingSince = new Map<number, number>();
 
+  /**
+   * `guard`, when given, checks every schema before its id is used (fetched for decoding or
+   * returned by a registration): an id must keep naming the schema it named before.
+   */
   constructor(
     private readonly connection: string | RegistryConnection,
     private readonly missingTtlMs = 60_000,
+    private readonly guard?: SchemaIdGuard,
   ) {
     this.registry = new SchemaRegistry(registryClientArgs(connection), { [SchemaType.AVRO]: {} });
   }
 
   /** Registers `schema` under `subject` (idempotent) and returns its id. */
   async register(subject: string, schema: avro.Schema): Promise<number> {
+    let id: number;
     try {
-      const { id } = await this.registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject });
-      return id;
+      ({ id } = await this.registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject }));
     } catch (cause) {
       const status = (cause as { status?: number }).status;
       const message = `could not register schema under subject ${subject}: ${(cause as Error).message}`;
@@ -39,6 +45,8 @@ export class SchemaCatalog implements SchemaLookup {
       if (status === 409 || status === 422) throw new OrdoError(message, { cause });
       throw new TransientError(message, { cause });
     }
+    await this.guard?.verify(id, avro.Type.forSchema(schema));
+    return id;
   }
 
   writerType(schemaId: number): avro.Type | null | undefined {
@@ -51,11 +59,9 @@ export class SchemaCatalog implements SchemaLookup {
       if (this.types.has(id)) continue;
       const missing = this.missingSince.get(id);
       if (missing !== undefined && Date.now() - missing < this.missingTtlMs) continue;
+      let schema: unknown;
       try {
-        const schema = await this.registry.getSchema(id);
-        // The library returns an avsc Type for Avro schemas; anything else is not ours to read.
-        this.types.set(id, schema instanceof avro.Type ? schema : null);
-        this.missingSince.delete(id);
+        schema = await this.registry.getSchema(id);
       } catch (cause) {
         refuseCredentials((cause as { status?: number }).status, this.connection);
         if (isNotFound(cause)) {
@@ -64,6 +70,11 @@ export class SchemaCatalog implements SchemaLookup {
         }
         throw new TransientError(`schema registry lookup of id ${id} failed: ${(cause as Error).message}`, { cause });
       }
+      // The library returns an avsc Type for Avro schemas; anything else is not ours to read.
+      const type = schema instanceof avro.Type ? schema : null;
+      if (type !== null) await this.guard?.verify(id, type);
+      this.types.set(id, type);
+      this.missingSince.delete(id);
     }
   }
 }

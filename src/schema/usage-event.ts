@@ -26,7 +26,10 @@ const MAX_DIMENSIONS = 64;
 /** 1970..9999 is what RFC 3339 times (CloudEvents `time`) can express. */
 const MAX_TIME = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
-/** Checks what Avro cannot: non-empty identifiers, a plain decimal value, a sane time. */
+/**
+ * Checks what Avro cannot: non-empty identifiers, a plain decimal value, a sane time. A bad
+ * `value` is `invalid-value`; everything else `invalid-event`.
+ */
 export function validateUsageEvent(event: UsageEvent): void {
   for (const field of ['id', 'source', 'type', 'subject'] as const) {
     const value = event[field];
@@ -34,7 +37,9 @@ export function validateUsageEvent(event: UsageEvent): void {
     if (value.length > MAX_TEXT) throw invalid(`${field} is longer than ${MAX_TEXT} characters`);
   }
   if (!DECIMAL.test(event.value)) {
-    throw invalid(`value ${JSON.stringify(event.value.slice(0, 48))} is not a plain decimal string (e.g. "12.50")`);
+    // Its own reason, like a bad value a meter reads from a dimension: whatever the field, a
+    // bad value is `invalid-value` (docs/operations.md#dead-letters).
+    throw new BadRecordError('invalid-value', `value ${JSON.stringify(event.value.slice(0, 48))} is not a plain decimal string (e.g. "12.50"; no exponent, NaN or Infinity)`);
   }
   if (!Number.isSafeInteger(event.time) || event.time < 0 || event.time > MAX_TIME) {
     throw invalid(`time ${event.time} is not a millisecond timestamp between 1970 and 9999`);

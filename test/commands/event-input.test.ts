@@ -39,7 +39,7 @@ describe('ordo events produce input', () => {
 
   it('skips blank and # lines and counts lines as an editor does', () => {
     const text = `# usage\n\n${JSON.stringify(minimal)}\n{"type":"x","subject":"a","value":"NaN"}\n`;
-    expect(failure(() => parseEventLines(text, defaults))).toBe('line 4: value "NaN" is not a plain decimal string (e.g. "12.50")');
+    expect(failure(() => parseEventLines(text, defaults))).toBe('line 4: value "NaN" is not a plain decimal string (e.g. "12.50"; no exponent, NaN or Infinity)');
   });
 
   it.each([

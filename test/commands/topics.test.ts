@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { formatPlan, topicPlan } from '../../src/commands/topics.js';
 import { loadConfig } from '../../src/config/config.js';
 import { mergeTopicSpecs } from '../../src/engine/merge-worker.js';
+import { schemaLedgerTopicSpec } from '../../src/engine/schema-ledger.js';
 import { workerTopicSpecs } from '../../src/engine/worker.js';
 import { pipelineTopics } from '../../src/roles/pipeline.js';
 
@@ -10,11 +11,16 @@ const config = loadConfig({ ORDO_GROUP_ID: 'g', ORDO_TOPIC_PARTITIONS: '12' });
 describe('ordo topics', () => {
   it('lists every topic the pipeline and merge engines create, once, with the api role reading the aggregates', () => {
     const plan = topicPlan(config, 12);
-    const engine = [...workerTopicSpecs({ groupId: 'g', ...pipelineTopics(config) }, 12), ...mergeTopicSpecs({ groupId: 'g-merge', globalTopic: config.topics.global, watermarksTopic: config.topics.watermarks, dlqTopic: config.topics.dlq }, 12)];
+    const engine = [
+      ...workerTopicSpecs({ groupId: 'g', ...pipelineTopics(config) }, 12),
+      ...mergeTopicSpecs({ groupId: 'g-merge', globalTopic: config.topics.global, watermarksTopic: config.topics.watermarks, dlqTopic: config.topics.dlq }, 12),
+      schemaLedgerTopicSpec(config.topics.schemas),
+    ];
     expect(new Set(plan.map((t) => t.topic))).toEqual(new Set(engine.map((t) => t.topic)));
     expect(plan).toHaveLength(new Set(plan.map((t) => t.topic)).size);
     for (const name of Object.values(config.topics)) expect(plan.map((t) => t.topic)).toContain(name);
     expect(plan.find((t) => t.topic === 'usage-aggregates')).toMatchObject({ partitions: 12, compacted: true, roles: ['pipeline', 'api'] });
+    expect(plan.find((t) => t.topic === 'ordo-schemas')).toMatchObject({ partitions: 1, compacted: true, roles: ['pipeline', 'api'] });
     expect(plan.find((t) => t.topic === 'usage-events-global')).toMatchObject({ partitions: 1, roles: ['merge'] });
     expect(plan.find((t) => t.topic === 'usage-events-ordered')).toMatchObject({ partitions: 12, compacted: false, roles: ['pipeline', 'merge'] });
     const changelogs = plan.filter((t) => t.topic.endsWith('-changelog'));

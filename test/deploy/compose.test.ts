@@ -344,6 +344,15 @@ describe('docker-compose.yml', () => {
     expect(imageTag(service('grafana').image ?? '').name).toBe('grafana/grafana');
   });
 
+  it('keeps the registry\'s schemas in the stack\'s own Kafka, not in memory, so ids outlive a registry restart', () => {
+    const registry = service('registry');
+    const env = environment(registry);
+    expect(env.APICURIO_STORAGE_KIND).toBe('kafkasql');
+    const kafkaListener = /PLAINTEXT:\/\/kafka:(\d+)/.exec(environment(service('kafka')).KAFKA_ADVERTISED_LISTENERS ?? '')?.[1];
+    expect(env.APICURIO_KAFKASQL_BOOTSTRAP_SERVERS).toBe(`kafka:${kafkaListener}`);
+    expect(dependencies(registry).kafka?.condition).toBe('service_healthy');
+  });
+
   it('publishes each host port once, and its header comment names them all', () => {
     const header = readFileSync(COMPOSE_FILE, 'utf8').split('\n').filter((line, i, all) => all.slice(0, i + 1).every((l) => l.startsWith('#'))).join('\n');
     const published = new Map<string, string>();

@@ -111,8 +111,8 @@ describe('DecodeStep', () => {
     expectDead(sourceRecord({ value }), 'undecodable');
   });
 
-  it('dead-letters an event that decodes but fails validation as invalid-event', () => {
-    expectDead(sourceRecord({ value: framedEvent(CURRENT, usageEvent({ value: '1e5' })) }), 'invalid-event');
+  it('dead-letters an event that decodes but fails validation as invalid-event, or invalid-value for its value', () => {
+    expectDead(sourceRecord({ value: framedEvent(CURRENT, usageEvent({ value: '1e5' })) }), 'invalid-value');
     expectDead(sourceRecord({ value: framedEvent(CURRENT, usageEvent({ subject: '' })) }), 'invalid-event');
   });
 

@@ -43,9 +43,10 @@ describe('EncodeStep', () => {
     expect({ ...back, dimensions: { ...back.dimensions } }).toEqual(event);
   });
 
-  it('sets service-time/service-node from the stamp and no origin headers without a context', () => {
+  it('sets service-time/service-node from the stamp and, without a context, the arrival stamp as the order key', () => {
     const [out] = encode.run([stamped()]);
-    expect(out!.headers).toEqual({ 'service-time': formatServiceTime(STAMP.time), 'service-node': 'ordo-0' });
+    const arrival = formatServiceTime(STAMP.time);
+    expect(out!.headers).toEqual({ 'service-time': arrival, 'service-node': 'ordo-0', 'origin-service-time': arrival, 'origin-service-node': 'ordo-0', 'ordo-origin': 'arrival' });
     expect(out!.headers['service-time']).toMatch(HEX16);
   });
 
@@ -57,6 +58,7 @@ describe('EncodeStep', () => {
       'service-node': 'ordo-0',
       'origin-service-time': formatServiceTime(context.time),
       'origin-service-node': 'billing-api',
+      'ordo-origin': 'context',
     });
     const [noNode] = encode.run([stamped({ context: { time: context.time, node: undefined } })]);
     expect(noNode!.headers['origin-service-time']).toBe(formatServiceTime(context.time));
@@ -91,11 +93,13 @@ describe('EncodeStep', () => {
           'origin-service-time': formatServiceTime(2n),
           'origin-service-node': 'spoofed-origin',
           'ordo-seq': '17',
+          'ordo-origin': 'context',
           traceparent: 'tp',
         },
       }),
     ]);
-    expect(withoutContext!.headers).toEqual({ 'service-time': formatServiceTime(STAMP.time), 'service-node': 'ordo-0', traceparent: 'tp' });
+    const stamp = formatServiceTime(STAMP.time);
+    expect(withoutContext!.headers).toEqual({ 'service-time': stamp, 'service-node': 'ordo-0', 'origin-service-time': stamp, 'origin-service-node': 'ordo-0', 'ordo-origin': 'arrival', traceparent: 'tp' });
 
     const [withContext] = encode.run([
       stamped({
@@ -103,7 +107,7 @@ describe('EncodeStep', () => {
         headers: { 'origin-service-node': 'stale', 'ordo-seq': Buffer.from('3') },
       }),
     ]);
-    expect(withContext!.headers).toEqual({ 'service-time': formatServiceTime(STAMP.time), 'service-node': 'ordo-0', 'origin-service-time': formatServiceTime(5n) });
+    expect(withContext!.headers).toEqual({ 'service-time': formatServiceTime(STAMP.time), 'service-node': 'ordo-0', 'origin-service-time': formatServiceTime(5n), 'ordo-origin': 'context' });
   });
 
   it('keeps batch order', () => {
@@ -122,7 +126,8 @@ describe('EncodeStep', () => {
           const context = contextTime === undefined ? undefined : { time: contextTime, node: 'up' };
           const [out] = encode.run([stamped({ event, stamp: { time, node: 'ordo-1' }, context })]);
           expect(out!.headers['service-time']).toMatch(HEX16);
-          expect('origin-service-time' in out!.headers).toBe(context !== undefined);
+          expect(out!.headers['origin-service-time']).toBe(formatServiceTime(contextTime ?? time));
+          expect(out!.headers['ordo-origin']).toBe(contextTime === undefined ? 'arrival' : 'context');
           const { items, dead } = decode.run([sourceRecord({ value: out!.value as Buffer, headers: out!.headers })]);
           expect(dead).toEqual([]);
           expect({ ...items[0]!.event, dimensions: { ...items[0]!.event.dimensions } }).toEqual(event);

@@ -4,9 +4,11 @@ import { HybridClock } from '../../src/clock/hybrid-clock.js';
 import { formatServiceTime, makeServiceTime, parseServiceTime } from '../../src/clock/service-time.js';
 import { InMemoryStore, stringCodec } from '../../src/engine/state-store.js';
 import { OrdoError } from '../../src/errors.js';
+import { aggregateCodec } from '../../src/processors/aggregate.js';
 import { META_ORDER_WATERMARK } from '../../src/processors/order.js';
 import { META_CLOCK_HWM, PipelineProcessor, pipelineStores } from '../../src/processors/pipeline.js';
-import { MeterCatalog } from '../../src/usage/meters.js';
+import { type AggregatePart, type UsageAggregate, combine } from '../../src/usage/aggregation.js';
+import { type Meter, MeterCatalog } from '../../src/usage/meters.js';
 import type { OutputRecord, SourceRecord } from '../../src/processors/records.js';
 import type { SchemaCatalog } from '../../src/schema/schema-catalog.js';
 import { type UsageEvent, usageEventType } from '../../src/schema/usage-event.js';
@@ -21,7 +23,7 @@ const AGGREGATE_ID = 11;
 
 const olderType = olderUsageEventType;
 
-function pipeline(physical = new FakeClock(T0), nodeId = 'ordo-0') {
+function pipeline(physical = new FakeClock(T0), nodeId = 'ordo-0', options: { meters?: Meter[]; reorderWindowMs?: number } = {}) {
   const catalog = new FakeCatalog(
     new Map([
       [INPUT_ID, usageEventType],
@@ -38,11 +40,11 @@ function pipeline(physical = new FakeClock(T0), nodeId = 'ordo-0') {
     outputSchemaId: OUTPUT_ID,
     aggregateSchemaId: AGGREGATE_ID,
     catalog: catalog as unknown as SchemaCatalog,
-    meters: new MeterCatalog([]),
+    meters: new MeterCatalog(options.meters ?? []),
     dedupeWindowMs: 86_400_000,
     allowedLatenessMs: 35 * 86_400_000,
     maxFutureMs: 300_000,
-    reorderWindowMs: 0,
+    reorderWindowMs: options.reorderWindowMs ?? 0,
     reorderMaxEvents: 10_000,
     latePolicy: 'flag',
     watermarksTopic: 'usage-events-watermarks',
@@ -112,12 +114,23 @@ describe('PipelineProcessor', () => {
     // Stamped again as they leave the reorder buffer: increasing in output order, after
     // the three arrival stamps T0+0..2 (and above the origin time of c2).
     expect(stamps).toEqual([makeServiceTime(T0, 3), makeServiceTime(T0, 4), makeServiceTime(T0, 5)]);
-    expect(ordered[1]!.headers).toEqual({ traceparent: 'tp-1', 'service-time': formatServiceTime(stamps[1]!), 'service-node': 'ordo-0', 'ordo-seq': '1', 'ordo-watermark': String(T0) });
+    // Without a context, the order key is the arrival stamp (T0, 0): carried as origin-service-*.
+    expect(ordered[1]!.headers).toEqual({
+      traceparent: 'tp-1',
+      'service-time': formatServiceTime(stamps[1]!),
+      'service-node': 'ordo-0',
+      'origin-service-time': formatServiceTime(makeServiceTime(T0, 0)),
+      'origin-service-node': 'ordo-0',
+      'ordo-origin': 'arrival',
+      'ordo-seq': '1',
+      'ordo-watermark': String(T0),
+    });
     expect(ordered[0]!.headers).toEqual({
       'service-time': formatServiceTime(stamps[0]!),
       'service-node': 'ordo-0',
       'origin-service-time': formatServiceTime(upstream),
       'origin-service-node': 'billing',
+      'ordo-origin': 'context',
       'ordo-seq': '1',
       'ordo-watermark': String(T0), // the frontier when they left: watermark T0 - window 0
     });
@@ -125,7 +138,7 @@ describe('PipelineProcessor', () => {
     expect(dlq.map((o) => [o.headers['ordo-source-offset'], o.headers['ordo-dlq-reason']])).toEqual([
       ['101', 'undecodable'],
       ['103', 'unknown-schema'],
-      ['105', 'invalid-event'],
+      ['105', 'invalid-value'],
       ['107', 'bad-service-time'],
       ['104', 'clock-skew'],
     ]);
@@ -138,7 +151,7 @@ describe('PipelineProcessor', () => {
       expect(o.headers['ordo-source-partition']).toBe('3');
     }
 
-    expect(report.deadLetters.map((d) => d.reason).sort()).toEqual(['bad-service-time', 'clock-skew', 'invalid-event', 'undecodable', 'unknown-schema']);
+    expect(report.deadLetters.map((d) => d.reason).sort()).toEqual(['bad-service-time', 'clock-skew', 'invalid-value', 'undecodable', 'unknown-schema']);
     expect(report.clockSkewRejected).toBe(1);
     expect(report.clockSkewsMs).toEqual([0, 60_000]);
     // The high-water mark is staged in meta (committed with the batch by the engine).
@@ -233,6 +246,103 @@ describe('PipelineProcessor', () => {
         },
       ),
       { numRuns: 50 },
+    );
+  });
+});
+
+const METERED = { description: undefined, eventTypes: ['api.request'], valueProperty: { kind: 'value' as const }, groupBy: {}, windows: ['DAY' as const] };
+const LAST: Meter = { ...METERED, slug: 'last', aggregation: 'LATEST' };
+const SPEND: Meter = { ...METERED, slug: 'spend', aggregation: 'SUM' };
+
+function aggregatesIn(outputs: readonly OutputRecord[]): UsageAggregate[] {
+  return outputs.filter((o) => o.topic === 'usage-aggregates').map((o) => aggregateCodec.decode(unframe(o.value as Buffer).body));
+}
+
+/** The order key as a consumer of the ordered topic reads it (docs/hybrid-time.md#order-key). */
+function consumerOrderKey(out: OutputRecord): { time: bigint; node: string } {
+  const origin = out.headers['origin-service-time'];
+  if (origin !== undefined) return { time: parseServiceTime(String(origin)), node: String(out.headers['origin-service-node'] ?? '') };
+  return { time: stampOf(out), node: String(out.headers['service-node']) };
+}
+
+describe('PipelineProcessor with meters', () => {
+  it('dead-letters an event whose own value is not a plain decimal as invalid-value, and counts the corrected re-send (regression)', async () => {
+    const { processor } = pipeline(new FakeClock(T0), 'ordo-0', { meters: [SPEND] });
+    const context = pipelineContext();
+    const bad = await run(processor, [sourceRecord({ value: framedEvent(INPUT_ID, usageEvent({ id: 'resent', value: '1e3' })) })], context);
+    context.commit();
+    expect(bad.outputs.map((o) => [o.topic, o.headers['ordo-dlq-reason']])).toEqual([['usage-events-dlq', 'invalid-value']]);
+    expect(String(bad.outputs[0]!.headers['ordo-dlq-error'])).toContain('value "1e3" is not a plain decimal');
+    expect(bad.report.deadLetters.map((d) => d.reason)).toEqual(['invalid-value']);
+
+    // The dead letter claimed nothing: the same (source, id) with a good value is counted.
+    const good = await run(processor, [sourceRecord({ value: framedEvent(INPUT_ID, usageEvent({ id: 'resent', value: '2.50' })) })], context);
+    expect(good.report.duplicates).toBe(0);
+    expect(good.outputs.filter((o) => o.topic === 'usage-events-ordered').map((o) => eventOf(o).value)).toEqual(['2.50']);
+    expect(aggregatesIn(good.outputs).map((a) => [a.meter, a.value])).toEqual([['spend', '2.5']]);
+  });
+
+  it('LATEST across subjects is the last event by order key on the ordered topic, with or without time contexts (property)', async () => {
+    const step = fc.record({
+      advanceMs: fc.integer({ min: 0, max: 700 }),
+      tick: fc.boolean(),
+      events: fc.array(
+        fc.record({
+          subject: fc.constantFrom('c1', 'c2', 'c3'),
+          // ms before the wall clock of the upstream time context (negative: ahead, within the skew bound); null: none
+          contextAgoMs: fc.option(fc.integer({ min: -500, max: 3_000 }), { nil: undefined }),
+          contextNode: fc.constantFrom('svc-a', 'svc-b'),
+          value: fc.integer({ min: -1_000, max: 1_000 }).map(String),
+        }),
+        { maxLength: 6 },
+      ),
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 12 }), async (steps) => {
+        const physical = new FakeClock(T0);
+        const { processor } = pipeline(physical, 'ordo-0', { meters: [LAST], reorderWindowMs: 1_000 });
+        const context = pipelineContext();
+        const outputs: OutputRecord[] = [];
+        let n = 0;
+        for (const s of steps) {
+          physical.ms += s.advanceMs;
+          const records = s.events.map((e) => {
+            const headers: Record<string, string> = {};
+            if (e.contextAgoMs !== undefined) {
+              // Each context time is distinct (its counter), so no two events share an order key.
+              headers['service-time'] = formatServiceTime(makeServiceTime(physical.ms - e.contextAgoMs, n));
+              headers['service-node'] = e.contextNode;
+            }
+            const event = usageEvent({ id: `p-${n++}`, subject: e.subject, value: e.value, time: T0 - 60_000 });
+            return sourceRecord({ key: Buffer.from(e.subject), value: framedEvent(INPUT_ID, event), headers });
+          });
+          if (records.length > 0) outputs.push(...(await run(processor, records, context)).outputs);
+          context.commit();
+          if (s.tick) outputs.push(...(processor.punctuate(context)?.outputs ?? []));
+          context.commit();
+        }
+        physical.ms += 60_000; // everything held is due
+        outputs.push(...(processor.punctuate(context)?.outputs ?? []));
+
+        const ordered = outputs.filter((o) => o.topic === 'usage-events-ordered');
+        expect(ordered).toHaveLength(n);
+        const latest = new Map<string, UsageAggregate>(); // per subject: the last version
+        for (const a of aggregatesIn(outputs)) latest.set(a.subject, a);
+        if (latest.size === 0) return;
+        const across = [...latest.values()].reduce<AggregatePart>((a, b) => combine(a, b), [...latest.values()][0]!);
+        const after = (a: OutputRecord, b: OutputRecord): boolean => {
+          const [x, y] = [consumerOrderKey(a), consumerOrderKey(b)];
+          return x.time !== y.time ? x.time > y.time : x.node > y.node;
+        };
+        const last = ordered.reduce((a, b) => (after(b, a) ? b : a));
+        expect(across.value).toBe(eventOf(last).value);
+        expect([across.lastServiceTime, across.lastServiceNode]).toEqual([formatServiceTime(consumerOrderKey(last).time), consumerOrderKey(last).node]);
+        for (const [subject, aggregate] of latest) {
+          const own = ordered.filter((o) => o.key === subject).reduce((a, b) => (after(b, a) ? b : a));
+          expect(aggregate.value).toBe(eventOf(own).value);
+        }
+      }),
+      { numRuns: 150 },
     );
   });
 });

@@ -4,11 +4,11 @@ import { BadRecordError } from '../../src/errors.js';
 import { DECIMAL, type UsageEvent, usageEventSchema, usageEventType, validateUsageEvent } from '../../src/schema/usage-event.js';
 import { anyDecimal, anyUsageEvent, catchError, olderUsageEventType, usageEvent } from '../support/unit/fixtures.js';
 
-function expectInvalid(event: UsageEvent): BadRecordError {
+function expectInvalid(event: UsageEvent, reason: 'invalid-event' | 'invalid-value' = 'invalid-event'): BadRecordError {
   const error = catchError(() => validateUsageEvent(event));
   expect(error).toBeInstanceOf(BadRecordError);
   const bad = error as BadRecordError;
-  expect(bad.reason).toBe('invalid-event');
+  expect(bad.reason).toBe(reason);
   return bad;
 }
 
@@ -55,9 +55,9 @@ describe('validateUsageEvent', () => {
   );
 
   it.each(['NaN', 'Infinity', '-Infinity', '1e5', '1E5', '+1', '01', '-01', '1.', '.5', '-.5', '', '-', ' 1', '1 ', '1,5', '0x10', '1.2.3', '--1', '1'.repeat(39), `1.${'1'.repeat(39)}`, '١٢'])(
-    'rejects the value %j',
+    'rejects the value %j as invalid-value',
     (value) => {
-      const error = expectInvalid(usageEvent({ value }));
+      const error = expectInvalid(usageEvent({ value }), 'invalid-value');
       expect(error.message).toContain('value');
     },
   );
@@ -73,7 +73,7 @@ describe('validateUsageEvent', () => {
   it('rejects whatever a number formats to in exponent notation', () => {
     fc.assert(
       fc.property(fc.double({ noNaN: false }).filter((d) => /[eE]|N|I/.test(String(d))), (d) => {
-        expectInvalid(usageEvent({ value: String(d) }));
+        expectInvalid(usageEvent({ value: String(d) }), 'invalid-value');
       }),
     );
   });

@@ -32,6 +32,7 @@ export function childEnv(prefix: string, nodeId: string, overrides: Record<strin
     ORDO_AGGREGATES_TOPIC: `${prefix}-aggregates`,
     ORDO_WATERMARKS_TOPIC: `${prefix}-watermarks`,
     ORDO_GLOBAL_TOPIC: `${prefix}-global`,
+    ORDO_SCHEMAS_TOPIC: `${prefix}-schemas`,
     ORDO_NODE_ID: nodeId,
     ORDO_SESSION_TIMEOUT_MS: '10000',
     ORDO_HEARTBEAT_INTERVAL_MS: '1000',
