@@ -4,7 +4,7 @@ import type { OrdoConfig } from '../../src/config/config.js';
 import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { type Logger, jsonLogger } from '../../src/observability/logger.js';
 import { type AclRole, type RoleAcl, roleAcls } from '../../src/roles/acls.js';
-import { startApiRole } from '../../src/roles/api.js';
+import { apiGroupId, startApiRole } from '../../src/roles/api.js';
 import { createMergeWorker } from '../../src/roles/merge.js';
 import { createPipelineWorker } from '../../src/roles/pipeline.js';
 import { createTopics, decodeEvent, deleteTopicsWithPrefix, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
@@ -171,7 +171,8 @@ const REMOVALS: { role: AclRole; pick: (a: RoleAcl, c: OrdoConfig) => boolean; l
   { role: 'merge', label: 'Write on the global topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.global && a.operation === 'Write' },
   { role: 'merge', label: 'Write on the transactional id', pick: (a) => a.resource === 'TransactionalId' },
   { role: 'api', label: 'Read on the aggregates topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.aggregates },
-  { role: 'api', label: 'Read on the consumer group', pick: (a) => a.resource === 'Group' },
+  { role: 'api', label: 'Read on the consumer group', pick: (a, c) => a.resource === 'Group' && a.name === apiGroupId(c) },
+  { role: 'pipeline', label: 'Read on the schema id ledger topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.schemas && a.operation === 'Read' },
 ];
 
 describe('one ACL missing', () => {
