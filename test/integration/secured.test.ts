@@ -141,6 +141,12 @@ describe('a wrong security setting ends the process with exit 78 naming it', () 
     expect(stderr).toContain('requires a client certificate');
   }, 30_000);
 
+  it('an OAUTHBEARER client secret the token endpoint refuses', async () => {
+    const stderr = await expectExit78({ ...oauthEnv(stack, tokens), KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET: 'not-the-client-secret' }, 'KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET');
+    expect(stderr).toContain('the token endpoint refused client "ordo-oauth"');
+    expect(stderr).not.toContain('not-the-client-secret');
+  }, 30_000);
+
   it('a CA that did not sign the broker certificate', async () => {
     const stderr = await expectExit78({ ...scramEnv(stack), KAFKA_SSL_CA_FILE: stack.file('untrusted-ca.pem') }, 'KAFKA_SSL_CA_FILE');
     expect(stderr).toContain('not trusted');
