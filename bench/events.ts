@@ -4,7 +4,7 @@ import { formatServiceTime } from '../src/clock/service-time.js';
 import { SchemaCatalog } from '../src/schema/schema-catalog.js';
 import { type UsageEvent, usageEventSchema, usageEventType } from '../src/schema/usage-event.js';
 import { frame } from '../src/schema/wire-format.js';
-import { withTimeout } from './kafka.js';
+import { benchSecurity, withTimeout } from './kafka.js';
 
 const TRACEPARENT = `00-${'4bf92f3577b34da6a3ce929d0e0e4736'}-${'00f067aa0ba902b7'}-01`;
 
@@ -24,7 +24,7 @@ export class EventFactory {
 
   /** Registers UsageEvent under `subject` (the id is what the framing carries). */
   static async register(registryUrl: string, subject: string, subjects: number, contextRatio: number): Promise<EventFactory> {
-    const id = await withTimeout(new SchemaCatalog(registryUrl).register(subject, usageEventSchema), 30_000, `registering ${subject}`);
+    const id = await withTimeout(new SchemaCatalog({ url: registryUrl, security: benchSecurity().registry }).register(subject, usageEventSchema), 30_000, `registering ${subject}`);
     return new EventFactory(id, subjects, contextRatio);
   }
 

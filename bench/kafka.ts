@@ -1,9 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
+import { loadConfig } from '../src/config/config.js';
+import type { SecurityConfig } from '../src/config/security.js';
+import { kafkaSecurityOptions } from '../src/kafka/client.js';
+
+/** TLS / SASL / registry credentials from the same KAFKA_* / SCHEMA_REGISTRY_* variables as Ordo. */
+export function benchSecurity(): SecurityConfig {
+  return loadConfig(process.env).security;
+}
 
 /** A quiet kafkajs client for the bench's own producers, readers and baselines. */
 export function benchKafka(brokers: string[], clientId: string): Kafka {
-  return new Kafka({ brokers, clientId, logLevel: logLevel.NOTHING, retry: { initialRetryTime: 100, retries: 8 } });
+  return new Kafka({ brokers, clientId, logLevel: logLevel.NOTHING, retry: { initialRetryTime: 100, retries: 8 }, ...kafkaSecurityOptions(benchSecurity().kafka) });
 }
 
 export function uniqueName(prefix: string): string {

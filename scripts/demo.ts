@@ -15,6 +15,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { HybridClock } from '../src/clock/hybrid-clock.js';
 import { counterOf, formatServiceTime, makeServiceTime, millisOf, parseServiceTime } from '../src/clock/service-time.js';
 import { loadConfig } from '../src/config/config.js';
+import { kafkaSecurityOptions } from '../src/kafka/client.js';
 import { OrdoMetrics } from '../src/metrics/metrics.js';
 import { jsonLogger } from '../src/observability/logger.js';
 import { startApiRole } from '../src/roles/api.js';
@@ -80,7 +81,7 @@ const config = loadConfig({
   ORDO_TOPIC_PARTITIONS: '3',
   ORDO_METRICS_PORT: '0',
 });
-const kafka = new Kafka({ brokers: config.brokers, clientId: 'ordo-demo', logLevel: logLevel.NOTHING });
+const kafka = new Kafka({ brokers: config.brokers, clientId: 'ordo-demo', logLevel: logLevel.NOTHING, ...kafkaSecurityOptions(config.security.kafka) });
 
 async function main(): Promise<void> {
   // Errors always show; the routine logs of a start (assignments, restores) only with --verbose.
@@ -90,7 +91,7 @@ async function main(): Promise<void> {
   await worker.start();
   console.log(`\npipeline running: ${config.topics.input} -> ${config.topics.ordered} + ${config.topics.aggregates} (DLQ ${config.topics.dlq}, late ${config.topics.late})\n`);
 
-  const schemaId = await new SchemaCatalog(config.registryUrl).register(`${config.topics.input}-value`, usageEventSchema);
+  const schemaId = await new SchemaCatalog({ url: config.registryUrl, security: config.security.registry }).register(`${config.topics.input}-value`, usageEventSchema);
   const encode = (e: UsageEvent): Buffer => frame(schemaId, usageEventType.toBuffer(e));
   const now = Date.now();
   const ev = (id: string, source: string, subject: string, value: string, type = 'api.request'): UsageEvent => ({

@@ -3,6 +3,7 @@ import { processIo, runTokenCli } from './auth/token-cli.js';
 import { COMMANDS, runCommand } from './commands/main.js';
 import { loadConfig } from './config/config.js';
 import { ConfigError } from './errors.js';
+import { checkKafkaAccess } from './kafka/access-check.js';
 import { startHttpServer } from './http/server.js';
 import { OrdoMetrics } from './metrics/metrics.js';
 import { jsonLogger } from './observability/logger.js';
@@ -131,6 +132,7 @@ interface RoleHandle {
 }
 
 async function startRole(role: Role, config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics }, stopRequested: () => boolean): Promise<RoleHandle> {
+  await checkKafkaAccess(config, deps.logger); // wrong credentials / certificates: ConfigError, exit 78
   if (role === 'api') {
     const api = await startApiRole(config, deps);
     return { state: () => api.state(), ready: () => api.state() === 'running', live: () => api.live(), stuck: () => api.stuck(), stop: () => api.stop(), done: api.done };

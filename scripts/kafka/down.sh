@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stops what scripts/kafka/up.sh started (by the pids it wrote), gracefully, then by force.
-# ORDO_KAFKA_WIPE=1 also deletes the broker's data and the registry's schemas (a fresh
-# cluster on the next up; schemas are wiped with the data whose records refer to them).
+# ORDO_KAFKA_WIPE=1 also deletes the broker's data, its throwaway certificates and the registry's
+# schemas (a fresh cluster on the next up; schemas are wiped with the data whose records refer to them).
 # --registry-only stops only the registry (a plain up.sh then starts it again, with the
 # schemas it had: the fault suite's registry restart).
 # --kafka-only stops only the broker, leaving the registry running (scripts/kafka/restart-broker.sh).
@@ -35,4 +35,5 @@ done
 if [[ $kafka_only == 0 ]]; then stop_pidfile registry "$REGISTRY_DIR/pid"; fi
 if [[ $registry_only == 1 ]]; then exit 0; fi
 stop_pidfile kafka "$KAFKA_DIR/pid"
-if [[ "${ORDO_KAFKA_WIPE:-0}" == 1 ]]; then rm -rf "$KAFKA_DIR/data" "$REGISTRY_DATA_DIR"; fi
+stop_pidfile jwks "$KAFKA_DIR/jwks.pid"
+if [[ "${ORDO_KAFKA_WIPE:-0}" == 1 ]]; then rm -rf "$KAFKA_DIR/data" "$SECURITY_DIR" "$REGISTRY_DATA_DIR"; fi

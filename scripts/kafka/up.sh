@@ -5,6 +5,7 @@
 #
 # Environment (all optional):
 #   KAFKA_PORT (9092)  KAFKA_CONTROLLER_PORT (9093)  REGISTRY_PORT (8081)
+#   KAFKA_SASL_SSL_PORT (KAFKA_PORT + 3)  KAFKA_SSL_PORT (KAFKA_PORT + 4)  KAFKA_JWKS_PORT (KAFKA_PORT + 5)
 #   REGISTRY_MANAGEMENT_PORT (REGISTRY_PORT + 10: the registry's own health/metrics port)
 #   ORDO_LOCAL_DIR (<repo>/.local)   ORDO_JAVA_FOR_REGISTRY (a java >= 21; found if unset)
 #
@@ -62,19 +63,33 @@ if [[ ! -f "$registry_home/quarkus-run.jar" ]]; then
 fi
 
 # ---------- Kafka ----------
+# The broker always offers secured listeners next to PLAINTEXT (which every other test
+# uses, as the super user ANONYMOUS): SASL_SSL (SCRAM-SHA-512/256, OAUTHBEARER) and SSL
+# with client certificates required (mTLS); see scripts/kafka/secure.sh.
+# shellcheck source=scripts/kafka/secure.sh
+source "$here/secure.sh"
 if port_open "$KAFKA_PORT"; then
   log "something already listens on 127.0.0.1:$KAFKA_PORT; assuming it is the broker"
 else
+  make_security_material
+  security_write_stack_json
+  if ! port_open "$KAFKA_JWKS_PORT"; then
+    # The broker fetches the JWKS when it starts (and does not start without it): serve it first.
+    nohup node -e "$jwks_server" "$KAFKA_JWKS_PORT" "$SECURITY_DIR/jwks.json" >"$KAFKA_DIR/jwks.log" 2>&1 &
+    echo $! >"$KAFKA_DIR/jwks.pid"
+    wait_for jwks 10 port_open "$KAFKA_JWKS_PORT"
+  fi
   props="$KAFKA_DIR/server.properties"
   cat > "$props" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
+$(security_broker_properties)
 log.dirs=$KAFKA_DIR/data
 num.partitions=1
 auto.create.topics.enable=false
@@ -109,12 +124,15 @@ logger.started.level = INFO
 LOG
   cp="$(cat "$classpath_file")"
   java_opts=(-Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
-    -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" -Dordo.kafka.log="$KAFKA_DIR/server.log")
+    -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" -Dordo.kafka.log="$KAFKA_DIR/server.log"
+    -Dorg.apache.kafka.sasl.oauthbearer.allowed.urls="$JWKS_URL")
   if [[ ! -f "$KAFKA_DIR/data/meta.properties" ]]; then
     log "formatting KRaft storage in $KAFKA_DIR/data"
     cluster_id="$(java "${java_opts[@]}" -cp "$cp" kafka.tools.StorageTool random-uuid)"
-    java "${java_opts[@]}" -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" -c "$props" >"$KAFKA_DIR/format.log" 2>&1 \
+    mapfile -t scram_args < <(security_scram_args)
+    java "${java_opts[@]}" -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" -c "$props" "${scram_args[@]}" >"$KAFKA_DIR/format.log" 2>&1 \
       || { cat "$KAFKA_DIR/format.log" >&2; exit 1; }
+    cp "$SECURITY_DIR/scram-ordo.password" "$KAFKA_DIR/data/.ordo-scram"
   fi
   log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT"
   nohup java "${java_opts[@]}" -cp "$cp" kafka.Kafka "$props" >"$KAFKA_DIR/stdout.log" 2>&1 &
@@ -154,9 +172,25 @@ kafka_ready() {
 }
 registry_ready() { curl -fsS "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7/subjects" >/dev/null 2>&1; }
 
-if [[ -f "$KAFKA_DIR/pid" ]]; then wait_for kafka 90 kafka_ready; fi
+if [[ -f "$KAFKA_DIR/pid" ]]; then
+  wait_for kafka 90 kafka_ready
+  # Storage formatted before the SCRAM users existed (or with other passwords): add them now.
+  if ! cmp -s "$SECURITY_DIR/scram-ordo.password" "$KAFKA_DIR/data/.ordo-scram"; then
+    log "adding the SCRAM users to storage formatted without them"
+    for user in ordo ordo-acl; do
+      password="$(cat "$SECURITY_DIR/scram-$user.password")"
+      java -Xmx256m -cp "$(cat "$classpath_file")" kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
+        --add-config "SCRAM-SHA-512=[password=$password],SCRAM-SHA-256=[password=$password]" \
+        --entity-type users --entity-name "$user" >>"$KAFKA_DIR/format.log" 2>&1 || { tail -5 "$KAFKA_DIR/format.log" >&2; exit 1; }
+    done
+    cp "$SECURITY_DIR/scram-ordo.password" "$KAFKA_DIR/data/.ordo-scram"
+  fi
+fi
 wait_for registry 90 registry_ready
 log "ready: KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT SCHEMA_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"
+if [[ -f "$SECURITY_DIR/stack.json" ]] && port_open "$KAFKA_SASL_SSL_PORT"; then
+  log "secured: SASL_SSL 127.0.0.1:$KAFKA_SASL_SSL_PORT (SCRAM, OAUTHBEARER), SSL 127.0.0.1:$KAFKA_SSL_PORT (mTLS); CA, certificates and passwords in $SECURITY_DIR"
+fi
 if [[ $print_env == 1 ]]; then
   printf 'export KAFKA_BROKERS=127.0.0.1:%s\n' "$KAFKA_PORT"
   printf 'export SCHEMA_REGISTRY_URL=http://127.0.0.1:%s/apis/ccompat/v7\n' "$REGISTRY_PORT"

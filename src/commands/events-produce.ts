@@ -27,8 +27,8 @@ export interface Produced {
  */
 export async function produceEvents(config: OrdoConfig, topic: string, events: EventToProduce[], logger: Logger): Promise<Produced[]> {
   if (events.length === 0) return [];
-  const schemaId = await new SchemaCatalog(config.registryUrl).register(`${topic}-value`, usageEventSchema);
-  const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger });
+  const schemaId = await new SchemaCatalog({ url: config.registryUrl, security: config.security.registry }).register(`${topic}-value`, usageEventSchema);
+  const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger, security: config.security.kafka });
   const admin = kafka.admin();
   await admin.connect();
   let partitionMetadata;

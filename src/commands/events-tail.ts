@@ -30,8 +30,8 @@ export interface TailOptions {
  * group that commits nothing and is deleted afterwards. Returns the number of records written.
  */
 export async function tailTopic(config: OrdoConfig, options: TailOptions, logger: Logger): Promise<number> {
-  const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger });
-  const catalog = new SchemaCatalog(config.registryUrl);
+  const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger, security: config.security.kafka });
+  const catalog = new SchemaCatalog({ url: config.registryUrl, security: config.security.registry });
   const decoder = new RecordDecoder(catalog);
   const admin = kafka.admin();
   await admin.connect();

@@ -50,7 +50,7 @@ export function formatPlan(plan: PlannedTopic[], replicationFactor: number): str
  * topic's when it exists, else ORDO_TOPIC_PARTITIONS.
  */
 export async function createPlannedTopics(config: OrdoConfig, logger: Logger): Promise<{ plan: PlannedTopic[]; created: string[] }> {
-  const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger });
+  const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger, security: config.security.kafka });
   const admin = kafka.admin();
   await admin.connect();
   try {

@@ -3,6 +3,7 @@ import { ConfigError } from '../errors.js';
 import { LATE_POLICIES, type LatePolicy } from '../processors/order.js';
 import { type ApiAuthConfig, loadApiAuthConfig, loadBindHost } from './api-auth.js';
 import { EnvReader } from './env.js';
+import { loadSecurityConfig, type SecurityConfig } from './security.js';
 
 /** Kafka topic names accept letters, digits, '.', '_' and '-', at most 249 characters. */
 const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
@@ -76,6 +77,8 @@ export interface OrdoConfig {
   watermarkIntervalMs: number;
   /** Port of the `api` role's query API. */
   apiPort: number;
+  /** TLS / SASL for Kafka and credentials for the registry (src/config/security.ts). */
+  security: SecurityConfig;
   /** Listen addresses of the query API and of the metrics/health server. */
   apiHost: string;
   metricsHost: string;
@@ -138,6 +141,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     reorderMaxEvents: read.int('ORDO_REORDER_MAX_EVENTS', 10_000, 1, 10_000_000),
     latePolicy: read.oneOf('ORDO_LATE_POLICY', 'flag', LATE_POLICIES),
     watermarkIntervalMs: read.int('ORDO_WATERMARK_INTERVAL_MS', 1_000, 0, HOUR_MS),
+    security: loadSecurityConfig(read, registryUrl),
     apiHost: loadBindHost(read, 'ORDO_API_HOST'),
     metricsHost: loadBindHost(read, 'ORDO_METRICS_HOST'),
     apiAuth: loadApiAuthConfig(read),

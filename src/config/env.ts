@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.js';
+import { Secret } from './secret.js';
 
 /** Reads typed values from an environment map; every failure names the variable. */
 export class EnvReader {
@@ -52,5 +54,36 @@ export class EnvReader {
       throw new ConfigError(name, `"${text}" is not one of ${allowed.join(', ')}`);
     }
     return text as T;
+  }
+
+  /**
+   * A credential from `name` or from the file `name`_FILE (a mounted Secret), never both.
+   * One trailing newline of the file is dropped. Messages name the variable, never the value.
+   */
+  secret(name: string): Secret | undefined {
+    const fileVariable = `${name}_FILE`;
+    const inline = this.env[name];
+    const path = this.raw(fileVariable);
+    if (path !== undefined && inline !== undefined && inline !== '') {
+      throw new ConfigError(name, `is set together with ${fileVariable}; set only one of them`);
+    }
+    if (path === undefined) return inline === undefined || inline.trim() === '' ? undefined : new Secret(inline.trim(), name);
+    const value = this.readFile(fileVariable, path).toString('utf8').replace(/\r?\n$/, '');
+    if (value === '') throw new ConfigError(fileVariable, `file "${path}" is empty`);
+    return new Secret(value, fileVariable);
+  }
+
+  /** The contents of the file whose path `name` holds (certificates, keys), or undefined if unset. */
+  file(name: string): Buffer | undefined {
+    const path = this.raw(name);
+    return path === undefined ? undefined : this.readFile(name, path);
+  }
+
+  private readFile(name: string, path: string): Buffer {
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new ConfigError(name, `cannot read file "${path}" (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
   }
 }

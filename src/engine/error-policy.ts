@@ -1,4 +1,5 @@
 import { ConfigError, FencedError, NotAuthorizedError, OrdoError } from '../errors.js';
+import { recentAuthorizationFailure } from '../kafka/authorization-witness.js';
 
 /**
  * The one error policy every role uses (pipeline worker, merge, api reader, start-up):
@@ -49,7 +50,7 @@ const KAFKAJS_FATAL_NAMES = new Set(['KafkaJSSASLAuthenticationError', 'KafkaJSS
 /** Node's network errors: the peer is away or slow. */
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'ECONNABORTED']);
 /** Node's TLS verification errors: the peer is not who the trust settings accept. */
-const TLS_CODES = new Set([
+export const TLS_CODES: ReadonlySet<string> = new Set([
   'SELF_SIGNED_CERT_IN_CHAIN',
   'DEPTH_ZERO_SELF_SIGNED_CERT',
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -101,6 +102,9 @@ function fatalReason(chain: ErrorLike[]): { kind: 'authorization' | 'authenticat
     if (link instanceof ConfigError) return { kind: 'config', link };
     if (link instanceof NotAuthorizedError) return { kind: 'authorization', link };
     if (link.type !== undefined && AUTHORIZATION_TYPES.has(link.type)) return { kind: 'authorization', link };
+    // kafkajs reports a FindCoordinator refused for lack of ACLs as a coordinator not found.
+    const refused = link.name === 'KafkaJSGroupCoordinatorNotFound' ? recentAuthorizationFailure() : undefined;
+    if (refused) return { kind: 'authorization', link: { type: refused.type, message: `the broker answered ${refused.type} to ${refused.request}` } };
     if ((link.type !== undefined && AUTHENTICATION_TYPES.has(link.type)) || (link.name !== undefined && link.name === 'KafkaJSSASLAuthenticationError')) {
       return { kind: 'authentication', link };
     }

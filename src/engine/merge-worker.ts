@@ -223,7 +223,7 @@ export class MergeWorker {
 
   private async waitForOrderedTopic(admin: Admin): Promise<number> {
     for (let logged = false; ; logged = true) {
-      const n = await partitionCount(admin, this.options.orderedTopic);
+      const n = await partitionCount(admin, this.options.orderedTopic, { probeAccess: true });
       if (n !== undefined) return n;
       if (!logged) this.log.info('waiting for the ordered topic (the pipeline creates it)', { topic: this.options.orderedTopic });
       if (this.stopping) throw new OrdoError('stopped while waiting for the ordered topic');

@@ -138,6 +138,11 @@ export class SchemaLedger implements SchemaIdGuard {
 }
 
 /** The record of which schema each registry id names, read to its end before anything is decoded. */
+/** The ledger reader's consumer group: one per role instance (every instance reads it all). */
+export function schemaLedgerGroupId(config: Pick<OrdoConfig, 'groupId' | 'nodeId'>): string {
+  return `${config.groupId}-schemas-${config.nodeId}`.slice(0, 249);
+}
+
 export async function startSchemaLedger(
   config: Pick<OrdoConfig, 'topics' | 'nodeId' | 'groupId' | 'createTopics' | 'replicationFactor'>,
   kafka: Kafka,
@@ -147,7 +152,7 @@ export async function startSchemaLedger(
     kafka,
     topic: config.topics.schemas,
     node: config.nodeId,
-    groupId: `${config.groupId}-schemas-${config.nodeId}`.slice(0, 249),
+    groupId: schemaLedgerGroupId(config),
     createTopic: config.createTopics,
     replicationFactor: config.replicationFactor,
     logger: logger.child({ topic: config.topics.schemas }),

@@ -1,7 +1,9 @@
 import type { Admin, Consumer, Kafka } from 'kafkajs';
 import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../processors/records.js';
+import { partitionCount } from '../kafka/topics.js';
 import { sleep } from './batch.js';
+import { classify, fatalMessage } from './error-policy.js';
 import { Liveness } from './liveness.js';
 import { RepeatedFailures, retrying } from './retry.js';
 
@@ -53,6 +55,7 @@ export class TopicReader {
   private stopped = false;
   private readonly liveness: Liveness;
   private readonly refreshFailures: RepeatedFailures;
+  private failure: Error | undefined;
 
   constructor(private readonly options: TopicReaderOptions) {
     this.liveness = options.liveness ?? new Liveness(120_000);
@@ -80,10 +83,17 @@ export class TopicReader {
       throw ready.error;
     }
     if (this.stopped) return;
-    const consumer = o.kafka.consumer({ groupId: o.groupId, readUncommitted: false, allowAutoTopicCreation: false });
+    // kafkajs restarts a crashed consumer by default, whatever the error: only the shared
+    // policy's `retry` kind is restarted; anything else (a missing ACL) stops the reader.
+    const consumer = o.kafka.consumer({
+      groupId: o.groupId,
+      readUncommitted: false,
+      allowAutoTopicCreation: false,
+      retry: { restartOnFailure: (error) => Promise.resolve(classify(error) === 'retry') },
+    });
     this.consumer = consumer;
     consumer.on(consumer.events.CRASH, (event) => {
-      if (!event.payload.restart && !this.stopped) o.onFailure?.(event.payload.error);
+      if (!event.payload.restart && !this.stopped) this.fail(event.payload.error);
     });
     consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
       const { partition, lastOffset, highWatermark } = event.payload;
@@ -113,16 +123,19 @@ export class TopicReader {
         // Only a gauge goes stale meanwhile: keep following; /healthz fails if it lasts.
         (error: unknown) => {
           const next = this.refreshFailures.failed(error);
-          if (!next.ok && !this.stopped) o.onFailure?.(next.why === 'abandoned' ? error : next.error);
+          if (!next.ok && !this.stopped) this.fail(next.why === 'abandoned' ? error : next.error);
         },
       );
     }, o.refreshMs ?? 2_000);
     this.timer.unref();
   }
 
-  /** The writer (e.g. the pipeline) may not have created the topic yet: wait for it (not a failure). */
+  /**
+   * The writer (e.g. the pipeline) may not have created the topic yet: wait for it (not a
+   * failure). A topic we may not Describe is not "missing": that is a NotAuthorizedError.
+   */
   private async waitForTopic(admin: Admin): Promise<void> {
-    for (let waited = 0; !(await admin.listTopics()).includes(this.options.topic); waited++) {
+    for (let waited = 0; (await partitionCount(admin, this.options.topic, { probeAccess: true })) === undefined; waited++) {
       if (this.stopped) return;
       if (waited % 30 === 0) this.options.logger.info('waiting for the topic to exist', { topic: this.options.topic });
       await sleep(1_000);
@@ -138,7 +151,8 @@ export class TopicReader {
     }
     const target = new Map(this.ends);
     const reached = (): boolean => [...target].every(([p, end]) => (this.applied.get(p) ?? 0n) >= end);
-    while (!reached() && !this.stopped) await new Promise<void>((resolve) => this.caughtUpWaiters.push(resolve));
+    while (!reached() && !this.stopped && this.failure === undefined) await new Promise<void>((resolve) => this.caughtUpWaiters.push(resolve));
+    if (this.failure !== undefined) throw this.failure;
   }
 
   progress(): ReaderProgress {
@@ -179,6 +193,16 @@ export class TopicReader {
   private advance(partition: number, applied: bigint | undefined, end: bigint): void {
     if (applied !== undefined && applied > (this.applied.get(partition) ?? 0n)) this.applied.set(partition, applied);
     if (end > (this.ends.get(partition) ?? -1n)) this.ends.set(partition, end);
+    this.wake();
+  }
+
+  /** The reader stops for good: said once, with what to fix, to the log and to `onFailure`. */
+  private fail(error: unknown): void {
+    if (this.failure !== undefined) return;
+    this.failure = error instanceof Error ? error : new Error(String(error));
+    const o = this.options;
+    o.logger.error(`reader stopped: ${fatalMessage(error, `reading ${o.topic} as group ${o.groupId}`)}`, { topic: o.topic, error });
+    o.onFailure?.(error);
     this.wake();
   }
 

@@ -1,5 +1,5 @@
 import type { Admin, ITopicConfig } from 'kafkajs';
-import { ConfigError } from '../errors.js';
+import { ConfigError, NotAuthorizedError, TransientError } from '../errors.js';
 
 export interface TopicSpec {
   topic: string;
@@ -29,11 +29,14 @@ export async function ensureTopics(admin: Admin, specs: TopicSpec[], options: { 
       configEntries: s.compacted ? [{ name: 'cleanup.policy', value: 'compact' }] : [],
     }));
     try {
-      await admin.createTopics({ topics, waitForLeaders: true });
+      // kafkajs' own wait gives up when a fresh broker answers UNKNOWN_TOPIC_OR_PARTITION for
+      // a topic it has just created ("does not host this topic-partition"): wait here instead.
+      await admin.createTopics({ topics, waitForLeaders: false });
     } catch (error) {
       // Another worker may have created them at the same moment.
       if ((error as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw error;
     }
+    await waitForLeaders(admin, missing.map((s) => s.topic));
   }
   const metadata = await fetchMetadata(admin, specs.map((s) => s.topic));
   for (const spec of specs) {
@@ -52,6 +55,17 @@ export async function ensureTopics(admin: Admin, specs: TopicSpec[], options: { 
         `output topic ${spec.topic} has ${count} partitions but needs at least ${spec.minPartitions}, the input topic's count (records keep their input partition)`,
       );
     }
+  }
+}
+
+/** Until every partition of `topics` has a leader (30 s at most; then transient). */
+async function waitForLeaders(admin: Admin, topics: string[]): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const metadata = await fetchMetadata(admin, topics);
+    if (topics.every((name) => metadata.topics.find((t) => t.name === name)?.partitions.every((p) => p.leader >= 0) === true)) return;
+    if (Date.now() > deadline) throw new TransientError(`topics ${topics.join(', ')} have no leader 30 s after their creation`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
@@ -78,10 +92,26 @@ export async function waitUntilServed(admin: Admin, topics: readonly string[]): 
   for (const topic of topics) await admin.fetchTopicOffsets(topic);
 }
 
-/** Partition count of an existing topic, or undefined if it does not exist. */
-export async function partitionCount(admin: Admin, topic: string): Promise<number | undefined> {
+/**
+ * Partition count of an existing topic, or undefined if it does not exist. The topic list
+ * leaves out topics we may not Describe; with `probeAccess` an unlisted topic is asked for by
+ * name (the admin client never auto-creates), so not authorized is a NotAuthorizedError, not
+ * "missing". Only for a caller that waits for someone else to create the topic: kafkajs keeps
+ * the name in the admin's metadata targets, and a later createTopics on the same admin then
+ * trips over it while it is being created.
+ */
+export async function partitionCount(admin: Admin, topic: string, options: { probeAccess?: boolean } = {}): Promise<number | undefined> {
   const topics = await admin.listTopics();
-  if (!topics.includes(topic)) return undefined;
-  const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
-  return metadata.topics[0]?.partitions.length;
+  if (!topics.includes(topic) && !options.probeAccess) return undefined;
+  try {
+    const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
+    return metadata.topics[0]?.partitions.length;
+  } catch (error) {
+    const type = (error as { type?: string }).type;
+    if (type === 'TOPIC_AUTHORIZATION_FAILED') {
+      throw new NotAuthorizedError(`not authorized: TOPIC_AUTHORIZATION_FAILED (Describe on topic ${topic}); grant the ACLs listed in docs/operations.md`, { cause: error });
+    }
+    if (type === 'UNKNOWN_TOPIC_OR_PARTITION' && !topics.includes(topic)) return undefined;
+    throw error;
+  }
 }

@@ -1,6 +1,7 @@
 import { createAuthenticator } from '../auth/authenticator.js';
 import { isLoopbackHost } from '../config/api-auth.js';
 import type { OrdoConfig } from '../config/config.js';
+import { fatalMessage } from '../engine/error-policy.js';
 import { Lifecycle, exportLifecycle } from '../engine/lifecycle.js';
 import { Liveness, type StuckReport } from '../engine/liveness.js';
 import { startSchemaLedger } from '../engine/schema-ledger.js';
@@ -18,6 +19,11 @@ import { SchemaCatalog } from '../schema/schema-catalog.js';
 import { unframe } from '../schema/wire-format.js';
 import { type UsageAggregate, usageAggregateType } from '../usage/aggregation.js';
 import { MeterCatalog, loadMetersFile } from '../usage/meters.js';
+
+/** The api role's consumer group: one per replica (each keeps its own read model). */
+export function apiGroupId(config: Pick<OrdoConfig, 'groupId' | 'nodeId'>): string {
+  return `${config.groupId}-api-${config.nodeId}`.slice(0, 249);
+}
 
 export type ApiState = 'restoring' | 'running' | 'draining' | 'stopped' | 'failed';
 
@@ -55,10 +61,10 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   const readModel = new ReadModel(meters);
   const resolvers = new ResolverCache(usageAggregateType);
   const log = deps.logger.child({ topic: config.topics.aggregates });
-  const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger });
+  const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger, security: config.security.kafka });
   // Aggregates name their schema by registry id too: the same ledger as the pipeline's guards them.
   const ledger = await startSchemaLedger({ ...config, groupId: `${config.groupId}-api` }, kafka, deps.logger);
-  const catalog = new SchemaCatalog(config.registryUrl, undefined, ledger);
+  const catalog = new SchemaCatalog({ url: config.registryUrl, security: config.security.registry }, undefined, ledger);
   let conflict: SchemaConflictError | undefined;
 
   const apply = async (records: SourceRecord[]): Promise<void> => {
@@ -99,7 +105,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   const reader = new TopicReader({
     kafka,
     topic: config.topics.aggregates,
-    groupId: `${config.groupId}-api-${config.nodeId}`.slice(0, 249),
+    groupId: apiGroupId(config),
     apply,
     logger: log,
     liveness,
@@ -119,17 +125,20 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   const state = (): ApiState => lifecycle.state as ApiState;
   let finish: (final: 'stopped' | 'failed') => void = () => undefined;
   const done = new Promise<'stopped' | 'failed'>((resolve) => (finish = resolve));
-  failed = async (error: unknown) => {
-    if (lifecycle.done) return;
-    log.error('read model failed', { error });
-    lifecycle.transition('failed');
-    await server.close().catch(() => undefined);
-    auth.close();
-    await reader.stop();
-    await ledger.stop();
-    finish('failed');
-  };
   // The server answers (with its freshness) while the reader waits for the topic and catches up.
+  // A reader that stops for good (e.g. a missing ACL) fails the role, also after it caught up.
+  let failing: Promise<void> | undefined;
+  failed = (error: unknown): Promise<void> =>
+    (failing ??= (async () => {
+      if (lifecycle.done || state() === 'draining') return;
+      log.error(`read model failed: ${fatalMessage(error)}`, { error });
+      lifecycle.transition('failed');
+      await server.close().catch(() => undefined);
+      auth.close();
+      await reader.stop();
+      await ledger.stop();
+      finish('failed');
+    })());
   const started = reader.start();
   started
     .then(() => reader.caughtUp())
@@ -153,8 +162,12 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       stopping ??= (async () => {
         if (state() !== 'failed') lifecycle.transition('draining');
         clearInterval(lagTimer);
-        await server.close();
-        auth.close();
+        // A failed role has closed its server (and the auth) already.
+        if (state() === 'failed') await failing;
+        else {
+          await server.close();
+          auth.close();
+        }
         await reader.stop();
         await ledger.stop();
         if (state() === 'draining') lifecycle.transition('stopped');

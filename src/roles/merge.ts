@@ -12,7 +12,7 @@ export function mergeGroupId(config: Pick<OrdoConfig, 'groupId'>): string {
 
 /** Wires the `merge` role: the ordered topic's partitions -> the single-partition global topic. */
 export function createMergeWorker(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics; kafka?: Kafka }): MergeWorker {
-  const kafka = deps.kafka ?? createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger });
+  const kafka = deps.kafka ?? createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger, security: config.security.kafka });
   return new MergeWorker({
     ...config,
     kafka,

@@ -1,6 +1,7 @@
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import avro from 'avsc';
-import { OrdoError, TransientError } from '../errors.js';
+import { ConfigError, OrdoError, TransientError } from '../errors.js';
+import { type RegistryConnection, registryClientArgs, registryCredentialsVariable } from './registry-client.js';
 import type { SchemaIdGuard } from './schema-ids.js';
 
 /**
@@ -24,11 +25,11 @@ export class SchemaCatalog implements SchemaLookup {
    * returned by a registration): an id must keep naming the schema it named before.
    */
   constructor(
-    registryUrl: string,
+    private readonly connection: string | RegistryConnection,
     private readonly missingTtlMs = 60_000,
     private readonly guard?: SchemaIdGuard,
   ) {
-    this.registry = new SchemaRegistry({ host: registryUrl }, { [SchemaType.AVRO]: {} });
+    this.registry = new SchemaRegistry(registryClientArgs(connection), { [SchemaType.AVRO]: {} });
   }
 
   /** Registers `schema` under `subject` (idempotent) and returns its id. */
@@ -53,6 +54,7 @@ export class SchemaCatalog implements SchemaLookup {
         if (id !== undefined) return id;
         const status = (cause as { status?: number }).status;
         const message = `could not register schema under subject ${subject}: ${(cause as Error).message}`;
+        refuseCredentials(status, this.connection);
         if (status === 409 && isFirstRegistrationRace(cause)) {
           if (attempt < FIRST_REGISTRATION_ATTEMPTS) {
             await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
@@ -81,6 +83,7 @@ export class SchemaCatalog implements SchemaLookup {
       try {
         schema = await this.registry.getSchema(id);
       } catch (cause) {
+        refuseCredentials((cause as { status?: number }).status, this.connection);
         if (isNotFound(cause)) {
           this.missingSince.set(id, Date.now());
           continue;
@@ -101,6 +104,13 @@ const FIRST_REGISTRATION_ATTEMPTS = 5;
 /** Apicurio's answer to a subject's first registration racing another: "A rule named 'COMPATIBILITY' already exists". */
 function isFirstRegistrationRace(error: unknown): boolean {
   return /rule named '?\w+'? already exists/i.test((error as Error | undefined)?.message ?? '');
+}
+
+/** 401/403: the registry refuses who we are; no retry helps, exit 78 naming the variable. */
+function refuseCredentials(status: number | undefined, connection: string | RegistryConnection): void {
+  if (status === 401 || status === 403) {
+    throw new ConfigError(registryCredentialsVariable(connection), `the schema registry refused the credentials (HTTP ${status})`);
+  }
 }
 
 function isNotFound(error: unknown): boolean {

@@ -3,7 +3,9 @@
 // Operator and KEDA (kubernetes-models), rejecting unknown fields as `kubectl apply` would, and
 // then checks the rules the manifests' comments promise.
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject';
 import type { IScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject';
@@ -28,7 +30,7 @@ import { parseTokensFile } from '../../src/auth/tokens-file.js';
 import { loadConfig } from '../../src/config/config.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BUILDS = { base: 'k8s/base', keda: 'k8s/overlays/keda' } as const;
+const BUILDS = { base: 'k8s/base', keda: 'k8s/overlays/keda', secured: 'k8s/overlays/secured' } as const;
 type BuildName = keyof typeof BUILDS;
 const ROLES = ['pipeline', 'api', 'merge'] as const;
 
@@ -190,6 +192,32 @@ function schemaErrors(object: KubeObject): string[] {
 }
 
 // ---- helpers ----
+
+/**
+ * loadConfig reads the credential files a *_FILE variable names: write each mounted Secret's
+ * value to a temporary file and point the variable there. PEM files (CAs, certificates, keys)
+ * are left out: the examples hold placeholders, not certificates.
+ */
+function withSecretFiles(b: Build, deployment: IDeployment, env: Record<string, string>): Record<string, string> {
+  const out = { ...env };
+  const container = containers(deployment)[0];
+  const volumes = deployment.spec?.template.spec?.volumes ?? [];
+  const dir = mkdtempSync(path.join(tmpdir(), 'ordo-k8s-secrets-'));
+  for (const [name, file] of Object.entries(env)) {
+    if (!/^(KAFKA|SCHEMA_REGISTRY)_.*_FILE$/.test(name)) continue;
+    if (/_(CA|CERT|KEY)_FILE$/.test(name)) {
+      delete out[name];
+      continue;
+    }
+    const mount = container?.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
+    const secret = b.get<ISecret>('Secret', volumes.find((v) => v.name === mount?.name)?.secret?.secretName ?? '');
+    const key = file.slice(`${mount?.mountPath}/`.length);
+    const value = secret.stringData?.[key] ?? Buffer.from(secret.data?.[key] ?? '', 'base64').toString();
+    out[name] = path.join(dir, name);
+    writeFileSync(out[name], value);
+  }
+  return out;
+}
 
 function selects(selector: LabelSelector | undefined, labels: Record<string, string> | undefined): boolean {
   if (!selector) return false;
@@ -389,8 +417,8 @@ describe.each(Object.keys(BUILDS) as BuildName[])('k8s %s', (name) => {
     const b = build(name);
     for (const role of ROLES) {
       const container = b.deployment(role).spec!.template.spec!.containers[0]!;
-      const env = Object.fromEntries([...b.env(container)].filter(([, v]) => v !== undefined));
-      expect(() => loadConfig(env), role).not.toThrow();
+      const env = Object.fromEntries([...b.env(container)].filter(([, v]) => v !== undefined)) as Record<string, string>;
+      expect(() => loadConfig(withSecretFiles(b, b.deployment(role), env)), role).not.toThrow();
     }
   });
 
@@ -512,6 +540,35 @@ describe('k8s keda overlay', () => {
       } else {
         throw new Error(`unexpected trigger type ${trigger.type}`);
       }
+    }
+  });
+});
+
+describe('k8s secured overlay', () => {
+  it('gives every role its credentials as files from mounted Secrets, and no secret in the environment', () => {
+    const b = build('secured');
+    for (const role of ROLES) {
+      const deployment = b.deployment(role);
+      const volumes = deployment.spec?.template.spec?.volumes ?? [];
+      for (const container of containers(deployment)) {
+        const env = b.env(container);
+        expect(env.get('KAFKA_SECURITY_PROTOCOL'), role).toBe('SASL_SSL');
+        // Inline secrets would be readable by anyone who can read the ConfigMap or the pod spec.
+        for (const name of ['KAFKA_SASL_PASSWORD', 'KAFKA_SSL_KEY_PASSPHRASE', 'KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET', 'SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO', 'SCHEMA_REGISTRY_BEARER_TOKEN']) {
+          expect(env.has(name), `${role}: ${name} inline`).toBe(false);
+        }
+        const files = [...env].filter(([name]) => name.endsWith('_FILE') && /^(KAFKA|SCHEMA_REGISTRY)_/.test(name)).map(([name, value]) => [name, value ?? ''] as const);
+        expect(files.map(([name]) => name).sort()).toEqual(['KAFKA_SASL_PASSWORD_FILE', 'KAFKA_SSL_CA_FILE', 'SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE', 'SCHEMA_REGISTRY_CA_FILE']);
+        for (const [name, file] of files) {
+          const mount = container.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
+          expect(mount?.readOnly, `${role}: ${name} mounted read-only`).toBe(true);
+          const secretName = volumes.find((v) => v.name === mount?.name)?.secret?.secretName;
+          const secret = b.get<ISecret>('Secret', secretName ?? '');
+          expect(Object.keys({ ...secret.data, ...secret.stringData }), `${role}: ${name}`).toContain(file.slice(`${mount?.mountPath}/`.length));
+        }
+      }
+      // The image runs as uid/gid 1000: the group-readable Secret files must belong to its group.
+      expect(deployment.spec?.template.spec?.securityContext?.fsGroup).toBe(1000);
     }
   });
 });

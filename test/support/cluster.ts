@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Kafka, logLevel, type IHeaders, type KafkaMessage, type Producer } from 'kafkajs';
+import type { KafkaSecurity } from '../../src/config/security.js';
+import { kafkaSecurityOptions } from '../../src/kafka/client.js';
 import { SchemaCatalog } from '../../src/schema/schema-catalog.js';
 import { type UsageEvent, usageEventSchema, usageEventType } from '../../src/schema/usage-event.js';
 import { frame } from '../../src/schema/wire-format.js';
@@ -12,8 +14,9 @@ export function uniqueName(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 }
 
-export function testKafka(clientId = 'ordo-test'): Kafka {
-  return new Kafka({ brokers: BROKERS, clientId, logLevel: logLevel.NOTHING, retry: { retries: 8 } });
+/** A quiet client of the local broker; PLAINTEXT (the super user) unless `security` says otherwise. */
+export function testKafka(clientId = 'ordo-test', options: { brokers?: string[]; security?: KafkaSecurity } = {}): Kafka {
+  return new Kafka({ brokers: options.brokers ?? BROKERS, clientId, logLevel: logLevel.NOTHING, retry: { retries: 8 }, ...kafkaSecurityOptions(options.security) });
 }
 
 /**

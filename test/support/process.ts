@@ -14,6 +14,8 @@ export class WorkerProcess {
   readonly child: ChildProcess;
   readonly lines: LogLine[] = [];
   readonly stderr: string[] = [];
+  /** Raw stdout chunks (Ordo logs to stderr; kept to prove nothing else is written there). */
+  readonly stdout: string[] = [];
   readonly exited: Promise<number | null>;
 
   constructor(role: string, env: Record<string, string>, readonly name = role) {
@@ -37,7 +39,7 @@ export class WorkerProcess {
         }
       }
     });
-    this.child.stdout!.resume();
+    this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => this.stdout.push(chunk));
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))));
   }
 

@@ -1,0 +1,81 @@
+import type { OrdoConfig } from '../config/config.js';
+import { schemaLedgerGroupId } from '../engine/schema-ledger.js';
+import { META_STORE, changelogTopic, transactionalId } from '../engine/task.js';
+import { HELD_STORE, MERGE_META_STORE } from '../processors/merge.js';
+import { pipelineStores } from '../processors/pipeline.js';
+import { apiGroupId } from './api.js';
+import { mergeGroupId } from './merge.js';
+
+/**
+ * The minimal Kafka ACLs each role needs (docs/operations.md#acls lists them; a test runs
+ * every role with exactly these and with each one missing). Derived from the names the roles
+ * use, so the list cannot drift from the code. Describe is not listed: Kafka implies it from
+ * Read, Write and Delete on the same resource. Nor is IdempotentWrite on the cluster: since
+ * Kafka 3.0 (KIP-679) Write on the transactional id is enough for a transactional producer.
+ */
+export type AclOperation = 'Read' | 'Write' | 'Create' | 'Delete';
+
+export interface RoleAcl {
+  resource: 'Topic' | 'Group' | 'TransactionalId';
+  pattern: 'literal' | 'prefixed';
+  name: string;
+  operation: AclOperation;
+  /** Why the role needs it (shown in docs and in the test's failure report). */
+  why: string;
+  /** Only needed with ORDO_CREATE_TOPICS=true, or only to tidy up (restore groups expire by themselves). */
+  optional?: 'create-topics' | 'cleanup';
+}
+
+export type AclRole = 'pipeline' | 'merge' | 'api';
+
+export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'nodeId' | 'topics' | 'allowedLatenessMs'>): RoleAcl[] {
+  const t = config.topics;
+  const acls: RoleAcl[] = [];
+  const topic = (name: string, ops: AclOperation[], why: string): void => {
+    for (const operation of ops) acls.push({ resource: 'Topic', pattern: 'literal', name, operation, why });
+  };
+  const created = (names: string[]): void => {
+    for (const name of names) acls.push({ resource: 'Topic', pattern: 'literal', name, operation: 'Create', why: 'creates the topic if missing', optional: 'create-topics' });
+  };
+  const consumerGroup = (group: string, restores: boolean, why = 'consumer group; offsets committed in the transaction'): void => {
+    acls.push({ resource: 'Group', pattern: 'literal', name: group, operation: 'Read', why });
+    if (restores) {
+      acls.push({ resource: 'Group', pattern: 'prefixed', name: `${group}-restore-`, operation: 'Read', why: 'one short-lived group per state restore' });
+      acls.push({ resource: 'Group', pattern: 'prefixed', name: `${group}-restore-`, operation: 'Delete', why: 'deletes its restore groups when done', optional: 'cleanup' });
+    }
+  };
+
+  // The schema id ledger (engine/schema-ledger.ts): read whole by every instance, appended to.
+  const ledger = (group: string): void => {
+    topic(t.schemas, ['Read', 'Write'], 'schema id ledger');
+    created([t.schemas]);
+    acls.push({ resource: 'Group', pattern: 'literal', name: schemaLedgerGroupId({ groupId: group, nodeId: config.nodeId }), operation: 'Read', why: 'schema id ledger reader of this instance (offsets never committed)' });
+  };
+
+  if (role === 'pipeline') {
+    const stores = [META_STORE, ...pipelineStores({ aggregatesTopic: t.aggregates, allowedLatenessMs: config.allowedLatenessMs }).filter((s) => s.changelog === undefined).map((s) => s.name)];
+    const changelogs = stores.map((store) => changelogTopic(config.groupId, store));
+    topic(t.input, ['Read'], 'input');
+    for (const name of [t.ordered, t.dlq, t.late, t.watermarks]) topic(name, ['Write'], 'output');
+    topic(t.aggregates, ['Read', 'Write'], 'output, and the aggregates store restores from it');
+    for (const name of changelogs) topic(name, ['Read', 'Write'], 'state store changelog');
+    created([t.input, t.ordered, t.dlq, t.late, t.aggregates, t.watermarks, ...changelogs]);
+    consumerGroup(config.groupId, true);
+    acls.push({ resource: 'TransactionalId', pattern: 'prefixed', name: transactionalId(config.groupId, t.input, 0).replace(/0$/, ''), operation: 'Write', why: 'one transactional producer per input partition' });
+    ledger(config.groupId);
+  } else if (role === 'merge') {
+    const group = mergeGroupId(config);
+    const changelogs = [HELD_STORE, MERGE_META_STORE].map((store) => changelogTopic(group, store));
+    for (const name of [t.ordered, t.watermarks]) topic(name, ['Read'], 'input');
+    for (const name of [t.global, t.dlq]) topic(name, ['Write'], 'output');
+    for (const name of changelogs) topic(name, ['Read', 'Write'], 'state store changelog');
+    created([t.global, ...changelogs]);
+    consumerGroup(group, true);
+    acls.push({ resource: 'TransactionalId', pattern: 'literal', name: `${group}-global`, operation: 'Write', why: 'the one transactional producer' });
+  } else {
+    topic(t.aggregates, ['Read'], 'the read model follows it');
+    consumerGroup(apiGroupId(config), false, 'consumer group of this replica (offsets never committed)');
+    ledger(`${config.groupId}-api`);
+  }
+  return acls;
+}

@@ -1,0 +1,188 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inspect } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/config.js';
+import { Secret } from '../../src/config/secret.js';
+import { ConfigError } from '../../src/errors.js';
+import { kafkaSecurityOptions } from '../../src/kafka/client.js';
+import { registryClientArgs } from '../../src/schema/registry-client.js';
+import { catchError } from '../support/unit/fixtures.js';
+
+/** Throwaway PEM files made with openssl: a certificate, its key (plain and encrypted), another key. */
+let dir: string;
+const file = (name: string): string => join(dir, name);
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'ordo-security-'));
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=client', '-keyout', 'client.key', '-out', 'client.pem');
+  openssl('pkcs8', '-topk8', '-v2', 'aes-256-cbc', '-in', 'client.key', '-passout', 'pass:open-sesame', '-out', 'client-encrypted.key');
+  openssl('genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', 'other.key');
+  writeFileSync(file('passphrase'), 'open-sesame\n');
+  writeFileSync(file('wrong-passphrase'), 'not-it\n');
+  writeFileSync(file('password'), 'pa55word\n');
+  writeFileSync(file('empty'), '');
+  writeFileSync(file('not-pem'), 'hello');
+});
+
+function configError(env: Record<string, string>, variable: string): ConfigError {
+  const error = catchError(() => loadConfig(env));
+  expect(error).toBeInstanceOf(ConfigError);
+  expect((error as ConfigError).variable).toBe(variable);
+  return error as ConfigError;
+}
+
+const SCRAM = { KAFKA_SECURITY_PROTOCOL: 'SASL_SSL', KAFKA_SASL_MECHANISM: 'SCRAM-SHA-512', KAFKA_SASL_USERNAME: 'ordo' };
+const OAUTH = {
+  KAFKA_SECURITY_PROTOCOL: 'SASL_SSL',
+  KAFKA_SASL_MECHANISM: 'OAUTHBEARER',
+  KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL: 'https://idp.example.com/oauth2/token',
+  KAFKA_SASL_OAUTHBEARER_CLIENT_ID: 'ordo',
+  KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET: 'cl13nt-secret',
+};
+
+describe('Kafka security settings', () => {
+  it('defaults to PLAINTEXT with no TLS and no SASL', () => {
+    expect(loadConfig({}).security).toEqual({ kafka: { protocol: 'PLAINTEXT' }, registry: {} });
+    expect(kafkaSecurityOptions(loadConfig({}).security.kafka)).toEqual({});
+  });
+
+  it('reads SCRAM over TLS with the password from a file (one trailing newline dropped) and maps it to kafkajs', () => {
+    const { kafka } = loadConfig({ ...SCRAM, KAFKA_SASL_PASSWORD_FILE: file('password'), KAFKA_SSL_CA_FILE: file('client.pem') }).security;
+    expect(kafka.protocol).toBe('SASL_SSL');
+    expect(kafka.sasl).toMatchObject({ mechanism: 'SCRAM-SHA-512', username: 'ordo' });
+    const options = kafkaSecurityOptions(kafka);
+    expect(options.sasl).toEqual({ mechanism: 'scram-sha-512', username: 'ordo', password: 'pa55word' });
+    expect(options.ssl).toMatchObject({ rejectUnauthorized: true, ca: [expect.any(Buffer)] });
+  });
+
+  it('maps PLAIN and SCRAM-SHA-256 and a SASL_PLAINTEXT protocol without TLS', () => {
+    for (const [mechanism, kafkajs] of [['PLAIN', 'plain'], ['SCRAM-SHA-256', 'scram-sha-256']] as const) {
+      const { kafka } = loadConfig({ KAFKA_SECURITY_PROTOCOL: 'SASL_PLAINTEXT', KAFKA_SASL_MECHANISM: mechanism, KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'p' }).security;
+      expect(kafka.tls).toBeUndefined();
+      expect(kafkaSecurityOptions(kafka)).toEqual({ sasl: { mechanism: kafkajs, username: 'u', password: 'p' } });
+    }
+  });
+
+  it('reads mTLS with an encrypted key and its passphrase file', () => {
+    const { kafka } = loadConfig({
+      KAFKA_SECURITY_PROTOCOL: 'SSL',
+      KAFKA_SSL_CERT_FILE: file('client.pem'),
+      KAFKA_SSL_KEY_FILE: file('client-encrypted.key'),
+      KAFKA_SSL_KEY_PASSPHRASE_FILE: file('passphrase'),
+    }).security;
+    const ssl = kafkaSecurityOptions(kafka).ssl!;
+    expect(ssl).toMatchObject({ rejectUnauthorized: true, cert: expect.any(Buffer), key: expect.any(Buffer), passphrase: 'open-sesame' });
+    expect(ssl.ca).toBeUndefined(); // the system CAs
+  });
+
+  it('reads the OAUTHBEARER client credentials and gives kafkajs a token provider', () => {
+    const { kafka } = loadConfig({ ...OAUTH, KAFKA_SASL_OAUTHBEARER_SCOPE: 'kafka' }).security;
+    expect(kafka.sasl).toMatchObject({ mechanism: 'OAUTHBEARER', oauth: { clientId: 'ordo', scope: 'kafka', tokenEndpointUrl: OAUTH.KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL } });
+    expect(kafkaSecurityOptions(kafka).sasl).toMatchObject({ mechanism: 'oauthbearer', oauthBearerProvider: expect.any(Function) });
+  });
+
+  it.each([
+    [{ KAFKA_SECURITY_PROTOCOL: 'TLS' }, 'KAFKA_SECURITY_PROTOCOL'],
+    [{ KAFKA_SECURITY_PROTOCOL: 'SASL_SSL' }, 'KAFKA_SASL_MECHANISM'],
+    [{ KAFKA_SECURITY_PROTOCOL: 'SASL_SSL', KAFKA_SASL_MECHANISM: 'GSSAPI' }, 'KAFKA_SASL_MECHANISM'],
+    [{ KAFKA_SASL_MECHANISM: 'PLAIN' }, 'KAFKA_SASL_MECHANISM'],
+    [{ KAFKA_SASL_USERNAME: 'ordo' }, 'KAFKA_SASL_USERNAME'],
+    [{ KAFKA_SSL_CA_FILE: '/etc/ca.pem' }, 'KAFKA_SSL_CA_FILE'],
+    [{ KAFKA_SECURITY_PROTOCOL: 'SASL_PLAINTEXT', KAFKA_SASL_MECHANISM: 'PLAIN', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'p', KAFKA_SSL_KEY_FILE: 'k' }, 'KAFKA_SSL_KEY_FILE'],
+    [{ ...SCRAM }, 'KAFKA_SASL_PASSWORD'],
+    [{ ...SCRAM, KAFKA_SASL_USERNAME: '', KAFKA_SASL_PASSWORD: 'p' }, 'KAFKA_SASL_USERNAME'],
+    [{ ...SCRAM, KAFKA_SASL_PASSWORD: 'p', KAFKA_SASL_PASSWORD_FILE: '/run/secrets/p' }, 'KAFKA_SASL_PASSWORD'],
+    [{ ...SCRAM, KAFKA_SASL_PASSWORD_FILE: '/nonexistent/password' }, 'KAFKA_SASL_PASSWORD_FILE'],
+    [{ ...SCRAM, KAFKA_SASL_PASSWORD: 'p', KAFKA_SASL_OAUTHBEARER_CLIENT_ID: 'x' }, 'KAFKA_SASL_OAUTHBEARER_CLIENT_ID'],
+    [{ ...OAUTH, KAFKA_SASL_PASSWORD: 'p' }, 'KAFKA_SASL_PASSWORD'],
+    [{ ...OAUTH, KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL: '' }, 'KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL'],
+    [{ ...OAUTH, KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL: 'http://idp.example.com/token' }, 'KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL'],
+    [{ ...OAUTH, KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL: 'https://a:b@idp.example.com/token' }, 'KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL'],
+    [{ ...OAUTH, KAFKA_SASL_OAUTHBEARER_CLIENT_ID: '' }, 'KAFKA_SASL_OAUTHBEARER_CLIENT_ID'],
+    [{ ...OAUTH, KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET: '' }, 'KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET'],
+  ])('refuses %j naming %s', (env, variable) => {
+    configError(env, variable);
+  });
+
+  it('accepts http for the token endpoint only on a loopback address', () => {
+    expect(loadConfig({ ...OAUTH, KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL: 'http://127.0.0.1:8443/token' }).security.kafka.sasl?.mechanism).toBe('OAUTHBEARER');
+  });
+
+  it('checks certificate and key files at start: exists, PEM, encrypted key has the right passphrase, key matches certificate', () => {
+    const ssl = { KAFKA_SECURITY_PROTOCOL: 'SSL' };
+    configError({ ...ssl, KAFKA_SSL_CA_FILE: file('missing.pem') }, 'KAFKA_SSL_CA_FILE');
+    configError({ ...ssl, KAFKA_SSL_CA_FILE: file('not-pem') }, 'KAFKA_SSL_CA_FILE');
+    configError({ ...ssl, KAFKA_SSL_CERT_FILE: file('client.pem') }, 'KAFKA_SSL_KEY_FILE');
+    configError({ ...ssl, KAFKA_SSL_KEY_FILE: file('client.key') }, 'KAFKA_SSL_CERT_FILE');
+    configError({ ...ssl, KAFKA_SSL_KEY_PASSPHRASE: 'x' }, 'KAFKA_SSL_KEY_PASSPHRASE');
+    const mtls = { ...ssl, KAFKA_SSL_CERT_FILE: file('client.pem') };
+    configError({ ...mtls, KAFKA_SSL_KEY_FILE: file('client-encrypted.key') }, 'KAFKA_SSL_KEY_PASSPHRASE');
+    configError({ ...mtls, KAFKA_SSL_KEY_FILE: file('client-encrypted.key'), KAFKA_SSL_KEY_PASSPHRASE_FILE: file('wrong-passphrase') }, 'KAFKA_SSL_KEY_PASSPHRASE_FILE');
+    configError({ ...mtls, KAFKA_SSL_KEY_FILE: file('other.key') }, 'KAFKA_SSL_KEY_FILE');
+    configError({ ...mtls, KAFKA_SSL_KEY_FILE: file('not-pem') }, 'KAFKA_SSL_KEY_FILE');
+    expect(loadConfig({ ...mtls, KAFKA_SSL_KEY_FILE: file('client.key') }).security.kafka.tls?.key).toBeInstanceOf(Buffer);
+  });
+
+  it('never puts a secret into an error message', () => {
+    const secret = 'open-sesame';
+    const attempts: Record<string, string>[] = [
+      { KAFKA_SECURITY_PROTOCOL: 'SSL', KAFKA_SSL_CERT_FILE: file('client.pem'), KAFKA_SSL_KEY_FILE: file('client-encrypted.key'), KAFKA_SSL_KEY_PASSPHRASE: 'open-sesame-wrong' },
+      { ...SCRAM, KAFKA_SASL_PASSWORD: secret, KAFKA_SASL_PASSWORD_FILE: file('password') },
+      { SCHEMA_REGISTRY_URL: `https://ordo:${secret}@registry.example.com` },
+      { SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO: secret },
+      { SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO: `u:${secret}`, SCHEMA_REGISTRY_BEARER_TOKEN: secret },
+      { ...OAUTH, KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET: secret, KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL: `http://x:${secret}@idp/` },
+    ];
+    for (const env of attempts) {
+      const error = catchError(() => loadConfig(env));
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).not.toContain(secret);
+    }
+  });
+});
+
+describe('schema registry credentials', () => {
+  it('reads basic auth user info (from a file too) and passes it to the client', () => {
+    writeFileSync(file('userinfo'), 'ordo:reg1stry-pass\n');
+    const { registry } = loadConfig({ SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE: file('userinfo') }).security;
+    expect(registry.basicAuth?.username).toBe('ordo');
+    expect(registryClientArgs({ url: 'http://r', security: registry })).toEqual({ host: 'http://r', auth: { username: 'ordo', password: 'reg1stry-pass' } });
+  });
+
+  it('reads a bearer token and an https CA', () => {
+    const { registry } = loadConfig({ SCHEMA_REGISTRY_URL: 'https://registry.example.com', SCHEMA_REGISTRY_BEARER_TOKEN: 't0ken', SCHEMA_REGISTRY_CA_FILE: file('client.pem') }).security;
+    expect(registry.bearerToken?.reveal()).toBe('t0ken');
+    const args = registryClientArgs({ url: 'https://registry.example.com', security: registry });
+    expect(args.middlewares).toHaveLength(1);
+    expect(args.agent).toBeDefined();
+  });
+
+  it.each([
+    [{ SCHEMA_REGISTRY_URL: 'https://u:p@registry.example.com' }, 'SCHEMA_REGISTRY_URL'],
+    [{ SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO: 'no-colon' }, 'SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO'],
+    [{ SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO: 'u:p', SCHEMA_REGISTRY_BEARER_TOKEN: 't' }, 'SCHEMA_REGISTRY_BEARER_TOKEN'],
+    [{ SCHEMA_REGISTRY_BEARER_TOKEN_FILE: '/nonexistent' }, 'SCHEMA_REGISTRY_BEARER_TOKEN_FILE'],
+    [{ SCHEMA_REGISTRY_CA_FILE: '/etc/ca.pem' }, 'SCHEMA_REGISTRY_CA_FILE'],
+  ])('refuses %j naming %s', (env, variable) => {
+    configError(env, variable);
+  });
+
+  it('refuses an empty secret file', () => {
+    configError({ SCHEMA_REGISTRY_BEARER_TOKEN_FILE: file('empty') }, 'SCHEMA_REGISTRY_BEARER_TOKEN_FILE');
+  });
+});
+
+describe('Secret', () => {
+  it('prints as [redacted] however it is logged', () => {
+    const secret = new Secret('hunter2', 'KAFKA_SASL_PASSWORD');
+    const config = loadConfig({ ...SCRAM, KAFKA_SASL_PASSWORD: 'hunter2' });
+    for (const text of [String(secret), `${String(secret)}`, JSON.stringify({ secret }), inspect(secret), JSON.stringify(config), inspect(config, { depth: 10 })]) {
+      expect(text).not.toContain('hunter2');
+    }
+    expect(secret.reveal()).toBe('hunter2');
+  });
+});
