@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { ROOT } from '../support/process.js';
+import { type LogLine, ROOT, collectLines } from '../support/process.js';
 
 /**
  * Runs the runnable blocks of a Markdown document as a reader would type them.
@@ -86,7 +86,7 @@ export function runScript(script: string, env: NodeJS.ProcessEnv, stateFile: str
 /** A role started the way a reader starts it in a terminal of its own. */
 export class Background {
   readonly child: ChildProcess;
-  readonly logs: { msg?: string; [key: string]: unknown }[] = [];
+  readonly logs: LogLine[] = [];
   readonly stderr: string[] = [];
   readonly exited: Promise<number | null>;
 
@@ -99,21 +99,7 @@ export class Background {
     // `exec env …`: the command's assignments apply and its process replaces the shell, as
     // bin/ordo's own exec does: the pid is the worker's.
     this.child = spawn('bash', ['-c', `source "${stateFile}"\nexec env ${command}`], { cwd: ROOT, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
-    let buffer = '';
-    this.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-      buffer += chunk;
-      let nl;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        this.stderr.push(line);
-        try {
-          this.logs.push(JSON.parse(line) as { msg?: string });
-        } catch {
-          /* not a log line */
-        }
-      }
-    });
+    collectLines(this.child.stderr!, this.stderr, this.logs);
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))));
   }
 

@@ -9,6 +9,25 @@ export interface LogLine {
   [key: string]: unknown;
 }
 
+/** Splits a child's stderr into lines (all of them in `raw`) and parses the JSON log lines into `logs`. */
+export function collectLines(stream: NodeJS.ReadableStream, raw: string[], logs: LogLine[]): void {
+  let buffer = '';
+  stream.setEncoding('utf8').on('data', (chunk: string) => {
+    buffer += chunk;
+    let nl;
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      raw.push(line);
+      try {
+        logs.push(JSON.parse(line) as LogLine);
+      } catch {
+        /* not a log line (e.g. a config error message) */
+      }
+    }
+  });
+}
+
 /** An `ordo <role>` child process with its JSON log lines collected. */
 export class WorkerProcess {
   readonly child: ChildProcess;
@@ -24,21 +43,7 @@ export class WorkerProcess {
       env: { ...process.env, KAFKAJS_NO_PARTITIONER_WARNING: '1', ORDO_LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let buffer = '';
-    this.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-      buffer += chunk;
-      let nl;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        this.stderr.push(line);
-        try {
-          this.lines.push(JSON.parse(line) as LogLine);
-        } catch {
-          /* not a log line (e.g. a config error message) */
-        }
-      }
-    });
+    collectLines(this.child.stderr!, this.stderr, this.lines);
     this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => this.stdout.push(chunk));
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))));
   }
