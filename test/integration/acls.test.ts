@@ -76,6 +76,8 @@ function configFor(prefix: string, group?: string): OrdoConfig {
     ORDO_API_PORT: '0',
     ORDO_SHUTDOWN_GRACE_MS: '5000',
     ORDO_ALLOWED_LATENESS_MS: String(7 * 86_400_000),
+    // The bound of the retries of a failure the policy cannot call fatal (the unnamed case).
+    ORDO_STUCK_AFTER_MS: '15000',
   });
 }
 
@@ -163,7 +165,7 @@ const REMOVALS: { role: AclRole; pick: (a: RoleAcl, c: OrdoConfig) => boolean; l
   { role: 'pipeline', label: 'Write on the ordered topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.ordered && a.operation === 'Write' },
   // kafkajs reports only the first partition error of AddPartitionsToTxn, here the other
   // partitions' OPERATION_NOT_ATTEMPTED, so which ACL is missing is not known: the pipeline
-  // stops after its retries (about 20 s) without naming it (docs/operations.md#acls).
+  // stops once its retries have lasted ORDO_STUCK_AFTER_MS without naming it (docs/operations.md#acls).
   { role: 'pipeline', label: 'Write on a changelog topic', pick: (a) => a.resource === 'Topic' && a.name.endsWith('-dedupe-changelog') && a.operation === 'Write', unnamed: true },
   { role: 'pipeline', label: 'Read on the consumer group', pick: (a, c) => a.resource === 'Group' && a.name === c.groupId },
   { role: 'pipeline', label: 'Write on the transactional ids', pick: (a) => a.resource === 'TransactionalId' },

@@ -100,7 +100,7 @@ describe('ordo events', () => {
     const before = await endOffsets();
     const bad = await ordo(['events', 'produce'], '{"type":"t","subject":"acme","value":"1"}\n{"type":"t","subject":"acme","value":"12,50"}\n');
     expect(bad).toMatchObject({ code: 65, stdout: '' });
-    expect(bad.stderr).toBe('ordo events: line 2: value "12,50" is not a plain decimal string (e.g. "12.50")\n');
+    expect(bad.stderr).toBe('ordo events: line 2: value "12,50" is not a plain decimal string (e.g. "12.50"; no exponent, NaN or Infinity)\n');
     const flags = await ordo(['events', 'produce', '--type', 't', '--subject', 'acme', '--value', '1', '--dimension', 'novalue']);
     expect(flags).toMatchObject({ code: 65, stderr: 'ordo events: --dimension: "novalue" is not name=value\n' });
     expect(await endOffsets()).toBe(before);
