@@ -3,9 +3,13 @@
 // tests run, so nothing is started: the files are checked against the Compose Specification
 // schema, against each other (dependencies, health checks, mounts, ports) and against the
 // versions the rest of the repository uses, and Prometheus' configuration goes through the
-// real `promtool check config`, rules included.
+// real `promtool check config`, rules included. docker-compose.secured.yml (the secured
+// variant, an override file) is merged onto the base the way Compose merges files and checked
+// the same way, and its init script really runs here to make the material that Ordo's own
+// configuration validation then accepts.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import { parse, stringify } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/config.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const COMPOSE_FILE = path.join(ROOT, 'docker-compose.yml');
@@ -47,6 +52,8 @@ interface LongVolume {
 }
 interface Service {
   image?: string;
+  entrypoint?: string | string[];
+  user?: string;
   build?: string | { context?: string; dockerfile?: string };
   command?: string | string[];
   container_name?: string;
@@ -60,6 +67,7 @@ interface Service {
 }
 interface ComposeFile {
   services: Record<string, Service>;
+  volumes?: Record<string, unknown>;
 }
 
 function loadYaml(file: string): unknown {
@@ -366,6 +374,393 @@ describe('docker-compose.yml', () => {
       }
     }
     expect([...published.keys()]).toEqual(expect.arrayContaining(['9092', '8081', '8080', '9090', '3000']));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// docker-compose.secured.yml, merged onto docker-compose.yml as
+// `docker compose -f docker-compose.yml -f docker-compose.secured.yml` merges them.
+
+const SECURED_FILE = path.join(ROOT, 'docker-compose.secured.yml');
+const securedOverride = loadYaml(SECURED_FILE) as ComposeFile;
+
+function volumeTarget(volume: string | LongVolume): string {
+  return typeof volume === 'string' ? (volume.split(':')[1] ?? '') : volume.target;
+}
+
+/**
+ * One service of `-f base -f override` per the Compose Specification's merge rules
+ * (https://github.com/compose-spec/compose-spec/blob/main/13-merge.md) for the fields we use:
+ * mappings merge key by key (environment, depends_on, healthcheck), volumes merge by mount
+ * target, ports are appended, everything else (entrypoint, command, image, ...) is replaced.
+ */
+function mergeService(base: Service | undefined, over: Service): Service {
+  if (base === undefined) return over;
+  const merged: Service = { ...base };
+  for (const key of Object.keys(over) as (keyof Service)[]) {
+    if (key === 'environment') merged.environment = { ...environment(base), ...environment(over) };
+    else if (key === 'depends_on') merged.depends_on = { ...dependencies(base), ...dependencies(over) } as Record<string, DependsOnEntry>;
+    else if (key === 'healthcheck') merged.healthcheck = { ...base.healthcheck, ...over.healthcheck };
+    else if (key === 'ports') merged.ports = [...(base.ports ?? []), ...(over.ports ?? [])];
+    else if (key === 'volumes') {
+      const targets = new Set((over.volumes ?? []).map(volumeTarget));
+      merged.volumes = [...(base.volumes ?? []).filter((v) => !targets.has(volumeTarget(v))), ...(over.volumes ?? [])];
+    } else (merged as Record<string, unknown>)[key] = over[key];
+  }
+  return merged;
+}
+
+const securedCompose: ComposeFile & Record<string, unknown> = {
+  ...(compose as ComposeFile & Record<string, unknown>),
+  services: Object.fromEntries(
+    [...new Set([...Object.keys(services), ...Object.keys(securedOverride.services)])].map((name) => {
+      const over = securedOverride.services[name];
+      return [name, over === undefined ? services[name]! : mergeService(services[name], over)];
+    }),
+  ),
+  volumes: { ...compose.volumes, ...securedOverride.volumes },
+};
+const secured = securedCompose.services;
+
+function securedService(name: string): Service {
+  const found = secured[name];
+  if (!found) throw new Error(`the secured stack has no service "${name}"`);
+  return found;
+}
+
+function compileComposeSchema(): ReturnType<Ajv['compile']> {
+  const require = createRequire(import.meta.url);
+  const schemaFile = path.join(path.dirname(require.resolve('dclint/package.json')), 'schemas', 'compose.schema.json');
+  const { $schema: _dialect, ...schema } = JSON.parse(readFileSync(schemaFile, 'utf8')) as { $schema?: string };
+  return new Ajv({ allErrors: true, strict: false, allowUnionTypes: true }).compile(schema);
+}
+
+/** Services that run once: another service waits for them with service_completed_successfully. */
+function oneShots(all: Record<string, Service>): Set<string> {
+  return new Set(Object.values(all).flatMap((svc) =>
+    Object.entries(dependencies(svc)).filter(([, entry]) => entry?.condition === 'service_completed_successfully').map(([target]) => target)));
+}
+
+/** Named-volume mounts of a service: container path -> volume. */
+function namedVolumeMounts(svc: Service): { volume: string; target: string; readOnly: boolean }[] {
+  const mounts: { volume: string; target: string; readOnly: boolean }[] = [];
+  for (const volume of svc.volumes ?? []) {
+    if (typeof volume === 'string') {
+      const [source = '', target = '', mode = ''] = volume.split(':');
+      if (/^(\.|\/|~)/.test(source) || target === '') continue;
+      mounts.push({ volume: source, target, readOnly: mode.split(',').includes('ro') });
+    } else if (volume.type === 'volume' && volume.source !== undefined) {
+      mounts.push({ volume: volume.source, target: volume.target, readOnly: volume.read_only === true });
+    }
+  }
+  return mounts;
+}
+
+function mountFor(mounts: { volume: string; target: string; readOnly: boolean }[], containerPath: string) {
+  return mounts
+    .filter((m) => containerPath.startsWith(m.target.replace(/\/$/, '') + '/'))
+    .sort((a, b) => b.target.length - a.target.length)[0];
+}
+
+/** The script a service's entrypoint runs, as a repository path (through its bind mounts). */
+function entrypointScript(svc: Service): string {
+  const words = typeof svc.entrypoint === 'string' ? svc.entrypoint.split(/\s+/) : (svc.entrypoint ?? []);
+  expect(words[0], `entrypoint ${words.join(' ')} should run bash`).toBe('bash');
+  const host = hostPath(svc, words[1] ?? '');
+  expect(host, `entrypoint script ${words[1]} is not under a bind mount`).toBeDefined();
+  return host!;
+}
+
+function parseProperties(text: string): Map<string, string> {
+  const props = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    if (line.trim() === '' || line.startsWith('#')) continue;
+    const at = line.indexOf('=');
+    expect(at, `not a property line: ${line}`).toBeGreaterThan(0);
+    expect(props.has(line.slice(0, at)), `property ${line.slice(0, at)} set twice`).toBe(false);
+    props.set(line.slice(0, at), line.slice(at + 1));
+  }
+  return props;
+}
+
+// Variables that hold a secret inline; in compose each must come as its *_FILE instead.
+const INLINE_SECRETS = [
+  'KAFKA_SASL_PASSWORD',
+  'KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET',
+  'KAFKA_SSL_KEY_PASSPHRASE',
+  'SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO',
+  'SCHEMA_REGISTRY_BEARER_TOKEN',
+];
+
+describe('docker-compose.secured.yml (merged onto docker-compose.yml)', () => {
+  const scratch = mkdtempSync(path.join(tmpdir(), 'ordo-compose-secured-'));
+  afterAll(() => {
+    // make-secrets.sh leaves its directories read-only.
+    for (const dir of ['broker', 'client']) if (existsSync(path.join(scratch, dir))) chmodSync(path.join(scratch, dir), 0o700);
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  const init = securedService('kafka-secrets');
+  const kafka = securedService('kafka');
+  const initEnv = environment(init);
+  // Where each volume lives in the test: the init service's mount targets, mapped to scratch dirs.
+  const volumeDirs: Record<string, string> = {};
+  for (const mount of namedVolumeMounts(init)) volumeDirs[mount.volume] = path.join(scratch, path.basename(mount.target));
+  /** A path inside `svc`'s container, in the scratch copy of the volume it is mounted from. */
+  const scratchPath = (svc: Service, containerPath: string): string | undefined => {
+    const mount = mountFor(namedVolumeMounts(svc), containerPath);
+    const dir = mount && volumeDirs[mount.volume];
+    return dir === undefined ? undefined : path.join(dir, path.relative(mount!.target, containerPath));
+  };
+  const makeSecrets = () =>
+    spawnSync('bash', [entrypointScript(init)], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: {
+        PATH: process.env.PATH,
+        ...initEnv,
+        BROKER_DIR: volumeDirs['kafka-secrets-broker'],
+        CLIENT_DIR: volumeDirs['kafka-secrets-client'],
+        // Here the files stay ours (chown to one's own ids is allowed as any user).
+        ORDO_UID: String(process.getuid?.() ?? 0),
+        ORDO_GID: String(process.getgid?.() ?? 0),
+        KAFKA_UID: String(process.getuid?.() ?? 0),
+        KAFKA_GID: String(process.getgid?.() ?? 0),
+      },
+    });
+
+  it('is valid against the Compose Specification schema, alone and merged', () => {
+    const validate = compileComposeSchema();
+    expect(validate(securedOverride), JSON.stringify(validate.errors)).toBe(true);
+    expect(validate(securedCompose), JSON.stringify(validate.errors)).toBe(true);
+  });
+
+  it('reconfigures kafka and the three roles, adds only the one-shot kafka-secrets, and declares its volumes', () => {
+    expect(Object.keys(securedOverride.services).sort()).toEqual(['kafka', 'kafka-secrets', 'ordo-api', 'ordo-merge', 'ordo-pipeline']);
+    expect(Object.keys(secured).sort()).toEqual([...EXPECTED_SERVICES, 'kafka-secrets'].sort());
+    expect([...oneShots(secured)]).toEqual(['kafka-secrets']);
+    for (const [name, svc] of Object.entries(secured)) {
+      for (const mount of namedVolumeMounts(svc)) {
+        expect(Object.keys(securedCompose.volumes ?? {}), `${name} mounts the undeclared volume ${mount.volume}`).toContain(mount.volume);
+      }
+    }
+  });
+
+  it('has a health check on every long-running service, and depends_on conditions `up --wait` can honour', () => {
+    const once = oneShots(secured);
+    for (const [name, svc] of Object.entries(secured)) {
+      if (once.has(name)) {
+        expect(svc.restart ?? 'no', `${name} runs once; it must not restart`).toBe('no');
+        continue;
+      }
+      expect(svc.healthcheck?.test, `${name}: no health check`).toBeDefined();
+      expect(svc.healthcheck?.disable ?? false).toBe(false);
+    }
+    for (const [name, svc] of Object.entries(secured)) {
+      expect(Array.isArray(svc.depends_on), `${name}: depends_on must use the long form`).toBe(false);
+      for (const [target, entry] of Object.entries(dependencies(svc))) {
+        expect(secured[target], `${name} depends on "${target}", which is no service`).toBeDefined();
+        expect(entry?.condition, `${name} -> ${target}`).toBe(once.has(target) ? 'service_completed_successfully' : 'service_healthy');
+      }
+    }
+    // kafka and each role wait for the material they mount. (`up --wait` also needs every
+    // one-shot to be waited for this way by a long-running service, or it reports its exit.)
+    for (const name of ['kafka', ...Object.keys(ORDO_ROLES)]) {
+      expect(dependencies(securedService(name))['kafka-secrets']?.condition, name).toBe('service_completed_successfully');
+    }
+    // Unchanged order otherwise: the roles still wait for a healthy kafka and registry.
+    expect(dependencies(securedService('ordo-pipeline'))).toMatchObject({ kafka: { condition: 'service_healthy' }, registry: { condition: 'service_healthy' } });
+  });
+
+  it('runs pinned images: kafka-secrets the kafka service\'s own apache/kafka version', () => {
+    expect(init.image).toBe(kafka.image);
+    expect(imageTag(init.image ?? '')).toMatchObject({ name: 'apache/kafka', tag: scriptDefault('KAFKA_VERSION') });
+    for (const [name, svc] of Object.entries(secured)) {
+      const { tag, digest } = imageTag(svc.image ?? '');
+      expect(tag ?? digest, `${name}: ${svc.image} is not pinned`).toBeDefined();
+      expect(['latest', 'stable', 'edge', 'nightly', 'main', 'lts', 'current'], `${name}: ${svc.image} floats`).not.toContain(tag);
+    }
+  });
+
+  it('bind-mounts only repository paths, read-only; the secrets volumes are writable by kafka-secrets alone', () => {
+    for (const [name, svc] of Object.entries(secured)) {
+      for (const mount of bindMounts(svc)) {
+        expect(existsSync(mount.source), `${name}: ${mount.source} does not exist`).toBe(true);
+        expect(mount.readOnly, `${name}: ${mount.source} should be :ro`).toBe(true);
+      }
+      for (const mount of namedVolumeMounts(svc)) {
+        if (!mount.volume.startsWith('kafka-secrets-')) continue;
+        expect(mount.readOnly, `${name} mounts ${mount.volume}`).toBe(name !== 'kafka-secrets');
+      }
+    }
+    // The broker's key only reaches the broker; the roles get the client volume.
+    expect(namedVolumeMounts(kafka).map((m) => m.volume)).toEqual(['kafka-secrets-broker']);
+    for (const name of Object.keys(ORDO_ROLES)) expect(namedVolumeMounts(securedService(name)).map((m) => m.volume), name).toEqual(['kafka-secrets-client']);
+  });
+
+  it('hands the client material to the user Ordo\'s image runs as', () => {
+    const user = dockerfile.stages.at(-1)!.instructions.filter((i) => i.keyword === 'USER').at(-1)?.args;
+    expect(user).toBe(`${initEnv.ORDO_UID}:${initEnv.ORDO_GID}`);
+  });
+
+  it('has its scripts in deploy/secured, executable and `bash -n` clean', () => {
+    for (const svc of [init, kafka]) {
+      const script = entrypointScript(svc);
+      expect(path.relative(ROOT, script)).toMatch(/^deploy\/secured\/[\w-]+\.sh$/);
+      expect(statSync(script).mode & 0o111, `${script} is not executable`).not.toBe(0);
+      const syntax = spawnSync('bash', ['-n', script], { encoding: 'utf8' });
+      expect(syntax.status, syntax.stderr).toBe(0);
+      const shellcheck = spawnSync('shellcheck', [script], { encoding: 'utf8' });
+      if (!shellcheck.error) expect(shellcheck.status, shellcheck.stdout).toBe(0);
+    }
+  });
+
+  it('passes every secret to the roles as a *_FILE path in the volume kafka-secrets writes, never inline', () => {
+    const written = new Set(namedVolumeMounts(init).filter((m) => !m.readOnly).map((m) => m.volume));
+    for (const name of Object.keys(ORDO_ROLES)) {
+      const svc = securedService(name);
+      const env = environment(svc);
+      for (const variable of INLINE_SECRETS) expect(env[variable], `${name}: ${variable} inline`).toBeUndefined();
+      const files = Object.entries(env).filter(([key]) => /^(KAFKA|SCHEMA_REGISTRY)_\w+_FILE$/.test(key));
+      expect(files.map(([key]) => key).sort(), name).toEqual(['KAFKA_SASL_PASSWORD_FILE', 'KAFKA_SSL_CA_FILE']);
+      for (const [key, file] of files) {
+        const mount = mountFor(namedVolumeMounts(svc), file);
+        expect(mount, `${name}: ${key}=${file} is in no volume`).toBeDefined();
+        expect(written.has(mount!.volume), `${name}: ${key}=${file} is in ${mount!.volume}, which kafka-secrets does not write`).toBe(true);
+      }
+      expect(env).toMatchObject({ KAFKA_SECURITY_PROTOCOL: 'SASL_SSL', KAFKA_SASL_MECHANISM: 'SCRAM-SHA-512', KAFKA_SASL_USERNAME: initEnv.SCRAM_USER });
+    }
+  });
+
+  it('makes the material (deploy/secured/make-secrets.sh, run here), and the roles\' environment passes Ordo\'s config validation with it', () => {
+    const first = makeSecrets();
+    expect(first.status, first.stdout + first.stderr).toBe(0);
+
+    for (const name of Object.keys(ORDO_ROLES)) {
+      const svc = securedService(name);
+      const env = environment(svc);
+      // Container paths -> the files just made; the meters file -> its bind-mounted source.
+      const local = Object.fromEntries(Object.entries(env).map(([key, value]) => {
+        if (!key.endsWith('_FILE')) return [key, value];
+        const file = scratchPath(svc, value) ?? hostPath(svc, value);
+        expect(file && existsSync(file), `${name}: ${key}=${value} was not made`).toBe(true);
+        return [key, file];
+      }));
+      const config = loadConfig(local);
+      expect(config.brokers).toEqual(['kafka:19095']);
+      expect(config.security.kafka.protocol).toBe('SASL_SSL');
+      const sasl = config.security.kafka.sasl;
+      expect(sasl?.mechanism).toBe('SCRAM-SHA-512');
+      if (sasl?.mechanism !== 'SCRAM-SHA-512') continue;
+      expect(sasl.username).toBe('ordo');
+      // The password the roles send is the one the broker formats its SCRAM user with.
+      const brokerPassword = readFileSync(path.join(volumeDirs['kafka-secrets-broker']!, `scram-${initEnv.SCRAM_USER}.password`), 'utf8').trim();
+      expect(sasl.password.reveal()).toBe(brokerPassword);
+      expect(brokerPassword).toMatch(/^[0-9a-f]{48}$/);
+    }
+
+    // The client certificate works for the mTLS listener too (the alternative the docs show).
+    const pipeline = securedService('ordo-pipeline');
+    const client = (file: string) => scratchPath(pipeline, `/etc/ordo-secrets/kafka/${file}`)!;
+    const mtls = loadConfig({ KAFKA_BROKERS: 'kafka:19096', KAFKA_SECURITY_PROTOCOL: 'SSL', KAFKA_SSL_CA_FILE: client('ca.crt'), KAFKA_SSL_CERT_FILE: client('client.crt'), KAFKA_SSL_KEY_FILE: client('client.key') });
+    expect(mtls.security.kafka.tls?.cert).toBeDefined();
+
+    // The broker's certificate is signed by that CA and names the host the roles connect to.
+    const ca = new X509Certificate(readFileSync(client('ca.crt')));
+    const brokerPem = readFileSync(path.join(volumeDirs['kafka-secrets-broker']!, 'broker-keystore.pem'), 'utf8');
+    expect(brokerPem).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+    const brokerCert = new X509Certificate(brokerPem.slice(brokerPem.indexOf('-----BEGIN CERTIFICATE-----')));
+    expect(brokerCert.verify(ca.publicKey)).toBe(true);
+    for (const host of ['kafka', 'localhost']) expect(brokerCert.checkHost(host), host).toBe(host);
+    expect(new X509Certificate(readFileSync(client('client.crt'))).subject).toBe('CN=ordo-client');
+
+    // Secrets are readable by their owner only; a second run keeps the material.
+    for (const dir of Object.values(volumeDirs)) {
+      for (const file of readdirSync(dir).filter((f) => !f.startsWith('.') && !/^ca\.(pem|crt)$/.test(f))) {
+        expect(statSync(path.join(dir, file)).mode & 0o077, `${file} is readable by others`).toBe(0);
+      }
+    }
+    const again = makeSecrets();
+    expect(again.status, again.stderr).toBe(0);
+    expect(readFileSync(path.join(volumeDirs['kafka-secrets-broker']!, 'broker-keystore.pem'), 'utf8')).toBe(brokerPem);
+  });
+
+  it('starts a broker with SASL_SSL (SCRAM-SHA-512) and mTLS listeners, the StandardAuthorizer, and the material made', () => {
+    if (!existsSync(path.join(volumeDirs['kafka-secrets-broker']!, '.complete'))) expect(makeSecrets().status).toBe(0);
+    const env = environment(kafka);
+    const printed = spawnSync('bash', [entrypointScript(kafka), '--print-config'], { encoding: 'utf8', env: { PATH: process.env.PATH, ...env } });
+    expect(printed.status, printed.stderr).toBe(0);
+    const props = parseProperties(printed.stdout);
+
+    // docker-compose.yml's broker settings carry over.
+    expect(props.get('node.id')).toBe('1');
+    expect(props.get('num.partitions')).toBe('1');
+    expect(props.get('auto.create.topics.enable')).toBe('false');
+    expect(props.get('inter.broker.listener.name')).toBe('PLAINTEXT');
+
+    const protocols = new Map((props.get('listener.security.protocol.map') ?? '').split(',').map((e) => e.split(':') as [string, string]));
+    const listeners = (props.get('listeners') ?? '').split(',').map((l) => l.split(':')[0]!);
+    const advertised = new Map((props.get('advertised.listeners') ?? '').split(',').map((l) => [l.split('://')[0]!, l.split('://')[1]!]));
+    for (const name of [...listeners, ...advertised.keys()]) expect(protocols.has(name), `listener ${name} has no protocol`).toBe(true);
+    const sasl = listeners.filter((l) => protocols.get(l) === 'SASL_SSL');
+    const ssl = listeners.filter((l) => protocols.get(l) === 'SSL');
+    expect(sasl.length).toBeGreaterThan(0);
+    expect(ssl.length).toBeGreaterThan(0);
+    expect(props.get('sasl.enabled.mechanisms')).toBe('SCRAM-SHA-512');
+    for (const l of sasl) expect(props.get(`listener.name.${l.toLowerCase()}.scram-sha-512.sasl.jaas.config`), l).toMatch(/ScramLoginModule required;$/);
+    for (const l of ssl) expect(props.get(`listener.name.${l.toLowerCase()}.ssl.client.auth`), l).toBe('required');
+    expect(props.get('authorizer.class.name')).toBe('org.apache.kafka.metadata.authorizer.StandardAuthorizer');
+    expect(props.get('allow.everyone.if.no.acl.found')).toBe('false');
+    const superUsers = (props.get('super.users') ?? '').split(';');
+    expect(superUsers).toEqual(expect.arrayContaining(['User:ANONYMOUS', `User:${initEnv.SCRAM_USER}`, 'User:CN=ordo-client']));
+
+    // The files it reads are in its volume, and kafka-secrets made them.
+    for (const key of ['ssl.keystore.location', 'ssl.truststore.location']) {
+      const file = scratchPath(kafka, props.get(key) ?? '');
+      expect(file && existsSync(file), `${key}=${props.get(key)} was not made`).toBe(true);
+    }
+    expect(props.get('ssl.keystore.type')).toBe('PEM');
+    expect(existsSync(scratchPath(kafka, `${env.ORDO_KAFKA_SECRETS}/scram-${env.ORDO_SCRAM_USER}.password`) ?? '')).toBe(true);
+    expect(env.ORDO_SCRAM_USER).toBe(initEnv.SCRAM_USER);
+    expect(env.ORDO_KAFKA_SECRETS).toBe(initEnv.BROKER_MOUNT);
+    const script = readFileSync(entrypointScript(kafka), 'utf8');
+    expect(script).toMatch(/kafka-storage\.sh" format .*--ignore-formatted/);
+    expect(script).toContain('--add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$password]"');
+
+    // The roles connect to an advertised SASL_SSL listener on the compose network.
+    for (const name of Object.keys(ORDO_ROLES)) {
+      const broker = environment(securedService(name)).KAFKA_BROKERS;
+      const listener = [...advertised].find(([, address]) => address === broker)?.[0];
+      expect(listener && protocols.get(listener), `${name}: KAFKA_BROKERS=${broker}`).toBe('SASL_SSL');
+    }
+    // The health check goes through SASL_SSL with the admin config kafka-secrets wrote.
+    const check = healthcheckCommand(kafka);
+    const bootstrap = /--bootstrap-server (\S+)/.exec(check)?.[1];
+    expect([...advertised].some(([name, address]) => address === bootstrap && protocols.get(name) === 'SASL_SSL'), check).toBe(true);
+    const adminFile = scratchPath(kafka, /--command-config (\S+)/.exec(check)?.[1] ?? '');
+    expect(adminFile && existsSync(adminFile), check).toBe(true);
+    const admin = parseProperties(readFileSync(adminFile!, 'utf8'));
+    expect(admin.get('security.protocol')).toBe('SASL_SSL');
+    expect(admin.get('sasl.mechanism')).toBe('SCRAM-SHA-512');
+    expect(existsSync(scratchPath(kafka, admin.get('ssl.truststore.location') ?? '') ?? '')).toBe(true);
+  });
+
+  it('publishes each host port once, and its header comment names the ones it adds', () => {
+    const header = readFileSync(SECURED_FILE, 'utf8').split('\n').filter((line, i, all) => all.slice(0, i + 1).every((l) => l.startsWith('#'))).join('\n');
+    const published = new Map<string, string>();
+    for (const [name, svc] of Object.entries(secured)) {
+      for (const port of svc.ports ?? []) {
+        const host = typeof port === 'object' ? String(port.published ?? '') : String(port).split(':').slice(-2, -1)[0]!;
+        expect(published.get(host), `host port ${host} twice`).toBeUndefined();
+        published.set(host, name);
+      }
+    }
+    for (const svc of Object.values(securedOverride.services)) {
+      for (const port of svc.ports ?? []) {
+        const host = typeof port === 'object' ? String(port.published ?? port.target) : String(port).split(':')[0]!;
+        expect(header).toContain(`localhost:${host}`);
+      }
+    }
   });
 });
 
