@@ -4,7 +4,8 @@
 # schemas (a fresh cluster on the next up; schemas are wiped with the data whose records refer to them).
 # --registry-only stops only the registry (a plain up.sh then starts it again, with the
 # schemas it had: the fault suite's registry restart).
-# --kafka-only stops only the broker, leaving the registry running (scripts/kafka/restart-broker.sh).
+# --kafka-only stops only the broker, leaving the registry and the local JWKS server running
+# (scripts/kafka/restart-broker.sh).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/kafka/env.sh
@@ -35,5 +36,7 @@ done
 if [[ $kafka_only == 0 ]]; then stop_pidfile registry "$REGISTRY_DIR/pid"; fi
 if [[ $registry_only == 1 ]]; then exit 0; fi
 stop_pidfile kafka "$KAFKA_DIR/pid"
-stop_pidfile jwks "$KAFKA_DIR/jwks.pid"
+# The JWKS the broker fetches at startup (it will not start without it): a broker restart
+# keeps it serving, so only a full stop ends it.
+if [[ $kafka_only == 0 ]]; then stop_pidfile jwks "$KAFKA_DIR/jwks.pid"; fi
 if [[ "${ORDO_KAFKA_WIPE:-0}" == 1 ]]; then rm -rf "$KAFKA_DIR/data" "$SECURITY_DIR" "$REGISTRY_DATA_DIR"; fi
