@@ -179,9 +179,12 @@ if [[ -f "$KAFKA_DIR/pid" ]]; then
     log "adding the SCRAM users to storage formatted without them"
     for user in ordo ordo-acl; do
       password="$(cat "$SECURITY_DIR/scram-$user.password")"
-      java -Xmx256m -cp "$(cat "$classpath_file")" kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
-        --add-config "SCRAM-SHA-512=[password=$password],SCRAM-SHA-256=[password=$password]" \
-        --entity-type users --entity-name "$user" >>"$KAFKA_DIR/format.log" 2>&1 || { tail -5 "$KAFKA_DIR/format.log" >&2; exit 1; }
+      # One mechanism per request: the broker refuses to alter a user's credentials twice in one.
+      for mechanism in SCRAM-SHA-512 SCRAM-SHA-256; do
+        java -Xmx256m -cp "$(cat "$classpath_file")" kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
+          --add-config "$mechanism=[password=$password]" \
+          --entity-type users --entity-name "$user" >>"$KAFKA_DIR/format.log" 2>&1 || { tail -5 "$KAFKA_DIR/format.log" >&2; exit 1; }
+      done
     done
     cp "$SECURITY_DIR/scram-ordo.password" "$KAFKA_DIR/data/.ordo-scram"
   fi
