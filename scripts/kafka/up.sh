@@ -10,7 +10,7 @@
 #   ORDO_LOCAL_DIR (<repo>/.local)   ORDO_JAVA_FOR_REGISTRY (a java >= 21; found if unset)
 #
 # --env: once ready, print `export KAFKA_BROKERS=… SCHEMA_REGISTRY_URL=…` on stdout
-# (everything else goes to stderr), so `eval "$(npm run -s kafka:up -- --env)"` starts
+# (everything else goes to stderr), so `eval "$(bash scripts/kafka/up.sh --env)"` starts
 # the stack and points this shell's `ordo` commands at it.
 set -euo pipefail
 print_env=0

@@ -97,7 +97,7 @@ describe('docs that run', () => {
       replacements.set(name, mine);
       env[`ORDO_${key.toUpperCase()}_TOPIC`] = mine;
     }
-    // `npm run kafka:up -- --env` must print the broker and registry this test uses.
+    // `bash scripts/kafka/up.sh --env` must print the broker and registry this test uses.
     env.KAFKA_PORT = BROKERS[0]!.split(':').pop();
     env.REGISTRY_PORT = new URL(REGISTRY_URL).port;
     expect(`127.0.0.1:${env.KAFKA_PORT}`).toBe(BROKERS[0]);
