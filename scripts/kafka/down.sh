@@ -39,4 +39,5 @@ stop_pidfile kafka "$KAFKA_DIR/pid"
 # The JWKS the broker fetches at startup (it will not start without it): a broker restart
 # keeps it serving, so only a full stop ends it.
 if [[ $kafka_only == 0 ]]; then stop_pidfile jwks "$KAFKA_DIR/jwks.pid"; fi
-if [[ "${ORDO_KAFKA_WIPE:-0}" == 1 ]]; then rm -rf "$KAFKA_DIR/data" "$SECURITY_DIR" "$REGISTRY_DATA_DIR"; fi
+# A broker restart (--kafka-only) never wipes: the restarted broker and the running registry use all of it.
+if [[ "${ORDO_KAFKA_WIPE:-0}" == 1 && $kafka_only == 0 ]]; then rm -rf "$KAFKA_DIR/data" "$SECURITY_DIR" "$REGISTRY_DATA_DIR"; fi

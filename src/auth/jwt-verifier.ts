@@ -33,6 +33,8 @@ const TOKEN_FAULTS = new Set([
 export class JwtVerifier {
   private readonly keys: ReturnType<typeof createRemoteJWKSet>;
   private readonly logger: Logger;
+  /** The key set could not be fetched at the last try (its error is logged once per outage). */
+  private keysDown = false;
 
   constructor(
     private readonly config: JwtAuthConfig,
@@ -55,6 +57,8 @@ export class JwtVerifier {
     } catch (error) {
       throw this.refusal(error);
     }
+    if (this.keysDown) this.logger.info('the JWT issuer key set (JWKS) can be fetched again', { url: this.config.jwksUrl });
+    this.keysDown = false;
     return {
       name: nameOf(payload),
       method: 'jwt',
@@ -72,8 +76,10 @@ export class JwtVerifier {
     if (error instanceof errors.JOSEError && TOKEN_FAULTS.has(error.code)) {
       return new AuthError('invalid-token', error instanceof errors.JOSEAlgNotAllowed ? `the token's algorithm is not one of ${this.config.algorithms.join(', ')}` : 'the token is not valid');
     }
-    // The key set could not be fetched or read: not the client's fault.
-    this.logger.error('cannot fetch the JWT issuer key set (JWKS)', { url: this.config.jwksUrl, error });
+    // The key set could not be fetched or read: not the client's fault. Said once per outage,
+    // not per request.
+    if (!this.keysDown) this.logger.error('cannot fetch the JWT issuer key set (JWKS)', { url: this.config.jwksUrl, error });
+    this.keysDown = true;
     return new AuthError('auth-unavailable', "the token issuer's keys cannot be fetched right now; try again", { cause: error });
   }
 

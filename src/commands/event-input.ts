@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { DecodeStep } from '../processors/decode.js';
-import type { SourceRecord } from '../processors/records.js';
+import { type SourceRecord, setHeader } from '../processors/records.js';
 import { type UsageEvent, usageEventType } from '../schema/usage-event.js';
 import { frame } from '../schema/wire-format.js';
 import { EventInputError } from './command-error.js';
@@ -113,15 +113,18 @@ function stringMap(value: unknown, field: string, where: string): Record<string,
   const out: Record<string, string> = {};
   for (const [key, v] of Object.entries(value)) {
     if (typeof v !== 'string') throw new EventInputError(where, `${field}.${key} must be a string`);
-    Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true });
+    setHeader(out, key, v);
   }
   return out;
 }
 
+/** Stateless for its one writer type: made once, not per line. */
+const pipelineDecode = new DecodeStep({ writerType: () => usageEventType });
+
 /** The pipeline's decode step over the encoded record: the producer and the pipeline agree by construction. */
 function checkWithPipeline({ event, headers }: EventToProduce, where: string): void {
   const record: SourceRecord = { topic: '', partition: 0, offset: '0', key: null, value: encodeEvent(0, event), headers, timestamp: 0 };
-  const { dead } = new DecodeStep({ writerType: () => usageEventType }).run([record]);
+  const { dead } = pipelineDecode.run([record]);
   if (dead[0]) throw new EventInputError(where, dead[0].message);
 }
 

@@ -27,7 +27,6 @@ export interface Produced {
  */
 export async function produceEvents(config: OrdoConfig, topic: string, events: EventToProduce[], logger: Logger): Promise<Produced[]> {
   if (events.length === 0) return [];
-  const schemaId = await new SchemaCatalog({ url: config.registryUrl, security: config.security.registry }).register(`${topic}-value`, usageEventSchema);
   const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger, security: config.security.kafka });
   const admin = kafka.admin();
   await admin.connect();
@@ -40,6 +39,8 @@ export async function produceEvents(config: OrdoConfig, topic: string, events: E
   } finally {
     await admin.disconnect();
   }
+  // Registered once the topic is known to exist: a mistyped --topic leaves no subject behind.
+  const schemaId = await new SchemaCatalog({ url: config.registryUrl, security: config.security.registry }).register(`${topic}-value`, usageEventSchema);
   const partitioner = Partitioners.DefaultPartitioner();
   const messages = events.map(({ event, headers }) => {
     const message = { key: event.subject, value: encodeEvent(schemaId, event), headers };
@@ -50,7 +51,6 @@ export async function produceEvents(config: OrdoConfig, topic: string, events: E
     transactionalId: `${config.clientId}-events-produce-${randomUUID()}`,
     idempotent: true,
     maxInFlightRequests: 1,
-    createPartitioner: Partitioners.DefaultPartitioner,
   });
   await producer.connect();
   try {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/config.js';
 import { ConfigError, OrdoError } from '../errors.js';
+import { setHeader } from '../processors/records.js';
 import { jsonLogger } from '../observability/logger.js';
 import { CommandError } from './command-error.js';
 import { parseEventLines, parseEventObject } from './event-input.js';
@@ -118,7 +119,7 @@ async function produce(argv: string[], config: Config, logger: Log): Promise<num
     for (const pair of values.dimension ?? []) {
       const eq = pair.indexOf('=');
       if (eq <= 0) throw new CommandError(`--dimension: "${pair}" is not name=value`);
-      Object.defineProperty(dimensions, pair.slice(0, eq), { value: pair.slice(eq + 1), enumerable: true, writable: true, configurable: true });
+      setHeader(dimensions, pair.slice(0, eq), pair.slice(eq + 1));
     }
     const headers: Record<string, string> = {};
     for (const name of ['service-time', 'service-node', 'traceparent', 'producer-seq', 'producer-id'] as const) {

@@ -1,7 +1,7 @@
 import { counterOf, millisOf, parseServiceTime } from '../clock/service-time.js';
 import { BadRecordError } from '../errors.js';
 import { DecodeStep } from '../processors/decode.js';
-import type { HeaderValue, SourceRecord } from '../processors/records.js';
+import { type HeaderValue, type SourceRecord, setHeader } from '../processors/records.js';
 import { ResolverCache } from '../schema/resolvers.js';
 import type { SchemaLookup } from '../schema/schema-catalog.js';
 import { usageEventType } from '../schema/usage-event.js';
@@ -103,7 +103,7 @@ function headerText(headers: Readonly<Record<string, HeaderValue>>): Record<stri
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;
     const text = (Array.isArray(value) ? value : [value]).map((v) => v.toString()).join(',');
-    Object.defineProperty(out, name, { value: text, enumerable: true, writable: true, configurable: true });
+    setHeader(out, name, text);
   }
   return out;
 }

@@ -1,5 +1,6 @@
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { ConfigError } from '../errors.js';
+import { isLoopbackHost } from './api-auth.js';
 import type { EnvReader } from './env.js';
 import { Secret } from './secret.js';
 
@@ -113,7 +114,7 @@ function oauthClientCredentials(read: EnvReader): OAuthClientCredentials {
   }
   if (url.username !== '' || url.password !== '') throw new ConfigError(name, 'must not carry credentials; use KAFKA_SASL_OAUTHBEARER_CLIENT_ID / _CLIENT_SECRET');
   // The client secret goes to this URL: only https, or http to this very host (tests, sidecars).
-  if (!(url.protocol === 'https:' || (url.protocol === 'http:' && isLoopback(url.hostname)))) {
+  if (!(url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname.replace(/^\[|\]$/g, ''))))) {
     throw new ConfigError(name, `"${tokenEndpointUrl}" must be an https URL (http only to a loopback address)`);
   }
   const clientId = read.optionalString('KAFKA_SASL_OAUTHBEARER_CLIENT_ID');
@@ -199,6 +200,3 @@ function parsePrivateKey(pem: Buffer, passphrase: Secret | undefined): KeyObject
   }
 }
 
-function isLoopback(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
-}

@@ -1,4 +1,4 @@
-import { ConfigError, FencedError, NotAuthorizedError, OrdoError } from '../errors.js';
+import { ConfigError, FencedError, NotAuthorizedError, OrdoError, TransientError } from '../errors.js';
 import { recentAuthorizationFailure } from '../kafka/authorization-witness.js';
 
 /**
@@ -178,7 +178,7 @@ export function fatalMessage(error: unknown, doing?: string): string {
   }
 }
 
-/** `error` as the OrdoError its kind calls for: FencedError, NotAuthorizedError, or itself (retry/other fatal). */
+/** `error` as the error its kind calls for: FencedError, TransientError (retry), NotAuthorizedError, or itself (other fatal). */
 export function asOrdoError(error: unknown, doing?: string): Error {
   const kind = classify(error);
   if (kind === 'fenced') {
@@ -189,5 +189,5 @@ export function asOrdoError(error: unknown, doing?: string): Error {
     if (reason?.kind === 'authorization' && !(error instanceof NotAuthorizedError)) return new NotAuthorizedError(fatalMessage(error, doing), { cause: error });
     return error instanceof Error ? error : new OrdoError(describe(error));
   }
-  return error instanceof Error ? error : new OrdoError(describe(error), { retriable: true });
+  return new TransientError(`transaction failed: ${describe(error)}`, { cause: error });
 }

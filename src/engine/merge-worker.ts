@@ -85,6 +85,8 @@ export class MergeWorker {
   readonly liveness: Liveness;
   /** Watermark ticks failing in a row (logged once, counted, bounded). */
   private readonly tickFailures: RepeatedFailures;
+  /** After a failed tick: no tick before this (the failure streak's backoff), ms since the epoch. */
+  private tickNotBefore = 0;
   private partitions = 0;
   /** The group gave this worker every partition of both topics. */
   private complete = false;
@@ -201,7 +203,7 @@ export class MergeWorker {
   private async openTask(): Promise<void> {
     const o = this.options;
     await this.producer?.disconnect().catch(() => undefined);
-    const producer = o.kafka.producer({ transactionalId: `${o.groupId}-global`, idempotent: true, maxInFlightRequests: 1, transactionTimeout: o.transactionTimeoutMs });
+    const producer = o.kafka.producer({ transactionalId: mergeTransactionalId(o.groupId), idempotent: true, maxInFlightRequests: 1, transactionTimeout: o.transactionTimeoutMs });
     this.producer = producer;
     await producer.connect();
     const init = await producer.transaction();
@@ -331,11 +333,15 @@ export class MergeWorker {
    * offset as measured now (after the watermark was read).
    */
   private async tick(): Promise<void> {
-    if (this.ticking || !this.complete || this.pending.size === 0 || this.lifecycle.state !== 'running') {
+    // A broken task (a failed rebuild leaves the role `restoring`) is due a tick even with no
+    // watermark pending: the tick is what rebuilds it when no ordered batch comes.
+    const due = this.complete && !this.stopping && !this.lifecycle.done && (this.broken || (this.pending.size > 0 && this.lifecycle.state === 'running'));
+    if (this.ticking || !due) {
       // No tick is due: a failure streak of earlier ticks must not outlive them (/healthz).
       if (!this.ticking) this.tickFailures.close();
       return;
     }
+    if (Date.now() < this.tickNotBefore) return;
     this.ticking = true;
     const snapshot = new Map(this.pending);
     try {
@@ -355,6 +361,7 @@ export class MergeWorker {
         if (this.meta.changes().length > 0 || this.held.changes().length > 0) await this.commit(result, [], 0);
       });
       this.tickFailures.succeeded();
+      this.tickNotBefore = 0;
       this.observe();
     } catch (error) {
       // Not applied: the next tick tries these watermarks again (unless newer ones came).
@@ -362,7 +369,8 @@ export class MergeWorker {
       if (this.lifecycle.done || this.stopping) return;
       this.options.metrics.idleTickFailures.inc();
       const outcome = this.tickFailures.failed(error);
-      if (!outcome.ok && outcome.why !== 'abandoned') await this.fail(outcome.error as Error);
+      if (outcome.ok) this.tickNotBefore = Date.now() + outcome.delayMs;
+      else await this.fail(outcome.error as Error);
     } finally {
       this.ticking = false;
     }
@@ -470,4 +478,9 @@ export class MergeWorker {
 
 function positionKey(topic: string, partition: number): string {
   return `pos:${topic}:${partition}`;
+}
+
+/** The merge's one transactional producer id. */
+export function mergeTransactionalId(groupId: string): string {
+  return `${groupId}-global`;
 }

@@ -48,7 +48,9 @@ export interface FailureStreakOptions {
   now?: () => number;
 }
 
-export type Stop = { ok: false; why: 'abandoned' } | { ok: false; why: 'fenced' | 'fatal' | 'exhausted'; error: unknown };
+/** A failure streak that gave up: the error policy said so, or it lasted past the bound. */
+export type GaveUp = { ok: false; why: 'fenced' | 'fatal' | 'exhausted'; error: unknown };
+export type Stop = { ok: false; why: 'abandoned' } | GaveUp;
 
 /**
  * Failures of one operation in a row, until it succeeds: classified by the error policy,
@@ -65,7 +67,7 @@ export class RepeatedFailures {
   constructor(private readonly options: FailureStreakOptions) {}
 
   /** A failed attempt: `{ ok: true, delayMs }` to retry after that backoff, else why to stop (the streak is closed). */
-  failed(error: unknown): { ok: true; delayMs: number } | Stop {
+  failed(error: unknown): { ok: true; delayMs: number } | GaveUp {
     const o = this.options;
     const kind = classify(error);
     if (kind !== 'retry') {

@@ -6,6 +6,8 @@ import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../processors/records.js';
 import { type SchemaIdGuard, type SchemaSighting, SchemaSightings, sightingOf } from '../schema/schema-ids.js';
 import type avro from 'avsc';
+import { Liveness } from './liveness.js';
+import { retrying } from './retry.js';
 import { TopicReader } from './topic-reader.js';
 
 /** How long reading the ledger topic to its end may take (it holds one small record per id). */
@@ -20,6 +22,8 @@ export interface SchemaLedgerOptions {
   groupId: string;
   createTopic: boolean;
   replicationFactor: number;
+  /** Bounds the retries of the topic's creation (ORDO_STUCK_AFTER_MS). */
+  stuckAfterMs: number;
   logger: Logger;
 }
 
@@ -50,27 +54,28 @@ export class SchemaLedger implements SchemaIdGuard {
       groupId: options.groupId,
       apply: (records) => this.apply(records),
       logger: options.logger,
+      liveness: new Liveness(options.stuckAfterMs),
     });
   }
 
   /** Creates the topic if needed, reads it to the end and connects the producer. */
   async start(): Promise<void> {
     const o = this.options;
-    for (let attempt = 1; ; attempt++) {
-      const admin = o.kafka.admin();
-      try {
-        await admin.connect();
-        await ensureTopics(admin, [schemaLedgerTopicSpec(o.topic)], { create: o.createTopic, replicationFactor: o.replicationFactor });
-        break;
-      } catch (error) {
-        // A fresh cluster (or one just restarted) may not have a leader for it yet: wait that out.
-        if ((error as { retriable?: boolean }).retriable !== true || attempt >= 12) throw error;
-        o.logger.warn('schema ledger topic not ready; retrying', { topic: o.topic, attempt, error });
-        await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 250 * 2 ** (attempt - 1))));
-      } finally {
-        await admin.disconnect().catch(() => undefined);
-      }
-    }
+    // A fresh cluster (or one just restarted) may not have a leader for it yet: the engine's
+    // retry loop waits that out, like every other start-up step.
+    const created = await retrying(
+      async () => {
+        const admin = o.kafka.admin();
+        try {
+          await admin.connect();
+          await ensureTopics(admin, [schemaLedgerTopicSpec(o.topic)], { create: o.createTopic, replicationFactor: o.replicationFactor });
+        } finally {
+          await admin.disconnect().catch(() => undefined);
+        }
+      },
+      { what: 'schema ledger topic', meta: { topic: o.topic }, log: o.logger, liveness: new Liveness(o.stuckAfterMs) },
+    );
+    if (!created.ok) throw created.why === 'abandoned' ? new OrdoError('schema ledger start abandoned') : created.error;
     try {
       await this.reader.start();
       await this.caughtUp();
@@ -137,14 +142,14 @@ export class SchemaLedger implements SchemaIdGuard {
   }
 }
 
-/** The record of which schema each registry id names, read to its end before anything is decoded. */
 /** The ledger reader's consumer group: one per role instance (every instance reads it all). */
 export function schemaLedgerGroupId(config: Pick<OrdoConfig, 'groupId' | 'nodeId'>): string {
   return `${config.groupId}-schemas-${config.nodeId}`.slice(0, 249);
 }
 
+/** The record of which schema each registry id names, read to its end before anything is decoded. */
 export async function startSchemaLedger(
-  config: Pick<OrdoConfig, 'topics' | 'nodeId' | 'groupId' | 'createTopics' | 'replicationFactor'>,
+  config: Pick<OrdoConfig, 'topics' | 'nodeId' | 'groupId' | 'createTopics' | 'replicationFactor' | 'stuckAfterMs'>,
   kafka: Kafka,
   logger: Logger,
 ): Promise<SchemaLedger> {
@@ -155,6 +160,7 @@ export async function startSchemaLedger(
     groupId: schemaLedgerGroupId(config),
     createTopic: config.createTopics,
     replicationFactor: config.replicationFactor,
+    stuckAfterMs: config.stuckAfterMs,
     logger: logger.child({ topic: config.topics.schemas }),
   });
   await ledger.start();

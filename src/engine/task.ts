@@ -30,7 +30,12 @@ export function changelogTopic(groupId: string, store: string): string {
 }
 
 export function transactionalId(groupId: string, topic: string, partition: number): string {
-  return `${groupId}-${topic}-${partition}`;
+  return `${transactionalIdPrefix(groupId, topic)}${partition}`;
+}
+
+/** What every task's transactional id of `topic` starts with (a prefixed ACL grants them all). */
+export function transactionalIdPrefix(groupId: string, topic: string): string {
+  return `${groupId}-${topic}-`;
 }
 
 /**

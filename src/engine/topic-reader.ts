@@ -123,7 +123,7 @@ export class TopicReader {
         // Only a gauge goes stale meanwhile: keep following; /healthz fails if it lasts.
         (error: unknown) => {
           const next = this.refreshFailures.failed(error);
-          if (!next.ok && !this.stopped) this.fail(next.why === 'abandoned' ? error : next.error);
+          if (!next.ok && !this.stopped) this.fail(next.error);
         },
       );
     }, o.refreshMs ?? 2_000);

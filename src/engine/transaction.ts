@@ -1,6 +1,6 @@
 import type { Message, Producer } from 'kafkajs';
-import { OrdoError, TransientError } from '../errors.js';
-import { asOrdoError, classify } from './error-policy.js';
+import { OrdoError } from '../errors.js';
+import { asOrdoError } from './error-policy.js';
 import type { OutputRecord } from '../processors/records.js';
 
 export interface TransactionContent {
@@ -101,7 +101,5 @@ function headerBytes(headers: Record<string, Buffer | string>): number {
  * fatal error as it is (NotAuthorizedError naming what was refused).
  */
 export function classifyKafkaError(error: unknown, doing?: string): Error {
-  if (error instanceof OrdoError) return error;
-  if (classify(error) === 'retry') return new TransientError(`transaction failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
-  return asOrdoError(error, doing);
+  return error instanceof OrdoError ? error : asOrdoError(error, doing);
 }

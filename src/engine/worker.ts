@@ -96,6 +96,8 @@ export class Worker {
   private readonly punctuating = new Set<number>();
   /** Per partition: idle ticks failing in a row (logged once, counted, bounded like a batch's retries). */
   private readonly tickFailures = new Map<number, RepeatedFailures>();
+  /** After a failed idle tick: no tick of that partition before this (the streak's backoff). */
+  private readonly tickNotBefore = new Map<number, number>();
   /** Partitions whose task is being started eagerly (startOwnedTask), retries included. */
   private readonly startingTasks = new Set<number>();
   /** ordo_consumer_lag_* of the owned partitions (fed by the hooks marked "lag:"). */
@@ -387,12 +389,15 @@ export class Worker {
   private punctuateIdleTasks(intervalMs: number): void {
     const now = Date.now();
     for (const [partition, task] of this.tasks) {
-      if (task.state !== 'running' || this.punctuating.has(partition) || now - task.lastActivityMs < intervalMs) continue;
+      if (task.state !== 'running' || this.punctuating.has(partition) || now - task.lastActivityMs < intervalMs || now < (this.tickNotBefore.get(partition) ?? 0)) continue;
       this.punctuating.add(partition);
       task
         .punctuate()
         .then(
-          () => this.tickFailures.get(partition)?.succeeded(),
+          () => {
+            this.tickFailures.get(partition)?.succeeded();
+            this.tickNotBefore.delete(partition);
+          },
           async (error: unknown) => {
             // Closed (revoked, shutting down) or replaced meanwhile: not this tick's failure.
             if (this.tasks.get(partition) !== task || this.lifecycle.done || this.lifecycle.state === 'draining') return;
@@ -401,6 +406,7 @@ export class Worker {
             if (!failures) this.tickFailures.set(partition, (failures = new RepeatedFailures({ what: 'idle tick', meta: { partition }, log: this.log, liveness: this.liveness })));
             const outcome = failures.failed(error);
             if (outcome.ok) {
+              this.tickNotBefore.set(partition, Date.now() + outcome.delayMs);
               if (task.state === 'running') return; // the next tick retries with this task
               await this.dropTask(partition, 'tick failed');
               await this.startOwnedTask(partition);
@@ -437,6 +443,7 @@ export class Worker {
   private endTickFailures(partition: number): void {
     this.tickFailures.get(partition)?.close();
     this.tickFailures.delete(partition);
+    this.tickNotBefore.delete(partition);
   }
 
   /** Runs `action` in the engine's retry loop (retry.ts); fenced -> drop the task; fatal or exhausted -> fail the worker. */

@@ -1,9 +1,10 @@
 import type { OrdoConfig } from '../config/config.js';
 import { schemaLedgerGroupId } from '../engine/schema-ledger.js';
-import { META_STORE, changelogTopic, transactionalId } from '../engine/task.js';
+import { mergeTransactionalId } from '../engine/merge-worker.js';
+import { META_STORE, changelogTopic, transactionalIdPrefix } from '../engine/task.js';
 import { HELD_STORE, MERGE_META_STORE } from '../processors/merge.js';
 import { pipelineStores } from '../processors/pipeline.js';
-import { apiGroupId } from './api.js';
+import { apiGroupId, apiLedgerConfig } from './api.js';
 import { mergeGroupId } from './merge.js';
 
 /**
@@ -61,7 +62,7 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     for (const name of changelogs) topic(name, ['Read', 'Write'], 'state store changelog');
     created([t.input, t.ordered, t.dlq, t.late, t.aggregates, t.watermarks, ...changelogs]);
     consumerGroup(config.groupId, true);
-    acls.push({ resource: 'TransactionalId', pattern: 'prefixed', name: transactionalId(config.groupId, t.input, 0).replace(/0$/, ''), operation: 'Write', why: 'one transactional producer per input partition' });
+    acls.push({ resource: 'TransactionalId', pattern: 'prefixed', name: transactionalIdPrefix(config.groupId, t.input), operation: 'Write', why: 'one transactional producer per input partition' });
     ledger(config.groupId);
   } else if (role === 'merge') {
     const group = mergeGroupId(config);
@@ -71,11 +72,11 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     for (const name of changelogs) topic(name, ['Read', 'Write'], 'state store changelog');
     created([t.global, ...changelogs]);
     consumerGroup(group, true);
-    acls.push({ resource: 'TransactionalId', pattern: 'literal', name: `${group}-global`, operation: 'Write', why: 'the one transactional producer' });
+    acls.push({ resource: 'TransactionalId', pattern: 'literal', name: mergeTransactionalId(group), operation: 'Write', why: 'the one transactional producer' });
   } else {
     topic(t.aggregates, ['Read'], 'the read model follows it');
     consumerGroup(apiGroupId(config), false, 'consumer group of this replica (offsets never committed)');
-    ledger(`${config.groupId}-api`);
+    ledger(apiLedgerConfig(config).groupId);
   }
   return acls;
 }

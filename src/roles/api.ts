@@ -21,6 +21,11 @@ import { type UsageAggregate, usageAggregateType } from '../usage/aggregation.js
 import { MeterCatalog, loadMetersFile } from '../usage/meters.js';
 
 /** The api role's consumer group: one per replica (each keeps its own read model). */
+/** The api role's schema ledger reads as its own group (`<group>-api-schemas-<node>`), apart from the pipeline's. */
+export function apiLedgerConfig<C extends Pick<OrdoConfig, 'groupId'>>(config: C): C {
+  return { ...config, groupId: `${config.groupId}-api` };
+}
+
 export function apiGroupId(config: Pick<OrdoConfig, 'groupId' | 'nodeId'>): string {
   return `${config.groupId}-api-${config.nodeId}`.slice(0, 249);
 }
@@ -63,7 +68,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   const log = deps.logger.child({ topic: config.topics.aggregates });
   const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger, security: config.security.kafka });
   // Aggregates name their schema by registry id too: the same ledger as the pipeline's guards them.
-  const ledger = await startSchemaLedger({ ...config, groupId: `${config.groupId}-api` }, kafka, deps.logger);
+  const ledger = await startSchemaLedger(apiLedgerConfig(config), kafka, deps.logger);
   const catalog = new SchemaCatalog({ url: config.registryUrl, security: config.security.registry }, undefined, ledger);
   let conflict: SchemaConflictError | undefined;
 

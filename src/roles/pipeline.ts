@@ -20,9 +20,10 @@ import { usageEventSchema } from '../schema/usage-event.js';
 /** Wires the `pipeline` role: registers the output schema, then runs the worker. */
 export async function createPipelineWorker(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics; kafka?: Kafka }): Promise<Worker> {
   const kafka = deps.kafka ?? createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger, security: config.security.kafka });
+  // The meters file first: a bad one stops the start (exit 78) before anything connects.
+  const meters = new MeterCatalog(config.metersFile === undefined ? [] : loadMetersFile(config.metersFile));
   const ledger = await startSchemaLedger(config, kafka, deps.logger);
   const catalog = new SchemaCatalog({ url: config.registryUrl, security: config.security.registry }, undefined, ledger);
-  const meters = new MeterCatalog(config.metersFile === undefined ? [] : loadMetersFile(config.metersFile));
   let outputSchemaId: number;
   let aggregateSchemaId: number;
   try {
