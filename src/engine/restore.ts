@@ -5,7 +5,19 @@ import type { Logger } from '../observability/logger.js';
 export interface RestoreTarget {
   topic: string;
   partition: number;
-  onRecord(key: string, value: Buffer | null): void;
+  /** First offset to read (default: the partition's start). */
+  from?: bigint;
+  /** Read up to this offset, exclusive (default: the partition's end as measured at the start). */
+  to?: bigint;
+  onRecord(key: string, value: Buffer | null, record: RestoredRecord): void;
+}
+
+/** What else a restore target may need of a record (a replay of an output or input topic). */
+export interface RestoredRecord {
+  key: Buffer | null;
+  offset: string;
+  timestamp: number;
+  headers: Record<string, Buffer | string | (Buffer | string)[] | undefined>;
 }
 
 /**
@@ -28,15 +40,25 @@ export async function restorePartitions(
   await admin.connect();
   try {
     const pending = new Map<string, { target: RestoreTarget; end: bigint }>();
+    const starts: { topic: string; partition: number; offset: string }[] = [];
     for (const target of targets) {
+      if (pending.has(target.topic)) throw new Error(`one restore target per topic: ${target.topic} twice`);
       const offsets = await admin.fetchTopicOffsets(target.topic);
       const p = offsets.find((o) => o.partition === target.partition);
       if (!p) throw new Error(`changelog ${target.topic} has no partition ${target.partition}`);
-      if (BigInt(p.high) > BigInt(p.low)) pending.set(target.topic, { target, end: BigInt(p.high) });
+      const low = BigInt(p.low);
+      const from = target.from !== undefined && target.from > low ? target.from : low;
+      const end = target.to !== undefined && target.to < BigInt(p.high) ? target.to : BigInt(p.high);
+      if (end > from) {
+        pending.set(target.topic, { target, end });
+        if (from > low) starts.push({ topic: target.topic, partition: target.partition, offset: from.toString() });
+      }
     }
     if (pending.size === 0) return { records: 0 };
     const groupId = `${options.groupPrefix}-restore-${randomUUID()}`;
     try {
+      // A fresh group: offsets set now are where its consumer starts (the rest: the beginning).
+      for (const start of starts) await admin.setOffsets({ groupId, topic: start.topic, partitions: [{ partition: start.partition, offset: start.offset }] });
       return await readToEnd(kafka, groupId, pending, options);
     } finally {
       await admin.deleteGroups([groupId]).catch((error: unknown) => options.logger.debug('could not delete the restore group (it expires by itself)', { groupId, error }));
@@ -88,7 +110,7 @@ async function readToEnd(
         }
         for (const message of batch.messages) {
           if (BigInt(message.offset) >= entry.end) break;
-          entry.target.onRecord(message.key?.toString('utf8') ?? '', message.value);
+          entry.target.onRecord(message.key?.toString('utf8') ?? '', message.value, { key: message.key ?? null, offset: message.offset, timestamp: Number(message.timestamp), headers: message.headers ?? {} });
           records += 1;
         }
         await Promise.resolve();

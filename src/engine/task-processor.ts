@@ -13,6 +13,48 @@ export interface StoreSpec {
    * memory: they never tombstone the output topic.
    */
   changelog?: { topic: string; payload(value: Buffer): Buffer; keep(key: string, value: unknown, now: number): boolean };
+  /**
+   * No changelog at all: the processor rebuilds the store in `onRestored`, from topics the
+   * task writes anyway (Replay). Its writes are never sent anywhere.
+   */
+  rebuilt?: true;
+  /**
+   * The store's changelog is written at most every `everyMs` (the keys changed since, with
+   * their latest value), not with every batch. What changed in between must be derivable
+   * from `tailTopics` (outputs of this task): with each such write the engine records, in
+   * `meta` under `tailKey(name)`, where those topics' records written after it begin, so
+   * `onRestored` can replay them (the replay may overlap the snapshot by up to one batch:
+   * deriving must be idempotent). Changes the processor makes in `onRestored` are part of
+   * the next write.
+   */
+  snapshot?: { everyMs: number; tailTopics: readonly string[] };
+}
+
+/** The meta key under which a snapshot store's tail offsets are kept (JSON: topic -> offset). */
+export function tailKey(store: string): string {
+  return `tail:${store}`;
+}
+
+/**
+ * Where a replay of one of the task's topics starts: at `offset`, or at the first record
+ * with a timestamp at or after `timestamp` (ms), whichever comes first.
+ */
+export interface ReplayFrom {
+  offset?: bigint;
+  timestamp?: number;
+}
+
+/** One topic to replay: this task's partition of it, from `from` to `to` (exclusive; default: its end). */
+export interface ReplaySource {
+  topic: string;
+  from: ReplayFrom;
+  to?: bigint;
+  onRecord(record: SourceRecord): void;
+}
+
+/** Lets `onRestored` read topics of this task's partition (read_committed), e.g. to rebuild `rebuilt` stores. */
+export interface Replay {
+  read(sources: readonly ReplaySource[]): Promise<number>;
 }
 
 /** What a task hands its processor: its partition and its restored stores. */
@@ -60,8 +102,12 @@ export interface ProcessResult {
  */
 export interface TaskProcessor {
   readonly stores: readonly StoreSpec[];
-  /** Called once after the stores are restored, before the first batch. */
-  onRestored(context: TaskContext): void;
+  /**
+   * Called once after the stores are restored from their changelogs, before the first
+   * batch: rebuilds what has no changelog of its own. Its store writes become state without
+   * being written anywhere (snapshot stores: with their next snapshot).
+   */
+  onRestored(context: TaskContext, replay: Replay): Promise<void> | void;
   prepare(records: readonly SourceRecord[]): Promise<void>;
   process(records: readonly SourceRecord[], context: TaskContext): ProcessResult;
   /**

@@ -3,10 +3,11 @@ import { FencedError, OrdoError } from '../errors.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../processors/records.js';
-import { restorePartitions } from './restore.js';
+import { type RestoredRecord, restorePartitions } from './restore.js';
 import { InMemoryStore, type KeyValueStore, stringCodec } from './state-store.js';
-import type { BatchReport, ProcessResult, StoreSpec, TaskContext, TaskProcessor } from './task-processor.js';
-import { classifyKafkaError, commitTransaction } from './transaction.js';
+import type { BatchReport, ProcessResult, Replay, ReplaySource, StoreSpec, TaskContext, TaskProcessor } from './task-processor.js';
+import { tailKey } from './task-processor.js';
+import { type WrittenEnds, classifyKafkaError, commitTransaction } from './transaction.js';
 
 export const META_STORE = 'meta';
 export const META_POSITION = 'position';
@@ -51,6 +52,12 @@ export class Task {
   private readonly stores = new Map<string, InMemoryStore<unknown>>();
   /** Stores whose changelog is an output topic the processor writes (see StoreSpec.changelog). */
   private readonly external = new Map<string, NonNullable<StoreSpec['changelog']>>();
+  /** Stores without a changelog: the processor rebuilds them (StoreSpec.rebuilt). */
+  private readonly rebuilt = new Set<string>();
+  /** Stores whose changelog is written every so often (StoreSpec.snapshot): committed changes not written yet. */
+  private readonly snapshots = new Map<string, { spec: NonNullable<StoreSpec['snapshot']>; unwritten: Map<string, Buffer | null>; writtenAt: number }>();
+  /** Per output topic: the offset after this task's last committed record on its partition (as far as known). */
+  private readonly written = new Map<string, bigint>();
   private readonly context: TaskContext;
   private readonly log: Logger;
   private busy: Promise<unknown> = Promise.resolve();
@@ -69,6 +76,8 @@ export class Task {
     for (const spec of options.processor.stores) {
       this.stores.set(spec.name, new InMemoryStore(spec.name, spec.codec));
       if (spec.changelog) this.external.set(spec.name, spec.changelog);
+      if (spec.rebuilt) this.rebuilt.add(spec.name);
+      if (spec.snapshot) this.snapshots.set(spec.name, { spec: spec.snapshot, unwritten: new Map(), writtenAt: Date.now() });
     }
     const stores = this.stores;
     this.context = {
@@ -106,7 +115,7 @@ export class Task {
     const counts = new Map<string, number>();
     const { records } = await restorePartitions(
       kafka,
-      [...this.stores.values()].map((store) => {
+      [...this.stores.values()].filter((store) => !this.rebuilt.has(store.name)).map((store) => {
         const external = this.external.get(store.name);
         const now = Date.now();
         return {
@@ -122,15 +131,77 @@ export class Task {
       }),
       { groupPrefix: groupId, logger: this.log },
     );
+    await this.learnWrittenEnds();
+    let replayed = 0;
+    const replay: Replay = { read: async (sources) => (replayed += await this.replay(sources)) };
+    await this.options.processor.onRestored(this.context, replay);
+    // What onRestored derived is state now; a snapshot store's part of it goes out with its next snapshot.
+    for (const store of this.stores.values()) {
+      const snapshot = this.snapshots.get(store.name);
+      if (snapshot) for (const entry of store.changes()) snapshot.unwritten.set(entry.key, entry.value);
+      store.commit();
+    }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     for (const store of this.stores.values()) {
       metrics.restoreSeconds.observe({ store: store.name }, seconds);
       metrics.restoreRecords.inc({ store: store.name }, counts.get(store.name) ?? 0);
       metrics.stateEntries.set({ store: store.name, partition: String(partition) }, store.size);
     }
-    this.options.processor.onRestored(this.context);
     this.state = 'running';
-    this.log.info('task restored', { records, seconds, position: this.position ?? null });
+    this.log.info('task restored', { records, replayed, seconds, position: this.position ?? null });
+  }
+
+  /** The end offsets of the snapshot stores' tail topics on this partition: stable, as this task's producer is their only writer. */
+  private async learnWrittenEnds(): Promise<void> {
+    const topics = new Set([...this.snapshots.values()].flatMap((s) => s.spec.tailTopics));
+    if (topics.size === 0) return;
+    const admin = this.options.kafka.admin();
+    await admin.connect();
+    try {
+      for (const topic of topics) {
+        const p = (await admin.fetchTopicOffsets(topic)).find((o) => o.partition === this.partition);
+        if (!p) throw new OrdoError(`topic ${topic} has no partition ${this.partition}`);
+        this.written.set(topic, BigInt(p.high));
+      }
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+  }
+
+  /** Replay.read: this partition of each source, from an offset or a timestamp, to its end (or `to`). */
+  private async replay(sources: readonly ReplaySource[]): Promise<number> {
+    if (sources.length === 0) return 0;
+    const { kafka, groupId, partition } = this.options;
+    const starts = new Map<string, bigint>();
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      for (const source of sources) {
+        const { offset, timestamp } = source.from;
+        let start = offset;
+        if (timestamp !== undefined) {
+          const found = (await admin.fetchTopicOffsetsByTimestamp(source.topic, timestamp)).find((o) => o.partition === partition);
+          if (!found) throw new OrdoError(`topic ${source.topic} has no partition ${partition}`);
+          if (start === undefined || BigInt(found.offset) < start) start = BigInt(found.offset);
+        }
+        if (start !== undefined) starts.set(source.topic, start);
+      }
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+    const { records } = await restorePartitions(
+      kafka,
+      sources.map((source) => ({
+        topic: source.topic,
+        partition,
+        from: starts.get(source.topic),
+        to: source.to,
+        onRecord: (_key: string, value: Buffer | null, record: RestoredRecord) =>
+          source.onRecord({ topic: source.topic, partition, offset: record.offset, key: record.key, value, headers: record.headers, timestamp: record.timestamp }),
+      })),
+      { groupPrefix: groupId, logger: this.log },
+    );
+    return records;
   }
 
   /**
@@ -199,15 +270,35 @@ export class Task {
       return false;
     }
     if (nextOffset !== undefined) this.context.meta.put(META_POSITION, nextOffset);
-    const outputs = [...result.outputs];
-    for (const store of this.stores.values()) {
-      if (this.external.has(store.name)) continue; // the processor's own outputs are its changelog
-      const topicName = changelogTopic(groupId, store.name);
-      for (const entry of store.changes()) outputs.push({ topic: topicName, key: entry.key, value: entry.value, headers: {} });
+    const now = Date.now();
+    // Snapshot stores due now: their unwritten changes go out with this batch, and meta
+    // records where their tail topics' records after this snapshot may begin.
+    const due = [...this.snapshots].filter(([, s]) => now - s.writtenAt >= s.spec.everyMs);
+    for (const [name, snapshot] of due) {
+      const tail: Record<string, string> = {};
+      for (const t of snapshot.spec.tailTopics) tail[t] = (this.written.get(t) ?? 0n).toString();
+      this.context.meta.put(tailKey(name), JSON.stringify(tail));
     }
+    const outputs = [...result.outputs];
+    const changes = new Map<string, ReturnType<InMemoryStore<unknown>['changes']>>();
+    for (const store of this.stores.values()) {
+      if (this.external.has(store.name) || this.rebuilt.has(store.name)) continue; // no changelog of its own
+      let entries = store.changes();
+      const snapshot = this.snapshots.get(store.name);
+      if (snapshot) {
+        changes.set(store.name, entries);
+        if (!due.some(([name]) => name === store.name)) continue;
+        const merged = new Map(snapshot.unwritten);
+        for (const e of entries) merged.set(e.key, e.value);
+        entries = [...merged].map(([key, value]) => ({ key, value }));
+      }
+      const topicName = changelogTopic(groupId, store.name);
+      for (const entry of entries) outputs.push({ topic: topicName, key: entry.key, value: entry.value, headers: {} });
+    }
+    let ends: WrittenEnds;
     try {
       const positions = nextOffset === undefined ? [] : [{ topic, partition, nextOffset }];
-      await commitTransaction(this.producer, { outputs, partition, offsets: { groupId, positions } });
+      ends = await commitTransaction(this.producer, { outputs, partition, offsets: { groupId, positions } });
     } catch (error) {
       for (const store of this.stores.values()) store.rollback();
       const classified = classifyKafkaError(error);
@@ -215,8 +306,20 @@ export class Task {
       metrics.transactionsAborted.inc({ reason: classified instanceof FencedError ? 'fenced' : 'error' });
       // kafkajs does not recover a transaction whose commit/abort failed, and the commit may
       // even have happened: this task is done. A fresh one restores the committed position.
+      // (The processor's in-memory state is ahead of the stores too: it goes with the task.)
       this.state = classified instanceof FencedError ? 'fenced' : 'broken';
       throw classified;
+    }
+    for (const [key, end] of ends) {
+      const slash = key.lastIndexOf('/');
+      if (Number(key.slice(slash + 1)) === partition) this.written.set(key.slice(0, slash), end);
+    }
+    for (const [name, entries] of changes) {
+      const snapshot = this.snapshots.get(name)!;
+      if (due.some(([n]) => n === name)) {
+        snapshot.unwritten.clear();
+        snapshot.writtenAt = now;
+      } else for (const e of entries) snapshot.unwritten.set(e.key, e.value);
     }
     for (const store of this.stores.values()) store.commit();
     this.lastActivity = Date.now();

@@ -16,17 +16,21 @@ export interface TransactionContent {
  * On any failure the transaction is aborted and the error classified: fenced (drop the
  * task) or transient (retry the batch).
  */
-export async function commitTransaction(producer: Producer, content: TransactionContent): Promise<void> {
+export async function commitTransaction(producer: Producer, content: TransactionContent): Promise<WrittenEnds> {
   const transaction = await producer.transaction();
   try {
-    const acked = new Set<string>();
+    const ends: WrittenEnds = new Map();
     for (const request of splitRequests(content)) {
       const written = await transaction.sendBatch({ topicMessages: [...request].map(([topic, messages]) => ({ topic, messages })), acks: -1 });
-      for (const m of written) acked.add(`${m.topicName}/${m.partition}`);
+      for (const m of written) {
+        const messages = request.get(m.topicName) ?? [];
+        const count = messages.reduce((n, message) => n + (message.partition === m.partition ? 1 : 0), 0);
+        ends.set(`${m.topicName}/${m.partition}`, BigInt(m.baseOffset ?? '0') + BigInt(count));
+      }
     }
     // kafkajs silently skips a partition the topic does not have: never commit past that.
     for (const target of targetsOf(content)) {
-      if (!acked.has(target)) throw new OrdoError(`no acknowledgement for ${target}: does the topic have that partition?`);
+      if (!ends.has(target)) throw new OrdoError(`no acknowledgement for ${target}: does the topic have that partition?`);
     }
     const { groupId, positions } = content.offsets;
     if (positions.length > 0) {
@@ -35,12 +39,19 @@ export async function commitTransaction(producer: Producer, content: Transaction
       await transaction.sendOffsets({ consumerGroupId: groupId, topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) });
     }
     await transaction.commit();
+    return ends;
   } catch (error) {
     await transaction.abort().catch(() => undefined);
     const topics = [...new Set(content.outputs.map((o) => o.topic))].join(', ');
     throw classifyKafkaError(error, `a transaction writing to ${topics || 'no topic'} and committing offsets of group ${content.offsets.groupId}`);
   }
 }
+
+/**
+ * Per `topic/partition` written: the offset after the last record this transaction wrote
+ * there (its commit marker takes that offset).
+ */
+export type WrittenEnds = Map<string, bigint>;
 
 /**
  * Bytes of records per produce request. kafkajs puts all of a request's records for one
@@ -64,7 +75,9 @@ function* splitRequests(content: TransactionContent): Generator<Map<string, Mess
     }
     let messages = request.get(record.topic);
     if (!messages) request.set(record.topic, (messages = []));
-    messages.push({ key: record.key, value: record.value, headers: record.headers, partition: record.partition ?? content.partition });
+    const message: Message = { key: record.key, value: record.value, headers: record.headers, partition: record.partition ?? content.partition };
+    if (record.timestamp !== undefined) message.timestamp = String(record.timestamp);
+    messages.push(message);
     bytes += size;
   }
   if (bytes > 0) yield request;

@@ -45,7 +45,8 @@ export interface MeasuredEvent extends StampedEvent {
 export interface AggregateResult {
   /** Events to carry on downstream (late ones removed). */
   events: MeasuredEvent[];
-  late: { source: MeasuredEvent['source']; reason: 'too-late'; detail: string }[];
+  /** seenAt: the event's stamp (ms), the late record's timestamp (the dedupe store is rebuilt from it). */
+  late: { source: MeasuredEvent['source']; reason: 'too-late'; detail: string; seenAt: number }[];
   /** One record per aggregate changed in the batch (its last version). */
   outputs: OutputRecord[];
   expired: number;
@@ -113,6 +114,7 @@ export class AggregateStep {
       if (e.readings.length > 0 && e.event.time < seenAt - lateness) {
         late.push({
           source: e.source,
+          seenAt,
           reason: 'too-late',
           detail: `event time ${new Date(e.event.time).toISOString()} is more than ${lateness} ms before it was seen (${new Date(seenAt).toISOString()})`,
         });

@@ -18,9 +18,15 @@ export function toDeadLetterRecord(dead: DeadLetter, topic: string, node: string
   return sideOutput(dead.source, topic, node, { [HEADER.dlqReason]: dead.reason, [HEADER.dlqError]: dead.message.slice(0, MAX_ERROR_LENGTH) });
 }
 
-/** A valid event taken out of the main flow because it came too late: original bytes, reason headers. */
-export function toLateRecord(late: { source: SourceRecord; reason: string; detail: string }, topic: string, node: string): OutputRecord {
-  return sideOutput(late.source, topic, node, { [HEADER.lateReason]: late.reason, [HEADER.lateDetail]: late.detail.slice(0, MAX_ERROR_LENGTH) });
+/**
+ * A valid event taken out of the main flow because it came too late: original bytes, reason
+ * headers, and as its timestamp when Ordo saw it (`seenAt`, ms): its dedupe claim, which a
+ * restored task reads back from here.
+ */
+export function toLateRecord(late: { source: SourceRecord; reason: string; detail: string; seenAt: number }, topic: string, node: string): OutputRecord {
+  const record = sideOutput(late.source, topic, node, { [HEADER.lateReason]: late.reason, [HEADER.lateDetail]: late.detail.slice(0, MAX_ERROR_LENGTH) });
+  record.timestamp = late.seenAt;
+  return record;
 }
 
 function sideOutput(source: SourceRecord, topic: string, node: string, why: Record<string, string>): OutputRecord {

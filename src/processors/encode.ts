@@ -1,4 +1,4 @@
-import { formatServiceTime } from '../clock/service-time.js';
+import { formatServiceTime, millisOf } from '../clock/service-time.js';
 import { usageEventType } from '../schema/usage-event.js';
 import { frame } from '../schema/wire-format.js';
 import { HEADER, type Headers, type OutputRecord, type StampedEvent, setHeader } from './records.js';
@@ -39,7 +39,8 @@ export class EncodeStep {
       if (e.orderKey.node !== '') headers[HEADER.originServiceNode] = e.orderKey.node;
       // So a consumer can still tell whether the upstream passed a time context.
       headers[HEADER.origin] = e.context === undefined ? 'arrival' : 'context';
-      return { topic: this.topic, key: e.event.subject, value: frame(this.schemaId, usageEventType.toBuffer(e.event)), headers };
+      // The timestamp is when Ordo saw the event: its dedupe claim, which a restored task reads back.
+      return { topic: this.topic, key: e.event.subject, value: frame(this.schemaId, usageEventType.toBuffer(e.event)), headers, timestamp: millisOf(e.stamp.time) };
     });
   }
 }

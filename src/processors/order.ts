@@ -1,10 +1,16 @@
-import { formatServiceTime, millisOf, parseServiceTime } from '../clock/service-time.js';
+import { type Stamp, formatServiceTime, millisOf, parseServiceTime } from '../clock/service-time.js';
 import type { KeyValueStore, StoreCodec } from '../engine/state-store.js';
 import { MinHeap } from './min-heap.js';
-import { HEADER, type OutputRecord, type ProducerSeq, type SourceRecord, setHeader } from './records.js';
+import { readProducerSeq } from './decode.js';
+import { HEADER, type HeaderValue, type OutputRecord, type ProducerSeq, type SourceRecord, setHeader } from './records.js';
 
-/** Events held for reordering, by store key (the input offset): a changelog-backed buffer. */
+/**
+ * Where the held events are, not what they are: one entry (HELD_KEY) listing the input
+ * offset and arrival stamp of every event held, rewritten when that set changes. A restored
+ * task reads those offsets from the input again (PipelineProcessor.onRestored).
+ */
 export const REORDER_STORE = 'reorder';
+export const HELD_KEY = 'held';
 /** Per subject: last emitted order key and `ordo-seq`; per (subject, producer): last producer sequence. */
 export const SEQUENCE_STORE = 'sequences';
 /** The partition's order watermark (ms), kept in the task's meta store. */
@@ -31,6 +37,8 @@ export interface OrderKey {
 export interface OrderItem {
   subject: string;
   orderKey: OrderKey;
+  /** Ordo's stamp on arrival: kept with the held positions so a restore rebuilds the same item. */
+  stamp: Stamp;
   record: OutputRecord;
   source: SourceRecord;
   producer: ProducerSeq | undefined;
@@ -45,6 +53,17 @@ export interface BufferedEvent {
   offset: bigint;
   record: OutputRecord;
   producer: ProducerSeq | undefined;
+}
+
+/** A held event of the reorder buffer: a BufferedEvent with its arrival stamp. */
+export interface HeldEvent extends BufferedEvent {
+  stamp: Stamp;
+}
+
+/** What the reorder store keeps per held event. */
+export interface HeldPosition {
+  offset: bigint;
+  stamp: Stamp;
 }
 
 export interface OrderSettings {
@@ -67,7 +86,7 @@ export interface OrderResult {
   /** Origin (order-key) milliseconds of the emitted events, for end-to-end latency. */
   emittedOriginMs: number[];
   /** Late events routed away (policy `route`). */
-  late: { source: SourceRecord; reason: typeof OUT_OF_ORDER; detail: string }[];
+  late: { source: SourceRecord; reason: typeof OUT_OF_ORDER; detail: string; seenAt: number }[];
   violations: ViolationReason[];
   /** Events emitted before their window ran out because the buffer was full. */
   forced: number;
@@ -112,7 +131,7 @@ interface SubjectState {
  * task (the engine starts a fresh one, which rebuilds the heap from the store).
  */
 export class OrderStep {
-  private readonly heap = new MinHeap<BufferedEvent>(compareBuffered);
+  private readonly heap = new MinHeap<HeldEvent>(compareBuffered);
   /** `subject\0time\0node` -> buffered events with that key, for duplicate detection. */
   private readonly bufferedKeys = new Map<string, number>();
   private watermark = Number.NEGATIVE_INFINITY;
@@ -131,13 +150,11 @@ export class OrderStep {
     return this.watermark - this.settings.reorderWindowMs;
   }
 
-  /** Rebuilds the heap from the restored buffer store and the watermark from meta. */
-  restore(buffer: KeyValueStore<BufferedEvent>, meta: KeyValueStore<string>): void {
+  /** Rebuilds the heap from the held events (rebuilt from their restored positions) and the watermark from meta. */
+  restore(held: readonly HeldEvent[], meta: KeyValueStore<string>): void {
     this.heap.clear();
     this.bufferedKeys.clear();
-    for (const [, event] of buffer.entries()) {
-      this.push(event);
-    }
+    for (const event of held) this.push(event);
     const mark = meta.get(META_ORDER_WATERMARK);
     this.watermark = mark === undefined ? Number.NEGATIVE_INFINITY : Number(mark);
     for (const event of this.heap.values()) this.watermark = Math.max(this.watermark, millisOf(event.time));
@@ -147,7 +164,7 @@ export class OrderStep {
    * Takes a batch's events in arrival order; `idleNow`, when given, is the wall clock of an
    * idle partition (no batch for a while) and advances the watermark to it.
    */
-  run(items: readonly OrderItem[], stores: { buffer: KeyValueStore<BufferedEvent>; sequences: KeyValueStore<string>; meta: KeyValueStore<string> }, idleNow?: number): OrderResult {
+  run(items: readonly OrderItem[], stores: { buffer: KeyValueStore<HeldPosition[]>; sequences: KeyValueStore<string>; meta: KeyValueStore<string> }, idleNow?: number): OrderResult {
     const result: OrderResult = { emitted: [], emittedOriginMs: [], late: [], violations: [], forced: 0 };
     const subjects = new Map<string, SubjectState>();
     const stateOf = (subject: string): SubjectState => {
@@ -158,7 +175,7 @@ export class OrderStep {
       }
       return state;
     };
-    const fresh = new Set<string>();
+    let changed = false;
     const before = this.watermark;
 
     for (const item of items) {
@@ -171,7 +188,7 @@ export class OrderStep {
         const last = state.last!;
         const detail = `order key ${formatServiceTime(key.time)}/${key.node} is below ${formatServiceTime(last.time)}/${last.node}, already emitted for this subject`;
         if (this.settings.latePolicy === 'route') {
-          result.late.push({ source: item.source, reason: OUT_OF_ORDER, detail });
+          result.late.push({ source: item.source, reason: OUT_OF_ORDER, detail, seenAt: millisOf(item.stamp.time) });
         } else {
           item.record.headers[HEADER.late] = 'true';
           this.emit(item.record, state, millisOf(key.time), result);
@@ -179,16 +196,14 @@ export class OrderStep {
         continue;
       }
       if (lastCmp === 0 || this.bufferedKeys.has(keyOf(item.subject, key))) result.violations.push('duplicate-key');
-      const event: BufferedEvent = { subject: item.subject, time: key.time, node: key.node, offset: BigInt(item.source.offset), record: item.record, producer: item.producer };
-      this.push(event);
-      fresh.add(storeKey(event));
+      this.push({ subject: item.subject, time: key.time, node: key.node, offset: BigInt(item.source.offset), record: item.record, producer: item.producer, stamp: item.stamp });
+      changed = true;
     }
 
     if (idleNow !== undefined) this.watermark = Math.max(this.watermark, idleNow);
     const due = this.watermark - this.settings.reorderWindowMs;
-    const release = (event: BufferedEvent): void => {
-      const id = storeKey(event);
-      if (!fresh.delete(id)) stores.buffer.delete(id);
+    const release = (event: HeldEvent): void => {
+      changed = true;
       const state = stateOf(event.subject);
       this.checkProducer(event, stores.sequences, result);
       state.last = { time: event.time, node: event.node };
@@ -201,9 +216,10 @@ export class OrderStep {
     }
 
     this.promise(result);
-    for (const event of this.heap.values()) {
-      const id = storeKey(event);
-      if (fresh.has(id)) stores.buffer.put(id, event);
+    // Events that arrived and left in this batch never touch the store; otherwise one write.
+    if (changed && !(this.heap.size === 0 && stores.buffer.get(HELD_KEY) === undefined)) {
+      if (this.heap.size === 0) stores.buffer.delete(HELD_KEY);
+      else stores.buffer.put(HELD_KEY, [...this.heap.values()].map((e) => ({ offset: e.offset, stamp: e.stamp })));
     }
     for (const [subject, state] of subjects) {
       if (state.seq > 0n) stores.sequences.put(subjectKey(subject), encodeSubject(state));
@@ -252,13 +268,13 @@ export class OrderStep {
     sequences.put(key, producer.seq.toString());
   }
 
-  private push(event: BufferedEvent): void {
+  private push(event: HeldEvent): void {
     this.heap.push(event);
     const k = keyOf(event.subject, event);
     this.bufferedKeys.set(k, (this.bufferedKeys.get(k) ?? 0) + 1);
   }
 
-  private pop(): BufferedEvent {
+  private pop(): HeldEvent {
     const top = this.heap.pop()!;
     const k = keyOf(top.subject, top);
     const n = (this.bufferedKeys.get(k) ?? 1) - 1;
@@ -268,12 +284,42 @@ export class OrderStep {
   }
 }
 
-function keyOf(subject: string, key: OrderKey): string {
-  return `${subject}\0${key.time}\0${key.node}`;
+/**
+ * Restore: applies one record of the ordered topic (read in offset order) to the sequences
+ * store, as OrderStep did when it emitted it. Idempotent: a record at or below the
+ * subject's sequence is already in the store (a replay overlaps the last snapshot).
+ */
+export function replayOrdered(record: SourceRecord, sequences: KeyValueStore<string>): void {
+  const subject = record.key?.toString('utf8');
+  const seqText = headerText(record.headers[HEADER.seq]);
+  if (subject === undefined || seqText === undefined) return;
+  const seq = BigInt(seqText);
+  const state = decodeSubject(sequences.get(subjectKey(subject)));
+  if (seq <= state.seq) return;
+  state.seq = seq;
+  if (headerText(record.headers[HEADER.late]) !== 'true') {
+    // Emitted in its slot: it moved the subject's last key and was checked against its producer.
+    const time = parseServiceTime(headerText(record.headers[HEADER.originServiceTime]) ?? '');
+    const node = headerText(record.headers[HEADER.originServiceNode]);
+    state.last = { time, node: node ?? '' };
+    const context = headerText(record.headers[HEADER.origin]) === 'context' ? { time, node } : undefined;
+    const producer = readProducerSeq(record.headers, context);
+    if (producer !== undefined) {
+      const key = producerKey(subject, producer.id);
+      const last = sequences.get(key);
+      if (last === undefined || producer.seq > BigInt(last)) sequences.put(key, producer.seq.toString());
+    }
+  }
+  sequences.put(subjectKey(subject), encodeSubject(state));
 }
 
-function storeKey(event: BufferedEvent): string {
-  return event.offset.toString();
+function headerText(value: HeaderValue): string | undefined {
+  const last = Array.isArray(value) ? value[value.length - 1] : value;
+  return last === undefined ? undefined : last.toString();
+}
+
+function keyOf(subject: string, key: OrderKey): string {
+  return `${subject}\0${key.time}\0${key.node}`;
 }
 
 function subjectKey(subject: string): string {

@@ -1,20 +1,22 @@
 import type { HybridClock } from '../clock/hybrid-clock.js';
 import type { OrdoConfig } from '../config/config.js';
-import { formatServiceTime, parseServiceTime } from '../clock/service-time.js';
+import { formatServiceTime, millisOf, parseServiceTime } from '../clock/service-time.js';
 import { numberCodec, stringCodec } from '../engine/state-store.js';
-import type { ProcessResult, StoreSpec, TaskContext, TaskProcessor } from '../engine/task-processor.js';
+import { type ProcessResult, type Replay, type StoreSpec, type TaskContext, type TaskProcessor, tailKey } from '../engine/task-processor.js';
 import type { SchemaCatalog } from '../schema/schema-catalog.js';
 import { unframe } from '../schema/wire-format.js';
 import type { UsageAggregate } from '../usage/aggregation.js';
 import type { MeterCatalog } from '../usage/meters.js';
 import { AGGREGATES_STORE, AggregateStep, UNIQUE_STORE, aggregateCodec, isFinal } from './aggregate.js';
 import { toDeadLetterRecord, toLateRecord } from './dead-letter.js';
-import { DEDUPE_STORE, DedupeStep } from './dedupe.js';
+import { DEDUPE_STORE, DedupeStep, dedupeKey } from './dedupe.js';
 import { DecodeStep, schemaIdsOf } from './decode.js';
 import { EncodeStep } from './encode.js';
-import { type BufferedEvent, type OrderItem, OrderStep, REORDER_STORE, SEQUENCE_STORE, bufferedCodec } from './order.js';
+import { heldPositionsCodec } from './held-positions.js';
+import { HELD_KEY, type HeldEvent, type HeldPosition, type OrderItem, OrderStep, REORDER_STORE, SEQUENCE_STORE, replayOrdered } from './order.js';
 import type { SourceRecord } from './records.js';
-import { type StampStats, StampStep } from './stamp.js';
+import { type StampStats, StampStep, withStamp } from './stamp.js';
+import { usageEventType } from '../schema/usage-event.js';
 
 export const META_CLOCK_HWM = 'clock-hwm';
 
@@ -42,15 +44,25 @@ export interface PipelineWiring {
 export type PipelineSettings = PipelineWiring &
   Pick<OrdoConfig, 'dedupeWindowMs' | 'allowedLatenessMs' | 'maxFutureMs' | 'reorderWindowMs' | 'reorderMaxEvents' | 'latePolicy' | 'watermarkIntervalMs'>;
 
+/** How often the sequences store's changed entries are written to its changelog. */
+export const SEQUENCES_SNAPSHOT_MS = 10_000;
+
 /**
- * The chain's stores. The aggregates store's changelog is the aggregates topic itself: the
- * chain writes every changed aggregate there in the same transaction anyway, so a second
- * copy would double the writes. Restore keeps only windows that can still change.
+ * The chain's stores, each fact written once:
+ * - `aggregates`: its changelog is the aggregates topic itself (every changed aggregate goes
+ *   there in the same transaction anyway); restore keeps only windows that can still change.
+ * - `dedupe`: no changelog; rebuilt from the ordered and late topics (every claimed id left
+ *   on one of them, with its claim time as the record timestamp) and the held events.
+ * - `sequences`: its changelog is written every SEQUENCES_SNAPSHOT_MS; what changed since is
+ *   replayed from the ordered topic (each record carries its `ordo-seq` and order key).
+ * - `reorder`: the positions (input offset, arrival stamp) of the held events, one entry;
+ *   the events themselves are read from the input again on restore.
+ * - `unique`: its own changelog (a write per new member only).
  */
-export function pipelineStores(settings: Pick<PipelineSettings, 'aggregatesTopic' | 'allowedLatenessMs'>): StoreSpec[] {
+export function pipelineStores(settings: Pick<PipelineSettings, 'aggregatesTopic' | 'allowedLatenessMs' | 'orderedTopic'>): StoreSpec[] {
   const lateness = settings.allowedLatenessMs;
   return [
-    { name: DEDUPE_STORE, codec: numberCodec },
+    { name: DEDUPE_STORE, codec: numberCodec, rebuilt: true },
     {
       name: AGGREGATES_STORE,
       codec: aggregateCodec,
@@ -61,8 +73,8 @@ export function pipelineStores(settings: Pick<PipelineSettings, 'aggregatesTopic
       },
     },
     { name: UNIQUE_STORE, codec: numberCodec },
-    { name: REORDER_STORE, codec: bufferedCodec },
-    { name: SEQUENCE_STORE, codec: stringCodec },
+    { name: REORDER_STORE, codec: heldPositionsCodec },
+    { name: SEQUENCE_STORE, codec: stringCodec, snapshot: { everyMs: SEQUENCES_SNAPSHOT_MS, tailTopics: [settings.orderedTopic] } },
   ] as StoreSpec[];
 }
 
@@ -109,11 +121,69 @@ export class PipelineProcessor implements TaskProcessor {
     });
   }
 
-  /** Failover: adopt the highest service time already emitted for this partition. */
-  onRestored(context: TaskContext): void {
+  /**
+   * Failover: adopt the highest service time already emitted for this partition, then
+   * rebuild what has no changelog, in one replay: the dedupe ids claimed within the window
+   * (ordered and late topics, by record timestamp), the sequences changed since their last
+   * snapshot (ordered topic), and the held events (input topic, at their positions).
+   */
+  async onRestored(context: TaskContext, replay: Replay): Promise<void> {
+    const { orderedTopic, lateTopic, dedupeWindowMs } = this.settings;
     const hwm = context.meta.get(META_CLOCK_HWM);
     if (hwm !== undefined) this.clock.witness(parseServiceTime(hwm));
-    this.order.restore(context.store<BufferedEvent>(REORDER_STORE), context.meta);
+    const dedupe = context.store<number>(DEDUPE_STORE);
+    const sequences = context.store<string>(SEQUENCE_STORE);
+    const positions = context.store<HeldPosition[]>(REORDER_STORE).get(HELD_KEY) ?? [];
+    if (hwm === undefined) {
+      // Nothing was ever stamped here: nothing emitted, claimed or held.
+      this.order.restore([], context.meta);
+      return;
+    }
+    const claim = (source: string, id: string, seenAt: number): void => {
+      const key = dedupeKey(source, id);
+      if (!((dedupe.get(key) ?? Number.NEGATIVE_INFINITY) >= seenAt)) dedupe.put(key, seenAt);
+    };
+    // Ids claimed at or before this are out of the window for every event still to come.
+    const since = millisOf(parseServiceTime(hwm)) - dedupeWindowMs;
+    const tail = context.meta.get(tailKey(SEQUENCE_STORE));
+    const tailFrom = tail === undefined ? 0n : BigInt((JSON.parse(tail) as Record<string, string>)[orderedTopic] ?? '0');
+    const late: SourceRecord[] = [];
+    const heldAt = new Map(positions.map((p) => [p.offset.toString(), p]));
+    const heldRecords: SourceRecord[] = [];
+    const sources: Parameters<Replay['read']>[0][number][] = [
+      {
+        topic: orderedTopic,
+        from: { offset: tailFrom, timestamp: since + 1 },
+        onRecord: (record) => {
+          if (BigInt(record.offset) >= tailFrom) replayOrdered(record, sequences);
+          if (record.timestamp > since) {
+            const event = usageEventType.fromBuffer(unframe(record.value).body) as { source: string; id: string };
+            claim(event.source, event.id, record.timestamp);
+          }
+        },
+      },
+      { topic: lateTopic, from: { timestamp: since + 1 }, onRecord: (record) => void (record.timestamp > since && late.push(record)) },
+    ];
+    if (positions.length > 0) {
+      const offsets = positions.map((p) => p.offset);
+      const min = offsets.reduce((a, b) => (b < a ? b : a));
+      const max = offsets.reduce((a, b) => (b > a ? b : a));
+      sources.push({ topic: context.topic, from: { offset: min }, to: max + 1n, onRecord: (record) => void (heldAt.has(record.offset) && heldRecords.push(record)) });
+    }
+    await replay.read(sources);
+    await this.settings.catalog.prefetch(schemaIdsOf([...late, ...heldRecords]));
+    for (const item of this.decode.run(late).items) claim(item.event.source, item.event.id, item.source.timestamp);
+    const decoded = this.decode.run(heldRecords);
+    if (decoded.dead.length > 0 || decoded.items.length !== positions.length) {
+      throw new Error(`${positions.length} held events to restore, ${decoded.items.length} read back from ${context.topic}/${context.partition}`);
+    }
+    const stamped = decoded.items.map((d) => withStamp(d, heldAt.get(d.source.offset)!.stamp));
+    const encoded = this.encode.run(stamped);
+    const held: HeldEvent[] = stamped.map((e, i) => {
+      claim(e.event.source, e.event.id, millisOf(e.stamp.time));
+      return { subject: e.event.subject, time: e.orderKey.time, node: e.orderKey.node, offset: BigInt(e.source.offset), record: encoded[i]!, producer: e.producer, stamp: e.stamp };
+    });
+    this.order.restore(held, context.meta);
   }
 
   prepare(records: readonly SourceRecord[]): Promise<void> {
@@ -138,6 +208,7 @@ export class PipelineProcessor implements TaskProcessor {
     const items: OrderItem[] = aggregated.events.map((e, i) => ({
       subject: e.event.subject,
       orderKey: e.orderKey,
+      stamp: e.stamp,
       record: encoded[i]!,
       source: e.source,
       producer: e.producer,
@@ -190,6 +261,6 @@ export class PipelineProcessor implements TaskProcessor {
   }
 
   private orderStores(context: TaskContext): Parameters<OrderStep['run']>[1] {
-    return { buffer: context.store<BufferedEvent>(REORDER_STORE), sequences: context.store<string>(SEQUENCE_STORE), meta: context.meta };
+    return { buffer: context.store<HeldPosition[]>(REORDER_STORE), sequences: context.store<string>(SEQUENCE_STORE), meta: context.meta };
   }
 }

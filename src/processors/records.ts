@@ -23,6 +23,8 @@ export interface OutputRecord {
   value: Buffer | string | null;
   headers: Record<string, Buffer | string>;
   partition?: number;
+  /** Record timestamp (ms); default: when it is sent. */
+  timestamp?: number;
 }
 
 /** A record that cannot be processed, with the reason that goes into the DLQ headers. */

@@ -24,14 +24,12 @@ export class StampStep {
     for (const decoded of events) {
       const context = decoded.context;
       if (context === undefined) {
-        const stamp = { time: this.clock.now(), node };
-        items.push({ ...decoded, stamp, orderKey: stamp });
+        items.push(withStamp(decoded, { time: this.clock.now(), node }));
         continue;
       }
       stats?.skewsMs.push(Math.max(0, millisOf(context.time) - this.clock.physical.now()));
       try {
-        const stamp = { time: this.clock.receive(context.time), node };
-        items.push({ ...decoded, stamp, orderKey: { time: context.time, node: context.node ?? '' } });
+        items.push(withStamp(decoded, { time: this.clock.receive(context.time), node }));
       } catch (error) {
         if (!(error instanceof ClockSkewError)) throw error;
         if (stats) stats.rejectedForSkew += 1;
@@ -40,4 +38,10 @@ export class StampStep {
     }
     return { items, dead };
   }
+}
+
+/** An event with Ordo's stamp: its order key is the upstream context if it had one, else the stamp. */
+export function withStamp(decoded: DecodedEvent, stamp: { time: bigint; node: string }): StampedEvent {
+  const context = decoded.context;
+  return { ...decoded, stamp, orderKey: context === undefined ? stamp : { time: context.time, node: context.node ?? '' } };
 }

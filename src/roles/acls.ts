@@ -3,7 +3,7 @@ import { schemaLedgerGroupId } from '../engine/schema-ledger.js';
 import { mergeTransactionalId } from '../engine/merge-worker.js';
 import { META_STORE, changelogTopic, transactionalIdPrefix } from '../engine/task.js';
 import { HELD_STORE, MERGE_META_STORE } from '../processors/merge.js';
-import { pipelineStores } from '../processors/pipeline.js';
+import { pipelineTopics } from './pipeline.js';
 import { apiGroupId, apiLedgerConfig } from './api.js';
 import { mergeGroupId } from './merge.js';
 
@@ -54,10 +54,11 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
   };
 
   if (role === 'pipeline') {
-    const stores = [META_STORE, ...pipelineStores({ aggregatesTopic: t.aggregates, allowedLatenessMs: config.allowedLatenessMs }).filter((s) => s.changelog === undefined).map((s) => s.name)];
+    const stores = [META_STORE, ...pipelineTopics(config).storeNames];
     const changelogs = stores.map((store) => changelogTopic(config.groupId, store));
     topic(t.input, ['Read'], 'input');
-    for (const name of [t.ordered, t.dlq, t.late, t.watermarks]) topic(name, ['Write'], 'output');
+    for (const name of [t.ordered, t.late]) topic(name, ['Read', 'Write'], 'output, and the dedupe/sequences stores are rebuilt from it');
+    for (const name of [t.dlq, t.watermarks]) topic(name, ['Write'], 'output');
     topic(t.aggregates, ['Read', 'Write'], 'output, and the aggregates store restores from it');
     for (const name of changelogs) topic(name, ['Read', 'Write'], 'state store changelog');
     created([t.input, t.ordered, t.dlq, t.late, t.aggregates, t.watermarks, ...changelogs]);

@@ -63,14 +63,14 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
 
 /** The pipeline's topics as the engine sees them (also what `ordo topics` lists). */
 export function pipelineTopics(config: Pick<OrdoConfig, 'topics' | 'allowedLatenessMs'>): Pick<WorkerOptions, 'inputTopic' | 'outputTopics' | 'compactedTopics' | 'storeNames'> {
+  const stores = pipelineStores({ aggregatesTopic: config.topics.aggregates, allowedLatenessMs: config.allowedLatenessMs, orderedTopic: config.topics.ordered });
   return {
     inputTopic: config.topics.input,
     outputTopics: [config.topics.ordered, config.topics.dlq, config.topics.late, config.topics.aggregates, config.topics.watermarks],
     compactedTopics: [config.topics.aggregates, config.topics.watermarks],
-    // Stores with a changelog of their own (the aggregates store restores from the aggregates topic).
-    storeNames: pipelineStores({ aggregatesTopic: config.topics.aggregates, allowedLatenessMs: config.allowedLatenessMs })
-      .filter((s) => s.changelog === undefined)
-      .map((s) => s.name),
+    // Stores with a changelog of their own (the aggregates store restores from the aggregates
+    // topic; the dedupe store is rebuilt from the ordered and late topics).
+    storeNames: stores.filter((s) => s.changelog === undefined && !s.rebuilt).map((s) => s.name),
   };
 }
 

@@ -1,14 +1,18 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { makeServiceTime, millisOf } from '../../src/clock/service-time.js';
+import { formatServiceTime, makeServiceTime, millisOf } from '../../src/clock/service-time.js';
 import { InMemoryStore, stringCodec } from '../../src/engine/state-store.js';
+import { heldPositionsCodec } from '../../src/processors/held-positions.js';
 import {
   type BufferedEvent,
+  HELD_KEY,
+  type HeldPosition,
   type LatePolicy,
   type OrderItem,
   type OrderResult,
   OrderStep,
   bufferedCodec,
+  replayOrdered,
 } from '../../src/processors/order.js';
 import { readProducerSeq } from '../../src/processors/decode.js';
 import type { SourceRecord } from '../../src/processors/records.js';
@@ -17,7 +21,7 @@ import { T0 } from '../support/unit/fixtures.js';
 /** An order step with its three stores; `commit` makes the staged writes state (a committed batch). */
 function harness(settings: { reorderWindowMs?: number; maxBuffered?: number; latePolicy?: LatePolicy } = {}) {
   const stores = {
-    buffer: new InMemoryStore<BufferedEvent>('reorder', bufferedCodec),
+    buffer: new InMemoryStore<HeldPosition[]>('reorder', heldPositionsCodec),
     sequences: new InMemoryStore<string>('sequences', stringCodec),
     meta: new InMemoryStore<string>('meta', stringCodec),
   };
@@ -33,35 +37,57 @@ function harness(settings: { reorderWindowMs?: number; maxBuffered?: number; lat
       for (const s of Object.values(stores)) s.commit();
       return result;
     },
-    /** A crash after the last commit: a fresh step restored from the committed stores (through their codecs). */
+    /**
+     * A crash after the last commit: a fresh step restored from the committed stores (through
+     * their codecs), its held events read back at their positions (as from the input topic).
+     */
     crash(): void {
       for (const s of Object.values(stores)) s.rollback();
       const restored = {
-        buffer: new InMemoryStore<BufferedEvent>('reorder', bufferedCodec),
+        buffer: new InMemoryStore<HeldPosition[]>('reorder', heldPositionsCodec),
         sequences: new InMemoryStore<string>('sequences', stringCodec),
         meta: new InMemoryStore<string>('meta', stringCodec),
       };
-      for (const [k, v] of stores.buffer.entries()) restored.buffer.restore(k, bufferedCodec.encode(v));
+      for (const [k, v] of stores.buffer.entries()) restored.buffer.restore(k, heldPositionsCodec.encode(v));
       for (const [k, v] of stores.sequences.entries()) restored.sequences.restore(k, Buffer.from(v));
       for (const [k, v] of stores.meta.entries()) restored.meta.restore(k, Buffer.from(v));
       Object.assign(stores, restored);
       step = make();
-      step.restore(stores.buffer, stores.meta);
+      const held = (stores.buffer.get(HELD_KEY) ?? []).map((p) => {
+        const it = created.get(p.offset.toString())!;
+        expect(p.stamp).toEqual(it.stamp);
+        return { subject: it.subject, time: it.orderKey.time, node: it.orderKey.node, offset: p.offset, record: structuredClone(it.record), producer: it.producer, stamp: p.stamp };
+      });
+      step.restore(held, stores.meta);
     },
   };
   return h;
 }
 
 let offset = 0;
+/** Every item made, by input offset: what the "input topic" holds for a restore. */
+const created = new Map<string, OrderItem>();
 function item(subject: string, ms: number, options: { node?: string; counter?: number; headers?: Record<string, string> } = {}): OrderItem {
   const source: SourceRecord = { topic: 'in', partition: 0, offset: String(offset++), key: Buffer.from(subject), value: Buffer.from(`v${offset}`), headers: options.headers ?? {}, timestamp: T0 };
-  return {
+  const node = options.node ?? 'svc';
+  const time = makeServiceTime(ms, options.counter ?? 0);
+  // As EncodeStep writes an event with an upstream time context.
+  const headers = { ...options.headers, 'service-time': 'x', 'source-offset': source.offset, 'origin-service-time': formatServiceTime(time), 'origin-service-node': node, 'ordo-origin': 'context' };
+  const it: OrderItem = {
     subject,
-    orderKey: { time: makeServiceTime(ms, options.counter ?? 0), node: options.node ?? 'svc' },
-    record: { topic: 'ordered', key: subject, value: source.value, headers: { 'service-time': 'x', 'source-offset': source.offset } },
+    orderKey: { time, node },
+    stamp: { time: makeServiceTime(T0 + offset, 0), node: 'ordo-1' },
+    record: { topic: 'ordered', key: subject, value: source.value, headers },
     source,
-    producer: readProducerSeq(source.headers, { time: 0n, node: options.node ?? 'svc' }),
+    producer: readProducerSeq(source.headers, { time: 0n, node }),
   };
+  created.set(source.offset, it);
+  return it;
+}
+
+/** An emitted record as a reader of the ordered topic gets it back. */
+function asRead(record: OrderResult['emitted'][number], at: number): SourceRecord {
+  return { topic: 'ordered', partition: 0, offset: String(at), key: Buffer.from(String(record.key)), value: null, headers: { ...record.headers }, timestamp: T0 };
 }
 
 const seqOf = (r: { headers: Record<string, Buffer | string> }) => Number(r.headers['ordo-seq']);
@@ -83,6 +109,19 @@ describe('OrderStep', () => {
     expect([...first.emitted, ...rest.emitted].filter((r) => r.key === 'c').map(seqOf)).toEqual([1, 2]);
     expect(h.step.buffered).toBe(0);
     expect(h.stores.buffer.size).toBe(0);
+  });
+
+  it('keeps the held positions as one entry, written only when the held set changes', () => {
+    const h = harness({ reorderWindowMs: 1_000 });
+    h.step.run([item('c', T0 + 200), item('c', T0 + 100)], h.stores);
+    const written = h.stores.buffer.changes();
+    expect(written.map((e) => e.key)).toEqual([HELD_KEY]);
+    expect(heldPositionsCodec.decode(written[0]!.value!).map((p) => p.offset)).toHaveLength(2);
+    for (const s of Object.values(h.stores)) s.commit();
+    h.step.run([], h.stores, T0 + 150); // idle, nothing due
+    expect(h.stores.buffer.changes()).toEqual([]);
+    h.step.run([], h.stores, T0 + 10_000); // everything leaves: the entry is deleted
+    expect(h.stores.buffer.changes()).toEqual([{ key: HELD_KEY, value: null }]);
   });
 
   it('never writes an event that arrives and leaves in the same batch to the buffer store', () => {
@@ -110,7 +149,7 @@ describe('OrderStep', () => {
     const late = item('c', T0 + 100);
     const result = h.run([late]);
     expect(result.emitted).toEqual([]);
-    expect(result.late).toEqual([{ source: late.source, reason: 'out-of-order', detail: expect.stringContaining('below') }]);
+    expect(result.late).toEqual([{ source: late.source, reason: 'out-of-order', seenAt: millisOf(late.stamp.time), detail: expect.stringContaining('below') }]);
     expect(result.violations).toEqual(['late']);
     expect(seqOf(h.run([item('c', T0 + 700)]).emitted[0]!)).toBe(2);
   });
@@ -231,6 +270,14 @@ describe('OrderStep', () => {
           }
           out.push(h.run([], t + 1_000_000));
           const emitted = out.flatMap((r) => r.emitted);
+          // The sequences store is what replaying the ordered output gives, from scratch or
+          // from a snapshot taken a batch early (the replay overlaps it).
+          const replayed = new InMemoryStore<string>('sequences', stringCodec);
+          emitted.forEach((r, k) => replayOrdered(asRead(r, k), replayed));
+          const overlap = Math.floor(emitted.length / 2);
+          emitted.slice(overlap).forEach((r, k) => replayOrdered(asRead(r, overlap + k), replayed));
+          replayed.commit();
+          expect(new Map(replayed.entries())).toEqual(new Map(h.stores.sequences.entries()));
           const violations = out.flatMap((r) => r.violations);
           // Exactly once.
           expect(emitted.map(offsetOf).sort()).toEqual(arrivals.map((a) => a.source.offset).sort());

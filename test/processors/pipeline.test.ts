@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { HybridClock } from '../../src/clock/hybrid-clock.js';
 import { formatServiceTime, makeServiceTime, parseServiceTime } from '../../src/clock/service-time.js';
 import { InMemoryStore, stringCodec } from '../../src/engine/state-store.js';
+import { tailKey } from '../../src/engine/task-processor.js';
 import { OrdoError } from '../../src/errors.js';
 import { aggregateCodec } from '../../src/processors/aggregate.js';
 import { META_ORDER_WATERMARK } from '../../src/processors/order.js';
@@ -13,7 +14,7 @@ import type { OutputRecord, SourceRecord } from '../../src/processors/records.js
 import type { SchemaCatalog } from '../../src/schema/schema-catalog.js';
 import { type UsageEvent, usageEventType } from '../../src/schema/usage-event.js';
 import { frame, unframe } from '../../src/schema/wire-format.js';
-import { FakeCatalog, FakeClock, T0, olderUsageEventType, anyUsageEvent, catchError, framedEvent, sourceRecord, taskContext, usageEvent } from '../support/unit/fixtures.js';
+import { FakeCatalog, FakeClock, MemoryTopics, T0, olderUsageEventType, anyUsageEvent, catchError, framedEvent, sourceRecord, taskContext, usageEvent } from '../support/unit/fixtures.js';
 
 const INPUT_ID = 1;
 const OLDER_ID = 2;
@@ -61,7 +62,7 @@ function freshEvent(): UsageEvent {
 
 /** The pipeline's own stores, as the engine would hand them over. */
 function pipelineContext(meta?: InMemoryStore<string>) {
-  return taskContext(meta, pipelineStores({ aggregatesTopic: 'usage-aggregates', allowedLatenessMs: 35 * 86_400_000 }));
+  return taskContext(meta, pipelineStores({ aggregatesTopic: 'usage-aggregates', allowedLatenessMs: 35 * 86_400_000, orderedTopic: 'usage-events-ordered' }));
 }
 
 async function run(processor: PipelineProcessor, records: SourceRecord[], context = pipelineContext()) {
@@ -196,7 +197,7 @@ describe('PipelineProcessor', () => {
     const meta = new InMemoryStore('meta', stringCodec);
     meta.restore(META_CLOCK_HWM, Buffer.from(formatServiceTime(hwm)));
     const context = pipelineContext(meta);
-    processor.onRestored(context);
+    await processor.onRestored(context, new MemoryTopics());
     expect(processor.clock.last).toBe(hwm);
     const { outputs } = await run(
       processor,
@@ -214,7 +215,7 @@ describe('PipelineProcessor', () => {
   it('on restore without a clock-hwm starts from physical time', async () => {
     const { processor } = pipeline();
     const context = pipelineContext();
-    processor.onRestored(context);
+    await processor.onRestored(context, new MemoryTopics());
     expect(processor.clock.last).toBe(0n);
     const { outputs } = await run(processor, [sourceRecord({ value: framedEvent(INPUT_ID, freshEvent()) })], context);
     expect(outputs.map(stampOf)).toEqual([makeServiceTime(T0, 1)]); // seen at (T0, 0), emitted at (T0, 1)
@@ -240,7 +241,7 @@ describe('PipelineProcessor', () => {
           const bMeta = new InMemoryStore('meta', stringCodec);
           for (const entry of changelog) bMeta.restore(entry.key, entry.value);
           const bContext = pipelineContext(bMeta);
-          b.processor.onRestored(bContext);
+          await b.processor.onRestored(bContext, new MemoryTopics());
           const bOut = (await run(b.processor, Array.from({ length: secondBatch }, () => sourceRecord({ value: framedEvent(INPUT_ID, freshEvent()) })), bContext)).outputs;
           for (const out of bOut) expect(stampOf(out) > aMax).toBe(true);
         },
@@ -349,7 +350,7 @@ describe('PipelineProcessor with meters', () => {
 
 describe('pipelineStores', () => {
   const DAY = 86_400_000;
-  const [dedupe, aggregates, unique] = pipelineStores({ aggregatesTopic: 'usage-aggregates', allowedLatenessMs: 2 * DAY });
+  const [dedupe, aggregates, unique] = pipelineStores({ aggregatesTopic: 'usage-aggregates', allowedLatenessMs: 2 * DAY, orderedTopic: 'usage-events-ordered' });
 
   it('restores the aggregates store from the aggregates topic itself, and only windows that can still change', () => {
     expect(dedupe?.changelog).toBeUndefined();
@@ -361,5 +362,87 @@ describe('pipelineStores', () => {
     const now = T0 + 10 * DAY;
     expect(changelog?.keep('k', { windowEnd: now - 2 * DAY + 1 }, now)).toBe(true);
     expect(changelog?.keep('k', { windowEnd: now - 2 * DAY }, now)).toBe(false);
+  });
+});
+
+describe('PipelineProcessor restore: each fact written once', () => {
+  const ORDERED = 'usage-events-ordered';
+  const LATE = 'usage-events-late';
+
+  /** A fresh owner's context: the committed stores with a changelog, copied through their codecs; the dedupe store empty (rebuilt). */
+  function restoredContext(processor: PipelineProcessor, from: ReturnType<typeof pipelineContext>, sequences: 'snapshot' | 'none', tail: number) {
+    const meta = new InMemoryStore('meta', stringCodec);
+    // The tail offset and the sequences snapshot are written in one transaction: both or neither.
+    for (const [k, v] of from.meta.entries()) if (k !== tailKey('sequences')) meta.restore(k, Buffer.from(v));
+    const context = pipelineContext(meta);
+    for (const spec of processor.stores) {
+      if (spec.rebuilt || (spec.name === 'sequences' && sequences === 'none')) continue;
+      for (const [k, v] of from.stores.get(spec.name)!.entries()) context.stores.get(spec.name)!.restore(k, spec.codec.encode(v));
+    }
+    if (sequences === 'snapshot') meta.restore(tailKey('sequences'), Buffer.from(JSON.stringify({ [ORDERED]: String(tail) })));
+    return context;
+  }
+
+  it('property: across crashes every distinct event leaves once, repeats stay dropped, ordo-seq stays gapless', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({ id: fc.integer({ min: 0, max: 20 }), subject: fc.constantFrom('a', 'b', 'c'), back: fc.option(fc.integer({ min: 0, max: 3_000 }), { nil: undefined }), advance: fc.integer({ min: 0, max: 700 }) }),
+          { minLength: 1, maxLength: 40 },
+        ),
+        fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 10 }),
+        fc.array(fc.constantFrom('none', 'snapshot', 'no-snapshot'), { maxLength: 10 }),
+        fc.constantFrom(0, 1_000),
+        async (events, sizes, crashes, window) => {
+          const physical = new FakeClock(T0);
+          const topics = new MemoryTopics();
+          const input = events.map((e, i) =>
+            sourceRecord({
+              offset: String(i),
+              key: Buffer.from(e.subject),
+              value: framedEvent(INPUT_ID, usageEvent({ id: `e${e.id}`, subject: e.subject })),
+              headers: e.back === undefined ? {} : { 'service-time': formatServiceTime(makeServiceTime(T0 - e.back, 0)), 'service-node': 'up' },
+            }),
+          );
+          topics.topics.set('usage-events', input);
+          let p = pipeline(physical, 'ordo-0', { reorderWindowMs: window }).processor;
+          let context = pipelineContext();
+          const commit = (outputs: readonly OutputRecord[]): void => {
+            context.commit();
+            topics.append(outputs, physical.ms);
+          };
+          let lastBatchOrdered = 0;
+          for (let i = 0, b = 0; i < input.length; b++) {
+            const size = sizes[b % sizes.length]!;
+            physical.ms += events[i]!.advance;
+            const { outputs } = await run(p, input.slice(i, i + size), context);
+            commit(outputs);
+            lastBatchOrdered = outputs.filter((o) => o.topic === ORDERED).length;
+            i += size;
+            const crash = crashes[b % Math.max(1, crashes.length)] ?? 'none';
+            if (crash === 'none') continue;
+            // A snapshot taken a batch ago: the replay overlaps it by the last batch.
+            const orderedEnd = topics.topics.get(ORDERED)?.length ?? 0;
+            const fresh = pipeline(physical, 'ordo-0', { reorderWindowMs: window }).processor;
+            context = restoredContext(fresh, context, crash === 'snapshot' ? 'snapshot' : 'none', orderedEnd - lastBatchOrdered);
+            await fresh.onRestored(context, topics);
+            context.commit();
+            p = fresh;
+          }
+          physical.ms += 10_000_000;
+          commit(p.punctuate(context)?.outputs ?? []);
+
+          const ordered = topics.topics.get(ORDERED) ?? [];
+          const late = topics.topics.get(LATE) ?? [];
+          const ids = [...ordered, ...late].map((r) => (usageEventType.fromBuffer(unframe(r.value).body) as UsageEvent).id);
+          expect(ids.sort()).toEqual([...new Set(events.map((e) => `e${e.id}`))].sort());
+          const bySubject = new Map<string, number[]>();
+          for (const r of ordered) bySubject.set(String(r.key), [...(bySubject.get(String(r.key)) ?? []), Number(r.headers['ordo-seq'])]);
+          for (const seqs of bySubject.values()) expect(seqs).toEqual(seqs.map((_, k) => k + 1));
+          expect(topics.topics.get('usage-events-dlq')).toBeUndefined();
+        },
+      ),
+      { numRuns: 150 },
+    );
   });
 });

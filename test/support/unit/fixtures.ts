@@ -2,7 +2,7 @@ import avro from 'avsc';
 import fc from 'fast-check';
 import type { PhysicalClock } from '../../../src/clock/physical-clock.js';
 import { InMemoryStore, stringCodec, type KeyValueStore } from '../../../src/engine/state-store.js';
-import type { StoreSpec, TaskContext } from '../../../src/engine/task-processor.js';
+import type { Replay, ReplaySource, StoreSpec, TaskContext } from '../../../src/engine/task-processor.js';
 import type { Headers, SourceRecord } from '../../../src/processors/records.js';
 import type { SchemaLookup } from '../../../src/schema/schema-catalog.js';
 import { type UsageEvent, usageEventType } from '../../../src/schema/usage-event.js';
@@ -175,3 +175,43 @@ export const olderUsageEventType = avro.Type.forSchema({
     { name: 'time', type: 'long' },
   ],
 });
+
+/**
+ * Topics in memory, as a task's partition of them: what a batch's outputs append (with
+ * offsets, and their timestamps or `now`), and a Replay over them for `onRestored`.
+ */
+export class MemoryTopics implements Replay {
+  readonly topics = new Map<string, SourceRecord[]>();
+  replayed = 0;
+
+  append(records: readonly { topic: string; key: Buffer | string | null; value: Buffer | string | null; headers: Record<string, Buffer | string>; timestamp?: number }[], now: number): void {
+    for (const r of records) {
+      const log = this.topics.get(r.topic) ?? [];
+      this.topics.set(r.topic, log);
+      const bytes = (v: Buffer | string | null): Buffer | null => (v === null ? null : typeof v === 'string' ? Buffer.from(v) : v);
+      log.push({ topic: r.topic, partition: 3, offset: String(log.length), key: bytes(r.key), value: bytes(r.value), headers: { ...r.headers }, timestamp: r.timestamp ?? now });
+    }
+  }
+
+  async read(sources: readonly ReplaySource[]): Promise<number> {
+    let n = 0;
+    for (const source of sources) {
+      const log = this.topics.get(source.topic) ?? [];
+      const { offset, timestamp } = source.from;
+      let start = offset ?? BigInt(log.length);
+      if (timestamp !== undefined) {
+        const at = log.findIndex((r) => r.timestamp >= timestamp);
+        const found = BigInt(at < 0 ? log.length : at);
+        if (found < start) start = found;
+      }
+      for (const record of log) {
+        const o = BigInt(record.offset);
+        if (o < start || (source.to !== undefined && o >= source.to)) continue;
+        source.onRecord(record);
+        n += 1;
+      }
+    }
+    this.replayed += n;
+    return Promise.resolve(n);
+  }
+}
