@@ -1,4 +1,5 @@
 import type { HybridClock } from '../clock/hybrid-clock.js';
+import { OrdoError } from '../errors.js';
 import type { OrdoConfig } from '../config/config.js';
 import { formatServiceTime, millisOf, parseServiceTime } from '../clock/service-time.js';
 import { numberCodec, stringCodec } from '../engine/state-store.js';
@@ -175,7 +176,10 @@ export class PipelineProcessor implements TaskProcessor {
     for (const item of this.decode.run(late).items) claim(item.event.source, item.event.id, item.source.timestamp);
     const decoded = this.decode.run(heldRecords);
     if (decoded.dead.length > 0 || decoded.items.length !== positions.length) {
-      throw new Error(`${positions.length} held events to restore, ${decoded.items.length} read back from ${context.topic}/${context.partition}`);
+      throw new OrdoError(
+        `${positions.length} held events to restore, but ${decoded.items.length} read back from ${context.topic} partition ${context.partition} ` +
+          `(offsets ${positions[0]!.offset}…): the input's retention removed held records, or they no longer decode`,
+      );
     }
     const stamped = decoded.items.map((d) => withStamp(d, heldAt.get(d.source.offset)!.stamp));
     const encoded = this.encode.run(stamped);
