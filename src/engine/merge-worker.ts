@@ -1,6 +1,6 @@
-import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import type { OrdoConfig } from '../config/config.js';
-import { FencedError, OrdoError } from '../errors.js';
+import { OrdoError } from '../errors.js';
 import { ensureTopics, partitionCount, type TopicSpec, waitUntilServed } from '../kafka/topics.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
@@ -9,14 +9,11 @@ import { HELD_STORE, type HeldEvent, MERGE_META_STORE, type MergeResult, MergeSt
 import type { OutputRecord, SourceRecord } from '../processors/records.js';
 import { alignToPosition, sleep, toSourceRecord } from './batch.js';
 import { ConsumerLag } from './consumer-lag.js';
-import { Lifecycle, type LifecycleState, drainWithin, exportLifecycle } from './lifecycle.js';
-import { Liveness, type StuckReport } from './liveness.js';
+import { EngineShell } from './engine-shell.js';
 import { RepeatedFailures, retrying } from './retry.js';
-import { restorePartitions } from './restore.js';
-import { InMemoryStore, stringCodec } from './state-store.js';
+import type { KeyValueStore } from './state-store.js';
 import { fatalMessage } from './error-policy.js';
-import { changelogTopic } from './task.js';
-import { classifyKafkaError, commitTransaction } from './transaction.js';
+import { type Position, TransactionalUnit, changelogTopic } from './transactional-unit.js';
 
 export interface MergeWorkerOptions
   extends Pick<OrdoConfig, 'replicationFactor' | 'createTopics' | 'sessionTimeoutMs' | 'heartbeatIntervalMs' | 'rebalanceTimeoutMs' | 'transactionTimeoutMs' | 'shutdownGraceMs' | 'maxBytesPerPartition' | 'nodeId' | 'stuckAfterMs'> {
@@ -71,18 +68,12 @@ const WAIT_FOR_TOPIC_MS = 1_000;
  * position. Fenced, fatal, or still failing after ORDO_STUCK_AFTER_MS ends the worker
  * (`failed`); a restart restores the stores and continues.
  */
-export class MergeWorker {
-  readonly lifecycle = new Lifecycle();
+export class MergeWorker extends EngineShell {
   private consumer: Consumer | undefined;
-  private producer: Producer | undefined;
   private admin: Admin | undefined;
   private step: MergeStep | undefined;
-  private held = new InMemoryStore<HeldEvent>(HELD_STORE, heldCodec);
-  private meta = new InMemoryStore<string>(MERGE_META_STORE, stringCodec);
-  /** A transaction failed: the producer and the in-memory state must be rebuilt before the next one. */
-  private broken = false;
-  /** Failure streaks of the retry loops and the drain, for /healthz. */
-  readonly liveness: Liveness;
+  /** The merge's one transactional unit: producer, `held` and `merge-meta` stores, commits. */
+  private unit: TransactionalUnit | undefined;
   /** Watermark ticks failing in a row (logged once, counted, bounded). */
   private readonly tickFailures: RepeatedFailures;
   /** After a failed tick: no tick before this (the failure streak's backoff), ms since the epoch. */
@@ -98,43 +89,14 @@ export class MergeWorker {
   private busy: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
-  private stopping: Promise<void> | undefined;
-  private failure: Error | undefined;
-  private readonly log: Logger;
-  private readonly finished: Promise<LifecycleState>;
   /** ordo_consumer_lag_* of the ordered topic's partitions. */
   private readonly consumerLag: ConsumerLag;
 
   constructor(private readonly options: MergeWorkerOptions) {
-    this.log = options.logger.child({ group: options.groupId });
-    this.consumerLag = new ConsumerLag({ kafka: options.kafka, groupId: options.groupId, topic: options.orderedTopic, metrics: options.metrics, logger: this.log });
-    this.finished = this.lifecycle.whenDone();
-    exportLifecycle(this.lifecycle, options.metrics.lifecycleState, this.log);
-    this.liveness = new Liveness(options.stuckAfterMs);
-    this.liveness.watchDrain(this.lifecycle, options.shutdownGraceMs);
-    this.tickFailures = new RepeatedFailures({ what: 'merge watermark tick', log: this.log, liveness: this.liveness });
-  }
-
-  /** Not failed, and nothing stuck (see Liveness): what /healthz answers. */
-  get live(): boolean {
-    return this.lifecycle.state !== 'failed' && this.stuck === undefined;
-  }
-
-  /** The retry loop (or drain) that has made no progress for longer than its bound, if any. */
-  get stuck(): StuckReport | undefined {
-    return this.liveness.stuck();
-  }
-
-  get state(): LifecycleState {
-    return this.lifecycle.state;
-  }
-
-  get error(): Error | undefined {
-    return this.failure;
-  }
-
-  get done(): Promise<LifecycleState> {
-    return this.finished;
+    const log = options.logger.child({ group: options.groupId });
+    super(log, options);
+    this.consumerLag = new ConsumerLag({ kafka: options.kafka, groupId: options.groupId, topic: options.orderedTopic, metrics: options.metrics, logger: log });
+    this.tickFailures = new RepeatedFailures({ what: 'merge watermark tick', log, liveness: this.liveness });
   }
 
   /** Running, and the owner of every partition. */
@@ -154,20 +116,9 @@ export class MergeWorker {
         throw setUp.error;
       }
       if (this.stopping) return;
-      const consumer = o.kafka.consumer({
-        groupId: o.groupId,
-        sessionTimeout: o.sessionTimeoutMs,
-        heartbeatInterval: o.heartbeatIntervalMs,
-        rebalanceTimeout: o.rebalanceTimeoutMs,
-        maxBytesPerPartition: o.maxBytesPerPartition,
-        readUncommitted: false,
-        allowAutoTopicCreation: false,
-      });
+      const consumer = this.groupConsumer(o.kafka, o.groupId, o);
       this.consumer = consumer;
       consumer.on(consumer.events.GROUP_JOIN, (event) => this.onAssignment(event.payload.memberAssignment));
-      consumer.on(consumer.events.CRASH, (event) => {
-        if (!event.payload.restart) void this.fail(event.payload.error);
-      });
       // Batches of only control records (or aborted ones) never reach eachBatch: still progress.
       consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
         if (event.payload.batchSize === 0) this.advance(event.payload.topic, event.payload.partition, event.payload.lastOffset);
@@ -197,22 +148,37 @@ export class MergeWorker {
   }
 
   /**
-   * A fresh transactional producer (its InitProducerId fences an older instance and
-   * completes its open transaction), then the stores restored from their changelogs.
+   * A fresh transactional unit (its producer's InitProducerId fences an older instance and
+   * completes its open transaction; its stores restored from their changelogs), and a fresh
+   * MergeStep over them: after a failed commit both are discarded.
    */
   private async openTask(): Promise<void> {
     const o = this.options;
-    await this.producer?.disconnect().catch(() => undefined);
-    const producer = o.kafka.producer({ transactionalId: mergeTransactionalId(o.groupId), idempotent: true, maxInFlightRequests: 1, transactionTimeout: o.transactionTimeoutMs });
-    this.producer = producer;
-    await producer.connect();
-    const init = await producer.transaction();
-    await init.abort();
+    await this.unit?.close();
     this.lifecycle.transition('restoring');
-    this.held = new InMemoryStore<HeldEvent>(HELD_STORE, heldCodec);
-    this.meta = new InMemoryStore<string>(MERGE_META_STORE, stringCodec);
-    await this.restore();
-    this.broken = false;
+    const unit = new TransactionalUnit({
+      kafka: o.kafka,
+      groupId: o.groupId,
+      transactionalId: mergeTransactionalId(o.groupId),
+      partition: 0,
+      stores: [{ name: HELD_STORE, codec: heldCodec }],
+      metaStore: MERGE_META_STORE,
+      transactionTimeoutMs: o.transactionTimeoutMs,
+      logger: this.log,
+      metrics: o.metrics,
+    });
+    this.unit = unit;
+    const { records, seconds } = await unit.open();
+    this.step = new MergeStep(this.partitions, o.globalTopic);
+    const stores = this.stores();
+    this.step.restore(stores.held, stores.meta);
+    this.observe();
+    this.log.info('merge restored', { records, seconds, held: this.step.held, partitions: this.partitions });
+  }
+
+  /** A commit failed: the unit (and the MergeStep's in-memory state, ahead of it) must be rebuilt. */
+  private get broken(): boolean {
+    return this.unit !== undefined && this.unit.state !== 'running';
   }
 
   /** After a failed transaction: rebuild the task, then carry on (called inside `exclusive`). */
@@ -233,31 +199,6 @@ export class MergeWorker {
     }
   }
 
-  private async restore(): Promise<void> {
-    const o = this.options;
-    const started = process.hrtime.bigint();
-    let count = 0;
-    await restorePartitions(
-      o.kafka,
-      [this.held, this.meta].map((store) => ({
-        topic: changelogTopic(o.groupId, store.name),
-        partition: 0,
-        onRecord: (key: string, value: Buffer | null) => {
-          count += 1;
-          store.restore(key, value);
-        },
-      })),
-      { groupPrefix: o.groupId, logger: this.log },
-    );
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    for (const store of [this.held, this.meta]) o.metrics.restoreSeconds.observe({ store: store.name }, seconds);
-    o.metrics.restoreRecords.inc({ store: HELD_STORE }, count);
-    this.step = new MergeStep(this.partitions, o.globalTopic);
-    this.step.restore(this.held, this.meta);
-    this.observe();
-    this.log.info('merge restored', { records: count, seconds, held: this.step.held, partitions: this.partitions });
-  }
-
   private onAssignment(assignment: Record<string, number[]>): void {
     const o = this.options;
     this.options.metrics.rebalances.inc({ kind: 'assignment' });
@@ -270,7 +211,7 @@ export class MergeWorker {
     this.seeked.clear();
     this.consumerLag.assign(assignment[o.orderedTopic] ?? []);
     for (const p of assignment[o.orderedTopic] ?? []) {
-      const position = this.meta.get(positionKey(o.orderedTopic, p));
+      const position = this.unit?.meta.get(positionKey(o.orderedTopic, p));
       if (position !== undefined) this.consumerLag.committed(p, position);
     }
   }
@@ -294,7 +235,7 @@ export class MergeWorker {
       return;
     }
     this.consumerLag.fetched(batch);
-    const position = this.meta.get(positionKey(topic, partition));
+    const position = this.unit!.meta.get(positionKey(topic, partition));
     const aligned = alignToPosition(records, position, this.seeked.has(`${topic}:${partition}`));
     if (position !== undefined) this.seeked.add(`${topic}:${partition}`);
     if (aligned.seek) {
@@ -311,9 +252,10 @@ export class MergeWorker {
           this.exclusive(async () => {
             await this.healIfBroken();
             // After a rebuild, the restored position says whether the failed commit happened.
-            const from = this.meta.get(positionKey(topic, partition));
+            const from = this.unit!.meta.get(positionKey(topic, partition));
             const rest = from === undefined ? todo : todo.filter((r) => BigInt(r.offset) >= BigInt(from));
-            if (rest.length > 0) await this.commit(this.step!.onOrdered(rest, this.stores()), [{ topic, partition, nextOffset: next }], rest.length);
+            const started = process.hrtime.bigint();
+            if (rest.length > 0) await this.commit(this.step!.onOrdered(rest, this.stores()), [{ topic, partition, nextOffset: next }], rest.length, started);
           }),
         { what: 'merge batch', meta: { partition }, log: this.log, liveness: this.liveness, abandoned: () => this.stopping !== undefined || this.lifecycle.done, between: heartbeat },
       );
@@ -348,17 +290,18 @@ export class MergeWorker {
       const ends = await this.admin!.fetchTopicOffsets(this.options.orderedTopic);
       await this.exclusive(async () => {
         await this.healIfBroken();
+        const started = process.hrtime.bigint();
         const result: MergeResult = { emitted: [], late: 0, unreadable: [] };
         for (const [p, mark] of snapshot) {
           const end = ends.find((e) => e.partition === p);
-          const stored = this.meta.get(positionKey(this.options.orderedTopic, p));
+          const stored = this.unit!.meta.get(positionKey(this.options.orderedTopic, p));
           const at = this.fetched.get(`${this.options.orderedTopic}:${p}`) ?? (stored === undefined ? 0n : BigInt(stored));
           if (end === undefined || at < BigInt(end.high)) continue;
           const r = this.step!.onWatermark(p, mark, this.stores());
           result.emitted.push(...r.emitted);
           if (this.pending.get(p) === mark) this.pending.delete(p);
         }
-        if (this.meta.changes().length > 0 || this.held.changes().length > 0) await this.commit(result, [], 0);
+        if (this.unit!.hasChanges()) await this.commit(result, [], 0, started);
       });
       this.tickFailures.succeeded();
       this.tickNotBefore = 0;
@@ -376,8 +319,8 @@ export class MergeWorker {
     }
   }
 
-  private stores(): { held: InMemoryStore<HeldEvent>; meta: InMemoryStore<string> } {
-    return { held: this.held, meta: this.meta };
+  private stores(): { held: KeyValueStore<HeldEvent>; meta: KeyValueStore<string> } {
+    return { held: this.unit!.store<HeldEvent>(HELD_STORE), meta: this.unit!.meta };
   }
 
   private advance(topic: string, partition: number, lastOffset: string): void {
@@ -393,33 +336,17 @@ export class MergeWorker {
   }
 
   /** One transaction: global records, dead letters, store changes, ordered-topic offsets. */
-  private async commit(result: MergeResult, positions: { topic: string; partition: number; nextOffset: string }[], inputs: number): Promise<void> {
+  private async commit(result: MergeResult, positions: Position[], inputs: number, startedAt: bigint): Promise<void> {
     const o = this.options;
-    for (const p of positions) this.meta.put(positionKey(p.topic, p.partition), p.nextOffset);
+    const unit = this.unit!;
+    for (const p of positions) unit.meta.put(positionKey(p.topic, p.partition), p.nextOffset);
     const outputs: OutputRecord[] = [...result.emitted];
     for (const r of result.unreadable) {
       outputs.push({ ...toDeadLetterRecord({ source: r, reason: 'bad-service-time', message: 'ordered record without a readable service-time header' }, o.dlqTopic, o.nodeId), partition: r.partition });
     }
-    for (const store of [this.held, this.meta] as InMemoryStore<unknown>[]) {
-      for (const entry of store.changes()) outputs.push({ topic: changelogTopic(o.groupId, store.name), key: entry.key, value: entry.value, headers: {}, partition: 0 });
-    }
-    const started = process.hrtime.bigint();
-    try {
-      await commitTransaction(this.producer!, { outputs, partition: 0, offsets: { groupId: o.groupId, positions } });
-    } catch (error) {
-      this.held.rollback();
-      this.meta.rollback();
-      const classified = classifyKafkaError(error);
-      o.metrics.transactionsAborted.inc({ reason: classified instanceof FencedError ? 'fenced' : 'error' });
-      // kafkajs does not recover a transaction whose commit failed, and the MergeStep's
-      // in-memory state is ahead of the stores: rebuild both before the next transaction.
-      this.broken = true;
-      throw classified;
-    }
-    this.held.commit();
-    this.meta.commit();
+    // A failure leaves the unit broken (or fenced): healIfBroken rebuilds it and the MergeStep.
+    await unit.commit(outputs, positions, startedAt);
     const m = o.metrics;
-    m.transactionSeconds.observe({ outcome: 'commit' }, Number(process.hrtime.bigint() - started) / 1e9);
     for (const p of positions) m.eventsIn.inc({ topic: p.topic, partition: String(p.partition) }, inputs);
     if (result.emitted.length > 0) m.eventsOut.inc({ topic: o.globalTopic }, result.emitted.length);
     if (result.late > 0) m.mergeLate.inc(result.late);
@@ -435,44 +362,27 @@ export class MergeWorker {
     m.mergeWatermarkDelay.set(Number.isFinite(low) ? Math.max(0, Date.now() - low) / 1000 : 0);
   }
 
-  async stop(): Promise<void> {
-    if (this.stopping) return this.stopping;
-    this.lifecycle.transition('draining');
+  protected halt(): Promise<void> {
     clearInterval(this.timer);
-    const lagStopped = this.consumerLag.stop();
-    this.stopping = (async () => {
-      const drain = async (): Promise<void> => {
-        await this.consumer?.stop();
-        await this.consumer?.disconnect();
-        await this.busy;
-        await this.producer?.disconnect();
-        await this.admin?.disconnect();
-        await lagStopped;
-      };
-      const error = await drainWithin(this.options.shutdownGraceMs, drain);
-      if (!error && !this.failure) this.lifecycle.transition('stopped');
-      else {
-        this.failure ??= error;
-        this.lifecycle.transition('failed');
-      }
-    })();
-    return this.stopping;
+    return this.consumerLag.stop();
   }
 
-  private async fail(error: Error): Promise<void> {
-    if (this.lifecycle.done || this.failure) return;
-    this.failure = error;
-    this.log.error(`merge failed: ${fatalMessage(error)}`, { error });
-    this.lifecycle.transition('draining');
-    clearInterval(this.timer);
-    // Best effort, and bounded: with the broker away a disconnect can wait a long time.
-    await drainWithin(this.options.shutdownGraceMs, async () => {
-      await this.consumerLag.stop().catch(() => undefined);
-      await this.consumer?.disconnect().catch(() => undefined);
-      await this.producer?.disconnect().catch(() => undefined);
-      await this.admin?.disconnect().catch(() => undefined);
-    });
-    this.lifecycle.transition('failed');
+  protected async drain(): Promise<void> {
+    await this.consumer?.stop();
+    await this.consumer?.disconnect();
+    await this.busy;
+    await this.unit?.close();
+    await this.admin?.disconnect();
+  }
+
+  protected async abort(): Promise<void> {
+    await this.consumer?.disconnect().catch(() => undefined);
+    await this.unit?.close();
+    await this.admin?.disconnect().catch(() => undefined);
+  }
+
+  protected override fail(error: Error): Promise<void> {
+    return super.fail(error, `merge failed: ${fatalMessage(error)}`);
   }
 }
 

@@ -7,8 +7,7 @@ import { ensureTopics, partitionCount, type TopicSpec, waitUntilServed } from '.
 import { alignToPosition, sleep, toSourceRecord } from './batch.js';
 import { ConsumerLag } from './consumer-lag.js';
 import { fatalMessage } from './error-policy.js';
-import { Lifecycle, type LifecycleState, drainWithin, exportLifecycle } from './lifecycle.js';
-import { Liveness, type StuckReport } from './liveness.js';
+import { EngineShell } from './engine-shell.js';
 import { RepeatedFailures, type Stop, retrying } from './retry.js';
 import { META_STORE, Task, changelogTopic } from './task.js';
 import type { TaskProcessorFactory } from './task-processor.js';
@@ -71,14 +70,12 @@ export function workerTopicSpecs(
 const PARTITIONS_CONCURRENTLY = 4;
 
 /**
- * The pipeline's consume loop: a consumer group on the input topic, one Task per assigned
- * partition, exactly-once batches, revocation, fencing and drain. (The `merge` role, one
- * task over all partitions, has its own smaller loop: merge-worker.ts.)
+ * The pipeline's consume loop: a consumer group on the input topic, one Task (a
+ * TransactionalUnit and its processor) per assigned partition, exactly-once batches,
+ * revocation, fencing and drain, in the EngineShell. (The `merge` role is one
+ * TransactionalUnit over all partitions in the same shell: merge-worker.ts.)
  */
-export class Worker {
-  readonly lifecycle = new Lifecycle();
-  /** Failure streaks of the retry loops and the drain, for /healthz. */
-  readonly liveness: Liveness;
+export class Worker extends EngineShell {
   private consumer: Consumer | undefined;
   private readonly tasks = new Map<number, Task>();
   /** Tasks being started (restoring); the worker is `restoring` while any is. */
@@ -86,12 +83,8 @@ export class Worker {
   /** Partitions whose task was fenced: idle until the rebalance that normally follows. */
   private readonly fenced = new Set<number>();
   private assigned = new Set<number>();
-  private readonly log: Logger;
-  private stopping: Promise<void> | undefined;
   private consuming = false;
   private startPromise: Promise<void> | undefined;
-  private readonly finished: Promise<LifecycleState>;
-  private failure: Error | undefined;
   private punctuateTimer: NodeJS.Timeout | undefined;
   private readonly punctuating = new Set<number>();
   /** Per partition: idle ticks failing in a row (logged once, counted, bounded like a batch's retries). */
@@ -104,48 +97,22 @@ export class Worker {
   private readonly consumerLag: ConsumerLag;
 
   constructor(private readonly options: WorkerOptions) {
-    this.log = options.logger.child({ group: options.groupId });
+    const log = options.logger.child({ group: options.groupId });
+    super(log, options);
     this.consumerLag = new ConsumerLag({
       kafka: options.kafka,
       groupId: options.groupId,
       topic: options.inputTopic,
       metrics: options.metrics,
-      logger: this.log,
+      logger: log,
       refreshMs: options.lagRefreshMs,
     });
-    this.finished = this.lifecycle.whenDone();
-    exportLifecycle(this.lifecycle, options.metrics.lifecycleState, this.log);
-    this.liveness = new Liveness(options.stuckAfterMs);
-    this.liveness.watchDrain(this.lifecycle, options.shutdownGraceMs);
-  }
-
-  get state(): LifecycleState {
-    return this.lifecycle.state;
-  }
-
-  /** Not failed, and nothing stuck (see Liveness): what /healthz answers. */
-  get live(): boolean {
-    return this.lifecycle.state !== 'failed' && this.stuck === undefined;
-  }
-
-  /** The retry loop (or drain) that has made no progress for longer than its bound, if any. */
-  get stuck(): StuckReport | undefined {
-    return this.liveness.stuck();
-  }
-
-  get error(): Error | undefined {
-    return this.failure;
   }
 
   /** Ensures topics, joins the group and starts consuming; resolves once the consumer runs. */
   start(): Promise<void> {
     this.startPromise ??= this.startNow();
     return this.startPromise;
-  }
-
-  /** Resolves with the final state (stopped or failed). */
-  get done(): Promise<LifecycleState> {
-    return this.finished;
   }
 
   private async startNow(): Promise<void> {
@@ -158,23 +125,11 @@ export class Worker {
         if (topics.why === 'abandoned') return;
         throw topics.error;
       }
-      const consumer = o.kafka.consumer({
-        groupId: o.groupId,
-        sessionTimeout: o.sessionTimeoutMs,
-        heartbeatInterval: o.heartbeatIntervalMs,
-        rebalanceTimeout: o.rebalanceTimeoutMs,
-        maxBytesPerPartition: o.maxBytesPerPartition,
-        readUncommitted: false,
-        allowAutoTopicCreation: false,
-        retry: { retries: 10 },
-      });
+      const consumer = this.groupConsumer(o.kafka, o.groupId, o);
       this.consumer = consumer;
       consumer.on(consumer.events.GROUP_JOIN, (event) => this.onAssignment(event.payload.memberAssignment[o.inputTopic] ?? []));
       // lag: fetches of only transaction markers / aborted records never reach eachBatch.
       consumer.on(consumer.events.END_BATCH_PROCESS, (event) => this.consumerLag.scanned(event.payload));
-      consumer.on(consumer.events.CRASH, (event) => {
-        if (!event.payload.restart) void this.fail(event.payload.error);
-      });
       await consumer.connect();
       if (this.stopping) return; // stopped while connecting: drain disconnects it
       await consumer.subscribe({ topics: [o.inputTopic], fromBeginning: true });
@@ -475,46 +430,22 @@ export class Worker {
     }
   }
 
-  /** Drains in-flight batches, leaves the group, closes tasks; bounded by the grace timeout. */
-  async stop(): Promise<void> {
-    if (this.stopping) return this.stopping;
-    this.lifecycle.transition('draining');
+  protected halt(): Promise<void> {
     clearInterval(this.punctuateTimer);
-    const lagStopped = this.consumerLag.stop(); // lag: a draining worker owns no partition any more
-    const drain = async (): Promise<void> => {
-      // A stop during start waits for the start to finish, then undoes it.
-      await this.startPromise?.catch(() => undefined);
-      await this.consumer?.stop();
-      await this.consumer?.disconnect();
-      await Promise.all([...this.tasks.keys()].map((p) => this.dropTask(p, 'shutdown')));
-      await lagStopped;
-    };
-    this.stopping = (async () => {
-      const error = await drainWithin(this.options.shutdownGraceMs, drain);
-      if (error) this.log.error('drain failed', { error });
-      if (!error && !this.failure) this.lifecycle.transition('stopped');
-      else {
-        this.failure ??= error;
-        this.lifecycle.transition('failed');
-      }
-    })();
-    return this.stopping;
+    return this.consumerLag.stop(); // lag: a draining worker owns no partition any more
   }
 
-  private async fail(error: Error): Promise<void> {
-    if (this.lifecycle.done || this.failure) return;
-    this.failure = error;
-    this.log.error('worker failed', { error });
-    this.lifecycle.transition('draining');
-    clearInterval(this.punctuateTimer);
-    const lagStopped = this.consumerLag.stop(); // lag
-    // Best effort, and bounded: with the broker away a disconnect can wait a long time.
-    await drainWithin(this.options.shutdownGraceMs, async () => {
-      await this.consumer?.disconnect().catch(() => undefined);
-      await Promise.all([...this.tasks.keys()].map((p) => this.dropTask(p, 'failed')));
-      await lagStopped;
-    });
-    this.lifecycle.transition('failed');
+  protected async drain(): Promise<void> {
+    // A stop during start waits for the start to finish, then undoes it.
+    await this.startPromise?.catch(() => undefined);
+    await this.consumer?.stop();
+    await this.consumer?.disconnect();
+    await Promise.all([...this.tasks.keys()].map((p) => this.dropTask(p, 'shutdown')));
+  }
+
+  protected async abort(): Promise<void> {
+    await this.consumer?.disconnect().catch(() => undefined);
+    await Promise.all([...this.tasks.keys()].map((p) => this.dropTask(p, 'failed')));
   }
 }
 
