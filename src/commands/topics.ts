@@ -5,7 +5,7 @@ import { workerTopicSpecs } from '../engine/worker.js';
 import { createKafka } from '../kafka/client.js';
 import { type TopicSpec, ensureTopics, partitionCount } from '../kafka/topics.js';
 import type { Logger } from '../observability/logger.js';
-import { mergeGroupId } from '../roles/merge.js';
+import { mergeTopics } from '../roles/merge.js';
 import { pipelineTopics } from '../roles/pipeline.js';
 
 export interface PlannedTopic extends TopicSpec {
@@ -31,7 +31,7 @@ export function topicPlan(config: OrdoConfig, partitions: number): PlannedTopic[
     }
   };
   add('pipeline', workerTopicSpecs({ groupId: config.groupId, ...pipelineTopics(config) }, partitions));
-  add('merge', [{ topic: config.topics.ordered, partitions }, ...mergeTopicSpecs({ groupId: mergeGroupId(config), globalTopic: config.topics.global, watermarksTopic: config.topics.watermarks, dlqTopic: config.topics.dlq }, partitions)]);
+  add('merge', [{ topic: config.topics.ordered, partitions }, ...mergeTopicSpecs(mergeTopics(config), partitions)]);
   add('api', [{ topic: config.topics.aggregates, partitions, compacted: true }]);
   for (const role of ['pipeline', 'api']) add(role, [schemaLedgerTopicSpec(config.topics.schemas)]);
   return [...byTopic.values()];

@@ -4,15 +4,13 @@ import { OrdoError } from '../errors.js';
 import { ensureTopics, partitionCount, type TopicSpec, waitUntilServed } from '../kafka/topics.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import { toDeadLetterRecord } from '../processors/dead-letter.js';
-import { HELD_STORE, type HeldEvent, MERGE_META_STORE, type MergeResult, MergeStep, heldCodec } from '../processors/merge.js';
-import type { OutputRecord, SourceRecord } from '../processors/records.js';
+import type { SourceRecord } from '../processors/records.js';
 import { alignToPosition, sleep, toSourceRecord } from './batch.js';
 import { ConsumerLag } from './consumer-lag.js';
 import { EngineShell } from './engine-shell.js';
 import { RepeatedFailures, retrying } from './retry.js';
-import type { KeyValueStore } from './state-store.js';
 import { fatalMessage } from './error-policy.js';
+import type { MergeOutput, MergeProcessor, UnitContext } from './task-processor.js';
 import { type Position, TransactionalUnit, changelogTopic } from './transactional-unit.js';
 
 export interface MergeWorkerOptions
@@ -24,6 +22,10 @@ export interface MergeWorkerOptions
   watermarksTopic: string;
   globalTopic: string;
   dlqTopic: string;
+  /** The merge's processor, given the ordered topic's partition count. */
+  processorFactory: (partitions: number) => MergeProcessor;
+  /** Its stores with a changelog, its meta store included (what `mergeTopicSpecs` creates). */
+  storeNames: readonly string[];
   /** How often published watermarks are checked against the ordered topic's end offsets. */
   tickMs?: number;
   logger: Logger;
@@ -35,12 +37,12 @@ export interface MergeWorkerOptions
  * creates), given the ordered topic's partition count: what it creates at start and what
  * `ordo topics` lists.
  */
-export function mergeTopicSpecs(o: Pick<MergeWorkerOptions, 'groupId' | 'globalTopic' | 'watermarksTopic' | 'dlqTopic'>, partitions: number): TopicSpec[] {
+export function mergeTopicSpecs(o: Pick<MergeWorkerOptions, 'groupId' | 'globalTopic' | 'watermarksTopic' | 'dlqTopic' | 'storeNames'>, partitions: number): TopicSpec[] {
   return [
     { topic: o.globalTopic, partitions: 1, minPartitions: 1 },
     { topic: o.watermarksTopic, partitions, compacted: true },
     { topic: o.dlqTopic, partitions, minPartitions: 1 },
-    ...[HELD_STORE, MERGE_META_STORE].map((store) => ({ topic: changelogTopic(o.groupId, store), partitions: 1, mustMatchPartitions: true, compacted: true })),
+    ...o.storeNames.map((store) => ({ topic: changelogTopic(o.groupId, store), partitions: 1, mustMatchPartitions: true, compacted: true })),
   ];
 }
 
@@ -71,7 +73,7 @@ const WAIT_FOR_TOPIC_MS = 1_000;
 export class MergeWorker extends EngineShell {
   private consumer: Consumer | undefined;
   private admin: Admin | undefined;
-  private step: MergeStep | undefined;
+  private processor: MergeProcessor | undefined;
   /** The merge's one transactional unit: producer, `held` and `merge-meta` stores, commits. */
   private unit: TransactionalUnit | undefined;
   /** Watermark ticks failing in a row (logged once, counted, bounded). */
@@ -150,33 +152,33 @@ export class MergeWorker extends EngineShell {
   /**
    * A fresh transactional unit (its producer's InitProducerId fences an older instance and
    * completes its open transaction; its stores restored from their changelogs), and a fresh
-   * MergeStep over them: after a failed commit both are discarded.
+   * processor over them: after a failed commit both are discarded.
    */
   private async openTask(): Promise<void> {
     const o = this.options;
     await this.unit?.close();
     this.lifecycle.transition('restoring');
+    const processor = o.processorFactory(this.partitions);
     const unit = new TransactionalUnit({
       kafka: o.kafka,
       groupId: o.groupId,
       transactionalId: mergeTransactionalId(o.groupId),
       partition: 0,
-      stores: [{ name: HELD_STORE, codec: heldCodec }],
-      metaStore: MERGE_META_STORE,
+      stores: processor.stores,
+      metaStore: processor.metaStore,
       transactionTimeoutMs: o.transactionTimeoutMs,
       logger: this.log,
       metrics: o.metrics,
     });
     this.unit = unit;
     const { records, seconds } = await unit.open();
-    this.step = new MergeStep(this.partitions, o.globalTopic);
-    const stores = this.stores();
-    this.step.restore(stores.held, stores.meta);
+    processor.restore(this.context());
+    this.processor = processor;
     this.observe();
-    this.log.info('merge restored', { records, seconds, held: this.step.held, partitions: this.partitions });
+    this.log.info('merge restored', { records, seconds, held: processor.held, partitions: this.partitions });
   }
 
-  /** A commit failed: the unit (and the MergeStep's in-memory state, ahead of it) must be rebuilt. */
+  /** A commit failed: the unit (and the processor's in-memory state, ahead of it) must be rebuilt. */
   private get broken(): boolean {
     return this.unit !== undefined && this.unit.state !== 'running';
   }
@@ -255,7 +257,7 @@ export class MergeWorker extends EngineShell {
             const from = this.unit!.meta.get(positionKey(topic, partition));
             const rest = from === undefined ? todo : todo.filter((r) => BigInt(r.offset) >= BigInt(from));
             const started = process.hrtime.bigint();
-            if (rest.length > 0) await this.commit(this.step!.onOrdered(rest, this.stores()), [{ topic, partition, nextOffset: next }], rest.length, started);
+            if (rest.length > 0) await this.commit(this.processor!.onOrdered(rest, this.context()), [{ topic, partition, nextOffset: next }], rest.length, started);
           }),
         { what: 'merge batch', meta: { partition }, log: this.log, liveness: this.liveness, abandoned: () => this.stopping !== undefined || this.lifecycle.done, between: heartbeat },
       );
@@ -291,14 +293,15 @@ export class MergeWorker extends EngineShell {
       await this.exclusive(async () => {
         await this.healIfBroken();
         const started = process.hrtime.bigint();
-        const result: MergeResult = { emitted: [], late: 0, unreadable: [] };
+        const result: MergeOutput = { outputs: [], emitted: 0, late: 0, deadLetters: [] };
         for (const [p, mark] of snapshot) {
           const end = ends.find((e) => e.partition === p);
           const stored = this.unit!.meta.get(positionKey(this.options.orderedTopic, p));
           const at = this.fetched.get(`${this.options.orderedTopic}:${p}`) ?? (stored === undefined ? 0n : BigInt(stored));
           if (end === undefined || at < BigInt(end.high)) continue;
-          const r = this.step!.onWatermark(p, mark, this.stores());
-          result.emitted.push(...r.emitted);
+          const r = this.processor!.onWatermark(p, mark, this.context());
+          result.outputs.push(...r.outputs);
+          result.emitted += r.emitted;
           if (this.pending.get(p) === mark) this.pending.delete(p);
         }
         if (this.unit!.hasChanges()) await this.commit(result, [], 0, started);
@@ -319,8 +322,9 @@ export class MergeWorker extends EngineShell {
     }
   }
 
-  private stores(): { held: KeyValueStore<HeldEvent>; meta: KeyValueStore<string> } {
-    return { held: this.unit!.store<HeldEvent>(HELD_STORE), meta: this.unit!.meta };
+  private context(): UnitContext {
+    const unit = this.unit!;
+    return { meta: unit.meta, store: <V>(name: string) => unit.store<V>(name) };
   }
 
   private advance(topic: string, partition: number, lastOffset: string): void {
@@ -336,29 +340,25 @@ export class MergeWorker extends EngineShell {
   }
 
   /** One transaction: global records, dead letters, store changes, ordered-topic offsets. */
-  private async commit(result: MergeResult, positions: Position[], inputs: number, startedAt: bigint): Promise<void> {
+  private async commit(result: MergeOutput, positions: Position[], inputs: number, startedAt: bigint): Promise<void> {
     const o = this.options;
     const unit = this.unit!;
     for (const p of positions) unit.meta.put(positionKey(p.topic, p.partition), p.nextOffset);
-    const outputs: OutputRecord[] = [...result.emitted];
-    for (const r of result.unreadable) {
-      outputs.push({ ...toDeadLetterRecord({ source: r, reason: 'bad-service-time', message: 'ordered record without a readable service-time header' }, o.dlqTopic, o.nodeId), partition: r.partition });
-    }
-    // A failure leaves the unit broken (or fenced): healIfBroken rebuilds it and the MergeStep.
-    await unit.commit(outputs, positions, startedAt);
+    // A failure leaves the unit broken (or fenced): healIfBroken rebuilds it and the processor.
+    await unit.commit(result.outputs, positions, startedAt);
     const m = o.metrics;
     for (const p of positions) m.eventsIn.inc({ topic: p.topic, partition: String(p.partition) }, inputs);
-    if (result.emitted.length > 0) m.eventsOut.inc({ topic: o.globalTopic }, result.emitted.length);
+    if (result.emitted > 0) m.eventsOut.inc({ topic: o.globalTopic }, result.emitted);
     if (result.late > 0) m.mergeLate.inc(result.late);
-    if (result.unreadable.length > 0) m.deadLettered.inc({ reason: 'bad-service-time' }, result.unreadable.length);
+    for (const d of result.deadLetters) m.deadLettered.inc({ reason: d.reason });
     this.observe();
   }
 
   private observe(): void {
     const m = this.options.metrics;
-    if (!this.step) return;
-    m.mergeHeld.set(this.step.held);
-    const low = this.step.lowWatermark;
+    if (!this.processor) return;
+    m.mergeHeld.set(this.processor.held);
+    const low = this.processor.lowWatermark;
     m.mergeWatermarkDelay.set(Number.isFinite(low) ? Math.max(0, Date.now() - low) / 1000 : 0);
   }
 

@@ -57,13 +57,17 @@ export interface Replay {
   read(sources: readonly ReplaySource[]): Promise<number>;
 }
 
-/** What a task hands its processor: its partition and its restored stores. */
-export interface TaskContext {
-  readonly topic: string;
-  readonly partition: number;
-  /** The engine's own store (`meta`): input position, clock high-water mark. */
+/** A transactional unit's restored stores, as its processor sees them. */
+export interface UnitContext {
+  /** The engine's own store (`meta`): input positions, and what the processor keeps there. */
   readonly meta: KeyValueStore<string>;
   store<V>(name: string): KeyValueStore<V>;
+}
+
+/** What a task hands its processor: its partition and its restored stores. */
+export interface TaskContext extends UnitContext {
+  readonly topic: string;
+  readonly partition: number;
 }
 
 /** Per-batch facts a processor reports for metrics; the engine records them after commit. */
@@ -118,3 +122,32 @@ export interface TaskProcessor {
 }
 
 export type TaskProcessorFactory = (topic: string, partition: number) => TaskProcessor;
+
+/** What a merge batch or watermark produces: records to write (in order) and what to count. */
+export interface MergeOutput {
+  outputs: OutputRecord[];
+  /** Records among `outputs` that go to the global stream. */
+  emitted: number;
+  /** Of those, emitted below what the stream had already passed. */
+  late: number;
+  deadLetters: readonly { reason: string }[];
+}
+
+/**
+ * The `merge` role's processor: ONE over every partition of the ordered topic, in one
+ * TransactionalUnit. Pure over its stores, like a TaskProcessor; discarded with the unit
+ * after a failed commit.
+ */
+export interface MergeProcessor {
+  readonly stores: readonly StoreSpec[];
+  /** Name of the unit's meta store (its changelog topic is named after it). */
+  readonly metaStore: string;
+  /** Events held, and the low watermark (ms) over every partition, for the gauges. */
+  readonly held: number;
+  readonly lowWatermark: number;
+  restore(context: UnitContext): void;
+  /** Consecutive records of one ordered-topic partition. */
+  onOrdered(records: readonly SourceRecord[], context: UnitContext): MergeOutput;
+  /** A partition's published watermark, once everything written before it has been read. */
+  onWatermark(partition: number, markMs: number, context: UnitContext): MergeOutput;
+}

@@ -1,5 +1,7 @@
 import { formatServiceTime, millisOf, parseServiceTimeHeader } from '../clock/service-time.js';
 import type { KeyValueStore, StoreCodec } from '../engine/state-store.js';
+import type { MergeOutput, MergeProcessor, StoreSpec, UnitContext } from '../engine/task-processor.js';
+import { toDeadLetterRecord } from './dead-letter.js';
 import { MinHeap } from './min-heap.js';
 import { type BufferedEvent, bufferedCodec } from './order.js';
 import { HEADER, type HeaderValue, type OutputRecord, type SourceRecord, setHeader } from './records.js';
@@ -139,6 +141,48 @@ export class MergeStep {
       meta.put('frontier', `${formatServiceTime(event.time)}|${event.subject}|${event.offset}|${event.node}`);
     }
     result.emitted.push(event.record);
+  }
+}
+
+/** The merge's processor for the engine: MergeStep over the unit's stores, and its dead letters. */
+export class GlobalMerge implements MergeProcessor {
+  readonly stores: readonly StoreSpec[] = [{ name: HELD_STORE, codec: heldCodec }];
+  readonly metaStore = MERGE_META_STORE;
+  private readonly step: MergeStep;
+
+  constructor(
+    partitions: number,
+    private readonly settings: { globalTopic: string; dlqTopic: string; nodeId: string },
+  ) {
+    this.step = new MergeStep(partitions, settings.globalTopic);
+  }
+
+  get held(): number {
+    return this.step.held;
+  }
+
+  get lowWatermark(): number {
+    return this.step.lowWatermark;
+  }
+
+  restore(context: UnitContext): void {
+    this.step.restore(context.store<HeldEvent>(HELD_STORE), context.meta);
+  }
+
+  onOrdered(records: readonly SourceRecord[], context: UnitContext): MergeOutput {
+    return this.output(this.step.onOrdered(records, { held: context.store<HeldEvent>(HELD_STORE), meta: context.meta }));
+  }
+
+  onWatermark(partition: number, markMs: number, context: UnitContext): MergeOutput {
+    return this.output(this.step.onWatermark(partition, markMs, { held: context.store<HeldEvent>(HELD_STORE), meta: context.meta }));
+  }
+
+  private output(result: MergeResult): MergeOutput {
+    const { dlqTopic, nodeId } = this.settings;
+    const outputs = [...result.emitted];
+    const dead = result.unreadable.map((source) => ({ source, reason: 'bad-service-time' as const, message: 'ordered record without a readable service-time header' }));
+    for (const d of dead) outputs.push({ ...toDeadLetterRecord(d, dlqTopic, nodeId), partition: d.source.partition });
+    return { outputs, emitted: result.emitted.length, late: result.late, deadLetters: dead };
   }
 }
 

@@ -13,7 +13,7 @@ describe('ordo topics', () => {
     const plan = topicPlan(config, 12);
     const engine = [
       ...workerTopicSpecs({ groupId: 'g', ...pipelineTopics(config) }, 12),
-      ...mergeTopicSpecs({ groupId: 'g-merge', globalTopic: config.topics.global, watermarksTopic: config.topics.watermarks, dlqTopic: config.topics.dlq }, 12),
+      ...mergeTopicSpecs({ groupId: 'g-merge', globalTopic: config.topics.global, watermarksTopic: config.topics.watermarks, dlqTopic: config.topics.dlq, storeNames: ['held', 'merge-meta'] }, 12),
       schemaLedgerTopicSpec(config.topics.schemas),
     ];
     expect(new Set(plan.map((t) => t.topic))).toEqual(new Set(engine.map((t) => t.topic)));
