@@ -1,9 +1,10 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { makeServiceTime } from '../src/clock/service-time.js';
-import { InMemoryStore, numberCodec } from '../src/engine/state-store.js';
+import { InMemoryStore } from '../src/engine/state-store.js';
+import { numberCodec } from '../src/model/store.js';
 import { AGGREGATES_STORE, AggregateStep, UNIQUE_STORE, aggregateCodec } from '../src/processors/aggregate.js';
 import { DEDUPE_STORE, DedupeStep } from '../src/processors/dedupe.js';
-import type { StampedEvent } from '../src/processors/records.js';
+import type { StampedEvent } from '../src/model/records.js';
 import type { UsageAggregate } from '../src/usage/aggregation.js';
 import { MeterCatalog } from '../src/usage/meters.js';
 import { benchEvent } from './events.js';

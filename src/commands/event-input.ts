@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { DecodeStep } from '../processors/decode.js';
-import { type SourceRecord, setHeader } from '../processors/records.js';
+import { type SourceRecord, setHeader } from '../model/records.js';
 import { type UsageEvent, usageEventType } from '../schema/usage-event.js';
 import { frame } from '../schema/wire-format.js';
 import { EventInputError } from './command-error.js';

@@ -3,7 +3,7 @@ import type { OrdoConfig } from '../config/config.js';
 import { createKafka } from '../kafka/client.js';
 import type { Logger } from '../observability/logger.js';
 import { schemaIdsOf } from '../processors/decode.js';
-import type { SourceRecord } from '../processors/records.js';
+import type { SourceRecord } from '../model/records.js';
 import { SchemaCatalog } from '../schema/schema-catalog.js';
 import { CommandError, retrying } from './command-error.js';
 import { RecordDecoder, type RecordView } from './record-view.js';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/config.js';
 import { ConfigError, OrdoError } from '../errors.js';
-import { setHeader } from '../processors/records.js';
+import { setHeader } from '../model/records.js';
 import { jsonLogger } from '../observability/logger.js';
 import { CommandError } from './command-error.js';
 import { parseEventLines, parseEventObject } from './event-input.js';

@@ -1,7 +1,7 @@
 import { counterOf, millisOf, parseServiceTime } from '../clock/service-time.js';
 import { BadRecordError } from '../errors.js';
 import { DecodeStep } from '../processors/decode.js';
-import { type HeaderValue, type SourceRecord, setHeader } from '../processors/records.js';
+import { type HeaderValue, type SourceRecord, setHeader } from '../model/records.js';
 import { ResolverCache } from '../schema/resolvers.js';
 import type { SchemaLookup } from '../schema/schema-catalog.js';
 import { usageEventType } from '../schema/usage-event.js';

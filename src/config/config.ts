@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { ConfigError } from '../errors.js';
-import { LATE_POLICIES, type LatePolicy } from '../processors/order.js';
+import { LATE_POLICIES, type LatePolicy } from '../model/reasons.js';
 import { type ApiAuthConfig, loadApiAuthConfig, loadBindHost } from './api-auth.js';
 import { EnvReader } from './env.js';
 import { loadSecurityConfig, type SecurityConfig } from './security.js';

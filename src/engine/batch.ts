@@ -1,5 +1,5 @@
 import type { KafkaMessage } from 'kafkajs';
-import type { SourceRecord } from '../processors/records.js';
+import type { SourceRecord } from '../model/records.js';
 
 /** A fetched kafkajs message as the processors see it. */
 export function toSourceRecord(topic: string, partition: number, m: KafkaMessage): SourceRecord {

@@ -4,7 +4,7 @@ import { OrdoError } from '../errors.js';
 import { ensureTopics, partitionCount, type TopicSpec, waitUntilServed } from '../kafka/topics.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import type { SourceRecord } from '../processors/records.js';
+import type { SourceRecord } from '../model/records.js';
 import { alignToPosition, sleep, toSourceRecord } from './batch.js';
 import { ConsumerLag } from './consumer-lag.js';
 import { EngineShell } from './engine-shell.js';

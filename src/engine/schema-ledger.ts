@@ -3,7 +3,7 @@ import type { OrdoConfig } from '../config/config.js';
 import { OrdoError, TransientError } from '../errors.js';
 import { type TopicSpec, ensureTopics } from '../kafka/topics.js';
 import type { Logger } from '../observability/logger.js';
-import type { SourceRecord } from '../processors/records.js';
+import type { SourceRecord } from '../model/records.js';
 import { type SchemaIdGuard, type SchemaSighting, SchemaSightings, sightingOf } from '../schema/schema-ids.js';
 import type avro from 'avsc';
 import { Liveness } from './liveness.js';

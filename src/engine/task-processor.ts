@@ -1,5 +1,5 @@
-import type { OutputRecord, SourceRecord } from '../processors/records.js';
-import type { KeyValueStore, StoreCodec } from './state-store.js';
+import type { OutputRecord, SourceRecord } from '../model/records.js';
+import type { KeyValueStore, StoreCodec } from '../model/store.js';
 
 export interface StoreSpec {
   name: string;

@@ -2,7 +2,7 @@ import type { Kafka } from 'kafkajs';
 import { OrdoError } from '../errors.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import type { SourceRecord } from '../processors/records.js';
+import type { SourceRecord } from '../model/records.js';
 import type { BatchReport, ProcessResult, TaskContext, TaskProcessor } from './task-processor.js';
 import { TransactionalUnit, type UnitState } from './transactional-unit.js';
 

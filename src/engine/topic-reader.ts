@@ -1,6 +1,6 @@
 import type { Admin, Consumer, Kafka } from 'kafkajs';
 import type { Logger } from '../observability/logger.js';
-import type { SourceRecord } from '../processors/records.js';
+import type { SourceRecord } from '../model/records.js';
 import { partitionCount } from '../kafka/topics.js';
 import { sleep } from './batch.js';
 import { classify, fatalMessage } from './error-policy.js';

@@ -1,7 +1,7 @@
 import type { Message, Producer } from 'kafkajs';
 import { OrdoError } from '../errors.js';
 import { asOrdoError } from './error-policy.js';
-import type { OutputRecord } from '../processors/records.js';
+import type { OutputRecord } from '../model/records.js';
 
 export interface TransactionContent {
   outputs: OutputRecord[];

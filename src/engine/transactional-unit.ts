@@ -2,9 +2,10 @@ import type { Kafka, Producer } from 'kafkajs';
 import { FencedError, OrdoError } from '../errors.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import type { OutputRecord } from '../processors/records.js';
+import type { OutputRecord } from '../model/records.js';
 import { type RestoredRecord, restorePartitions } from './restore.js';
-import { InMemoryStore, type KeyValueStore, stringCodec } from './state-store.js';
+import { InMemoryStore } from './state-store.js';
+import { type KeyValueStore, stringCodec } from '../model/store.js';
 import { type Replay, type ReplaySource, type StoreSpec, tailKey } from './task-processor.js';
 import { type WrittenEnds, classifyKafkaError, commitTransaction } from './transaction.js';
 

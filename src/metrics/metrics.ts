@@ -1,8 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { LIFECYCLE_STATES } from '../engine/lifecycle.js';
 import { DEAD_LETTER_REASONS } from '../errors.js';
-import { VIOLATION_REASONS } from '../processors/order.js';
-import { LATE_REASONS } from '../processors/records.js';
+import { VIOLATION_REASONS } from '../model/reasons.js';
+import { LATE_REASONS } from '../model/reasons.js';
 
 /** One owned input partition's consumer lag at scrape time (src/engine/consumer-lag.ts). */
 export interface ConsumerLagSample {

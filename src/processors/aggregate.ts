@@ -1,11 +1,11 @@
 import { millisOf } from '../clock/service-time.js';
-import type { KeyValueStore, StoreCodec } from '../engine/state-store.js';
+import type { KeyValueStore, StoreCodec } from '../model/store.js';
 import { frame } from '../schema/wire-format.js';
 import { type AggregateWork, type Measurement, type UsageAggregate, finish, fold, keyPrefix, startWork, usageAggregateType, windowKey } from '../usage/aggregation.js';
 import { Decimal } from '../usage/decimal.js';
 import type { Meter, MeterCatalog } from '../usage/meters.js';
 import { windowEnd, windowStart } from '../usage/windows.js';
-import type { OutputRecord, StampedEvent, StepResult } from './records.js';
+import type { OutputRecord, StampedEvent, StepResult } from '../model/records.js';
 import { Sweeper } from './sweep.js';
 
 /** Current aggregates by aggregate key. */

@@ -1,4 +1,4 @@
-import { HEADER, type DeadLetter, type OutputRecord, type SourceRecord } from './records.js';
+import { HEADER, type DeadLetter, type OutputRecord, type SourceRecord } from '../model/records.js';
 import { passThroughHeaders } from './encode.js';
 
 const RESERVED = new Set<string>([

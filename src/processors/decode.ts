@@ -4,7 +4,7 @@ import { type UsageEvent, usageEventType, validateUsageEvent } from '../schema/u
 import { ResolverCache } from '../schema/resolvers.js';
 import { HEADER_SIZE, MAGIC_BYTE, unframe } from '../schema/wire-format.js';
 import { parseServiceTimeHeader } from '../clock/service-time.js';
-import { type DecodedEvent, HEADER, type HeaderValue, type ProducerSeq, type SourceRecord, type StepResult, type TimeContext } from './records.js';
+import { type DecodedEvent, HEADER, type HeaderValue, type ProducerSeq, type SourceRecord, type StepResult, type TimeContext } from '../model/records.js';
 
 /** Schema ids in a batch, so the engine can prefetch writer schemas before the pure step. */
 export function schemaIdsOf(records: readonly SourceRecord[]): number[] {

@@ -1,6 +1,6 @@
 import { millisOf } from '../clock/service-time.js';
-import type { KeyValueStore } from '../engine/state-store.js';
-import type { StampedEvent } from './records.js';
+import type { KeyValueStore } from '../model/store.js';
+import type { StampedEvent } from '../model/records.js';
 import { Sweeper } from './sweep.js';
 
 /** Store of claimed ids: key from dedupeKey, value the stamp millisecond it was first seen. */

@@ -1,7 +1,7 @@
 import { formatServiceTime, millisOf } from '../clock/service-time.js';
 import { usageEventType } from '../schema/usage-event.js';
 import { frame } from '../schema/wire-format.js';
-import { HEADER, type Headers, type OutputRecord, type StampedEvent, setHeader } from './records.js';
+import { HEADER, type Headers, type OutputRecord, type StampedEvent, setHeader } from '../model/records.js';
 
 /** Headers Ordo owns on output: never passed through from input, always set from the stamp. */
 const RESERVED = new Set<string>([

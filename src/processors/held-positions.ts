@@ -1,4 +1,4 @@
-import type { StoreCodec } from '../engine/state-store.js';
+import type { StoreCodec } from '../model/store.js';
 import type { HeldPosition } from './order.js';
 
 const VERSION = 1;

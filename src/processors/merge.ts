@@ -1,10 +1,10 @@
 import { formatServiceTime, millisOf, parseServiceTimeHeader } from '../clock/service-time.js';
-import type { KeyValueStore, StoreCodec } from '../engine/state-store.js';
+import type { KeyValueStore, StoreCodec } from '../model/store.js';
 import type { MergeOutput, MergeProcessor, StoreSpec, UnitContext } from '../engine/task-processor.js';
 import { toDeadLetterRecord } from './dead-letter.js';
 import { MinHeap } from './min-heap.js';
 import { type BufferedEvent, bufferedCodec } from './order.js';
-import { HEADER, type HeaderValue, type OutputRecord, type SourceRecord, setHeader } from './records.js';
+import { HEADER, type HeaderValue, type OutputRecord, type SourceRecord, setHeader } from '../model/records.js';
 
 /** Events read from the ordered topic and not yet written to the global topic: key `<partition>:<offset>`. */
 export const HELD_STORE = 'held';

@@ -1,8 +1,9 @@
+import { type LatePolicy, OUT_OF_ORDER, type ViolationReason } from '../model/reasons.js';
 import { type Stamp, formatServiceTime, millisOf, parseServiceTime } from '../clock/service-time.js';
-import type { KeyValueStore, StoreCodec } from '../engine/state-store.js';
+import type { KeyValueStore, StoreCodec } from '../model/store.js';
 import { MinHeap } from './min-heap.js';
 import { readProducerSeq } from './decode.js';
-import { HEADER, type HeaderValue, type OutputRecord, type ProducerSeq, type SourceRecord, setHeader } from './records.js';
+import { HEADER, type HeaderValue, type OutputRecord, type ProducerSeq, type SourceRecord, setHeader } from '../model/records.js';
 
 /**
  * Where the held events are, not what they are: one entry (HELD_KEY) listing the input
@@ -15,17 +16,6 @@ export const HELD_KEY = 'held';
 export const SEQUENCE_STORE = 'sequences';
 /** The partition's order watermark (ms), kept in the task's meta store. */
 export const META_ORDER_WATERMARK = 'order-watermark';
-
-/** The fixed label values of `ordo_ordering_violations_total`. */
-export const VIOLATION_REASONS = ['late', 'duplicate-key', 'sequence-gap', 'sequence-regression'] as const;
-export type ViolationReason = (typeof VIOLATION_REASONS)[number];
-
-/** What happens to an event that came too late for its slot: flagged in place, or the late topic. */
-export const LATE_POLICIES = ['flag', 'route'] as const;
-export type LatePolicy = (typeof LATE_POLICIES)[number];
-
-/** The late topic's `ordo-late-reason` for an event that missed its order slot. */
-export const OUT_OF_ORDER = 'out-of-order';
 
 /** (time, node): the order of events per subject. */
 export interface OrderKey {

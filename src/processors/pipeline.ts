@@ -2,7 +2,7 @@ import type { HybridClock } from '../clock/hybrid-clock.js';
 import { OrdoError } from '../errors.js';
 import type { OrdoConfig } from '../config/config.js';
 import { formatServiceTime, millisOf, parseServiceTime } from '../clock/service-time.js';
-import { numberCodec, stringCodec } from '../engine/state-store.js';
+import { numberCodec, stringCodec } from '../model/store.js';
 import { type ProcessResult, type Replay, type StoreSpec, type TaskContext, type TaskProcessor, tailKey } from '../engine/task-processor.js';
 import type { SchemaCatalog } from '../schema/schema-catalog.js';
 import { unframe } from '../schema/wire-format.js';
@@ -15,7 +15,7 @@ import { DecodeStep, schemaIdsOf } from './decode.js';
 import { EncodeStep } from './encode.js';
 import { heldPositionsCodec } from './held-positions.js';
 import { HELD_KEY, type HeldEvent, type HeldPosition, type OrderItem, OrderStep, REORDER_STORE, SEQUENCE_STORE, replayOrdered } from './order.js';
-import type { SourceRecord } from './records.js';
+import type { SourceRecord } from '../model/records.js';
 import { type StampStats, StampStep, withStamp } from './stamp.js';
 import { usageEventType } from '../schema/usage-event.js';
 

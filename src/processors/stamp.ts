@@ -1,7 +1,7 @@
 import { ClockSkewError } from '../errors.js';
 import type { HybridClock } from '../clock/hybrid-clock.js';
 import { millisOf } from '../clock/service-time.js';
-import type { DecodedEvent, StampedEvent, StepResult } from './records.js';
+import type { DecodedEvent, StampedEvent, StepResult } from '../model/records.js';
 
 export interface StampStats {
   /** ms by which each received context was ahead of local physical time (0 if behind). */

@@ -1,4 +1,4 @@
-import type { KeyValueStore } from '../engine/state-store.js';
+import type { KeyValueStore } from '../model/store.js';
 
 /** Deletions one batch carries at most, so an expiry sweep never makes a giant transaction. */
 export const MAX_EXPIRED_PER_BATCH = 5_000;

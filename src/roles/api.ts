@@ -11,7 +11,7 @@ import { createKafka } from '../kafka/client.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { schemaIdsOf } from '../processors/decode.js';
-import type { SourceRecord } from '../processors/records.js';
+import type { SourceRecord } from '../model/records.js';
 import { ReadModel } from '../api/read-model.js';
 import { startApiServer } from '../api/server.js';
 import { ResolverCache } from '../schema/resolvers.js';

@@ -1,7 +1,7 @@
 import avro from 'avsc';
 import { describe, expect, it } from 'vitest';
 import { formatHuman, formatJson, RecordDecoder } from '../../src/commands/record-view.js';
-import type { SourceRecord } from '../../src/processors/records.js';
+import type { SourceRecord } from '../../src/model/records.js';
 import { usageEventType } from '../../src/schema/usage-event.js';
 import { frame } from '../../src/schema/wire-format.js';
 import { type UsageAggregate, usageAggregateType } from '../../src/usage/aggregation.js';

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { InMemoryStore, type StoreCodec, stringCodec } from '../../src/engine/state-store.js';
+import { InMemoryStore } from '../../src/engine/state-store.js';
+import { type StoreCodec, stringCodec } from '../../src/model/store.js';
 
 interface Counter {
   count: number;

@@ -4,7 +4,7 @@ import type { TaskProcessor, ProcessResult } from '../../src/engine/task-process
 import { Worker } from '../../src/engine/worker.js';
 import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { noopLogger } from '../../src/observability/logger.js';
-import type { SourceRecord } from '../../src/processors/records.js';
+import type { SourceRecord } from '../../src/model/records.js';
 import { createTopics, deleteTopicsWithPrefix, testKafka, uniqueName } from '../support/cluster.js';
 import { sleep } from '../support/process.js';
 import { testConfig } from '../support/worker.js';

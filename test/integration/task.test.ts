@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FencedError } from '../../src/errors.js';
 import { Task, changelogTopic } from '../../src/engine/task.js';
-import { stringCodec } from '../../src/engine/state-store.js';
+import { stringCodec } from '../../src/model/store.js';
 import type { TaskContext, TaskProcessor } from '../../src/engine/task-processor.js';
 import { ensureTopics } from '../../src/kafka/topics.js';
 import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { noopLogger } from '../../src/observability/logger.js';
-import type { SourceRecord } from '../../src/processors/records.js';
+import type { SourceRecord } from '../../src/model/records.js';
 import { deleteTopicsWithPrefix, readAll, testKafka, uniqueName } from '../support/cluster.js';
 
 const kafka = testKafka();

@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { makeServiceTime } from '../../src/clock/service-time.js';
-import { numberCodec } from '../../src/engine/state-store.js';
+import { numberCodec } from '../../src/model/store.js';
 import { AGGREGATES_STORE, AggregateStep, UNIQUE_STORE, aggregateCodec } from '../../src/processors/aggregate.js';
-import type { StampedEvent } from '../../src/processors/records.js';
+import type { StampedEvent } from '../../src/model/records.js';
 import { frame, unframe } from '../../src/schema/wire-format.js';
 import type { UsageEvent } from '../../src/schema/usage-event.js';
 import { type UsageAggregate, usageAggregateType } from '../../src/usage/aggregation.js';

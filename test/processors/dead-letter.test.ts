@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { toDeadLetterRecord } from '../../src/processors/dead-letter.js';
-import type { DeadLetter } from '../../src/processors/records.js';
+import type { DeadLetter } from '../../src/model/records.js';
 import { sourceRecord } from '../support/unit/fixtures.js';
 
 function deadLetter(fields: Partial<DeadLetter> = {}): DeadLetter {

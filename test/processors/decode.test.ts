@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { formatServiceTime, makeServiceTime } from '../../src/clock/service-time.js';
 import { BadRecordError, OrdoError } from '../../src/errors.js';
 import { DecodeStep, readProducerSeq, readTimeContext, schemaIdsOf } from '../../src/processors/decode.js';
-import type { Headers, SourceRecord } from '../../src/processors/records.js';
+import type { Headers, SourceRecord } from '../../src/model/records.js';
 import { type UsageEvent, usageEventType } from '../../src/schema/usage-event.js';
 import { frame } from '../../src/schema/wire-format.js';
 import { MapSchemaLookup, T0, olderUsageEventType, anyUsageEvent, catchError, framedEvent, sourceRecord, usageEvent } from '../support/unit/fixtures.js';

@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { makeServiceTime } from '../../src/clock/service-time.js';
-import { numberCodec } from '../../src/engine/state-store.js';
+import { numberCodec } from '../../src/model/store.js';
 import { DEDUPE_STORE, DedupeStep, dedupeKey } from '../../src/processors/dedupe.js';
-import type { StampedEvent } from '../../src/processors/records.js';
+import type { StampedEvent } from '../../src/model/records.js';
 import { T0, sourceRecord, taskContext, usageEvent } from '../support/unit/fixtures.js';
 
 const HOUR = 3_600_000;

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { formatServiceTime, makeServiceTime } from '../../src/clock/service-time.js';
 import { DecodeStep } from '../../src/processors/decode.js';
 import { EncodeStep, passThroughHeaders } from '../../src/processors/encode.js';
-import type { Headers, StampedEvent, TimeContext } from '../../src/processors/records.js';
+import type { Headers, StampedEvent, TimeContext } from '../../src/model/records.js';
 import { type UsageEvent, usageEventType } from '../../src/schema/usage-event.js';
 import { unframe } from '../../src/schema/wire-format.js';
 import { MapSchemaLookup, T0, anyUsageEvent, sourceRecord, usageEvent } from '../support/unit/fixtures.js';

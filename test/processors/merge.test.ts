@@ -1,9 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { formatServiceTime, makeServiceTime } from '../../src/clock/service-time.js';
-import { InMemoryStore, stringCodec } from '../../src/engine/state-store.js';
+import { InMemoryStore } from '../../src/engine/state-store.js';
+import { stringCodec } from '../../src/model/store.js';
 import { type HeldEvent, MergeStep, heldCodec, keyOf } from '../../src/processors/merge.js';
-import type { OutputRecord, SourceRecord } from '../../src/processors/records.js';
+import type { OutputRecord, SourceRecord } from '../../src/model/records.js';
 import { T0 } from '../support/unit/fixtures.js';
 
 const GLOBAL = 'global';

@@ -1,21 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { formatServiceTime, makeServiceTime, millisOf } from '../../src/clock/service-time.js';
-import { InMemoryStore, stringCodec } from '../../src/engine/state-store.js';
+import { InMemoryStore } from '../../src/engine/state-store.js';
+import { stringCodec } from '../../src/model/store.js';
 import { heldPositionsCodec } from '../../src/processors/held-positions.js';
-import {
-  type BufferedEvent,
-  HELD_KEY,
-  type HeldPosition,
-  type LatePolicy,
-  type OrderItem,
-  type OrderResult,
-  OrderStep,
-  bufferedCodec,
-  replayOrdered,
-} from '../../src/processors/order.js';
+import { type BufferedEvent, HELD_KEY, type HeldPosition, type OrderItem, type OrderResult, OrderStep, bufferedCodec, replayOrdered } from '../../src/processors/order.js';
+import { type LatePolicy } from '../../src/model/reasons.js';
 import { readProducerSeq } from '../../src/processors/decode.js';
-import type { SourceRecord } from '../../src/processors/records.js';
+import type { SourceRecord } from '../../src/model/records.js';
 import { T0 } from '../support/unit/fixtures.js';
 
 /** An order step with its three stores; `commit` makes the staged writes state (a committed batch). */

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { HybridClock } from '../../src/clock/hybrid-clock.js';
 import type { PhysicalClock } from '../../src/clock/physical-clock.js';
 import { makeServiceTime, millisOf } from '../../src/clock/service-time.js';
-import type { DecodedEvent, TimeContext } from '../../src/processors/records.js';
+import type { DecodedEvent, TimeContext } from '../../src/model/records.js';
 import { type StampStats, StampStep } from '../../src/processors/stamp.js';
 import { FakeClock, T0, sourceRecord, usageEvent } from '../support/unit/fixtures.js';
 

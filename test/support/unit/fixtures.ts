@@ -1,9 +1,10 @@
 import avro from 'avsc';
 import fc from 'fast-check';
 import type { PhysicalClock } from '../../../src/clock/physical-clock.js';
-import { InMemoryStore, stringCodec, type KeyValueStore } from '../../../src/engine/state-store.js';
+import { InMemoryStore } from '../../../src/engine/state-store.js';
+import { stringCodec, type KeyValueStore } from '../../../src/model/store.js';
 import type { Replay, ReplaySource, StoreSpec, TaskContext } from '../../../src/engine/task-processor.js';
-import type { Headers, SourceRecord } from '../../../src/processors/records.js';
+import type { Headers, SourceRecord } from '../../../src/model/records.js';
 import type { SchemaLookup } from '../../../src/schema/schema-catalog.js';
 import { type UsageEvent, usageEventType } from '../../../src/schema/usage-event.js';
 import { frame } from '../../../src/schema/wire-format.js';

@@ -78,9 +78,6 @@ export function setHeader<V>(headers: Record<string, V>, name: string, value: V)
   Object.defineProperty(headers, name, { value, enumerable: true, writable: true, configurable: true });
 }
 
-/** Why an event went to the late topic (`ordo-late-reason`, label of ordo_events_late_total). */
-export const LATE_REASONS = ['too-late', 'out-of-order'] as const;
-
 export const HEADER = {
   serviceTime: 'service-time',
   serviceNode: 'service-node',
