@@ -3,15 +3,19 @@
 # `docker run ordo api` / `docker run ordo merge`: every role shares this entrypoint.
 # Configuration comes from the environment (docs/configuration.md).
 
-# The Node line of all three stages: an LTS line (test/deploy/compose.test.ts checks it).
-# package.json still supports Node >= 20.9 for running from source.
+# The Node line of all three stages: the major of the Node that package.json pins for the
+# tests (its `node` devDependency; test/tooling/node-runtime.test.ts checks they agree) and
+# an LTS line (test/deploy/compose.test.ts).
 ARG NODE_VERSION=26
 
 # ---- build: compile TypeScript to dist/ ----
 FROM node:${NODE_VERSION}-alpine AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+# --ignore-scripts: the `node` devDependency's preinstall would fetch a second Node (a glibc
+# build, on Alpine) that npm scripts put first on PATH; the build runs on the image's own.
+# No other dependency needs an install script to compile TypeScript.
+RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY schemas ./schemas

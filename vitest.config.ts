@@ -1,7 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
-// Three projects so each layer runs alone:
-//   unit        pure code, no broker (fast, property-based where an invariant exists)
+// Four projects so each layer runs alone:
+//   unit        pure code: no broker, no JVM, no external tool (fast, property-based where an invariant exists)
+//   deploy      the deployment files, checked with the tools they are for (kubectl, promtool,
+//               openssl: `bash scripts/install-tools.sh`); no broker
 //   integration the real local broker and registry (scripts/kafka/up.sh)
 //   faults      exactly-once under SIGKILL / SIGSTOP, real worker processes
 export default defineConfig({
@@ -9,7 +11,8 @@ export default defineConfig({
     // One shared broker on a 2-core machine: files run one at a time.
     fileParallelism: false,
     projects: [
-      { test: { name: 'unit', include: ['test/**/*.test.ts'], exclude: ['test/integration/**', 'test/faults/**', 'test/docs/**'] } },
+      { test: { name: 'unit', include: ['test/**/*.test.ts'], exclude: ['test/integration/**', 'test/faults/**', 'test/docs/**', 'test/deploy/**'] } },
+      { test: { name: 'deploy', include: ['test/deploy/**/*.test.ts'], testTimeout: 60_000 } },
       {
         test: {
           name: 'integration',

@@ -117,6 +117,13 @@ async function main(argv: string[]): Promise<number> {
   const final = await handle.done;
   server?.close();
   logger.info('exit', { state: final });
+  // A role that fails on its configuration exits 78 whenever it finds out: the merge role
+  // checks its topics after the start returned (it may wait for the ordered topic first).
+  const cause = handle.error();
+  if (final === 'failed' && cause instanceof ConfigError) {
+    process.stderr.write(`ordo: invalid configuration: ${cause.message}\n`);
+    return 78;
+  }
   return final === 'stopped' ? 0 : 1;
 }
 
@@ -127,6 +134,8 @@ interface RoleHandle {
   /** Not failed and not stuck (/healthz). */
   live(): boolean;
   stuck(): { what: string; forMs: number } | undefined;
+  /** What made it fail, once it has. */
+  error(): Error | undefined;
   stop(): Promise<void>;
   readonly done: Promise<string>;
 }
@@ -135,14 +144,14 @@ async function startRole(role: Role, config: OrdoConfig, deps: { logger: Logger;
   await checkKafkaAccess(config, deps.logger); // wrong credentials / certificates: ConfigError, exit 78
   if (role === 'api') {
     const api = await startApiRole(config, deps);
-    return { state: () => api.state(), ready: () => api.state() === 'running', live: () => api.live(), stuck: () => api.stuck(), stop: () => api.stop(), done: api.done };
+    return { state: () => api.state(), ready: () => api.state() === 'running', live: () => api.live(), stuck: () => api.stuck(), error: () => undefined, stop: () => api.stop(), done: api.done };
   }
   if (role === 'merge') {
     const merge = createMergeWorker(config, deps);
     // Started in the background: it may wait for the ordered topic, and a SIGTERM meanwhile
-    // must reach it. A failed start ends in `failed` (done resolves, exit 1).
+    // must reach it. A failed start ends in `failed` (done resolves; exit 78 on a ConfigError, else 1).
     if (!stopRequested()) void merge.start().catch(() => undefined);
-    return { state: () => merge.state, ready: () => merge.ready, live: () => merge.live, stuck: () => merge.stuck, stop: () => merge.stop(), done: merge.done };
+    return { state: () => merge.state, ready: () => merge.ready, live: () => merge.live, stuck: () => merge.stuck, error: () => merge.error, stop: () => merge.stop(), done: merge.done };
   }
   const worker = await createPipelineWorker(config, deps);
   if (!stopRequested()) await worker.start();
@@ -151,6 +160,7 @@ async function startRole(role: Role, config: OrdoConfig, deps: { logger: Logger;
     ready: () => worker.state === 'running',
     live: () => worker.live,
     stuck: () => worker.stuck,
+    error: () => worker.error,
     stop: () => worker.stop(),
     done: worker.done,
   };

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { sha256Hex } from './constant-time.js';
 import { SCOPES } from './scopes.js';
+import { readStdin } from '../commands/stdin.js';
 import { parseTokensFile } from './tokens-file.js';
 
 export const TOKEN_USAGE = `usage: ordo token new --name <name> --scope <scope> [--scope ...] [--subject <subject> ...]
@@ -27,11 +28,7 @@ export interface TokenCliIo {
 export const processIo: TokenCliIo = {
   out: (text) => void process.stdout.write(text),
   err: (text) => void process.stderr.write(text),
-  readStdin: async () => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of process.stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-    return Buffer.concat(chunks).toString('utf8');
-  },
+  readStdin,
 };
 
 /** `ordo token ...`: returns the exit code (0, or 2 for a usage error). */

@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/config.js';
 import { ConfigError, OrdoError } from '../errors.js';
 import { setHeader } from '../model/records.js';
 import { jsonLogger } from '../observability/logger.js';
 import { CommandError } from './command-error.js';
+import { readStdin } from './stdin.js';
 import { parseEventLines, parseEventObject } from './event-input.js';
 import { produceEvents } from './events-produce.js';
 import { tailTopic } from './events-tail.js';
@@ -130,7 +130,7 @@ async function produce(argv: string[], config: Config, logger: Log): Promise<num
     events = [parseEventObject(JSON.parse(JSON.stringify(object)) as unknown, 'flags')];
   } else {
     if (process.stdin.isTTY) process.stderr.write('ordo events produce: reading JSON lines from stdin (Ctrl-D ends)\n');
-    events = parseEventLines(readFileSync(0, 'utf8'));
+    events = parseEventLines(await readStdin());
     if (events.length === 0) throw new CommandError('no events on stdin');
   }
   const produced = await produceEvents(config, values.topic ?? config.topics.input, events, logger);

@@ -5,6 +5,8 @@ import { mergeTopicSpecs } from '../../src/engine/merge-worker.js';
 import { schemaLedgerTopicSpec } from '../../src/engine/schema-ledger.js';
 import { workerTopicSpecs } from '../../src/engine/worker.js';
 import { pipelineTopics } from '../../src/roles/pipeline.js';
+import { contents, readDoc } from '../support/markdown.js';
+import { topicTable, topicVariable } from '../support/topic-table.js';
 
 const config = loadConfig({ ORDO_GROUP_ID: 'g', ORDO_TOPIC_PARTITIONS: '12' });
 
@@ -31,5 +33,35 @@ describe('ordo topics', () => {
     const table = formatPlan(topicPlan(config, 12), 3).split('\n');
     expect(table[0]).toMatch(/^topic\s+partitions\s+replication\s+cleanup\.policy\s+roles$/);
     expect(table).toContainEqual(expect.stringMatching(/^g-meta-changelog\s+12\s+3\s+compact\s+pipeline$/));
+  });
+});
+
+describe('the topics in the docs', () => {
+  it('docs/operations.md#topics has the table the code gives: every topic, its partitions, policy and roles', () => {
+    expect(readDoc('docs/operations.md')).toContain(topicTable());
+  });
+
+  it('names each topic by the variable that really renames it', () => {
+    const defaults = loadConfig({});
+    for (const t of topicPlan(defaults, 3)) {
+      const variable = topicVariable(defaults, t.topic);
+      const renamed = topicPlan(loadConfig({ [variable]: 'renamed' }), 3).map((p) => p.topic);
+      expect(renamed, `${variable} renames ${t.topic}`).not.toContain(t.topic);
+    }
+  });
+
+  it("README's topic table has a row for every topic and no other", () => {
+    const readme = readDoc('README.md');
+    const section = readme.slice(readme.indexOf('### Topics'), readme.indexOf('### Schema'));
+    const names = section
+      .split('\n')
+      .filter((line) => line.startsWith('| `'))
+      .flatMap((line) => [...(line.split('|')[1] ?? '').matchAll(/`([^`]+)`/g)].map((m) => m[1]!.replace('<group>', config.groupId)));
+    expect(names.sort()).toEqual(topicPlan(config, 12).map((t) => t.topic).sort());
+  });
+
+  it('docs/operations.md lists its sections in its contents', () => {
+    const runbook = readDoc('docs/operations.md');
+    expect(runbook).toContain(`## Contents\n\n${contents(runbook)}\n\n## `);
   });
 });

@@ -1,7 +1,8 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
@@ -11,16 +12,24 @@ import { kafkaSecurityOptions } from '../../src/kafka/client.js';
 import { registryClientArgs } from '../../src/schema/registry-client.js';
 import { catchError } from '../support/unit/fixtures.js';
 
-/** Throwaway PEM files made with openssl: a certificate, its key (plain and encrypted), another key. */
+/**
+ * Throwaway PEM files: a certificate and its key (plain, and encrypted here), another key.
+ * Node cannot make an X.509 certificate, and a unit test runs no external tool, so the
+ * certificate and its key are checked in (test/config/fixtures, valid until 2126, made with
+ * `openssl req -x509 -newkey rsa:2048 -nodes -days 36500 -subj /CN=ordo-test-client`);
+ * they protect nothing.
+ */
 let dir: string;
 const file = (name: string): string => join(dir, name);
+const fixture = (name: string): string => fileURLToPath(new URL(`fixtures/${name}`, import.meta.url));
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'ordo-security-'));
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=client', '-keyout', 'client.key', '-out', 'client.pem');
-  openssl('pkcs8', '-topk8', '-v2', 'aes-256-cbc', '-in', 'client.key', '-passout', 'pass:open-sesame', '-out', 'client-encrypted.key');
-  openssl('genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', 'other.key');
+  copyFileSync(fixture('throwaway-client.pem'), file('client.pem'));
+  copyFileSync(fixture('throwaway-client.key'), file('client.key'));
+  const key = createPrivateKey(readFileSync(file('client.key')));
+  writeFileSync(file('client-encrypted.key'), key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'open-sesame' }));
+  writeFileSync(file('other.key'), generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
   writeFileSync(file('passphrase'), 'open-sesame\n');
   writeFileSync(file('wrong-passphrase'), 'not-it\n');
   writeFileSync(file('password'), 'pa55word\n');

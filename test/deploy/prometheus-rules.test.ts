@@ -5,13 +5,12 @@
 // and the Grafana dashboard (deploy/grafana/dashboards/ordo.json) query only metrics Ordo
 // exports. test/integration/prometheus.test.ts runs all of it in a real Prometheus.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { OrdoMetrics } from '../../src/metrics/metrics.js';
+import { headings, readDoc } from '../support/markdown.js';
 import {
   DASHBOARD_FILE,
-  ROOT,
   RULES_FILE,
   RULES_TEST_FILE,
   alertRules,
@@ -27,25 +26,8 @@ import {
 const SEVERITIES = ['critical', 'warning', 'info'];
 const RUNBOOK = 'docs/operations.md';
 
-/** GitHub's anchor for a Markdown heading. */
-function slug(heading: string): string {
-  return heading
-    .trim()
-    .toLowerCase()
-    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
-    .replace(/\s/g, '-');
-}
-
 function runbookAnchors(): Set<string> {
-  const text = readFileSync(join(ROOT, RUNBOOK), 'utf8').replace(/```[\s\S]*?```/g, '');
-  const anchors = new Set<string>();
-  for (const [, heading] of text.matchAll(/^#{1,6}\s+(.+)$/gm)) {
-    const base = slug(heading!);
-    let anchor = base;
-    for (let i = 1; anchors.has(anchor); i++) anchor = `${base}-${i}`;
-    anchors.add(anchor);
-  }
-  return anchors;
+  return new Set(headings(readDoc(RUNBOOK)).map((h) => h.anchor));
 }
 
 /** Every series name Ordo's metrics registry exposes (prom-client's defaults included, as the CLI runs). */

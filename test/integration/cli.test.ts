@@ -41,6 +41,22 @@ describe('ordo CLI', () => {
     }
   });
 
+  it('exits 78 from pipeline and merge alike when a topic is missing and ORDO_CREATE_TOPICS=false, naming the topics', async () => {
+    // The pipeline checks its topics before it starts; the merge only once the ordered topic
+    // exists, after its start has returned: both are the same configuration error.
+    const noCreate = `${prefix}-nocreate`;
+    const pipeline = new WorkerProcess('pipeline', childEnv(noCreate, 'n-nc', { ORDO_CREATE_TOPICS: 'false' }));
+    workers.push(pipeline);
+    expect(await pipeline.exited).toBe(78);
+    expect(pipeline.stderr.join('\n')).toMatch(new RegExp(`ordo: invalid configuration: ORDO_CREATE_TOPICS: topics ${noCreate}-\\S+ do not exist and topic creation is off`));
+
+    await createTopics(kafka, [`${noCreate}-ordered`], 2);
+    const merge = new WorkerProcess('merge', childEnv(noCreate, 'n-nc-merge', { ORDO_CREATE_TOPICS: 'false' }));
+    workers.push(merge);
+    expect(await merge.exited).toBe(78);
+    expect(merge.stderr.join('\n')).toMatch(new RegExp(`ordo: invalid configuration: ORDO_CREATE_TOPICS: topics .*${noCreate}-global.* do not exist and topic creation is off`));
+  });
+
   it('serves the query API in role api, turns ready once caught up, and exits 0 on SIGTERM', async () => {
     const apiPort = 20_000 + Math.floor(Math.random() * 20_000);
     const metricsPort = apiPort + 1;

@@ -1,4 +1,5 @@
 import { type AclRole, roleAcls } from '../../src/roles/acls.js';
+import { markdownTable } from './markdown.js';
 
 /** Placeholder names, as docs/operations.md writes them. */
 const NAMES = {
@@ -10,17 +11,18 @@ const NAMES = {
 
 /** The ACL table of docs/operations.md#acls as the code gives it: one row per role and resource. */
 export function aclTable(): string {
-  const rows = ['| role | resource | pattern | name | operations | note |', '|---|---|---|---|---|---|'];
+  const rows: string[][] = [];
   for (const role of ['pipeline', 'merge', 'api'] as AclRole[]) {
-    const byResource = new Map<string, { ops: string[]; notes: Set<string> }>();
+    const byResource = new Map<string, { cells: string[]; ops: string[]; notes: Set<string> }>();
     for (const acl of roleAcls(role, NAMES)) {
-      const key = `| ${role} | ${acl.resource} | ${acl.pattern} | \`${acl.name}\``;
-      const cell = byResource.get(key) ?? { ops: [], notes: new Set<string>() };
-      cell.ops.push(acl.optional ? `${acl.operation}*` : acl.operation);
-      cell.notes.add(acl.why + (acl.optional === 'create-topics' ? ' (*: only with ORDO_CREATE_TOPICS=true)' : acl.optional === 'cleanup' ? ' (*: optional)' : ''));
-      byResource.set(key, cell);
+      const cells = [role, acl.resource, acl.pattern, `\`${acl.name}\``];
+      const key = cells.join('|');
+      const entry = byResource.get(key) ?? { cells, ops: [], notes: new Set<string>() };
+      entry.ops.push(acl.optional ? `${acl.operation}*` : acl.operation);
+      entry.notes.add(acl.why + (acl.optional === 'create-topics' ? ' (*: only with ORDO_CREATE_TOPICS=true)' : acl.optional === 'cleanup' ? ' (*: optional)' : ''));
+      byResource.set(key, entry);
     }
-    for (const [key, cell] of byResource) rows.push(`${key} | ${cell.ops.join(', ')} | ${[...cell.notes].join('; ')} |`);
+    for (const entry of byResource.values()) rows.push([...entry.cells, entry.ops.join(', '), [...entry.notes].join('; ')]);
   }
-  return rows.join('\n');
+  return markdownTable(['role', 'resource', 'pattern', 'name', 'operations', 'note'], rows);
 }
