@@ -10,8 +10,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Kafka, Message } from 'kafkajs';
 import type { OrdoConfig } from '../src/config/config.js';
-import { benchSecurity, withTimeout } from './kafka.js';
+import { produceAll } from './events.js';
+import { benchSecurity, createTopics, withTimeout } from './kafka.js';
 import type { BenchParams, SystemName } from './params.js';
 import type { Processor } from './processors.js';
 
@@ -176,6 +178,10 @@ class Jvm {
     return new Error(`${this.what} exited (${signal ?? `status ${String(code)}`})${this.stopping ? '' : ' on its own'}: ${tail(this.stderr) || '(no output)'}`);
   }
 
+  send(line: string): void {
+    this.child.stdin!.write(`${line}\n`);
+  }
+
   async waitFor(line: string, ms: number): Promise<void> {
     const deadline = Date.now() + ms;
     while (!this.stdout.includes(line)) {
@@ -209,6 +215,9 @@ class Jvm {
  * consumer group and one transactional producer, one transaction per poll with
  * sendOffsetsToTransaction. Same input, partitions and output topic as the baselines;
  * max.poll.records and max.partition.fetch.bytes from the phase's Ordo configuration.
+ * Each phase starts a new JVM, so before the phase's clock starts (`prepare`) the JVM
+ * passes `warmup` events through a warm-up topic pair of its own; `start` then lets it join
+ * the input's group.
  */
 export class JavaPassthroughProcessor implements Processor {
   readonly system: SystemName = 'java-eos-passthrough';
@@ -216,20 +225,35 @@ export class JavaPassthroughProcessor implements Processor {
   readonly outputTopic: string;
   readonly groupId: string;
   readonly subjects: string[] = [];
+  /** The JVM's warm-up input and output: set-up, not writes of the system under test. */
+  readonly auxTopics: string[];
   private jvm: Jvm | undefined;
 
   constructor(
     private readonly anchors: JavaAnchors,
     private readonly params: BenchParams,
     private readonly config: OrdoConfig,
-    outputTopic: string,
+    prefix: string,
+    private readonly warmup: Message[],
   ) {
     this.inputTopic = config.topics.input;
-    this.outputTopic = outputTopic;
+    this.outputTopic = `${prefix}-out`;
     this.groupId = config.groupId;
+    this.auxTopics = warmup.length > 0 ? [`${prefix}-jvmwarm-in`, `${prefix}-jvmwarm-out`] : [];
   }
 
-  async start(): Promise<void> {
+  async prepare(kafka: Kafka): Promise<void> {
+    const [warmIn, warmOut] = this.auxTopics;
+    if (warmIn && warmOut) {
+      await createTopics(kafka, [warmIn, warmOut], this.params.partitions);
+      const producer = kafka.producer({ allowAutoTopicCreation: false });
+      await withTimeout(producer.connect(), 30_000, 'producer connect');
+      try {
+        await produceAll(producer, warmIn, this.warmup);
+      } finally {
+        await producer.disconnect();
+      }
+    }
     this.jvm = new Jvm('java-eos-passthrough JVM', this.anchors, MAIN_CLASS, [
       this.params.brokers.join(','),
       this.inputTopic,
@@ -238,8 +262,15 @@ export class JavaPassthroughProcessor implements Processor {
       `${this.groupId}-tx`,
       String(this.config.maxBatchRecords),
       String(this.config.maxBytesPerPartition),
+      ...this.auxTopics,
     ]);
-    await this.jvm.waitFor('ready', 60_000);
+    await this.jvm.waitFor('warm', 120_000);
+  }
+
+  start(): Promise<void> {
+    if (!this.jvm) return Promise.reject(new Error('java-eos-passthrough: start() before prepare()'));
+    this.jvm.send('start');
+    return Promise.resolve();
   }
 
   async stop(): Promise<void> {
@@ -260,6 +291,7 @@ export class JavaPassthroughProcessor implements Processor {
       recordsIn: counters?.records ?? null,
       transactions: counters?.transactions ?? null,
       recordsPerTransaction: counters && counters.transactions > 0 ? Math.round((counters.records / counters.transactions) * 10) / 10 : null,
+      jvmWarmupEvents: this.warmup.length,
       maxPollRecords: this.config.maxBatchRecords,
       maxPartitionFetchBytes: this.config.maxBytesPerPartition,
     });

@@ -72,10 +72,12 @@ async function withPhase<T>(
   options: ProcessorOptions & { afterStop?: (kafka: Kafka, processor: Processor) => Promise<void> } = {},
 ): Promise<T> {
   const kafka = benchKafka(ctx.params.brokers, `bench-${system}-driver`);
-  const processor = createProcessor(system, ctx.params, prefix, { ...options, anchors: ctx.anchors });
+  const jvmWarmup = system === 'java-eos-passthrough' ? Array.from({ length: ctx.params.warmupEvents }, (_, i) => ctx.factory.message('jvm-', i, Date.now())) : [];
+  const processor = createProcessor(system, ctx.params, prefix, { ...options, anchors: ctx.anchors, jvmWarmup });
   const readerGroup = `${prefix}-reader`;
   try {
     await createTopics(kafka, [processor.inputTopic, processor.outputTopic], ctx.params.partitions);
+    await processor.prepare?.(kafka);
     return await body(kafka, processor, readerGroup);
   } finally {
     const stopError = await processor.stop().then(
@@ -89,7 +91,7 @@ async function withPhase<T>(
       details = { error: (error as Error).message };
     }
     if (!stopError) await options.afterStop?.(kafka, processor);
-    const removed = await cleanUp(kafka, prefix, [processor.groupId, readerGroup]);
+    const removed = await cleanUp(kafka, prefix, [processor.groupId, ...(jvmWarmup.length > 0 ? [`${processor.groupId}-warm`] : []), readerGroup]);
     for (const subject of processor.subjects) await deleteSubject(ctx.params.registryUrl, subject);
     cleanupNote({ ...details, ...(stopError ? { stopError } : {}), ...(removed.error ? { cleanupError: removed.error } : {}), topicsDeleted: removed.topics.length });
   }
@@ -118,7 +120,7 @@ export async function runThroughput(
   const afterStop = async (kafka: Kafka, processor: Processor): Promise<void> => {
     if (processor.selfReportedPerSecond) result.selfReportedEventsPerSecond = processor.selfReportedPerSecond() ?? null;
     if (!options.countWrites || !result.complete) return;
-    result.writes = await countWrites(kafka, prefix, [processor.inputTopic], n);
+    result.writes = await countWrites(kafka, prefix, [processor.inputTopic, ...(processor.auxTopics ?? [])], n);
     if (!result.writes.complete) {
       result.complete = false;
       result.error = result.writes.error;

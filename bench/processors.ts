@@ -29,6 +29,10 @@ export interface Processor {
    * `recordBytes` by itself; the bench pre-produces nothing and waits for these outputs.
    */
   readonly selfDriven?: { records: number; recordBytes: number };
+  /** Set-up before the phase's clock starts (java-eos-passthrough: its JVM's warm-up). */
+  prepare?(kafka: Kafka): Promise<void>;
+  /** Topics of the phase that are set-up, not writes of the system (not counted). */
+  readonly auxTopics?: string[];
   /** A system's own throughput figure, if it reports one (kafka-producer-perf). */
   selfReportedPerSecond?(): number | undefined;
 }
@@ -36,6 +40,8 @@ export interface Processor {
 /** What createProcessor needs besides the system: the anchors' JVM set-up, and a self-driven system's size. */
 export interface ProcessorOptions {
   anchors?: AnchorSetup;
+  /** java-eos-passthrough: events its JVM passes through before the phase (a new JVM is cold). */
+  jvmWarmup?: Message[];
   selfDriven?: { records: number; recordBytes: number };
 }
 
@@ -80,7 +86,7 @@ export function createProcessor(system: SystemName, params: BenchParams, prefix:
       if (!options.selfDriven) throw new Error('kafka-producer-perf needs a record count and size');
       return new ProducerPerfProcessor(readyAnchors(options.anchors), params, config, `${prefix}-out`, options.selfDriven);
     case 'java-eos-passthrough':
-      return new JavaPassthroughProcessor(readyAnchors(options.anchors), params, config, `${prefix}-out`);
+      return new JavaPassthroughProcessor(readyAnchors(options.anchors), params, config, prefix, options.jvmWarmup ?? []);
     case 'baseline-plain':
       return new PassthroughProcessor(system, params, config, `${prefix}-out`, false);
     case 'baseline-tx':
