@@ -132,7 +132,9 @@ async function main(): Promise<number> {
     runPrefix,
     machine: { ...machineAtStart, loadAverageAtEnd: machineInfo().loadAverage },
     parameters: params,
-    anchors: anchors ?? null,
+    anchors: anchors === undefined ? null : anchors.state === 'ready'
+      ? { state: anchors.state, java: anchors.anchors.java, javaVersion: anchors.anchors.javaVersion, kafkaVersion: anchors.anchors.kafkaVersion, classpathEntries: anchors.anchors.classpath.split(':').length }
+      : anchors,
     definitions: {
       eventsPerSecond: '(N - records in the first visible output batch) / (last output visible - first output visible), N pre-produced before the processor starts',
       eventsPerSecondInclStartup: 'N / (all N outputs visible - processor start called)',
