@@ -301,6 +301,22 @@ export class JavaPassthroughProcessor implements Processor {
 /** ProducerPerformance's summary: `N records sent, R records/sec (M MB/sec), A ms avg latency, X ms max latency, ...`. */
 const PERF_SUMMARY = /^(\d+) records sent, ([\d.]+) records\/sec \(([\d.]+) MB\/sec\), ([\d.]+) ms avg latency, ([\d.]+) ms max latency/;
 
+export interface PerfSummary {
+  records: number;
+  recordsPerSecond: number;
+  mbPerSecond: number;
+  avgLatencyMs: number;
+  maxLatencyMs: number;
+  line: string;
+}
+
+/** ProducerPerformance's final summary line, or undefined if `line` is not one. */
+export function parsePerfSummary(line: string): PerfSummary | undefined {
+  const m = PERF_SUMMARY.exec(line.trim());
+  if (!m) return undefined;
+  return { records: Number(m[1]), recordsPerSecond: Math.round(Number(m[2])), mbPerSecond: Number(m[3]), avgLatencyMs: Number(m[4]), maxLatencyMs: Number(m[5]), line: line.trim() };
+}
+
 /**
  * `kafka-producer-perf`: Kafka's own ProducerPerformance, transactional
  * (`--transactional-id`, `--transaction-duration-ms`), unthrottled, acks=all, writing
@@ -356,11 +372,9 @@ export class ProducerPerfProcessor implements Processor {
   }
 
   /** Its own figure: records sent / its send time, as the tool prints it. */
-  selfReported(): { recordsPerSecond: number; mbPerSecond: number; avgLatencyMs: number; maxLatencyMs: number; line: string } | undefined {
+  selfReported(): PerfSummary | undefined {
     const line = lastLine(this.jvm, (l) => PERF_SUMMARY.test(l));
-    const m = line ? PERF_SUMMARY.exec(line) : null;
-    if (!line || !m) return undefined;
-    return { recordsPerSecond: Math.round(Number(m[2])), mbPerSecond: Number(m[3]), avgLatencyMs: Number(m[4]), maxLatencyMs: Number(m[5]), line };
+    return line === undefined ? undefined : parsePerfSummary(line);
   }
 
   details(): Promise<Record<string, unknown>> {
