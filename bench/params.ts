@@ -102,7 +102,7 @@ export function loadParams(env: Record<string, string | undefined> = process.env
     restoreRepetitions: read.int('BENCH_RESTORE_REPETITIONS', 3, 1, 20),
     anchors,
     perfRecords: read.int('BENCH_PERF_RECORDS', 200_000, 1, 100_000_000),
-    perfTransactionMs: read.int('BENCH_PERF_TRANSACTION_MS', 100, 1, 60_000),
+    perfTransactionMs: read.int('BENCH_PERF_TRANSACTION_MS', 1_000, 1, 60_000),
   };
 }
 

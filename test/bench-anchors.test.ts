@@ -8,7 +8,7 @@ import { classify } from '../bench/writes.js';
 function summary(system: SystemSummary['system'], eventsPerSecond: number | null): SystemSummary {
   return {
     system, complete: true, eventsPerSecond, eventsPerSecondInclStartup: null, startupMs: null, latencyP50Ms: null, latencyP99Ms: null, latencyMaxMs: null,
-    latencyReceived: '-', selfReportedEventsPerSecond: null, throughputVsLimit: null, throughputVsBaselineTx: null, outputsPerEvent: null, statePerEvent: null, writesByTopic: [],
+    latencyReceived: '-', measuredEventsPerSecond: null, throughputVsLimit: null, throughputVsBaselineTx: null, outputsPerEvent: null, statePerEvent: null, writesByTopic: [],
   };
 }
 
