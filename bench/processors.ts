@@ -97,7 +97,8 @@ export function createProcessor(system: SystemName, params: BenchParams, prefix:
     case 'ordo-window-3000':
       return new OrdoProcessor(system, ordoConfig(params, prefix, undefined, WINDOW_MS[system]));
     case 'ordo-aggregate':
-      return new OrdoProcessor(system, ordoConfig(params, prefix, benchMetersFile()));
+      // At reorder window 0, like the issue 11 targets: aggregation's cost against ordo-window-0, not the window's.
+      return new OrdoProcessor(system, ordoConfig(params, prefix, benchMetersFile(), 0));
   }
 }
 

@@ -83,7 +83,7 @@ const RATIOS: [SystemName, SystemName][] = [
   ['baseline-tx', 'baseline-plain'],
   ['ordo-aggregate', 'baseline-tx'],
   ['ordo-aggregate', 'baseline-plain'],
-  ['ordo-aggregate', 'ordo-pipeline'],
+  ['ordo-aggregate', 'ordo-window-0'],
   // Ordering: each reorder window against the raw passthrough and against window 0.
   ['ordo-window-0', 'baseline-plain'],
   ['ordo-window-250', 'baseline-plain'],
