@@ -125,6 +125,12 @@ function tail(text: string, lines = 15): string {
   return text.trim().split('\n').slice(-lines).join('\n');
 }
 
+/** JVMs still running: killed if the bench exits (e.g. interrupted) before stopping them. */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 /** A child JVM whose stdout lines and stderr tail are kept; `failure()` reports an exit nobody asked for. */
 class Jvm {
   readonly stdout: string[] = [];
@@ -141,6 +147,7 @@ class Jvm {
     args: string[],
   ) {
     this.child = spawn(anchors.java, [...JVM_OPTIONS, '-cp', anchors.classpath, mainClass, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    running.add(this.child);
     let partial = '';
     this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       const lines = (partial + chunk).split('\n');
@@ -155,10 +162,12 @@ class Jvm {
     this.exited = new Promise((resolve) => {
       this.child.once('error', (error) => {
         this.stderr += `\n${error.message}`;
+        running.delete(this.child);
         this.exit ??= { code: null, signal: null };
         resolve();
       });
       this.child.once('exit', (code, signal) => {
+        running.delete(this.child);
         if (partial.trim() !== '') this.stdout.push(partial.trim());
         this.exit = { code, signal };
         resolve();
