@@ -3,6 +3,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { loadConfig } from '../src/config/config.js';
 import type { SecurityConfig } from '../src/config/security.js';
 import { kafkaSecurityOptions } from '../src/kafka/client.js';
+import { waitUntilServed } from '../src/kafka/topics.js';
 
 /** TLS / SASL / registry credentials from the same KAFKA_* / SCHEMA_REGISTRY_* variables as Ordo. */
 export function benchSecurity(): SecurityConfig {
@@ -65,6 +66,18 @@ export async function createTopics(kafka: Kafka, topics: string[], partitions: n
       30_000,
       `creating ${topics.join(', ')}`,
     );
+    // A leader named in the metadata may not serve the partition yet (a loaded broker took
+    // long enough for a pre-produce to fail with UNKNOWN_TOPIC_OR_PARTITION): wait until it does.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        await withTimeout(waitUntilServed(admin, topics), 15_000, `offsets of ${topics.join(', ')}`);
+        break;
+      } catch (error) {
+        if (Date.now() > deadline) throw error;
+        await sleep(200);
+      }
+    }
   } finally {
     await admin.disconnect();
   }

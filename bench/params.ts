@@ -47,16 +47,26 @@ export interface BenchParams {
   restore: boolean;
   restoreRecords: number;
   restoreRepetitions: number;
+  /** Run the Java anchors (bench/anchors.ts) when their systems are selected; false drops them. */
+  anchors: boolean;
+  /** Records kafka-producer-perf writes in a measured phase. */
+  perfRecords: number;
+  /** kafka-producer-perf's --transaction-duration-ms (a commit every this many ms). */
+  perfTransactionMs: number;
 }
 
 /**
+ * kafka-producer-perf and java-eos-passthrough are the anchors (bench/anchors.ts): Kafka's
+ * own transactional producer (the broker's limit) and a Java exactly-once passthrough.
  * ordo-pipeline runs the default reorder window (1 s); ordo-window-<ms> the same pipeline
  * with ORDO_REORDER_WINDOW_MS=<ms> (0: events are only sorted within a batch).
  */
-export const SYSTEMS = ['baseline-plain', 'baseline-tx', 'ordo-window-0', 'ordo-window-250', 'ordo-pipeline', 'ordo-window-3000', 'ordo-aggregate'] as const;
+export const SYSTEMS = ['kafka-producer-perf', 'java-eos-passthrough', 'baseline-plain', 'baseline-tx', 'ordo-window-0', 'ordo-window-250', 'ordo-pipeline', 'ordo-window-3000', 'ordo-aggregate'] as const;
 /** The reorder window of each Ordo system without aggregation. */
 export const WINDOW_MS: Partial<Record<SystemName, number>> = { 'ordo-window-0': 0, 'ordo-window-250': 250, 'ordo-pipeline': 1_000, 'ordo-window-3000': 3_000 };
 export type SystemName = (typeof SYSTEMS)[number];
+/** The systems BENCH_ANCHORS=0 drops. */
+export const ANCHORS: readonly SystemName[] = ['kafka-producer-perf', 'java-eos-passthrough'];
 
 export function loadParams(env: Record<string, string | undefined> = process.env): BenchParams {
   const read = new EnvReader(env);
@@ -64,6 +74,7 @@ export function loadParams(env: Record<string, string | undefined> = process.env
   for (const s of systems) {
     if (!(SYSTEMS as readonly string[]).includes(s)) throw new Error(`BENCH_SYSTEMS: "${s}" is not one of ${SYSTEMS.join(', ')}`);
   }
+  const anchors = read.bool('BENCH_ANCHORS', true);
   const contextPercent = read.int('BENCH_CONTEXT_PERCENT', 10, 0, 100);
   return {
     brokers: read.list('KAFKA_BROKERS', ['127.0.0.1:9092']),
@@ -77,7 +88,7 @@ export function loadParams(env: Record<string, string | undefined> = process.env
     contextRatio: contextPercent / 100,
     warmupEvents: read.int('BENCH_WARMUP_EVENTS', 10_000, 0, 10_000_000),
     rounds: read.int('BENCH_ROUNDS', 1, 1, 100),
-    systems: systems as SystemName[],
+    systems: (systems as SystemName[]).filter((s) => anchors || !ANCHORS.includes(s)),
     drainTimeoutMs: read.int('BENCH_DRAIN_TIMEOUT_S', 120, 1, 3_600) * 1000,
     deadlineMs: read.int('BENCH_DEADLINE_S', 900, 10, 24 * 3_600) * 1000,
     readerMaxWaitMs: read.int('BENCH_READER_MAX_WAIT_MS', 50, 1, 5_000),
@@ -89,6 +100,9 @@ export function loadParams(env: Record<string, string | undefined> = process.env
     restore: read.bool('BENCH_RESTORE', true),
     restoreRecords: read.int('BENCH_RESTORE_RECORDS', 200_000, 1, 10_000_000),
     restoreRepetitions: read.int('BENCH_RESTORE_REPETITIONS', 3, 1, 20),
+    anchors,
+    perfRecords: read.int('BENCH_PERF_RECORDS', 200_000, 1, 100_000_000),
+    perfTransactionMs: read.int('BENCH_PERF_TRANSACTION_MS', 1_000, 1, 60_000),
   };
 }
 

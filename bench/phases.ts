@@ -1,10 +1,12 @@
 import type { Kafka, Message, Producer } from 'kafkajs';
 import { type EventFactory, deleteSubject, eventId, produceAll } from './events.js';
 import { benchKafka, cleanUp, createTopics, nowMs, sleep, waitUntil, withTimeout } from './kafka.js';
-import { type Processor, createProcessor } from './processors.js';
+import type { AnchorSetup } from './anchors.js';
+import { type Processor, type ProcessorOptions, createProcessor } from './processors.js';
 import type { BenchParams, SystemName } from './params.js';
 import { OutputWatcher } from './reader.js';
 import { type LatencySummary, round2, summarise } from './stats.js';
+import { type WritesResult, countWrites } from './writes.js';
 
 export interface ThroughputResult {
   system: SystemName;
@@ -23,6 +25,16 @@ export interface ThroughputResult {
   eventsPerSecond: number | null;
   /** N / (processor start called -> all N outputs visible). */
   eventsPerSecondInclStartup: number | null;
+  /**
+   * kafka-producer-perf only: the tool's own figure (records sent / its send time), which
+   * is also its headline `eventsPerSecond`: from the outside its records become visible one
+   * transaction (BENCH_PERF_TRANSACTION_MS) at a time, too coarse for a rate over a few
+   * seconds. The figure measured from the outside is kept in `measuredEventsPerSecond`.
+   */
+  selfReportedEventsPerSecond?: number | null;
+  measuredEventsPerSecond?: number | null;
+  /** Records written per topic during the phase (counted after the system stopped); absent in warm-up passes. */
+  writes?: WritesResult;
   details: Record<string, unknown>;
 }
 
@@ -49,6 +61,8 @@ interface PhaseContext {
   params: BenchParams;
   factory: EventFactory;
   log: (line: string) => void;
+  /** The Java anchors' set-up (bench/anchors.ts); undefined when none is selected. */
+  anchors?: AnchorSetup;
 }
 
 /** Creates the phase's topics, runs `body`, then stops everything and deletes the phase's topics and groups. */
@@ -58,12 +72,15 @@ async function withPhase<T>(
   prefix: string,
   body: (kafka: Kafka, processor: Processor, reader: string) => Promise<T>,
   cleanupNote: (note: Record<string, unknown>) => void,
+  options: ProcessorOptions & { afterStop?: (kafka: Kafka, processor: Processor) => Promise<void> } = {},
 ): Promise<T> {
   const kafka = benchKafka(ctx.params.brokers, `bench-${system}-driver`);
-  const processor = createProcessor(system, ctx.params, prefix);
+  const jvmWarmup = system === 'java-eos-passthrough' ? Array.from({ length: ctx.params.warmupEvents }, (_, i) => ctx.factory.message('jvm-', i, Date.now())) : [];
+  const processor = createProcessor(system, ctx.params, prefix, { ...options, anchors: ctx.anchors, jvmWarmup });
   const readerGroup = `${prefix}-reader`;
   try {
     await createTopics(kafka, [processor.inputTopic, processor.outputTopic], ctx.params.partitions);
+    await processor.prepare?.(kafka);
     return await body(kafka, processor, readerGroup);
   } finally {
     const stopError = await processor.stop().then(
@@ -76,7 +93,8 @@ async function withPhase<T>(
     } catch (error) {
       details = { error: (error as Error).message };
     }
-    const removed = await cleanUp(kafka, prefix, [processor.groupId, readerGroup]);
+    if (!stopError) await options.afterStop?.(kafka, processor);
+    const removed = await cleanUp(kafka, prefix, [processor.groupId, ...(jvmWarmup.length > 0 ? [`${processor.groupId}-warm`] : []), readerGroup]);
     for (const subject of processor.subjects) await deleteSubject(ctx.params.registryUrl, subject);
     cleanupNote({ ...details, ...(stopError ? { stopError } : {}), ...(removed.error ? { cleanupError: removed.error } : {}), topicsDeleted: removed.topics.length });
   }
@@ -84,24 +102,45 @@ async function withPhase<T>(
 
 /**
  * Pre-produces the N events to a fresh input topic, starts the processor, and waits until
- * a read_committed reader (already joined before the start) has seen all N outputs.
+ * a read_committed reader (already joined before the start) has seen all N outputs. A
+ * self-driven system (kafka-producer-perf) gets no input and N is its own record count.
+ * With `countWrites`, once the system has stopped, every record it wrote to the phase's
+ * topics is counted (bench/writes.ts); a failed count fails the phase.
  */
-export async function runThroughput(ctx: PhaseContext, system: SystemName, prefix: string, messages: Message[]): Promise<ThroughputResult> {
-  const n = messages.length;
+export async function runThroughput(
+  ctx: PhaseContext,
+  system: SystemName,
+  prefix: string,
+  messages: Message[],
+  options: { countWrites?: boolean; selfDrivenRecords?: number } = {},
+): Promise<ThroughputResult> {
+  const selfDriven = system === 'kafka-producer-perf' ? { records: options.selfDrivenRecords ?? messages.length, recordBytes: meanRecordBytes(messages) } : undefined;
+  const n = selfDriven?.records ?? messages.length;
   const result: ThroughputResult = {
     system, topicPrefix: prefix, complete: false, events: n, outputs: 0, preProduceMs: 0,
     startupMs: null, steadyMs: null, eventsPerSecond: null, eventsPerSecondInclStartup: null, details: {},
   };
+  const afterStop = async (kafka: Kafka, processor: Processor): Promise<void> => {
+    if (processor.selfReportedPerSecond) result.selfReportedEventsPerSecond = processor.selfReportedPerSecond() ?? null;
+    if (!options.countWrites || !result.complete) return;
+    result.writes = await countWrites(kafka, prefix, [processor.inputTopic, ...(processor.auxTopics ?? [])], n);
+    if (!result.writes.complete) {
+      result.complete = false;
+      result.error = result.writes.error;
+    }
+  };
   try {
     await withPhase(ctx, system, prefix, async (kafka, processor, readerGroup) => {
-      const producer = kafka.producer({ allowAutoTopicCreation: false });
-      await withTimeout(producer.connect(), 30_000, 'producer connect');
-      try {
-        result.preProduceMs = await produceAll(producer, processor.inputTopic, messages);
-      } finally {
-        await producer.disconnect();
+      if (!processor.selfDriven) {
+        const producer = kafka.producer({ allowAutoTopicCreation: false });
+        await withTimeout(producer.connect(), 30_000, 'producer connect');
+        try {
+          result.preProduceMs = await produceAll(producer, processor.inputTopic, messages);
+        } finally {
+          await producer.disconnect();
+        }
+        ctx.log(`  pre-produced ${n} events in ${result.preProduceMs} ms`);
       }
-      ctx.log(`  pre-produced ${n} events in ${result.preProduceMs} ms`);
       const w = new OutputWatcher(kafka, processor.outputTopic, readerGroup, ctx.params.readerMaxWaitMs);
       try {
         await w.start();
@@ -125,11 +164,26 @@ export async function runThroughput(ctx: PhaseContext, system: SystemName, prefi
       } finally {
         await w.stop().catch(() => undefined);
       }
-    }, (note) => (result.details = note));
+    }, (note) => (result.details = note), { afterStop, ...(selfDriven ? { selfDriven } : {}) });
   } catch (error) {
     result.error = (error as Error).message;
   }
+  if (selfDriven) {
+    result.measuredEventsPerSecond = result.eventsPerSecond;
+    result.eventsPerSecond = result.selfReportedEventsPerSecond ?? null;
+    if (result.complete && result.eventsPerSecond === null) {
+      result.complete = false;
+      result.error = 'kafka-producer-perf printed no summary line';
+    }
+  }
   return result;
+}
+
+/** Mean key + value bytes of the bench events: kafka-producer-perf's --record-size (its records have no key). */
+export function meanRecordBytes(messages: Message[]): number {
+  if (messages.length === 0) return 0;
+  const size = (v: Message['key']): number => (v === null || v === undefined ? 0 : Buffer.byteLength(v));
+  return Math.round(messages.reduce((a, m) => a + size(m.key) + size(m.value), 0) / messages.length);
 }
 
 /**

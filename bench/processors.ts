@@ -4,6 +4,7 @@ import type { Worker } from '../src/engine/worker.js';
 import { OrdoMetrics } from '../src/metrics/metrics.js';
 import { noopLogger } from '../src/observability/logger.js';
 import { createPipelineWorker } from '../src/roles/pipeline.js';
+import { type AnchorSetup, JavaPassthroughProcessor, ProducerPerfProcessor } from './anchors.js';
 import { benchKafka, withTimeout } from './kafka.js';
 import { BENCH_METERS, benchMetersFile } from './meters.js';
 import { type BenchParams, type SystemName, WINDOW_MS } from './params.js';
@@ -23,6 +24,25 @@ export interface Processor {
   details(): Promise<Record<string, unknown>>;
   /** Registry subjects it registered (deleted at the end). */
   readonly subjects: string[];
+  /**
+   * Set for a system with no input (kafka-producer-perf): it writes `records` records of
+   * `recordBytes` by itself; the bench pre-produces nothing and waits for these outputs.
+   */
+  readonly selfDriven?: { records: number; recordBytes: number };
+  /** Set-up before the phase's clock starts (java-eos-passthrough: its JVM's warm-up). */
+  prepare?(kafka: Kafka): Promise<void>;
+  /** Topics of the phase that are set-up, not writes of the system (not counted). */
+  readonly auxTopics?: string[];
+  /** A system's own throughput figure, if it reports one (kafka-producer-perf). */
+  selfReportedPerSecond?(): number | undefined;
+}
+
+/** What createProcessor needs besides the system: the anchors' JVM set-up, and a self-driven system's size. */
+export interface ProcessorOptions {
+  anchors?: AnchorSetup;
+  /** java-eos-passthrough: events its JVM passes through before the phase (a new JVM is cold). */
+  jvmWarmup?: Message[];
+  selfDriven?: { records: number; recordBytes: number };
 }
 
 /**
@@ -59,9 +79,14 @@ export function ordoConfig(params: BenchParams, prefix: string, metersFile?: str
 /** Ordo's Worker runs this many partitions' batches at once; the baselines do the same. */
 const PARTITIONS_CONCURRENTLY = 4;
 
-export function createProcessor(system: SystemName, params: BenchParams, prefix: string): Processor {
+export function createProcessor(system: SystemName, params: BenchParams, prefix: string, options: ProcessorOptions = {}): Processor {
   const config = ordoConfig(params, prefix);
   switch (system) {
+    case 'kafka-producer-perf':
+      if (!options.selfDriven) throw new Error('kafka-producer-perf needs a record count and size');
+      return new ProducerPerfProcessor(readyAnchors(options.anchors), params, config, `${prefix}-out`, options.selfDriven);
+    case 'java-eos-passthrough':
+      return new JavaPassthroughProcessor(readyAnchors(options.anchors), params, config, prefix, options.jvmWarmup ?? []);
     case 'baseline-plain':
       return new PassthroughProcessor(system, params, config, `${prefix}-out`, false);
     case 'baseline-tx':
@@ -72,8 +97,14 @@ export function createProcessor(system: SystemName, params: BenchParams, prefix:
     case 'ordo-window-3000':
       return new OrdoProcessor(system, ordoConfig(params, prefix, undefined, WINDOW_MS[system]));
     case 'ordo-aggregate':
-      return new OrdoProcessor(system, ordoConfig(params, prefix, benchMetersFile()));
+      // At reorder window 0, like the issue 11 targets: aggregation's cost against ordo-window-0, not the window's.
+      return new OrdoProcessor(system, ordoConfig(params, prefix, benchMetersFile(), 0));
   }
+}
+
+function readyAnchors(setup: AnchorSetup | undefined): Extract<AnchorSetup, { state: 'ready' }>['anchors'] {
+  if (setup?.state === 'ready') return setup.anchors;
+  throw new Error(`the Java anchors are not available: ${setup?.reason ?? 'not prepared'}`);
 }
 
 /**
@@ -228,7 +259,7 @@ class OrdoProcessor implements Processor {
   private readonly metrics = new OrdoMetrics();
 
   constructor(
-    readonly system: Exclude<SystemName, 'baseline-plain' | 'baseline-tx'>,
+    readonly system: Exclude<SystemName, 'baseline-plain' | 'baseline-tx' | 'kafka-producer-perf' | 'java-eos-passthrough'>,
     private readonly config: OrdoConfig,
   ) {
     this.inputTopic = config.topics.input;

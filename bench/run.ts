@@ -4,19 +4,22 @@
  * usage query latency as events grow and the state restore rate. See bench/README.md.
  */
 import type { Message } from 'kafkajs';
+import { type AnchorSetup, prepareAnchors } from './anchors.js';
 import { EventFactory, deleteSubject } from './events.js';
 import { benchKafka, cleanUp, uniqueName } from './kafka.js';
 import { removeBenchMetersFile } from './meters.js';
-import { type BenchParams, type SystemName, loadParams } from './params.js';
+import { ANCHORS, type BenchParams, type SystemName, loadParams } from './params.js';
 import { type LatencyResult, type ThroughputResult, runLatency, runThroughput } from './phases.js';
 import { type QueryResult, runQuery } from './query.js';
 import { type RestoreResult, runRestore } from './restore.js';
-import { formatReport, machineInfo, ratios, summariseSystem, writeResult } from './report.js';
+import { formatReport, machineInfo, ratios, summariseSystem, withAnchorRatios, writeResult } from './report.js';
 
 // Before any kafkajs client exists (imports only define; clients are made in main()).
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 
 const SHORT: Record<SystemName, string> = {
+  'kafka-producer-perf': 'perf',
+  'java-eos-passthrough': 'java',
   'baseline-plain': 'plain',
   'baseline-tx': 'tx',
   'ordo-window-0': 'w0',
@@ -32,7 +35,15 @@ function log(line: string): void {
 
 async function main(): Promise<number> {
   const startedAt = new Date();
-  const params: BenchParams = loadParams();
+  const loaded: BenchParams = loadParams();
+  if (!loaded.anchors) log(`anchors off (BENCH_ANCHORS=0): no ${ANCHORS.join(', ')}`);
+  const wantsAnchors = loaded.systems.some((s) => ANCHORS.includes(s));
+  const anchors: AnchorSetup | undefined = wantsAnchors ? prepareAnchors(log) : undefined;
+  if (anchors?.state === 'skipped') log(`anchors skipped: ${anchors.reason}`);
+  if (anchors?.state === 'failed') log(`anchors FAILED to prepare (their phases fail): ${anchors.reason}`);
+  if (anchors?.state === 'ready') log(`anchors: ${anchors.anchors.javaVersion}, Kafka ${anchors.anchors.kafkaVersion} jars`);
+  // Skipped anchors (no JDK, or a secured broker) leave the run; failed ones stay and fail their phases.
+  const params: BenchParams = anchors?.state === 'skipped' ? { ...loaded, systems: loaded.systems.filter((s) => !ANCHORS.includes(s)) } : loaded;
   const machineAtStart = machineInfo();
   const runPrefix = uniqueName('bench');
   const kafka = benchKafka(params.brokers, 'bench-admin');
@@ -59,13 +70,17 @@ async function main(): Promise<number> {
   const factory = await EventFactory.register(params.registryUrl, inputSubject, params.subjects, params.contextRatio);
   const now = Date.now();
   const messages: Message[] = Array.from({ length: params.events }, (_, i) => factory.message('t-', i, now));
-  const ctx = { params, factory, log };
+  const ctx = { params, factory, log, ...(anchors ? { anchors } : {}) };
 
   const throughput = new Map<SystemName, ThroughputResult[]>(params.systems.map((s) => [s, []]));
   const latency = new Map<SystemName, LatencyResult[]>(params.systems.map((s) => [s, []]));
   if (params.warmupEvents > 0) {
     const warm = messages.slice(0, params.warmupEvents);
     for (const system of params.systems) {
+      if (ANCHORS.includes(system)) {
+        log(`warm-up ${system}: none (each phase starts a new JVM)`);
+        continue;
+      }
       log(`warm-up ${system}: ${warm.length} events (not recorded)`);
       const t = await runThroughput(ctx, system, `${runPrefix}-${SHORT[system]}-warm`, warm);
       if (t.error) log(`  warm-up ERROR: ${t.error}`);
@@ -75,9 +90,13 @@ async function main(): Promise<number> {
   for (let round = 1; round <= params.rounds; round++) {
     for (const system of params.systems) {
       log(`round ${round}/${params.rounds} ${system}: throughput`);
-      const t = await runThroughput(ctx, system, `${runPrefix}-${SHORT[system]}-tput${round}`, messages);
+      const t = await runThroughput(ctx, system, `${runPrefix}-${SHORT[system]}-tput${round}`, messages, { countWrites: true, selfDrivenRecords: params.perfRecords });
       throughput.get(system)!.push(t);
       log(`  ${fmt(t.eventsPerSecond)} ev/s (start-up ${t.startupMs ?? '-'} ms, ${t.outputs}/${t.events} outputs)${t.error ? `  ERROR: ${t.error}` : ''}`);
+      if (t.measuredEventsPerSecond !== undefined) log(`  (its own figure; from the outside ${fmt(t.measuredEventsPerSecond)} ev/s)`);
+      if (t.writes) log(`  writes per input event: outputs ${t.writes.outputsPerEvent ?? '-'}, state ${t.writes.statePerEvent ?? '-'} (${t.writes.topics.map((w) => `${w.name} ${w.records}`).join(', ')}; counted in ${t.writes.countMs} ms)`);
+
+      if (system === 'kafka-producer-perf') continue; // no input: no end-to-end latency
 
       log(`round ${round}/${params.rounds} ${system}: latency`);
       const l = await runLatency(ctx, system, `${runPrefix}-${SHORT[system]}-lat${round}`);
@@ -101,25 +120,33 @@ async function main(): Promise<number> {
   finished = true;
   clearTimeout(watchdog);
 
-  const summaries = params.systems.map((s) => summariseSystem(s, throughput.get(s)!, latency.get(s)!));
+  const summaries = withAnchorRatios(params.systems.map((s) => summariseSystem(s, throughput.get(s)!, latency.get(s)!)));
   const ratioRows = ratios(summaries);
   const finishedAt = new Date();
   const result = {
     benchmark: 'ordo-bench',
-    version: 2,
+    version: 3,
     startedAt: startedAt.toISOString(),
     finishedAt: finishedAt.toISOString(),
     durationMs: finishedAt.getTime() - startedAt.getTime(),
     runPrefix,
     machine: { ...machineAtStart, loadAverageAtEnd: machineInfo().loadAverage },
     parameters: params,
+    anchors: anchors === undefined ? null : anchors.state === 'ready'
+      ? { state: anchors.state, java: anchors.anchors.java, javaVersion: anchors.anchors.javaVersion, kafkaVersion: anchors.anchors.kafkaVersion, classpathEntries: anchors.anchors.classpath.split(':').length }
+      : anchors,
     definitions: {
       eventsPerSecond: '(N - records in the first visible output batch) / (last output visible - first output visible), N pre-produced before the processor starts',
       eventsPerSecondInclStartup: 'N / (all N outputs visible - processor start called)',
       startupMs: 'processor start called -> first output visible',
       latencyMs: 'per measured event: output visible to a read_committed reader - produce time (= input record timestamp), paced phase after a warm-up',
+      'kafka-producer-perf': "Kafka's own org.apache.kafka.tools.ProducerPerformance in a child JVM, transactional (--transactional-id, --transaction-duration-ms perfTransactionMs), unthrottled, acks=all, perfRecords records of the bench events' mean key + value size to a fresh topic: the broker's limit. eventsPerSecond (and selfReportedEventsPerSecond) is the tool's own figure, records sent / its send time; measuredEventsPerSecond is the same definition as every other system's, coarse here since its records become visible one transaction at a time",
+      'java-eos-passthrough': 'bench/java/EosPassthrough.java in a child JVM: read_committed consumer group + one transactional producer, one transaction per poll (outputs + sendOffsetsToTransaction with groupMetadata), same input and partitions as the baselines',
+      throughputVsLimit: 'eventsPerSecond / kafka-producer-perf eventsPerSecond',
+      throughputVsBaselineTx: 'eventsPerSecond / baseline-tx eventsPerSecond',
+      writes: 'per throughput phase, after the system stopped: committed records (read_committed, from the beginning to the end offsets; transaction markers and aborted records not counted) of every topic of the phase but the input; outputs = all but *-changelog topics (ordered/out, aggregates, dlq, late, watermarks), state = *-changelog topics; per input event = records / N',
       ratios: 'numerator / denominator; throughput < 1 and latency > 1 mean the numerator is slower',
-      'ordo-aggregate': 'the ordo-pipeline system with the bench meters (bench/meters.ts) in ORDO_METERS_FILE: every event updates one aggregate per meter and window size; aggregates and store changelogs go in the same transaction as the ordered output. ordo-aggregate / ordo-pipeline is the cost of aggregation itself',
+      'ordo-aggregate': 'the ordo-window-0 system (reorder window 0) with the bench meters (bench/meters.ts) in ORDO_METERS_FILE: every event updates one aggregate per meter and window size; aggregates and store changelogs go in the same transaction as the ordered output. ordo-aggregate / ordo-window-0 is the cost of aggregation itself',
       queryLatencyMs: 'per request: fetch() called -> whole response body read, one request in flight, keep-alive, GET /v1/meters/{slug}/usage on the real API server (127.0.0.1) over a ReadModel holding the aggregates of N folded events; the query kinds are requested in turn and the Ns alternate request by request; nearest-rank percentiles',
       queryRatio: 'latency at the largest N / latency at the smallest N (p50, p99); about 1 means the read cost does not grow with events',
       windowsRead: "the answer's windowsRead: stored-window lookups for the query (the read cost); equal for every N by construction of the workload",
