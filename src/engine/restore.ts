@@ -1,16 +1,30 @@
 import { randomUUID } from 'node:crypto';
-import type { Kafka } from 'kafkajs';
+import type { Admin, Kafka } from 'kafkajs';
+import { OrdoError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 
+/** A restore source (one partition of a changelog or output topic) and what its records feed. */
 export interface RestoreTarget {
   topic: string;
   partition: number;
+  /**
+   * Read from this offset (a checkpointed position) instead of the partition's start. It
+   * must lie within the partition's [start, end]: otherwise RestoreOutOfRangeError.
+   */
+  from?: string;
   onRecord(key: string, value: Buffer | null): void;
 }
 
+/** A target's `from` is not in its partition any more (retention, a recreated topic): restore it fully. */
+export class RestoreOutOfRangeError extends OrdoError {
+  static override readonly code = 'ORDO_RESTORE_OUT_OF_RANGE';
+}
+
 /**
- * Reads one partition of each changelog topic from the start to its end offset with
- * read_committed, feeding every record to its target.
+ * Reads one partition of each changelog topic from its start (or the target's `from`) to
+ * its end offset with read_committed, feeding every record to its target. Resolves with
+ * the records read and, per target (same order), the end offset it read up to: the
+ * position a checkpoint of the restored state records.
  *
  * Must run after the task's transactional producer is initialised: that fences any
  * zombie and completes its open transaction, so the end offset is stable (nobody else
@@ -22,22 +36,33 @@ export async function restorePartitions(
   kafka: Kafka,
   targets: RestoreTarget[],
   options: { groupPrefix: string; logger: Logger; timeoutMs?: number },
-): Promise<{ records: number }> {
+): Promise<{ records: number; ends: string[] }> {
   // One admin session serves the end offsets and, afterwards, the throwaway group's deletion.
   const admin = kafka.admin();
   await admin.connect();
   try {
-    const pending = new Map<string, { target: RestoreTarget; end: bigint }>();
+    const pending = new Map<string, Pending>();
+    const ends: string[] = [];
     for (const target of targets) {
-      const offsets = await admin.fetchTopicOffsets(target.topic);
-      const p = offsets.find((o) => o.partition === target.partition);
-      if (!p) throw new Error(`changelog ${target.topic} has no partition ${target.partition}`);
-      if (BigInt(p.high) > BigInt(p.low)) pending.set(target.topic, { target, end: BigInt(p.high) });
+      const { low, high } = await offsetRange(admin, target);
+      ends.push(high.toString());
+      const from = target.from === undefined ? low : BigInt(target.from);
+      if (from < low || from > high) {
+        throw new RestoreOutOfRangeError(`${target.topic} partition ${target.partition} holds offsets ${low} to ${high}; a restore from ${from} would miss records`);
+      }
+      if (high <= from) continue;
+      // Several targets may read one partition (each from its own offset): one read serves them all.
+      const key = `${target.partition}:${target.topic}`;
+      const entry = pending.get(key) ?? { topic: target.topic, partition: target.partition, from, end: high, targets: [] };
+      entry.targets.push({ target, from });
+      if (from < entry.from) entry.from = from;
+      pending.set(key, entry);
     }
-    if (pending.size === 0) return { records: 0 };
+    if (pending.size === 0) return { records: 0, ends };
     const groupId = `${options.groupPrefix}-restore-${randomUUID()}`;
     try {
-      return await readToEnd(kafka, groupId, pending, options);
+      const { records } = await readToEnd(kafka, groupId, pending, options);
+      return { records, ends };
     } finally {
       await admin.deleteGroups([groupId]).catch((error: unknown) => options.logger.debug('could not delete the restore group (it expires by itself)', { groupId, error }));
     }
@@ -46,10 +71,39 @@ export async function restorePartitions(
   }
 }
 
+/** The current end offsets of `sources` (what a clean close checkpoints). */
+export async function endOffsets(kafka: Kafka, sources: readonly { topic: string; partition: number }[]): Promise<string[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const ends: string[] = [];
+    for (const source of sources) ends.push((await offsetRange(admin, source)).high.toString());
+    return ends;
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
+async function offsetRange(admin: Admin, source: { topic: string; partition: number }): Promise<{ low: bigint; high: bigint }> {
+  const offsets = await admin.fetchTopicOffsets(source.topic);
+  const p = offsets.find((o) => o.partition === source.partition);
+  if (!p) throw new Error(`changelog ${source.topic} has no partition ${source.partition}`);
+  return { low: BigInt(p.low), high: BigInt(p.high) };
+}
+
+interface Pending {
+  topic: string;
+  partition: number;
+  /** The lowest `from` of its targets: where the read starts. */
+  from: bigint;
+  end: bigint;
+  targets: { target: RestoreTarget; from: bigint }[];
+}
+
 async function readToEnd(
   kafka: Kafka,
   groupId: string,
-  pending: Map<string, { target: RestoreTarget; end: bigint }>,
+  pending: Map<string, Pending>,
   options: { logger: Logger; timeoutMs?: number },
 ): Promise<{ records: number }> {
   const consumer = kafka.consumer({ groupId, readUncommitted: false, maxBytesPerPartition: 8 * 1024 * 1024, maxWaitTimeInMs: 100, sessionTimeout: 30_000 });
@@ -61,10 +115,11 @@ async function readToEnd(
     fail = reject;
   });
   const reached = (topic: string, partition: number, lastOffset: string | null | undefined): void => {
-    const entry = pending.get(topic);
-    if (!entry || partition !== entry.target.partition || lastOffset == null) return;
+    const key = `${partition}:${topic}`;
+    const entry = pending.get(key);
+    if (!entry || lastOffset == null) return;
     if (BigInt(lastOffset) + 1n >= entry.end) {
-      pending.delete(topic);
+      pending.delete(key);
       if (pending.size === 0) finish();
     }
   };
@@ -77,23 +132,30 @@ async function readToEnd(
   const timer = setTimeout(() => fail(new Error(`restore did not reach the changelog end within ${timeoutMs} ms`)), timeoutMs);
   try {
     await consumer.connect();
-    await consumer.subscribe({ topics: [...pending.keys()], fromBeginning: true });
+    const entries = [...pending.values()];
+    await consumer.subscribe({ topics: [...new Set(entries.map((e) => e.topic))], fromBeginning: true });
     await consumer.run({
       autoCommit: false,
       eachBatch: async ({ batch, pause }) => {
-        const entry = pending.get(batch.topic);
-        if (!entry || batch.partition !== entry.target.partition) {
+        const entry = pending.get(`${batch.partition}:${batch.topic}`);
+        if (!entry) {
           pause();
           return;
         }
         for (const message of batch.messages) {
-          if (BigInt(message.offset) >= entry.end) break;
-          entry.target.onRecord(message.key?.toString('utf8') ?? '', message.value);
-          records += 1;
+          const offset = BigInt(message.offset);
+          if (offset >= entry.end) break;
+          const key = message.key?.toString('utf8') ?? '';
+          for (const { target, from } of entry.targets) {
+            if (offset < from) continue; // before this target's checkpoint (or fetched before the seek applied)
+            target.onRecord(key, message.value);
+            records += 1;
+          }
         }
         await Promise.resolve();
       },
     });
+    for (const entry of entries) if (entry.from > 0n) consumer.seek({ topic: entry.topic, partition: entry.partition, offset: entry.from.toString() });
     await done;
   } finally {
     clearTimeout(timer);

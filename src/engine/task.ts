@@ -3,8 +3,9 @@ import { FencedError, OrdoError } from '../errors.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../processors/records.js';
-import { restorePartitions } from './restore.js';
-import { InMemoryStore, type KeyValueStore, stringCodec } from './state-store.js';
+import { RestoreOutOfRangeError, type RestoreTarget, endOffsets, restorePartitions } from './restore.js';
+import { type RestorePlan, type RestoreSource, type StateBackend, type TaskStateStores, memoryBackend } from './state-dir.js';
+import { type KeyValueStore, type TaskStore, stringCodec } from './state-store.js';
 import type { BatchReport, ProcessResult, StoreSpec, TaskContext, TaskProcessor } from './task-processor.js';
 import { classifyKafkaError, commitTransaction } from './transaction.js';
 
@@ -23,6 +24,8 @@ export interface TaskOptions {
   transactionTimeoutMs: number;
   logger: Logger;
   metrics: OrdoMetrics;
+  /** state: where the stores live (default: in memory, restored fully at every start). */
+  state?: StateBackend;
 }
 
 export function changelogTopic(groupId: string, store: string): string {
@@ -48,7 +51,11 @@ export class Task {
   /** The worker moved the consumer to this task's committed position once (see Worker.onBatch). */
   seeked = false;
   private readonly producer: Producer;
-  private readonly stores = new Map<string, InMemoryStore<unknown>>();
+  // state: the stores come from the StateBackend at start (in memory or lmdb, state-dir.ts).
+  private storage: TaskStateStores | undefined;
+  private stores: ReadonlyMap<string, TaskStore<unknown>> = new Map();
+  /** state: restored and not since broken by a store write failing: a clean close may checkpoint. */
+  private restored = false;
   /** Stores whose changelog is an output topic the processor writes (see StoreSpec.changelog). */
   private readonly external = new Map<string, NonNullable<StoreSpec['changelog']>>();
   private readonly context: TaskContext;
@@ -65,21 +72,21 @@ export class Task {
       maxInFlightRequests: 1,
       transactionTimeout: options.transactionTimeoutMs,
     });
-    this.stores.set(META_STORE, new InMemoryStore(META_STORE, stringCodec));
     for (const spec of options.processor.stores) {
-      this.stores.set(spec.name, new InMemoryStore(spec.name, spec.codec));
       if (spec.changelog) this.external.set(spec.name, spec.changelog);
     }
-    const stores = this.stores;
+    const store = <V>(name: string): KeyValueStore<V> => {
+      const found = this.stores.get(name);
+      if (!found) throw new Error(`no store named ${name}`);
+      return found as KeyValueStore<V>;
+    };
     this.context = {
       topic,
       partition,
-      meta: stores.get(META_STORE) as unknown as KeyValueStore<string>,
-      store<V>(name: string): KeyValueStore<V> {
-        const store = stores.get(name);
-        if (!store) throw new Error(`no store named ${name}`);
-        return store as KeyValueStore<V>;
+      get meta() {
+        return store<string>(META_STORE);
       },
+      store,
     };
   }
 
@@ -89,7 +96,7 @@ export class Task {
 
   /** The next input offset to process, as committed with the last transaction (undefined: none yet). */
   get position(): string | undefined {
-    return this.context.meta.get(META_POSITION);
+    return this.stores.get(META_STORE)?.get(META_POSITION) as string | undefined;
   }
 
   /**
@@ -97,31 +104,14 @@ export class Task {
    * restores every store from its changelog before anything is processed.
    */
   async start(): Promise<void> {
-    const { kafka, groupId, partition, metrics } = this.options;
+    const { partition, metrics } = this.options;
     await this.producer.connect();
     const init = await this.producer.transaction();
     await init.abort(); // nothing sent: only initialises the producer id and epoch
     this.state = 'restoring';
     const started = process.hrtime.bigint();
-    const counts = new Map<string, number>();
-    const { records } = await restorePartitions(
-      kafka,
-      [...this.stores.values()].map((store) => {
-        const external = this.external.get(store.name);
-        const now = Date.now();
-        return {
-          topic: external?.topic ?? changelogTopic(groupId, store.name),
-          partition,
-          onRecord: (key: string, value: Buffer | null) => {
-            counts.set(store.name, (counts.get(store.name) ?? 0) + 1);
-            if (external === undefined || value === null) return store.restore(key, value);
-            store.restore(key, external.payload(value));
-            if (!external.keep(key, store.get(key), now)) store.restore(key, null);
-          },
-        };
-      }),
-      { groupPrefix: groupId, logger: this.log },
-    );
+    // state: open the stores, read (and delete) the checkpoint, restore the tail or everything.
+    const { storage, plan, records, counts } = await this.restore();
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     for (const store of this.stores.values()) {
       metrics.restoreSeconds.observe({ store: store.name }, seconds);
@@ -129,8 +119,63 @@ export class Task {
       metrics.stateEntries.set({ store: store.name, partition: String(partition) }, store.size);
     }
     this.options.processor.onRestored(this.context);
+    this.restored = storage.persistent;
     this.state = 'running';
-    this.log.info('task restored', { records, seconds, position: this.position ?? null });
+    this.log.info('task restored', { records, seconds, restore: plan.kind, position: this.position ?? null });
+  }
+
+  /** state: where each store restores from (its changelog, or the output topic that is its changelog). */
+  private restoreSources(): RestoreSource[] {
+    const { groupId, partition } = this.options;
+    return [...this.stores.keys()].map((store) => ({ store, topic: this.external.get(store)?.topic ?? changelogTopic(groupId, store), partition }));
+  }
+
+  /**
+   * state: restores from the checkpointed offsets when the backend has a checkpoint it
+   * trusts, else (or when those offsets are gone from a topic) wipes and restores fully.
+   */
+  private async restore(): Promise<{ storage: TaskStateStores; plan: RestorePlan; records: number; counts: Map<string, number> }> {
+    const { kafka, groupId, topic, partition, processor } = this.options;
+    const storage = await (this.options.state ?? memoryBackend).open({
+      groupId,
+      topic,
+      partition,
+      stores: [{ name: META_STORE, codec: stringCodec }, ...processor.stores.map((s) => ({ name: s.name, codec: s.codec }))],
+    });
+    this.storage = storage;
+    this.stores = storage.stores;
+    const sources = this.restoreSources();
+    let plan = storage.begin(sources);
+    const counts = new Map<string, number>();
+    const targets = (from: ReadonlyMap<string, string> | undefined): RestoreTarget[] =>
+      sources.map(({ store: name, topic: sourceTopic }) => {
+        const store = this.stores.get(name)!;
+        const external = this.external.get(name);
+        const now = Date.now();
+        return {
+          topic: sourceTopic,
+          partition,
+          from: from?.get(name),
+          onRecord: (key: string, value: Buffer | null) => {
+            counts.set(name, (counts.get(name) ?? 0) + 1);
+            if (external === undefined || value === null) return store.restore(key, value);
+            store.restore(key, external.payload(value));
+            if (!external.keep(key, store.get(key), now)) store.restore(key, null);
+          },
+        };
+      });
+    try {
+      const { records } = await restorePartitions(kafka, targets(plan.kind === 'tail' ? plan.from : undefined), { groupPrefix: groupId, logger: this.log });
+      return { storage, plan, records, counts };
+    } catch (error) {
+      if (!(error instanceof RestoreOutOfRangeError)) throw error;
+      this.log.warn('checkpointed offsets are gone from a restore source: restoring fully', { error });
+      storage.wipe();
+      counts.clear();
+      plan = { kind: 'full', why: 'offsets out of range' };
+      const { records } = await restorePartitions(kafka, targets(undefined), { groupPrefix: groupId, logger: this.log });
+      return { storage, plan, records, counts };
+    }
   }
 
   /**
@@ -218,7 +263,14 @@ export class Task {
       this.state = classified instanceof FencedError ? 'fenced' : 'broken';
       throw classified;
     }
-    for (const store of this.stores.values()) store.commit();
+    try {
+      this.storage!.commit(); // state: one write of every store's staged writes
+    } catch (error) {
+      // state: the transaction committed but the state did not follow: never checkpoint it.
+      this.restored = false;
+      this.state = 'broken';
+      throw new OrdoError(`state of partition ${partition} could not be written after its transaction committed`, { cause: error });
+    }
     this.lastActivity = Date.now();
     metrics.transactionSeconds.observe({ outcome: 'commit' }, Number(process.hrtime.bigint() - started) / 1e9);
     this.record(records, result.outputs, result.report);
@@ -250,8 +302,31 @@ export class Task {
   async close(): Promise<void> {
     if (this.state !== 'fenced' && this.state !== 'broken') this.state = 'closed';
     await this.busy;
+    await this.closeState();
     for (const store of this.stores.values()) this.options.metrics.stateEntries.remove({ store: store.name, partition: String(this.partition) });
     this.options.metrics.reorderBuffered.remove({ partition: String(this.partition) });
     await this.producer.disconnect().catch((error: unknown) => this.log.warn('producer disconnect failed', { error }));
+  }
+
+  /**
+   * state: after the last commit (none in flight: `busy` settled) of a task that neither broke
+   * nor was fenced, checkpoints the restore sources' end offsets: this task's producer is
+   * their only writer, so they are final. Any failure just means a full restore next time.
+   */
+  private async closeState(): Promise<void> {
+    const storage = this.storage;
+    if (!storage) return;
+    try {
+      if (this.restored && this.state === 'closed') {
+        const sources = this.restoreSources();
+        const ends = await endOffsets(this.options.kafka, sources);
+        await storage.checkpoint(sources.map((source, i) => ({ ...source, offset: ends[i]! })));
+        this.log.info('state checkpoint written', { sources: sources.length });
+      }
+    } catch (error) {
+      this.log.warn('state checkpoint not written: the next start restores fully', { error });
+    } finally {
+      await storage.close().catch((error: unknown) => this.log.warn('state close failed', { error }));
+    }
   }
 }

@@ -10,6 +10,7 @@ import { fatalMessage } from './error-policy.js';
 import { Lifecycle, type LifecycleState, drainWithin, exportLifecycle } from './lifecycle.js';
 import { Liveness, type StuckReport } from './liveness.js';
 import { RepeatedFailures, type Stop, retrying } from './retry.js';
+import { type StateBackend, stateBackend } from './state-dir.js';
 import { META_STORE, Task, changelogTopic } from './task.js';
 import type { TaskProcessorFactory } from './task-processor.js';
 
@@ -28,6 +29,7 @@ export type EngineSettings = Pick<
   | 'transactionTimeoutMs'
   | 'shutdownGraceMs'
   | 'stuckAfterMs'
+  | 'stateDir'
 >;
 
 export interface WorkerOptions extends EngineSettings {
@@ -102,9 +104,12 @@ export class Worker {
   private readonly startingTasks = new Set<number>();
   /** ordo_consumer_lag_* of the owned partitions (fed by the hooks marked "lag:"). */
   private readonly consumerLag: ConsumerLag;
+  /** state: where the tasks keep their stores (ORDO_STATE_DIR). */
+  private readonly stateBackend: StateBackend;
 
   constructor(private readonly options: WorkerOptions) {
     this.log = options.logger.child({ group: options.groupId });
+    this.stateBackend = stateBackend(options.stateDir, this.log);
     this.consumerLag = new ConsumerLag({
       kafka: options.kafka,
       groupId: options.groupId,
@@ -275,6 +280,7 @@ export class Worker {
       transactionTimeoutMs: o.transactionTimeoutMs,
       logger: this.log,
       metrics: o.metrics,
+      state: this.stateBackend,
     });
     try {
       await task.start();
