@@ -123,7 +123,8 @@ export class LmdbBackend implements StateBackend {
     try {
       mkdirSync(path, { recursive: true });
       const env = open({ path, maxDbs: 2 * spec.stores.length + 8 });
-      return new LmdbTaskState(env, spec, this.logger.child({ stateDir: path }), () => {
+      this.logger.debug('task state opened', { path });
+      return new LmdbTaskState(env, spec, () => {
         this.open_.delete(path);
         closed();
       });
@@ -143,7 +144,6 @@ class LmdbTaskState implements TaskStateStores {
   constructor(
     private readonly env: RootDatabase,
     spec: TaskStateSpec,
-    private readonly log: Logger,
     private readonly onClose: () => void,
   ) {
     this.checkpoints = env.openDB<string, string>(CHECKPOINT_DB, { encoding: 'string' });
@@ -158,7 +158,6 @@ class LmdbTaskState implements TaskStateStores {
     if (stored !== undefined) this.checkpoints.transactionSync(() => this.checkpoints.removeSync(CHECKPOINT_KEY));
     const plan = planFrom(stored, [...this.stores.keys()], sources);
     if (plan.kind === 'full') this.wipe();
-    this.log.info('state checkpoint read', plan.kind === 'tail' ? { restore: 'tail' } : { restore: 'full', why: plan.why });
     return plan;
   }
 

@@ -121,7 +121,7 @@ export class Task {
     this.options.processor.onRestored(this.context);
     this.restored = storage.persistent;
     this.state = 'running';
-    this.log.info('task restored', { records, seconds, restore: plan.kind, position: this.position ?? null });
+    this.log.info('task restored', { records, seconds, restore: plan.kind, ...(plan.kind === 'full' ? { why: plan.why } : {}), position: this.position ?? null });
   }
 
   /** state: where each store restores from (its changelog, or the output topic that is its changelog). */
