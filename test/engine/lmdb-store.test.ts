@@ -1,12 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import { type RootDatabase, open } from 'lmdb';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LmdbStore } from '../../src/engine/lmdb-store.js';
 import { InMemoryStore, type StoreCodec } from '../../src/engine/state-store.js';
 import { Sweeper } from '../../src/processors/sweep.js';
+import { tempDirs } from '../support/temp-dirs.js';
 
 interface Counter {
   n: number;
@@ -16,16 +14,7 @@ const counterCodec: StoreCodec<Counter> = {
   decode: (b) => JSON.parse(b.toString('utf8')) as Counter,
 };
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ordo-lmdb-'));
-  dirs.push(dir);
-  return dir;
-}
+const tempDir = tempDirs('ordo-lmdb-');
 
 function openStore(path: string, cacheEntries?: number): { env: RootDatabase; store: LmdbStore<Counter> } {
   const env = open({ path, maxDbs: 4 });

@@ -1,22 +1,14 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { open } from 'lmdb';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
 import { noopLogger } from '../../src/observability/logger.js';
 import { type RestoreSource, LmdbBackend, memoryBackend, planFrom, stateBackend } from '../../src/engine/state-dir.js';
 import { numberCodec, stringCodec } from '../../src/engine/state-store.js';
+import { tempDirs } from '../support/temp-dirs.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ordo-state-'));
-  dirs.push(dir);
-  return dir;
-}
+const tempDir = tempDirs('ordo-state-');
 
 const SPEC = { groupId: 'g', topic: 'in', partition: 3, stores: [{ name: 'meta', codec: stringCodec }, { name: 'counts', codec: numberCodec }] };
 const SOURCES: RestoreSource[] = [

@@ -3,12 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Producer } from 'kafkajs';
-import { createTopics, decodeEvent, deleteTopicsWithPrefix, produce, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
-import { expectGaplessSeq } from '../support/exactly-once.js';
+import { createTopics, deleteTopicsWithPrefix, produce, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
 import { type LogLine, WorkerProcess } from '../support/process.js';
-import { expectAggregatesExact, readLatestAggregates } from '../support/usage-checks.js';
-import { expectedAggregates } from '../support/usage-oracle.js';
-import { TEST_METERS, makeUsageWorkload, oracleEvents, writeTestMeters } from '../support/usage-workload.js';
+import { expectUsageOutputsExact } from '../support/usage-checks.js';
+import { makeUsageWorkload, writeTestMeters } from '../support/usage-workload.js';
 import { childEnv } from '../support/worker.js';
 import { producePaced } from '../support/workload.js';
 
@@ -46,16 +44,7 @@ async function setUp(name: string) {
     await w.waitFor(() => restoredLines(w).length === PARTITIONS, 90_000);
     return w;
   };
-  /** Everything written so far against a recomputation from the accepted events: once each, aggregates exact. */
-  const verify = async (accepted: Set<string>) => {
-    const ordered = await readAll(kafka, `${prefix}-ordered`, accepted.size, { timeoutMs: 120_000, settleMs: 2_000 });
-    expectGaplessSeq(ordered);
-    const keys = ordered.map((r) => decodeEvent(r.value)).map((e) => `${e.source}/${e.id}`);
-    expect(keys.length - new Set(keys).size).toBe(0); // nothing twice
-    expect(new Set(keys)).toEqual(accepted); // nothing lost
-    const expected = expectedAggregates(TEST_METERS, oracleEvents(ordered));
-    expectAggregatesExact(await readLatestAggregates(kafka, `${prefix}-aggregates`, expected.size), expected);
-  };
+  const verify = (accepted: Set<string>) => expectUsageOutputsExact(kafka, prefix, accepted, 120_000);
   const wave = (seed: number, count: number, idPrefix: string, now: number) =>
     makeUsageWorkload(encode, { count, subjects: 60, now, latenessMs: LATENESS, spreadDays: 5, seed, idPrefix });
   return { prefix, start, verify, wave };
