@@ -96,8 +96,11 @@ export class Task {
 
   /** The next input offset to process, as committed with the last transaction (undefined: none yet). */
   get position(): string | undefined {
-    return this.stores.get(META_STORE)?.get(META_POSITION) as string | undefined;
+    return this.committedPosition;
   }
+
+  /** state: kept here, so the worker may read it even while the task closes its stores. */
+  private committedPosition: string | undefined;
 
   /**
    * Fences older owners and completes their open transaction (InitProducerId), then
@@ -118,6 +121,7 @@ export class Task {
       metrics.restoreRecords.inc({ store: store.name }, counts.get(store.name) ?? 0);
       metrics.stateEntries.set({ store: store.name, partition: String(partition) }, store.size);
     }
+    this.committedPosition = this.context.meta.get(META_POSITION);
     this.options.processor.onRestored(this.context);
     this.restored = storage.persistent;
     this.state = 'running';
@@ -271,6 +275,7 @@ export class Task {
       this.state = 'broken';
       throw new OrdoError(`state of partition ${partition} could not be written after its transaction committed`, { cause: error });
     }
+    if (nextOffset !== undefined) this.committedPosition = nextOffset;
     this.lastActivity = Date.now();
     metrics.transactionSeconds.observe({ outcome: 'commit' }, Number(process.hrtime.bigint() - started) / 1e9);
     this.record(records, result.outputs, result.report);
