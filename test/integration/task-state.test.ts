@@ -40,6 +40,20 @@ describe('Task with ORDO_STATE_DIR: checkpoint at a clean close only', () => {
   };
   const restoredLine = (lines: RecordedLine[]) => lines.find((l) => l.msg === 'task restored')?.meta;
 
+  /** After a=2, b=1 at offset 3: the next task restores as `plan` says, then counts a third `a`, each output once. */
+  const expectRestartCountsOn = async (t: { groupId: string; input: string; output: string }, state: LmdbBackend, plan: Record<string, unknown>) => {
+    const lines: RecordedLine[] = [];
+    const { task, processor } = newTask(t, state, lines);
+    await task.start();
+    expect(restoredLine(lines)).toMatchObject(plan);
+    expect(Object.fromEntries(processor.restoredWith)).toEqual({ a: '2', b: '1' });
+    expect(task.position).toBe('3');
+    await task.process(inputRecords(t.input, 3, ['a']));
+    await task.close();
+    const out = await readAll(kafka, t.output, 4, { settleMs: 1_000 });
+    expect(out.map((m) => m.value!.toString())).toEqual(['a:1', 'b:1', 'a:2', 'a:3']);
+  };
+
   afterAll(async () => {
     await deleteTopicsWithPrefix(kafka, prefix);
   });
@@ -54,16 +68,7 @@ describe('Task with ORDO_STATE_DIR: checkpoint at a clean close only', () => {
     await first.close();
     expect(firstLines.some((l) => l.msg === 'state checkpoint written')).toBe(true);
 
-    const lines: RecordedLine[] = [];
-    const { task, processor } = newTask(t, state, lines);
-    await task.start();
-    expect(restoredLine(lines)).toMatchObject({ restore: 'tail', records: 0 });
-    expect(Object.fromEntries(processor.restoredWith)).toEqual({ a: '2', b: '1' });
-    expect(task.position).toBe('3');
-    await task.process(inputRecords(t.input, 3, ['a']));
-    await task.close();
-    const out = await readAll(kafka, t.output, 4, { settleMs: 1_000 });
-    expect(out.map((m) => m.value!.toString())).toEqual(['a:1', 'b:1', 'a:2', 'a:3']);
+    await expectRestartCountsOn(t, state, { restore: 'tail', records: 0 });
   });
 
   it('a task whose commit outcome is unknown (broken) writes no checkpoint: the next start restores fully and counts nothing twice', async () => {
@@ -79,16 +84,7 @@ describe('Task with ORDO_STATE_DIR: checkpoint at a clean close only', () => {
     await first.close();
     expect(lines.some((l) => l.msg === 'state checkpoint written')).toBe(false);
 
-    const nextLines: RecordedLine[] = [];
-    const { task, processor } = newTask(t, state, nextLines);
-    await task.start();
-    expect(restoredLine(nextLines)).toMatchObject({ restore: 'full', why: 'no checkpoint' });
     // The batch did commit: its count comes back from the changelog, not from the local files.
-    expect(Object.fromEntries(processor.restoredWith)).toEqual({ a: '2', b: '1' });
-    expect(task.position).toBe('3');
-    await task.process(inputRecords(t.input, 3, ['a']));
-    await task.close();
-    const out = await readAll(kafka, t.output, 4, { settleMs: 1_000 });
-    expect(out.map((m) => m.value!.toString())).toEqual(['a:1', 'b:1', 'a:2', 'a:3']);
+    await expectRestartCountsOn(t, state, { restore: 'full', why: 'no checkpoint' });
   });
 });
