@@ -114,9 +114,11 @@ describe('persistent task state: restart from a checkpoint, crash around it (rea
     // SIGKILL while C closes (its checkpoints half written, or not at all), with more input waiting.
     const third = wave(23, 2_000, 'w3', now);
     await produce(producer, `${prefix}-in`, third.messages);
+    // Killed the moment the first task starts closing (as its line arrives, not at the next poll).
+    c.child.stderr!.on('data', (chunk: string) => {
+      if (chunk.includes('"closing task"')) c.signal('SIGKILL');
+    });
     c.signal('SIGTERM');
-    await c.waitFor((l) => l.msg === 'closing task' || l.msg === 'state checkpoint written', 30_000);
-    c.signal('SIGKILL');
     await c.exited;
     const written = c.lines.filter((l) => l.msg === 'state checkpoint written').length;
 
