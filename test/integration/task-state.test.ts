@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Kafka } from 'kafkajs';
+import { open } from 'lmdb';
 import { LmdbBackend } from '../../src/engine/state-dir.js';
 import { Task, changelogTopic } from '../../src/engine/task.js';
 import { ensureTopics } from '../../src/kafka/topics.js';
@@ -69,6 +70,23 @@ describe('Task with ORDO_STATE_DIR: checkpoint at a clean close only', () => {
     expect(firstLines.some((l) => l.msg === 'state checkpoint written')).toBe(true);
 
     await expectRestartCountsOn(t, state, { restore: 'tail', records: 0 });
+  });
+
+  it('a checkpointed offset no longer in its topic (here: past its end): wipes and restores fully', async () => {
+    const t = await topics();
+    const state = new LmdbBackend(tempDir(), noopLogger);
+    const first = newTask(t, state, []).task;
+    await first.start();
+    await first.process(inputRecords(t.input, 0, ['a', 'b', 'a']));
+    await first.close();
+    // As if the changelogs had been recreated shorter since: every offset far past the end.
+    const env = open({ path: state.path({ groupId: t.groupId, topic: t.input, partition: 0 }), maxDbs: 8 });
+    const db = env.openDB<string, string>('ordo:checkpoint', { encoding: 'string' });
+    const checkpoint = JSON.parse(db.get('checkpoint')!) as { sources: { offset: string }[] };
+    for (const source of checkpoint.sources) source.offset = String(Number(source.offset) + 1_000);
+    db.putSync('checkpoint', JSON.stringify(checkpoint));
+    await env.close();
+    await expectRestartCountsOn(t, state, { restore: 'full', why: 'offsets out of range' });
   });
 
   it('a task whose commit outcome is unknown (broken) writes no checkpoint: the next start restores fully and counts nothing twice', async () => {
