@@ -279,6 +279,11 @@ function formatRestore(r: RestoreResult): string[] {
       `median of ${r.repetitions.length}: ${int(r.recordsPerSecond)} records/s, ${r.seconds ?? '-'} s ` +
       `(first record after ${ms(r.firstRecordMs)} ms; then ${int(r.steadyRecordsPerSecond)} records/s)`,
   ];
+  const p = r.persistent;
+  if (p) {
+    lines.push(`  into lmdb (ORDO_STATE_DIR) after a crash: ${int(p.fullRecordsPerSecond)} records/s, ${p.fullSeconds} s; ` +
+      `clean restart from the checkpoint: ready in ${p.cleanRestartSeconds} s (${int(p.tailRecords)} tail records, ${int(p.storeSize)} entries)`);
+  }
   if (r.error) lines.push(`  INCOMPLETE: ${r.error}`);
   return lines;
 }

@@ -2,12 +2,19 @@
  * Restore phase: how fast a task gets its aggregates back after a rebalance or restart.
  * Writes an aggregates changelog (as the pipeline's aggregates store writes it) to one
  * partition of a fresh compacted topic, then times Ordo's own `restorePartitions` reading
- * it into an InMemoryStore with aggregateCodec, several times.
+ * it into an InMemoryStore with aggregateCodec, several times; then the persistent state
+ * (ORDO_STATE_DIR): a full restore into lmdb (after a crash) and a clean restart from its
+ * checkpoint.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Kafka, Message } from 'kafkajs';
 import { makeServiceTime, formatServiceTime } from '../src/clock/service-time.js';
 import { restorePartitions } from '../src/engine/restore.js';
+import { LmdbBackend } from '../src/engine/state-dir.js';
 import { InMemoryStore } from '../src/engine/state-store.js';
+import { type StoreCodec } from '../src/model/store.js';
 import { noopLogger } from '../src/observability/logger.js';
 import { AGGREGATES_STORE, aggregateCodec } from '../src/processors/aggregate.js';
 import { type UsageAggregate, aggregateKey } from '../src/usage/aggregation.js';
@@ -40,6 +47,17 @@ export interface RestoreRepetition {
   storeSize: number;
 }
 
+/** The persistent state (lmdb) of one task holding the whole changelog. */
+export interface PersistentRestoreResult {
+  /** After a crash (no checkpoint): open, wipe, restorePartitions into lmdb, every record written. */
+  fullSeconds: number;
+  fullRecordsPerSecond: number;
+  /** After a clean stop (checkpoint): open, read the checkpoint, restore the (empty) tail, the store answering. */
+  cleanRestartSeconds: number;
+  tailRecords: number;
+  storeSize: number;
+}
+
 export interface RestoreResult {
   complete: boolean;
   error?: string;
@@ -57,6 +75,7 @@ export interface RestoreResult {
   seconds: number | null;
   steadyRecordsPerSecond: number | null;
   firstRecordMs: number | null;
+  persistent: PersistentRestoreResult | null;
 }
 
 /**
@@ -118,7 +137,7 @@ export async function runRestore(params: BenchParams, runPrefix: string, log: (l
   const n = params.restoreRecords;
   const result: RestoreResult = {
     complete: false, topic, records: n, distinctKeys: 0, meanKeyBytes: null, meanValueBytes: null, writeMs: null,
-    transactions: 0, repetitions: [], recordsPerSecond: null, seconds: null, steadyRecordsPerSecond: null, firstRecordMs: null,
+    transactions: 0, repetitions: [], recordsPerSecond: null, seconds: null, steadyRecordsPerSecond: null, firstRecordMs: null, persistent: null,
   };
   const kafka = benchKafka(params.brokers, 'bench-restore');
   try {
@@ -134,6 +153,13 @@ export async function runRestore(params: BenchParams, runPrefix: string, log: (l
       if (r.restored !== n || r.storeSize !== result.distinctKeys) {
         throw new Error(`repetition ${rep} restored ${r.restored} records into ${r.storeSize} keys; expected ${n} records, ${result.distinctKeys} keys`);
       }
+    }
+    const p = await persistentRestore(kafka, topic, `${runPrefix}-restore`);
+    result.persistent = p;
+    log(`restore into lmdb after a crash: ${n} records in ${p.fullSeconds} s = ${p.fullRecordsPerSecond.toLocaleString('en-US')} records/s; ` +
+      `clean restart from the checkpoint: ready in ${p.cleanRestartSeconds} s (${p.tailRecords} tail records, ${p.storeSize} entries)`);
+    if (p.storeSize !== result.distinctKeys || p.tailRecords !== 0) {
+      throw new Error(`the persistent restore kept ${p.storeSize} keys and read ${p.tailRecords} tail records; expected ${result.distinctKeys} keys and none`);
     }
     result.complete = true;
   } catch (error) {
@@ -221,4 +247,47 @@ async function restoreOnce(kafka: Kafka, topic: string, groupPrefix: string): Pr
     restored: records,
     storeSize: store.size,
   };
+}
+
+/**
+ * A task's persistent state as Task.start/close use it: a start without checkpoint (a crash)
+ * wipes and restores everything into lmdb; a clean close checkpoints the end offsets; the
+ * next start restores from them (nothing new here) and the store answers at once.
+ */
+async function persistentRestore(kafka: Kafka, topic: string, groupPrefix: string): Promise<PersistentRestoreResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'ordo-bench-state-'));
+  const backend = new LmdbBackend(dir, noopLogger);
+  const spec = { groupId: 'bench', topic: 'in', partition: 0, stores: [{ name: AGGREGATES_STORE, codec: aggregateCodec as StoreCodec<unknown> }] };
+  const sources = [{ store: AGGREGATES_STORE, topic, partition: 0 }];
+  try {
+    let started = nowMs();
+    let state = await backend.open(spec);
+    state.begin(sources);
+    let store = state.stores.get(AGGREGATES_STORE)!;
+    const full = await restorePartitions(kafka, [{ topic, partition: 0, onRecord: (key, value) => store.restore(key, value) }], { groupPrefix, logger: noopLogger, timeoutMs: RESTORE_TIMEOUT_MS });
+    const size = store.size; // writes the last restored records
+    const fullMs = nowMs() - started;
+    if (size === 0) throw new Error('nothing restored into lmdb');
+    await state.checkpoint([{ ...sources[0]!, offset: full.ends[0]! }]);
+    await state.close();
+
+    started = nowMs();
+    state = await backend.open(spec);
+    const plan = state.begin(sources);
+    if (plan.kind !== 'tail') throw new Error(`the clean restart restored fully (${plan.why})`);
+    store = state.stores.get(AGGREGATES_STORE)!;
+    const tail = await restorePartitions(kafka, [{ topic, partition: 0, from: BigInt(plan.from.get(AGGREGATES_STORE) ?? '0'), onRecord: (key, value) => store.restore(key, value) }], { groupPrefix, logger: noopLogger });
+    const storeSize = store.size;
+    const cleanMs = nowMs() - started;
+    await state.close();
+    return {
+      fullSeconds: round2(fullMs / 1000),
+      fullRecordsPerSecond: Math.round((full.records / fullMs) * 1000),
+      cleanRestartSeconds: round2(cleanMs / 1000),
+      tailRecords: tail.records,
+      storeSize,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

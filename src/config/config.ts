@@ -86,6 +86,9 @@ export interface OrdoConfig {
   apiAuth: ApiAuthConfig;
   /** A transient failure retried this long without success ends the role; /healthz fails past it (src/engine/liveness.ts). */
   stuckAfterMs: number;
+  // --- state (persistent task state, src/engine/state-dir.ts) ---
+  /** Where the pipeline keeps its task state (lmdb, one directory per task); undefined: in memory. */
+  stateDir: string | undefined;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): OrdoConfig {
@@ -146,6 +149,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     metricsHost: loadBindHost(read, 'ORDO_METRICS_HOST'),
     apiAuth: loadApiAuthConfig(read),
     stuckAfterMs: read.int('ORDO_STUCK_AFTER_MS', 120_000, 5_000, 24 * HOUR_MS),
+    // --- state ---
+    stateDir: read.string('ORDO_STATE_DIR', '') || undefined,
   };
   checkCrossFieldRules(config);
   return config;

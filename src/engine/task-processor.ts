@@ -17,7 +17,7 @@ export interface StoreSpec {
    * No changelog at all: the processor rebuilds the store in `onRestored`, from topics the
    * task writes anyway (Replay). Its writes are never sent anywhere.
    */
-  rebuilt?: true;
+  rebuilt?: { from: readonly string[] };
   /**
    * The store's changelog is written at most every `everyMs` (the keys changed since, with
    * their latest value), not with every batch. What changed in between must be derivable
@@ -55,6 +55,12 @@ export interface ReplaySource {
 /** Lets `onRestored` read topics of this task's partition (read_committed), e.g. to rebuild `rebuilt` stores. */
 export interface Replay {
   read(sources: readonly ReplaySource[]): Promise<number>;
+  /**
+   * Set when the stores came back from a trusted checkpoint (persistent state): the rebuilt
+   * stores are as they were then, and these are the offsets their topics stood at; only
+   * what was written after needs reading. Undefined: the rebuilt stores are empty.
+   */
+  readonly checkpointed?: ReadonlyMap<string, bigint>;
 }
 
 /** A transactional unit's restored stores, as its processor sees them. */

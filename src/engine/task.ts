@@ -4,6 +4,7 @@ import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../model/records.js';
 import type { BatchReport, ProcessResult, TaskContext, TaskProcessor } from './task-processor.js';
+import type { StateBackend } from './state-dir.js';
 import { TransactionalUnit, type UnitState } from './transactional-unit.js';
 
 export { META_STORE, changelogTopic } from './transactional-unit.js';
@@ -20,6 +21,8 @@ export interface TaskOptions {
   transactionTimeoutMs: number;
   logger: Logger;
   metrics: OrdoMetrics;
+  /** Where the stores live (default: in memory, restored fully at every start). */
+  state?: StateBackend;
 }
 
 export function transactionalId(groupId: string, topic: string, partition: number): string {
@@ -57,12 +60,21 @@ export class Task {
       transactionalId: transactionalId(groupId, topic, partition),
       partition,
       stores: options.processor.stores,
+      state: options.state,
+      stateTopic: topic,
       transactionTimeoutMs: options.transactionTimeoutMs,
       logger: this.log,
       metrics: options.metrics,
     });
     this.unit = unit;
-    this.context = { topic, partition, meta: unit.meta, store: <V>(name: string) => unit.store<V>(name) };
+    this.context = {
+      topic,
+      partition,
+      get meta() {
+        return unit.meta;
+      },
+      store: <V>(name: string) => unit.store<V>(name),
+    };
   }
 
   get state(): TaskState {
@@ -75,14 +87,18 @@ export class Task {
 
   /** The next input offset to process, as committed with the last transaction (undefined: none yet). */
   get position(): string | undefined {
-    return this.context.meta.get(META_POSITION);
+    return this.committedPosition;
   }
+
+  /** Kept here, so the worker may read it even while the task closes its (persistent) stores. */
+  private committedPosition: string | undefined;
 
   /** Opens the unit (fencing, restore) and lets the processor rebuild what has no changelog. */
   async start(): Promise<void> {
-    const { records, replayed, seconds } = await this.unit.open((replay) => this.options.processor.onRestored(this.context, replay));
+    const { records, replayed, seconds, restore } = await this.unit.open((replay) => this.options.processor.onRestored(this.context, replay));
+    this.committedPosition = this.context.meta.get(META_POSITION);
     this.gaugeStores();
-    this.log.info('task restored', { records, replayed, seconds, position: this.position ?? null });
+    this.log.info('task restored', { records, replayed, seconds, restore, position: this.position ?? null });
   }
 
   /**
@@ -152,6 +168,7 @@ export class Task {
     }
     if (nextOffset !== undefined) this.context.meta.put(META_POSITION, nextOffset);
     await this.unit.commit(result.outputs, nextOffset === undefined ? [] : [{ topic, partition, nextOffset }], started);
+    if (nextOffset !== undefined) this.committedPosition = nextOffset;
     this.lastActivity = Date.now();
     this.record(records, result.outputs, result.report);
     return true;

@@ -3,8 +3,9 @@ import { FencedError, OrdoError } from '../errors.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import type { OutputRecord } from '../model/records.js';
-import { type RestoredRecord, restorePartitions } from './restore.js';
-import { InMemoryStore } from './state-store.js';
+import { RestoreOutOfRangeError, type RestoreTarget, type RestoredRecord, endOffsets, restorePartitions } from './restore.js';
+import { type RestorePlan, type RestoreSource, type StateBackend, type TaskStateStores, memoryBackend } from './state-dir.js';
+import type { TaskStore } from './state-store.js';
 import { type KeyValueStore, stringCodec } from '../model/store.js';
 import { type Replay, type ReplaySource, type StoreSpec, tailKey } from './task-processor.js';
 import { type WrittenEnds, classifyKafkaError, commitTransaction } from './transaction.js';
@@ -35,6 +36,10 @@ export interface UnitOptions {
   stores: readonly StoreSpec[];
   /** Name of the engine's meta store (its changelog is `<group>-<name>-changelog`). */
   metaStore?: string;
+  /** Where the stores live (default: in memory, restored fully at every open). */
+  state?: StateBackend;
+  /** Names the unit's state directory with the group and partition (default: the transactional id). */
+  stateTopic?: string;
   transactionTimeoutMs: number;
   logger: Logger;
   metrics: OrdoMetrics;
@@ -56,13 +61,17 @@ export interface Position {
  */
 export class TransactionalUnit {
   state: UnitState = 'created';
-  readonly meta: InMemoryStore<string>;
   private readonly producer: Producer;
-  private readonly stores = new Map<string, InMemoryStore<unknown>>();
+  private readonly metaName: string;
+  /** The stores, from the state backend once open (in memory, or lmdb with a checkpoint). */
+  private storage: TaskStateStores | undefined;
+  private stores: ReadonlyMap<string, TaskStore<unknown>> = new Map();
+  /** Restored completely into a persistent backend and not broken since: a clean close may checkpoint. */
+  private restored = false;
   /** Stores whose changelog is an output topic the processor writes (see StoreSpec.changelog). */
   private readonly external = new Map<string, NonNullable<StoreSpec['changelog']>>();
-  /** Stores without a changelog: the processor rebuilds them (StoreSpec.rebuilt). */
-  private readonly rebuilt = new Set<string>();
+  /** Stores without a changelog, and the topics the processor rebuilds them from (StoreSpec.rebuilt). */
+  private readonly rebuilt = new Map<string, readonly string[]>();
   /** Stores whose changelog is written every so often (StoreSpec.snapshot): committed changes not written yet. */
   private readonly snapshots = new Map<string, { spec: NonNullable<StoreSpec['snapshot']>; unwritten: Map<string, Buffer | null>; writtenAt: number }>();
   /** Per output topic: the offset after this unit's last committed record on its partition (as far as known). */
@@ -77,75 +86,127 @@ export class TransactionalUnit {
       maxInFlightRequests: 1,
       transactionTimeout: options.transactionTimeoutMs,
     });
-    this.meta = new InMemoryStore(options.metaStore ?? META_STORE, stringCodec);
-    this.stores.set(this.meta.name, this.meta);
+    this.metaName = options.metaStore ?? META_STORE;
     for (const spec of options.stores) {
-      this.stores.set(spec.name, new InMemoryStore(spec.name, spec.codec));
       if (spec.changelog) this.external.set(spec.name, spec.changelog);
-      if (spec.rebuilt) this.rebuilt.add(spec.name);
+      if (spec.rebuilt) this.rebuilt.set(spec.name, spec.rebuilt.from);
       if (spec.snapshot) this.snapshots.set(spec.name, { spec: spec.snapshot, unwritten: new Map(), writtenAt: Date.now() });
     }
   }
 
   store<V>(name: string): KeyValueStore<V> {
     const store = this.stores.get(name);
-    if (!store) throw new Error(`no store named ${name}`);
+    if (!store) throw new Error(`no store named ${name} (is the unit open?)`);
     return store as KeyValueStore<V>;
   }
 
+  get meta(): KeyValueStore<string> {
+    return this.store<string>(this.metaName);
+  }
+
   /** Every store, meta included (for gauges). */
-  get allStores(): Iterable<InMemoryStore<unknown>> {
+  get allStores(): Iterable<TaskStore<unknown>> {
     return this.stores.values();
   }
 
   /**
-   * Fences older owners and completes their open transaction (InitProducerId), restores
-   * every store from its changelog, then lets `rebuild` derive what has none (its store
-   * writes become state; a snapshot store's go out with its next snapshot).
+   * Where the stores restore from: the changelog (or the output topic that is one) of each
+   * store with one; for a rebuilt store, a source per topic it is rebuilt from, so that a
+   * checkpoint records how far those stood (`<store>@<topic>`).
    */
-  async open(rebuild?: (replay: Replay) => Promise<void> | void): Promise<{ records: number; replayed: number; seconds: number }> {
+  private restoreSources(): RestoreSource[] {
+    const { groupId, partition } = this.options;
+    const sources: RestoreSource[] = [];
+    for (const name of this.stores.keys()) {
+      const rebuilt = this.rebuilt.get(name);
+      if (rebuilt) for (const topic of rebuilt) sources.push({ store: `${name}@${topic}`, topic, partition });
+      else sources.push({ store: name, topic: this.external.get(name)?.topic ?? changelogTopic(groupId, name), partition });
+    }
+    return sources;
+  }
+
+  /**
+   * Fences older owners and completes their open transaction (InitProducerId), opens the
+   * stores (reading and deleting their checkpoint, if persistent), restores them from their
+   * changelogs (only the tails after a trusted checkpoint), then lets `rebuild` derive what
+   * has no changelog (its store writes become state; a snapshot store's go out with its
+   * next snapshot).
+   */
+  async open(rebuild?: (replay: Replay) => Promise<void> | void): Promise<{ records: number; replayed: number; seconds: number; restore: RestorePlan['kind'] }> {
     const { kafka, groupId, partition, metrics } = this.options;
     await this.producer.connect();
     const init = await this.producer.transaction();
     await init.abort(); // nothing sent: only initialises the producer id and epoch
     this.state = 'restoring';
     const started = process.hrtime.bigint();
+    const storage = await (this.options.state ?? memoryBackend).open({
+      groupId,
+      topic: this.options.stateTopic ?? this.options.transactionalId,
+      partition,
+      stores: [{ name: this.metaName, codec: stringCodec }, ...this.options.stores.map((s) => ({ name: s.name, codec: s.codec }))],
+    });
+    this.storage = storage;
+    this.stores = storage.stores;
+    const sources = this.restoreSources();
+    let plan = storage.begin(sources);
     const counts = new Map<string, number>();
-    const { records } = await restorePartitions(
-      kafka,
-      [...this.stores.values()]
-        .filter((store) => !this.rebuilt.has(store.name))
-        .map((store) => {
-          const external = this.external.get(store.name);
+    const targets = (from: ReadonlyMap<string, string> | undefined): RestoreTarget[] =>
+      sources
+        .filter((source) => this.stores.has(source.store)) // a rebuilt store's topics are its processor's to read
+        .map(({ store: name, topic }) => {
+          const store = this.stores.get(name)!;
+          const external = this.external.get(name);
           const now = Date.now();
+          const offset = from?.get(name);
           return {
-            topic: external?.topic ?? changelogTopic(groupId, store.name),
+            topic,
             partition,
+            from: offset === undefined ? undefined : BigInt(offset),
             onRecord: (key: string, value: Buffer | null) => {
-              counts.set(store.name, (counts.get(store.name) ?? 0) + 1);
+              counts.set(name, (counts.get(name) ?? 0) + 1);
               if (external === undefined || value === null) return store.restore(key, value);
               store.restore(key, external.payload(value));
               if (!external.keep(key, store.get(key), now)) store.restore(key, null);
             },
           };
-        }),
-      { groupPrefix: groupId, logger: this.log },
-    );
-    await this.learnWrittenEnds();
-    let replayed = 0;
-    await rebuild?.({ read: async (sources) => (replayed += await this.replay(sources)) });
-    for (const store of this.stores.values()) {
-      const snapshot = this.snapshots.get(store.name);
-      if (snapshot) for (const entry of store.changes()) snapshot.unwritten.set(entry.key, entry.value);
-      store.commit();
+        });
+    let records: number;
+    try {
+      ({ records } = await restorePartitions(kafka, targets(plan.kind === 'tail' ? plan.from : undefined), { groupPrefix: groupId, logger: this.log }));
+    } catch (error) {
+      if (!(error instanceof RestoreOutOfRangeError)) throw error;
+      this.log.warn('checkpointed offsets are gone from a restore source: restoring fully', { error });
+      storage.wipe();
+      counts.clear();
+      plan = { kind: 'full', why: 'offsets out of range' };
+      ({ records } = await restorePartitions(kafka, targets(undefined), { groupPrefix: groupId, logger: this.log }));
     }
+    await this.learnWrittenEnds();
+    // After a trusted checkpoint the rebuilt stores are as this unit left them: the processor
+    // reads their topics only from where they stood then (another owner may have written since).
+    let checkpointed: Map<string, bigint> | undefined;
+    if (plan.kind === 'tail') {
+      checkpointed = new Map();
+      for (const source of sources) {
+        const offset = plan.from.get(source.store);
+        if (!this.stores.has(source.store) && offset !== undefined) checkpointed.set(source.topic, BigInt(offset));
+      }
+    }
+    let replayed = 0;
+    await rebuild?.({ read: async (replaySources) => (replayed += await this.replay(replaySources)), checkpointed });
+    for (const [name, store] of this.stores) {
+      const snapshot = this.snapshots.get(name);
+      if (snapshot) for (const entry of store.changes()) snapshot.unwritten.set(entry.key, entry.value);
+    }
+    storage.commit();
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     for (const store of this.stores.values()) {
       metrics.restoreSeconds.observe({ store: store.name }, seconds);
       metrics.restoreRecords.inc({ store: store.name }, counts.get(store.name) ?? 0);
     }
+    this.restored = storage.persistent;
     this.state = 'running';
-    return { records, replayed, seconds };
+    return { records, replayed, seconds, restore: plan.kind };
   }
 
   /** The end offsets of the snapshot stores' tail topics on this partition: stable, as this unit's producer is their only writer. */
@@ -192,6 +253,7 @@ export class TransactionalUnit {
         topic: source.topic,
         partition,
         from: starts.get(source.topic),
+        clamp: true,
         to: source.to,
         onRecord: (_key: string, value: Buffer | null, record: RestoredRecord) =>
           source.onRecord({ topic: source.topic, partition, offset: record.offset, key: record.key, value, headers: record.headers, timestamp: record.timestamp }),
@@ -234,7 +296,7 @@ export class TransactionalUnit {
       this.meta.put(tailKey(name), JSON.stringify(tail));
     }
     const all: OutputRecord[] = [...outputs];
-    const snapshotChanges = new Map<string, ReturnType<InMemoryStore<unknown>['changes']>>();
+    const snapshotChanges = new Map<string, ReturnType<TaskStore<unknown>['changes']>>();
     for (const store of this.stores.values()) {
       if (this.external.has(store.name) || this.rebuilt.has(store.name)) continue; // no changelog of its own
       let entries = store.changes();
@@ -273,13 +335,45 @@ export class TransactionalUnit {
         snapshot.writtenAt = now;
       } else for (const e of entries) snapshot.unwritten.set(e.key, e.value);
     }
-    for (const store of this.stores.values()) store.commit();
+    try {
+      this.storage!.commit(); // one write of every store's staged writes
+    } catch (error) {
+      // The transaction committed but the state did not follow: never checkpoint it.
+      this.restored = false;
+      this.state = 'broken';
+      throw new OrdoError(`state of partition ${partition} could not be written after its transaction committed`, { cause: error });
+    }
     metrics.transactionSeconds.observe({ outcome: 'commit' }, Number(process.hrtime.bigint() - startedAt) / 1e9);
   }
 
-  /** Disconnects the producer (callers wait for an in-flight commit first). */
+  /**
+   * Closes the unit (callers wait for an in-flight commit first). A persistent unit that
+   * restored completely and never failed writes a checkpoint first: its snapshot stores'
+   * unwritten changes go out in one last transaction, then the restore sources' end offsets
+   * (final: this unit's producer is their only writer) are recorded with the state. Any
+   * failure there only means a full restore next time.
+   */
   async close(): Promise<void> {
-    if (this.state !== 'fenced' && this.state !== 'broken') this.state = 'closed';
-    await this.producer.disconnect().catch((error: unknown) => this.log.warn('producer disconnect failed', { error }));
+    const storage = this.storage;
+    try {
+      if (storage && this.restored && this.state === 'running') await this.checkpoint(storage);
+    } catch (error) {
+      this.log.warn('state checkpoint not written: the next start restores fully', { error });
+    } finally {
+      if (this.state !== 'fenced' && this.state !== 'broken') this.state = 'closed';
+      await storage?.close().catch((error: unknown) => this.log.warn('state close failed', { error }));
+      await this.producer.disconnect().catch((error: unknown) => this.log.warn('producer disconnect failed', { error }));
+    }
+  }
+
+  private async checkpoint(storage: TaskStateStores): Promise<void> {
+    if ([...this.snapshots.values()].some((s) => s.unwritten.size > 0)) {
+      for (const snapshot of this.snapshots.values()) snapshot.writtenAt = Number.NEGATIVE_INFINITY; // due now
+      await this.commit([], []);
+    }
+    const sources = this.restoreSources();
+    const ends = await endOffsets(this.options.kafka, sources);
+    await storage.checkpoint(sources.map((source, i) => ({ ...source, offset: ends[i]! })));
+    this.log.info('state checkpoint written', { sources: sources.length });
   }
 }

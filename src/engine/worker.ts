@@ -9,6 +9,7 @@ import { ConsumerLag } from './consumer-lag.js';
 import { fatalMessage } from './error-policy.js';
 import { EngineShell } from './engine-shell.js';
 import { RepeatedFailures, type Stop, retrying } from './retry.js';
+import { type StateBackend, stateBackend } from './state-dir.js';
 import { META_STORE, Task, changelogTopic } from './task.js';
 import type { TaskProcessorFactory } from './task-processor.js';
 
@@ -27,6 +28,7 @@ export type EngineSettings = Pick<
   | 'transactionTimeoutMs'
   | 'shutdownGraceMs'
   | 'stuckAfterMs'
+  | 'stateDir'
 >;
 
 export interface WorkerOptions extends EngineSettings {
@@ -95,10 +97,13 @@ export class Worker extends EngineShell {
   private readonly startingTasks = new Set<number>();
   /** ordo_consumer_lag_* of the owned partitions (fed by the hooks marked "lag:"). */
   private readonly consumerLag: ConsumerLag;
+  /** state: where the tasks keep their stores (ORDO_STATE_DIR). */
+  private readonly stateBackend: StateBackend;
 
   constructor(private readonly options: WorkerOptions) {
     const log = options.logger.child({ group: options.groupId });
     super(log, options);
+    this.stateBackend = stateBackend(options.stateDir, log);
     this.consumerLag = new ConsumerLag({
       kafka: options.kafka,
       groupId: options.groupId,
@@ -230,6 +235,7 @@ export class Worker extends EngineShell {
       transactionTimeoutMs: o.transactionTimeoutMs,
       logger: this.log,
       metrics: o.metrics,
+      state: this.stateBackend,
     });
     try {
       await task.start();

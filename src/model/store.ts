@@ -24,7 +24,7 @@ export interface ChangelogEntry {
 /**
  * A task-local key-value store. Writes are staged until the batch's transaction commits
  * (`commit`) or aborts (`rollback`), so a failed batch never leaks into state. Behind this
- * interface a persistent store can replace memory later.
+ * interface the state lives in memory (InMemoryStore) or on disk (LmdbStore, engine/lmdb-store.ts).
  */
 export interface KeyValueStore<V> {
   readonly name: string;

@@ -60,10 +60,10 @@ export const SEQUENCES_SNAPSHOT_MS = 10_000;
  *   the events themselves are read from the input again on restore.
  * - `unique`: its own changelog (a write per new member only).
  */
-export function pipelineStores(settings: Pick<PipelineSettings, 'aggregatesTopic' | 'allowedLatenessMs' | 'orderedTopic'>): StoreSpec[] {
+export function pipelineStores(settings: Pick<PipelineSettings, 'aggregatesTopic' | 'allowedLatenessMs' | 'orderedTopic' | 'lateTopic'>): StoreSpec[] {
   const lateness = settings.allowedLatenessMs;
   return [
-    { name: DEDUPE_STORE, codec: numberCodec, rebuilt: true },
+    { name: DEDUPE_STORE, codec: numberCodec, rebuilt: { from: [settings.orderedTopic, settings.lateTopic] } },
     {
       name: AGGREGATES_STORE,
       codec: aggregateCodec,
@@ -148,22 +148,27 @@ export class PipelineProcessor implements TaskProcessor {
     const since = millisOf(parseServiceTime(hwm)) - dedupeWindowMs;
     const tail = context.meta.get(tailKey(SEQUENCE_STORE));
     const tailFrom = tail === undefined ? 0n : BigInt((JSON.parse(tail) as Record<string, string>)[orderedTopic] ?? '0');
+    // From a trusted checkpoint (persistent state) the dedupe and sequences stores are as they
+    // were at that checkpoint: only records written after it are read.
+    const kept = replay.checkpointed;
+    const orderedFrom = kept?.get(orderedTopic);
+    const lateFrom = kept?.get(lateTopic);
     const late: SourceRecord[] = [];
     const heldAt = new Map(positions.map((p) => [p.offset.toString(), p]));
     const heldRecords: SourceRecord[] = [];
     const sources: Parameters<Replay['read']>[0][number][] = [
       {
         topic: orderedTopic,
-        from: { offset: tailFrom, timestamp: since + 1 },
+        from: orderedFrom !== undefined ? { offset: orderedFrom } : { offset: tailFrom, timestamp: since + 1 },
         onRecord: (record) => {
-          if (BigInt(record.offset) >= tailFrom) replayOrdered(record, sequences);
+          if (orderedFrom !== undefined || BigInt(record.offset) >= tailFrom) replayOrdered(record, sequences);
           if (record.timestamp > since) {
             const event = usageEventType.fromBuffer(unframe(record.value).body) as { source: string; id: string };
             claim(event.source, event.id, record.timestamp);
           }
         },
       },
-      { topic: lateTopic, from: { timestamp: since + 1 }, onRecord: (record) => void (record.timestamp > since && late.push(record)) },
+      { topic: lateTopic, from: lateFrom !== undefined ? { offset: lateFrom } : { timestamp: since + 1 }, onRecord: (record) => void (record.timestamp > since && late.push(record)) },
     ];
     if (positions.length > 0) {
       const offsets = positions.map((p) => p.offset);

@@ -21,9 +21,12 @@ export class Sweeper<V> {
   run(store: KeyValueStore<V>, now: number): number {
     if (now < this.nextAt) return 0;
     let deleted = 0;
-    for (const [key, value] of store.entries()) {
-      // An entry rewritten in this batch (staged) is not the one that expired.
-      if (!this.isExpired(key, value, now) || store.get(key) !== value) continue;
+    for (const [key, committed] of store.entries()) {
+      if (!this.isExpired(key, committed, now)) continue;
+      // An entry rewritten in this batch (staged) counts as its new value. (Compared by
+      // value, not identity: a persistent store decodes a fresh object per read.)
+      const current = store.get(key);
+      if (current === undefined || (current !== committed && !this.isExpired(key, current, now))) continue;
       store.delete(key);
       if (++deleted >= this.maxPerBatch) return deleted; // not finished: sweep again next batch
     }

@@ -63,7 +63,7 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
 
 /** The pipeline's topics as the engine sees them (also what `ordo topics` lists). */
 export function pipelineTopics(config: Pick<OrdoConfig, 'topics' | 'allowedLatenessMs'>): Pick<WorkerOptions, 'inputTopic' | 'outputTopics' | 'compactedTopics' | 'storeNames'> {
-  const stores = pipelineStores({ aggregatesTopic: config.topics.aggregates, allowedLatenessMs: config.allowedLatenessMs, orderedTopic: config.topics.ordered });
+  const stores = pipelineStores({ aggregatesTopic: config.topics.aggregates, allowedLatenessMs: config.allowedLatenessMs, orderedTopic: config.topics.ordered, lateTopic: config.topics.late });
   return {
     inputTopic: config.topics.input,
     outputTopics: [config.topics.ordered, config.topics.dlq, config.topics.late, config.topics.aggregates, config.topics.watermarks],

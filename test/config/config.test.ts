@@ -55,6 +55,7 @@ describe('loadConfig defaults', () => {
       metricsHost: '0.0.0.0',
       apiAuth: { mode: 'none' },
       stuckAfterMs: 120_000,
+      stateDir: undefined,
     } satisfies Omit<OrdoConfig, 'nodeId'>);
     // The node id defaults to the host name (a pod name on Kubernetes).
     expect(nodeId).toBe(hostname().slice(0, 128) || 'ordo');
@@ -104,6 +105,7 @@ describe('loadConfig parses every variable', () => {
       ORDO_GLOBAL_TOPIC: 'global.v1',
       ORDO_SCHEMAS_TOPIC: 'schema-ids.v1',
       ORDO_WATERMARK_INTERVAL_MS: '2000',
+      ORDO_STATE_DIR: '/var/lib/ordo/state',
       ORDO_STUCK_AFTER_MS: '60000',
       ORDO_REORDER_WINDOW_MS: '250',
       ORDO_REORDER_MAX_EVENTS: '500',
@@ -147,6 +149,7 @@ describe('loadConfig parses every variable', () => {
       metricsHost: 'pod-0.ordo.svc',
       apiAuth: { mode: 'token', tokensFile: '/etc/ordo/tokens/tokens.yaml' },
       stuckAfterMs: 60_000,
+      stateDir: '/var/lib/ordo/state',
     } satisfies OrdoConfig);
   });
 

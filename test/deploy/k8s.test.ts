@@ -378,6 +378,19 @@ describe.each(Object.keys(BUILDS) as BuildName[])('k8s %s', (name) => {
     }
   });
 
+  it('gives the pipeline a writable volume of its own at ORDO_STATE_DIR (persistent task state, docs/state.md)', () => {
+    const b = build(name);
+    const pipeline = b.deployment('pipeline');
+    const container = containers(pipeline)[0]!;
+    const dir = b.env(container).get('ORDO_STATE_DIR');
+    expect(dir).toBeDefined();
+    const mount = container.volumeMounts?.find((m) => m.mountPath === dir);
+    expect(mount?.readOnly ?? false).toBe(false);
+    // emptyDir: one per pod (a shared directory would let two workers open one task's state).
+    const volume = pipeline.spec?.template.spec?.volumes?.find((v) => v.name === mount?.name);
+    expect(volume?.emptyDir).toBeDefined();
+  });
+
   it('mounts the meters file ORDO_METERS_FILE names, from the ConfigMap that mirrors docs/meters.example.yaml', () => {
     const b = build(name);
     for (const deployment of b.all<IDeployment>('Deployment')) {

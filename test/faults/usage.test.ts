@@ -4,14 +4,12 @@ import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { noopLogger } from '../../src/observability/logger.js';
 import { startApiRole } from '../../src/roles/api.js';
 import type { UsageAggregate } from '../../src/usage/aggregation.js';
-import { createTopics, decodeEvent, deleteTopicsWithPrefix, produce, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
+import { createTopics, deleteTopicsWithPrefix, produce, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
 import { WorkerProcess } from '../support/process.js';
 import { childEnv, testConfig } from '../support/worker.js';
 import { waitForOutput, producePaced } from '../support/workload.js';
-import { TEST_METERS, makeUsageWorkload, oracleEvents, writeTestMeters } from '../support/usage-workload.js';
-import { expectAggregatesExact, readLatestAggregates } from '../support/usage-checks.js';
-import { expectedAggregates } from '../support/usage-oracle.js';
-import { expectGaplessSeq } from '../support/exactly-once.js';
+import { makeUsageWorkload, writeTestMeters } from '../support/usage-workload.js';
+import { expectUsageOutputsExact } from '../support/usage-checks.js';
 
 const kafka = testKafka();
 const DAY = 86_400_000;
@@ -34,17 +32,7 @@ async function setUp(name: string) {
     return w;
   };
   /** Reads everything the workers wrote and checks it against a recomputation from the accepted events. */
-  const verify = async (accepted: Set<string>) => {
-    const ordered = await readAll(kafka, `${prefix}-ordered`, accepted.size, { timeoutMs: 180_000, settleMs: 3_000 });
-    expectGaplessSeq(ordered);
-    const keys = ordered.map((r) => decodeEvent(r.value)).map((e) => `${e.source}/${e.id}`);
-    expect(keys.length - new Set(keys).size).toBe(0); // nothing twice downstream
-    expect(new Set(keys)).toEqual(accepted); // nothing lost
-    const expected = expectedAggregates(TEST_METERS, oracleEvents(ordered));
-    const actual = await readLatestAggregates(kafka, `${prefix}-aggregates`, expected.size);
-    expectAggregatesExact(actual, expected);
-    return actual;
-  };
+  const verify = (accepted: Set<string>) => expectUsageOutputsExact(kafka, prefix, accepted);
   return { prefix, encode, overrides, spawnWorker, verify };
 }
 

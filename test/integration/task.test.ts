@@ -1,13 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FencedError } from '../../src/errors.js';
 import { Task, changelogTopic } from '../../src/engine/task.js';
-import { stringCodec } from '../../src/model/store.js';
-import type { TaskContext, TaskProcessor } from '../../src/engine/task-processor.js';
+import type { TaskProcessor } from '../../src/engine/task-processor.js';
 import { ensureTopics } from '../../src/kafka/topics.js';
 import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { noopLogger } from '../../src/observability/logger.js';
 import type { SourceRecord } from '../../src/model/records.js';
 import { deleteTopicsWithPrefix, readAll, testKafka, uniqueName } from '../support/cluster.js';
+import { CountingProcessor, inputRecords } from '../support/counting-processor.js';
 
 const kafka = testKafka();
 const prefix = uniqueName('it-task');
@@ -15,38 +15,7 @@ const groupId = `${prefix}-g`;
 const input = `${prefix}-in`;
 const output = `${prefix}-out`;
 
-/** Counts records per key in a changelog-backed store and echoes each with its running count. */
-class CountingProcessor implements TaskProcessor {
-  readonly stores = [{ name: 'counts', codec: stringCodec as never }];
-  restoredWith = new Map<string, string>();
-
-  onRestored(context: TaskContext): void {
-    const store = context.store<string>('counts');
-    for (const key of ['a', 'b', 'c']) {
-      const v = store.get(key);
-      if (v !== undefined) this.restoredWith.set(key, v);
-    }
-  }
-
-  prepare(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  process(records: readonly SourceRecord[], context: TaskContext) {
-    const store = context.store<string>('counts');
-    const outputs = records.map((r) => {
-      const key = r.key!.toString();
-      const next = String(Number(store.get(key) ?? '0') + 1);
-      store.put(key, next);
-      return { topic: output, key, value: `${key}:${next}`, headers: {} };
-    });
-    return { outputs, report: { deadLetters: [] } };
-  }
-}
-
-function records(from: number, keys: string[]): SourceRecord[] {
-  return keys.map((key, i) => ({ topic: input, partition: 0, offset: String(from + i), key: Buffer.from(key), value: Buffer.from('x'), headers: {}, timestamp: Date.now() }));
-}
+const records = (from: number, keys: string[]): SourceRecord[] => inputRecords(input, from, keys);
 
 function newTask(processor: TaskProcessor): Task {
   return new Task({ kafka, groupId, topic: input, partition: 0, processor, transactionTimeoutMs: 30_000, logger: noopLogger, metrics: new OrdoMetrics() });
@@ -74,14 +43,14 @@ describe('Task: transactions, changelog restore, fencing', () => {
   });
 
   it('restores its stores and position from the changelog after a restart', async () => {
-    const first = newTask(new CountingProcessor());
+    const first = newTask(new CountingProcessor(output));
     await first.start();
     expect(first.position).toBeUndefined();
     await first.process(records(0, ['a', 'b', 'a']));
     await first.process(records(3, ['a', 'c']));
     await first.close();
 
-    const processor = new CountingProcessor();
+    const processor = new CountingProcessor(output);
     const second = newTask(processor);
     await second.start();
     expect(Object.fromEntries(processor.restoredWith)).toEqual({ a: '3', b: '1', c: '1' });
@@ -94,9 +63,9 @@ describe('Task: transactions, changelog restore, fencing', () => {
   });
 
   it('fences the older task: a zombie cannot commit once a new owner started, and its writes stay invisible', async () => {
-    const zombie = newTask(new CountingProcessor());
+    const zombie = newTask(new CountingProcessor(output));
     await zombie.start();
-    const owner = newTask(new CountingProcessor());
+    const owner = newTask(new CountingProcessor(output));
     await owner.start(); // InitProducerId with the same transactional id bumps the epoch
 
     await expect(zombie.process(records(6, ['z', 'z']))).rejects.toBeInstanceOf(FencedError);

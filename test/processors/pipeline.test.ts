@@ -63,7 +63,7 @@ function freshEvent(): UsageEvent {
 
 /** The pipeline's own stores, as the engine would hand them over. */
 function pipelineContext(meta?: InMemoryStore<string>) {
-  return taskContext(meta, pipelineStores({ aggregatesTopic: 'usage-aggregates', allowedLatenessMs: 35 * 86_400_000, orderedTopic: 'usage-events-ordered' }));
+  return taskContext(meta, pipelineStores({ aggregatesTopic: 'usage-aggregates', allowedLatenessMs: 35 * 86_400_000, orderedTopic: 'usage-events-ordered', lateTopic: 'usage-events-late' }));
 }
 
 async function run(processor: PipelineProcessor, records: SourceRecord[], context = pipelineContext()) {
@@ -351,7 +351,7 @@ describe('PipelineProcessor with meters', () => {
 
 describe('pipelineStores', () => {
   const DAY = 86_400_000;
-  const [dedupe, aggregates, unique] = pipelineStores({ aggregatesTopic: 'usage-aggregates', allowedLatenessMs: 2 * DAY, orderedTopic: 'usage-events-ordered' });
+  const [dedupe, aggregates, unique] = pipelineStores({ aggregatesTopic: 'usage-aggregates', allowedLatenessMs: 2 * DAY, orderedTopic: 'usage-events-ordered', lateTopic: 'usage-events-late' });
 
   it('restores the aggregates store from the aggregates topic itself, and only windows that can still change', () => {
     expect(dedupe?.changelog).toBeUndefined();

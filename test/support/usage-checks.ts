@@ -2,8 +2,10 @@ import { expect } from 'vitest';
 import type { Kafka } from 'kafkajs';
 import { unframe } from '../../src/schema/wire-format.js';
 import { type UsageAggregate, usageAggregateType } from '../../src/usage/aggregation.js';
-import { readAll } from './cluster.js';
-import type { ExpectedAggregate } from './usage-oracle.js';
+import { decodeEvent, readAll } from './cluster.js';
+import { expectGaplessSeq } from './exactly-once.js';
+import { type ExpectedAggregate, expectedAggregates } from './usage-oracle.js';
+import { TEST_METERS, oracleEvents } from './usage-workload.js';
 
 /** Every committed aggregate record, reduced to the highest version per key (what compaction keeps). */
 export async function readLatestAggregates(kafka: Kafka, topic: string, atLeastKeys: number): Promise<Map<string, UsageAggregate>> {
@@ -32,4 +34,21 @@ export function expectAggregatesExact(actual: Map<string, UsageAggregate>, expec
     }
   }
   expect(wrong.slice(0, 10)).toEqual([]);
+}
+
+/**
+ * Everything a pipeline (on TEST_METERS, topics named after `prefix`) wrote, against a
+ * recomputation from the accepted events: each on the ordered topic once (gapless seq),
+ * none lost, aggregates exact. Returns the latest aggregates.
+ */
+export async function expectUsageOutputsExact(kafka: Kafka, prefix: string, accepted: Set<string>, timeoutMs = 180_000): Promise<Map<string, UsageAggregate>> {
+  const ordered = await readAll(kafka, `${prefix}-ordered`, accepted.size, { timeoutMs, settleMs: 3_000 });
+  expectGaplessSeq(ordered);
+  const keys = ordered.map((r) => decodeEvent(r.value)).map((e) => `${e.source}/${e.id}`);
+  expect(keys.length - new Set(keys).size).toBe(0); // nothing twice downstream
+  expect(new Set(keys)).toEqual(accepted); // nothing lost
+  const expected = expectedAggregates(TEST_METERS, oracleEvents(ordered));
+  const actual = await readLatestAggregates(kafka, `${prefix}-aggregates`, expected.size);
+  expectAggregatesExact(actual, expected);
+  return actual;
 }
