@@ -95,10 +95,10 @@ export class Task {
 
   /** Opens the unit (fencing, restore) and lets the processor rebuild what has no changelog. */
   async start(): Promise<void> {
-    const { records, replayed, seconds, restore } = await this.unit.open((replay) => this.options.processor.onRestored(this.context, replay));
+    const { records, replayed, seconds, restore, why } = await this.unit.open((replay) => this.options.processor.onRestored(this.context, replay));
     this.committedPosition = this.context.meta.get(META_POSITION);
     this.gaugeStores();
-    this.log.info('task restored', { records, replayed, seconds, restore, position: this.position ?? null });
+    this.log.info('task restored', { records, replayed, seconds, restore, ...(why === undefined ? {} : { why }), position: this.position ?? null });
   }
 
   /**

@@ -132,7 +132,7 @@ export class TransactionalUnit {
    * has no changelog (its store writes become state; a snapshot store's go out with its
    * next snapshot).
    */
-  async open(rebuild?: (replay: Replay) => Promise<void> | void): Promise<{ records: number; replayed: number; seconds: number; restore: RestorePlan['kind'] }> {
+  async open(rebuild?: (replay: Replay) => Promise<void> | void): Promise<{ records: number; replayed: number; seconds: number; restore: RestorePlan['kind']; why?: string }> {
     const { kafka, groupId, partition, metrics } = this.options;
     await this.producer.connect();
     const init = await this.producer.transaction();
@@ -206,7 +206,7 @@ export class TransactionalUnit {
     }
     this.restored = storage.persistent;
     this.state = 'running';
-    return { records, replayed, seconds, restore: plan.kind };
+    return { records, replayed, seconds, restore: plan.kind, ...(plan.kind === 'full' ? { why: plan.why } : {}) };
   }
 
   /** The end offsets of the snapshot stores' tail topics on this partition: stable, as this unit's producer is their only writer. */
