@@ -11,6 +11,7 @@ ARG NODE_VERSION=26
 FROM node:${NODE_VERSION}-alpine AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY patches ./patches
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
@@ -20,10 +21,14 @@ COPY schemas ./schemas
 RUN npm run build
 
 # ---- deps: production dependencies only ----
+# Installed with the devDependencies first: npm ci's postinstall runs patch-package (a
+# devDependency), which applies patches/ to kafkajs (docs/kafkajs-patch.md); then the
+# devDependencies are pruned. `npm ci --omit=dev` would fail: patch-package not installed.
 FROM node:${NODE_VERSION}-alpine AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY patches ./patches
+RUN npm ci --no-audit --no-fund && npm prune --omit=dev --no-audit --no-fund && npm cache clean --force
 
 # ---- runtime ----
 FROM node:${NODE_VERSION}-alpine

@@ -1,0 +1,52 @@
+// The installed kafkajs carries Ordo's patch (patches/, docs/kafkajs-patch.md). To compare
+// against upstream in one process, this makes an unpatched copy: the installed package copied
+// to a temporary directory and the patch reverse-applied there. Used by bench/encode.ts,
+// bench/add-partitions.ts and test/kafka/kafkajs-patch.test.ts.
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+
+/** The patch file of the installed kafkajs version (patch-package names it `kafkajs+<version>.patch`). */
+export function kafkajsPatchFile(): string {
+  const dir = path.join(ROOT, 'patches');
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => /^kafkajs\+.+\.patch$/.test(f)) : [];
+  if (files.length !== 1) throw new Error(`expected one patches/kafkajs+<version>.patch, found ${files.length === 0 ? 'none' : files.join(', ')}`);
+  return path.join(dir, files[0]!);
+}
+
+/** The directory of the installed (patched) kafkajs package. */
+export function installedKafkajs(): string {
+  return path.join(ROOT, 'node_modules', 'kafkajs');
+}
+
+/**
+ * A temporary copy of the installed kafkajs with the patch reverse-applied (i.e. upstream),
+ * and a function that deletes it. Fails if the installed package is not patched (then the
+ * reverse patch does not apply: run `npm ci`, whose postinstall applies it).
+ */
+export function upstreamKafkajs(): { dir: string; remove: () => void } {
+  const base = mkdtempSync(path.join(tmpdir(), 'ordo-kafkajs-upstream-'));
+  const dir = path.join(base, 'node_modules', 'kafkajs');
+  const remove = (): void => rmSync(base, { recursive: true, force: true });
+  try {
+    cpSync(installedKafkajs(), dir, { recursive: true });
+    // patch-package writes git-style paths (a/node_modules/kafkajs/...): -p1 from `base`.
+    const run = spawnSync('patch', ['--reverse', '--batch', '--silent', '-p1', '-i', kafkajsPatchFile()], { cwd: base, encoding: 'utf8' });
+    if (run.error) throw new Error(`cannot run patch(1): ${run.error.message}`);
+    if (run.status !== 0) throw new Error(`the kafkajs patch does not reverse-apply: is node_modules/kafkajs patched (npm ci)?\n${run.stdout}${run.stderr}`);
+    return { dir, remove };
+  } catch (error) {
+    remove();
+    throw error;
+  }
+}
+
+/** `require` for a module of the kafkajs package in `dir` (e.g. 'src/protocol/encoder'). */
+export function requireFrom(dir: string): (module: string) => unknown {
+  const require = createRequire(path.join(dir, 'package.json'));
+  return (module) => require(path.join(dir, module)) as unknown;
+}

@@ -1,0 +1,255 @@
+// Ordo's kafkajs patch (patches/kafkajs+2.2.4.patch, docs/kafkajs-patch.md): what it must keep
+// (the bytes on the wire, exactly as upstream encodes them) and what it must remove (a copy of
+// a partition's messages per message, a Buffer per record field, the CONCURRENT_TRANSACTIONS
+// round trip through sendMessages' retrier). Each cost check also runs on an unpatched copy
+// (the patch reverse-applied in a temporary directory) and asserts that upstream exceeds the
+// bound, so the check is known to fail without the patch.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import fc from 'fast-check';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { installedKafkajs, requireFrom, upstreamKafkajs } from '../../bench/kafkajs-upstream.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+interface Message {
+  key?: string | Buffer | null;
+  value: string | Buffer | null;
+  headers?: Record<string, string | Buffer | (string | Buffer)[]>;
+  partition?: number;
+  timestamp?: string;
+}
+interface EncoderLike {
+  buffer: Buffer;
+  writeVarLong(value: unknown): EncoderLike;
+}
+interface Kafkajs {
+  group: (args: { topic: string; partitionMetadata: unknown[]; messages: Message[]; partitioner: (args: { message: Message }) => number }) => Record<string, Message[]>;
+  produceRequest: (args: Record<string, unknown>) => { encode: () => Promise<EncoderLike> };
+  Encoder: (new () => EncoderLike) & { sizeOfVarLong(value: unknown): number };
+  Long: { fromValue(value: unknown): unknown };
+  createEosManager: (args: Record<string, unknown>) => EosManager;
+  createErrorFromCode: (code: number) => Error;
+}
+interface EosManager {
+  initProducerId(): Promise<void>;
+  beginTransaction(): void;
+  addPartitionsToTransaction(topicData: { topic: string; partitions: { partition: number }[] }[]): Promise<void>;
+}
+
+function load(dir: string): Kafkajs {
+  const req = requireFrom(dir);
+  return {
+    group: req('src/producer/groupMessagesPerPartition.js') as Kafkajs['group'],
+    produceRequest: req('src/protocol/requests/produce/v3/request.js') as Kafkajs['produceRequest'],
+    Encoder: req('src/protocol/encoder.js') as Kafkajs['Encoder'],
+    Long: req('src/utils/long.js') as Kafkajs['Long'],
+    createEosManager: req('src/producer/eosManager/index.js') as Kafkajs['createEosManager'],
+    createErrorFromCode: (req('src/protocol/error.js') as { createErrorFromCode: Kafkajs['createErrorFromCode'] }).createErrorFromCode,
+  };
+}
+
+let upstream: { dir: string; remove: () => void };
+let patched: Kafkajs;
+let original: Kafkajs;
+
+beforeAll(() => {
+  upstream = upstreamKafkajs();
+  patched = load(installedKafkajs());
+  original = load(upstream.dir);
+});
+afterAll(() => upstream?.remove());
+afterEach(() => {
+  vi.restoreAllMocks();
+  vi.useRealTimers();
+});
+
+/** A produce request as kafkajs' sendMessages builds it: messages grouped per partition, per topic. */
+async function encodeProduce(k: Kafkajs, topics: { topic: string; messages: Message[] }[], partitions: number): Promise<Buffer> {
+  const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0 }));
+  const topicData = topics.map(({ topic, messages }) => {
+    const grouped = k.group({ topic, partitionMetadata, messages, partitioner: ({ message }) => message.partition ?? 0 });
+    return { topic, partitions: Object.keys(grouped).map((p) => ({ partition: Number(p), firstSequence: 7, messages: grouped[p] })) };
+  });
+  const request = k.produceRequest({ acks: -1, timeout: 30_000, transactionalId: 'tx-1', producerId: k.Long.fromValue(42), producerEpoch: 3, topicData });
+  return (await request.encode()).buffer;
+}
+
+/** Ordo-like records: a subject key, an Avro-sized value, the stamp headers. */
+function ordoMessages(n: number, partitions: number): Message[] {
+  const value = Buffer.alloc(180, 7);
+  return Array.from({ length: n }, (_, i) => ({
+    key: `cust-${i % 1000}`,
+    value,
+    partition: i % partitions,
+    headers: { 'service-time': '0001900000000000', 'service-node': 'node-1', 'ordo-seq': String(i), traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+  }));
+}
+
+describe('the patched produce encoding', () => {
+  const text = fc.string({ maxLength: 20, unit: 'binary' });
+  const bytes = fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a));
+  const message = fc.record(
+    {
+      key: fc.oneof(text, bytes, fc.constant(null)),
+      value: fc.oneof(text, bytes, fc.constant(null)),
+      headers: fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }), fc.oneof(text, bytes, fc.array(fc.oneof(text, bytes), { minLength: 1, maxLength: 3 })), { maxKeys: 4 }),
+      partition: fc.integer({ min: 0, max: 3 }),
+      timestamp: fc.integer({ min: 1_600_000_000_000, max: 1_999_999_999_999 }).map(String),
+    },
+    { requiredKeys: ['value', 'partition'] },
+  );
+
+  it('writes the same bytes as upstream kafkajs for any messages, topics and partitions', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.record({ topic: fc.string({ minLength: 1, maxLength: 12 }), messages: fc.array(message, { maxLength: 30 }) }), { minLength: 1, maxLength: 3 }), async (topics) => {
+        // A batch without record timestamps takes Date.now(): the same instant for both.
+        vi.spyOn(Date, 'now').mockReturnValue(1_700_000_000_123);
+        const expected = await encodeProduce(original, topics, 4);
+        expect((await encodeProduce(patched, topics, 4)).equals(expected)).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('writes and sizes every varlong as upstream does (numbers, beyond 2^52, BigInt, Long)', () => {
+    const values = fc.oneof(
+      fc.integer(),
+      fc.integer({ min: -(2 ** 53), max: 2 ** 53 }),
+      fc.constantFrom(0, -1, 2 ** 52, -(2 ** 52), 2 ** 52 + 2, -(2 ** 52) - 2, 2 ** 53, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, NaN),
+      fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }),
+      fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map((v) => original.Long.fromValue(v)),
+    );
+    fc.assert(
+      fc.property(values, (v) => {
+        const mine = new patched.Encoder().writeVarLong(v).buffer;
+        expect(mine.equals(new original.Encoder().writeVarLong(v).buffer)).toBe(true);
+        expect(patched.Encoder.sizeOfVarLong(v)).toBe(original.Encoder.sizeOfVarLong(v));
+        expect(patched.Encoder.sizeOfVarLong(v)).toBe(mine.length);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('what the patch removes', () => {
+  it('groups a send per partition in one pass: no copy of the partition so far per message', () => {
+    // Every array copy ([...current, message]) and every for-of walks an array iterator.
+    const iteratorPrototype = Object.getPrototypeOf([][Symbol.iterator]()) as { next: () => unknown };
+    const steps = (k: Kafkajs, messages: Message[]): number => {
+      const next = iteratorPrototype.next;
+      let count = 0;
+      iteratorPrototype.next = function (this: unknown) {
+        count++;
+        return next.call(this);
+      };
+      try {
+        const grouped = k.group({ topic: 't', partitionMetadata: [{}, {}, {}], messages, partitioner: ({ message }) => message.partition! });
+        expect(Object.values(grouped).map((m) => m.length)).toEqual([1000, 1000, 1000]);
+        expect(grouped['1']![999]).toBe(messages[2999 - 1]);
+      } finally {
+        iteratorPrototype.next = next;
+      }
+      return count;
+    };
+    const messages = ordoMessages(3000, 3);
+    expect(steps(patched, messages)).toBeLessThanOrEqual(2 * messages.length);
+    // Upstream: sum over each partition's 1000 messages of the copy so far, ~1.5 million.
+    expect(steps(original, messages)).toBeGreaterThan(100 * messages.length);
+  });
+
+  it('allocates one buffer per record, and a logarithmic number more for the request', async () => {
+    const records = 4000;
+    const topics = [0, 1, 2].map((t) => ({ topic: `topic-${t}`, messages: ordoMessages(records / 4, 3) })).concat({ topic: 'topic-3', messages: ordoMessages(records / 4, 1) });
+    const allocations = async (k: Kafkajs): Promise<number> => {
+      const spies = [vi.spyOn(Buffer, 'alloc'), vi.spyOn(Buffer, 'allocUnsafe'), vi.spyOn(Buffer, 'allocUnsafeSlow'), vi.spyOn(Buffer, 'from')];
+      try {
+        await encodeProduce(k, topics, 3);
+        return spies.reduce((sum, spy) => sum + spy.mock.calls.length, 0);
+      } finally {
+        for (const spy of spies) spy.mockRestore();
+      }
+    };
+    // Each record's encoder is one allocation; batches, partitions, topics and the request add
+    // a few each (growth of an encoder doubles: logarithmic in its size).
+    expect(await allocations(patched)).toBeLessThanOrEqual(records + 200);
+    // Upstream: a zero-filled 512-byte encoder per record and per header, a Buffer per varint.
+    expect(await allocations(original)).toBeGreaterThan(5 * records);
+  });
+
+  describe('a transaction started while the coordinator completes the previous one', () => {
+    const concurrent = (k: Kafkajs): Error => k.createErrorFromCode(51);
+
+    /** An eosManager whose coordinator refuses AddPartitionsToTxn with `errors` first, then accepts. */
+    async function transaction(k: Kafkajs, errors: Error[]): Promise<{ eos: EosManager; calls: () => number }> {
+      let calls = 0;
+      const coordinator = {
+        initProducerId: () => Promise.resolve({ producerId: 1, producerEpoch: 0 }),
+        addPartitionsToTxn: () => {
+          const error = errors[calls++];
+          return error ? Promise.reject(error) : Promise.resolve({ errors: [] });
+        },
+      };
+      const cluster = {
+        retry: { retries: 0 },
+        refreshMetadataIfNecessary: () => Promise.resolve(),
+        findGroupCoordinator: () => Promise.resolve(coordinator),
+      };
+      const noop = (): void => undefined;
+      const logger = { debug: noop, info: noop, warn: noop, error: noop, namespace: () => logger };
+      const eos = k.createEosManager({ logger, cluster, transactional: true, transactionalId: 'tx-1' });
+      await eos.initProducerId();
+      eos.beginTransaction();
+      return { eos, calls: () => calls };
+    }
+    const topicData = [{ topic: 'out', partitions: [{ partition: 0 }] }];
+
+    it('retries AddPartitionsToTxn itself after a short backoff, so the send goes on', async () => {
+      vi.useFakeTimers();
+      const { eos, calls } = await transaction(patched, [concurrent(patched), concurrent(patched)]);
+      const added = eos.addPartitionsToTransaction(topicData);
+      await vi.advanceTimersByTimeAsync(2 + 4);
+      await expect(added).resolves.toBeUndefined();
+      expect(calls()).toBe(3);
+
+      // Upstream hands the refusal to sendMessages' retrier (ERROR log, metadata refresh, backoff).
+      const before = await transaction(original, [concurrent(original)]);
+      await expect(before.eos.addPartitionsToTransaction(topicData)).rejects.toMatchObject({ type: 'CONCURRENT_TRANSACTIONS' });
+    });
+
+    it('gives the refusal to the caller as before once its 2 s budget is spent, and never retries another error', async () => {
+      vi.useFakeTimers();
+      const always = await transaction(patched, Array.from({ length: 100 }, () => concurrent(patched)));
+      const added = always.eos.addPartitionsToTransaction(topicData);
+      const outcome = expect(added).rejects.toMatchObject({ type: 'CONCURRENT_TRANSACTIONS' });
+      await vi.advanceTimersByTimeAsync(2_200);
+      await outcome;
+      // Backoffs 2, 4, ..., 64 ms, then 100 ms each: the 26th refusal comes after 2,026 ms.
+      expect(always.calls()).toBe(26);
+
+      const fenced = await transaction(patched, [patched.createErrorFromCode(47)]); // INVALID_PRODUCER_EPOCH
+      await expect(fenced.eos.addPartitionsToTransaction(topicData)).rejects.toMatchObject({ type: 'INVALID_PRODUCER_EPOCH' });
+      expect(fenced.calls()).toBe(1);
+    });
+  });
+});
+
+describe('installation', () => {
+  it('applies the patch on npm ci (postinstall), in the image too', () => {
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string>; devDependencies: Record<string, string> };
+    expect(pkg.scripts.postinstall).toMatch(/^patch-package --error-on-fail$/);
+    expect(pkg.devDependencies['patch-package']).toBeDefined();
+    // Every Dockerfile stage that runs `npm ci` has patches/ and the devDependencies (patch-package).
+    const instructions = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8').split('\n').filter((line) => !line.trimStart().startsWith('#'));
+    const dockerfile = instructions.join('\n').split(/^FROM /m).slice(1);
+    const installing = dockerfile.filter((stage) => /^RUN .*npm ci\b/m.test(stage));
+    expect(installing.length).toBeGreaterThan(0);
+    for (const stage of installing) {
+      const name = stage.split('\n')[0];
+      expect(stage.indexOf('COPY patches'), `${name}: copies patches/ before npm ci`).toBeGreaterThan(-1);
+      expect(stage.indexOf('COPY patches')).toBeLessThan(stage.search(/^RUN .*npm ci\b/m));
+      expect(stage, `${name}: npm ci --omit=dev has no patch-package`).not.toMatch(/npm ci[^\n&]*--omit=dev/);
+    }
+    expect(readFileSync(path.join(ROOT, '.dockerignore'), 'utf8').split('\n')).toContain('!patches');
+  });
+});
