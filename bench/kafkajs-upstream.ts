@@ -35,7 +35,9 @@ export function upstreamKafkajs(): { dir: string; remove: () => void } {
   try {
     cpSync(installedKafkajs(), dir, { recursive: true });
     // patch-package writes git-style paths (a/node_modules/kafkajs/...): -p1 from `base`.
-    const run = spawnSync('patch', ['--reverse', '--batch', '--silent', '-p1', '-i', kafkajsPatchFile()], { cwd: base, encoding: 'utf8' });
+    // --force, not --batch: --batch would take an unpatched copy for a reversed patch and
+    // apply it forwards, silently swapping the two.
+    const run = spawnSync('patch', ['--reverse', '--force', '--silent', '--no-backup-if-mismatch', '-p1', '-i', kafkajsPatchFile()], { cwd: base, encoding: 'utf8' });
     if (run.error) throw new Error(`cannot run patch(1): ${run.error.message}`);
     if (run.status !== 0) throw new Error(`the kafkajs patch does not reverse-apply: is node_modules/kafkajs patched (npm ci)?\n${run.stdout}${run.stderr}`);
     return { dir, remove };
