@@ -8,29 +8,13 @@
 // subject key, an Avro-sized value and Ordo's headers. ENCODE_SIZES lists the send sizes
 // (default 1250, ~ one pipeline transaction, and 10000, where upstream's quadratic grouping
 // shows); ENCODE_ROUNDS rounds alternate the two clients; the median is reported.
-import { installedKafkajs, requireFrom, upstreamKafkajs } from './kafkajs-upstream.js';
+import { installedKafkajs, kafkajsInternals, upstreamKafkajs, type KafkajsInternals } from './kafkajs-upstream.js';
 
 interface Message {
   key: string;
   value: Buffer;
   partition: number;
   headers: Record<string, string>;
-}
-interface Client {
-  group: (args: { topic: string; partitionMetadata: unknown[]; messages: Message[]; partitioner: (args: { message: Message }) => number }) => Record<string, Message[]>;
-  produceRequest: (args: Record<string, unknown>) => { encode: () => Promise<{ size(): number }> };
-  request: (args: Record<string, unknown>) => Promise<{ size(): number }>;
-  Long: { fromValue(value: unknown): unknown };
-}
-
-function load(dir: string): Client {
-  const req = requireFrom(dir);
-  return {
-    group: req('src/producer/groupMessagesPerPartition.js') as Client['group'],
-    produceRequest: req('src/protocol/requests/produce/v3/request.js') as Client['produceRequest'],
-    request: req('src/protocol/request.js') as Client['request'],
-    Long: req('src/utils/long.js') as Client['Long'],
-  };
 }
 
 const sizes = (process.env.ENCODE_SIZES ?? '1250,10000').split(',').map(Number);
@@ -49,11 +33,11 @@ function messages(n: number): Message[] {
 }
 
 /** One send as sendMessages builds it, encoded to the request bytes; returns its size. */
-async function send(client: Client, all: Message[]): Promise<number> {
+async function send(client: KafkajsInternals, all: Message[]): Promise<number> {
   const partitionMetadata = [{ partitionId: 0, leader: 0 }];
   const per = Math.ceil(all.length / TOPICS.length);
   const topicData = TOPICS.map((topic, t) => {
-    const grouped = client.group({ topic, partitionMetadata, messages: all.slice(t * per, (t + 1) * per), partitioner: ({ message }) => message.partition });
+    const grouped = client.groupMessagesPerPartition({ topic, partitionMetadata, messages: all.slice(t * per, (t + 1) * per), partitioner: ({ message }) => message.partition ?? 0 });
     return { topic, partitions: Object.keys(grouped).map((p) => ({ partition: Number(p), firstSequence: 0, messages: grouped[p] })) };
   });
   const produce = client.produceRequest({ acks: -1, timeout: 30_000, transactionalId: 'ordo-group-usage-events-0', producerId: client.Long.fromValue(1000), producerEpoch: 0, topicData });
@@ -68,9 +52,9 @@ function median(values: number[]): number {
 
 const upstream = upstreamKafkajs();
 try {
-  const clients: [string, Client][] = [
-    ['patched', load(installedKafkajs())],
-    ['upstream', load(upstream.dir)],
+  const clients: [string, KafkajsInternals][] = [
+    ['patched', kafkajsInternals(installedKafkajs())],
+    ['upstream', kafkajsInternals(upstream.dir)],
   ];
   console.log(`kafkajs produce encoding, ${TOPICS.length} topics x 1 partition, median of ${rounds} rounds (node ${process.version})`);
   console.log('records/send   patched µs/record   upstream µs/record   upstream / patched   request bytes');

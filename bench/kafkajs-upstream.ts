@@ -52,3 +52,50 @@ export function requireFrom(dir: string): (module: string) => unknown {
   const require = createRequire(path.join(dir, 'package.json'));
   return (module) => require(path.join(dir, module)) as unknown;
 }
+
+/** A message as kafkajs' producer takes it (the fields the produce path reads). */
+export interface ProducedMessage {
+  key?: string | Buffer | null;
+  value: string | Buffer | null;
+  headers?: Record<string, string | Buffer | (string | Buffer)[]>;
+  partition?: number;
+  timestamp?: string;
+}
+
+interface EncoderLike {
+  buffer: Buffer;
+  size(): number;
+  writeVarLong(value: unknown): EncoderLike;
+}
+
+export interface EosManager {
+  initProducerId(): Promise<void>;
+  beginTransaction(): void;
+  addPartitionsToTransaction(topicData: { topic: string; partitions: { partition: number }[] }[]): Promise<void>;
+}
+
+/** The internals of the kafkajs package in `dir` that the patch touches (untyped upstream). */
+export interface KafkajsInternals {
+  groupMessagesPerPartition: (args: { topic: string; partitionMetadata: unknown[]; messages: ProducedMessage[]; partitioner: (args: { message: ProducedMessage }) => number }) => Record<string, ProducedMessage[]>;
+  /** Produce request v3 (v4 to v7 reuse its encoding). */
+  produceRequest: (args: Record<string, unknown>) => { encode: () => Promise<EncoderLike> };
+  /** The request envelope (size, api key, correlation id, client id). */
+  request: (args: Record<string, unknown>) => Promise<EncoderLike>;
+  Encoder: (new () => EncoderLike) & { sizeOfVarLong(value: unknown): number };
+  Long: { fromValue(value: unknown): unknown };
+  createEosManager: (args: Record<string, unknown>) => EosManager;
+  createErrorFromCode: (code: number) => Error;
+}
+
+export function kafkajsInternals(dir: string): KafkajsInternals {
+  const req = requireFrom(dir);
+  return {
+    groupMessagesPerPartition: req('src/producer/groupMessagesPerPartition.js') as KafkajsInternals['groupMessagesPerPartition'],
+    produceRequest: req('src/protocol/requests/produce/v3/request.js') as KafkajsInternals['produceRequest'],
+    request: req('src/protocol/request.js') as KafkajsInternals['request'],
+    Encoder: req('src/protocol/encoder.js') as KafkajsInternals['Encoder'],
+    Long: req('src/utils/long.js') as KafkajsInternals['Long'],
+    createEosManager: req('src/producer/eosManager/index.js') as KafkajsInternals['createEosManager'],
+    createErrorFromCode: (req('src/protocol/error.js') as { createErrorFromCode: KafkajsInternals['createErrorFromCode'] }).createErrorFromCode,
+  };
+}

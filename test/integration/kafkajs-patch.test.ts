@@ -9,29 +9,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Producer } from 'kafkajs';
 import { commitTransaction, MAX_REQUEST_BYTES } from '../../src/engine/transaction.js';
 import { createKafka } from '../../src/kafka/client.js';
-import type { Logger, LogMeta } from '../../src/observability/logger.js';
 import type { OutputRecord } from '../../src/processors/records.js';
 import { BROKERS, createTopics, deleteTopicsWithPrefix, header, readAll, testKafka, uniqueName } from '../support/cluster.js';
+import { recordingLogger, type RecordedLine } from '../support/logs.js';
 
 const prefix = uniqueName('it-kpatch');
 const topics = ['a', 'b', 'c'].map((t) => `${prefix}-${t}`);
 const PARTITIONS = 3;
 const admin = testKafka();
 
-const logged: { level: string; message: string; meta?: LogMeta }[] = [];
-const recordingLogger: Logger = {
-  debug: (message, meta) => logged.push({ level: 'debug', message, meta }),
-  info: (message, meta) => logged.push({ level: 'info', message, meta }),
-  warn: (message, meta) => logged.push({ level: 'warn', message, meta }),
-  error: (message, meta) => logged.push({ level: 'error', message, meta }),
-  child: () => recordingLogger,
-};
+const logged: RecordedLine[] = [];
 
 let producer: Producer;
 
 beforeAll(async () => {
   await createTopics(admin, topics, PARTITIONS);
-  const kafka = createKafka({ brokers: BROKERS, clientId: `${prefix}-producer`, logger: recordingLogger });
+  const kafka = createKafka({ brokers: BROKERS, clientId: `${prefix}-producer`, logger: recordingLogger(logged) });
   // As the engine's task producer (src/engine/task.ts).
   producer = kafka.producer({ transactionalId: `${prefix}-tx`, idempotent: true, maxInFlightRequests: 1, transactionTimeout: 30_000 });
   await producer.connect();
@@ -94,7 +87,7 @@ describe('the patched kafkajs producer', () => {
 
     // No refused AddPartitionsToTxn reached sendMessages' retrier (kafkajs' ERROR "Failed to
     // send messages: ... concurrent operation ...", a warning in Ordo's log).
-    const concurrent = logged.filter((l) => /concurrent operation/i.test(l.message));
-    expect(concurrent.map((l) => `${l.level}: ${l.message}`)).toEqual([]);
+    const concurrent = logged.filter((l) => /concurrent operation/i.test(l.msg));
+    expect(concurrent.map((l) => `${l.level}: ${l.msg}`)).toEqual([]);
   });
 });

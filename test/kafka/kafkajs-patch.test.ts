@@ -8,46 +8,12 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { installedKafkajs, requireFrom, upstreamKafkajs } from '../../bench/kafkajs-upstream.js';
+import { installedKafkajs, kafkajsInternals, upstreamKafkajs, type EosManager, type KafkajsInternals, type ProducedMessage } from '../../bench/kafkajs-upstream.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
-interface Message {
-  key?: string | Buffer | null;
-  value: string | Buffer | null;
-  headers?: Record<string, string | Buffer | (string | Buffer)[]>;
-  partition?: number;
-  timestamp?: string;
-}
-interface EncoderLike {
-  buffer: Buffer;
-  writeVarLong(value: unknown): EncoderLike;
-}
-interface Kafkajs {
-  group: (args: { topic: string; partitionMetadata: unknown[]; messages: Message[]; partitioner: (args: { message: Message }) => number }) => Record<string, Message[]>;
-  produceRequest: (args: Record<string, unknown>) => { encode: () => Promise<EncoderLike> };
-  Encoder: (new () => EncoderLike) & { sizeOfVarLong(value: unknown): number };
-  Long: { fromValue(value: unknown): unknown };
-  createEosManager: (args: Record<string, unknown>) => EosManager;
-  createErrorFromCode: (code: number) => Error;
-}
-interface EosManager {
-  initProducerId(): Promise<void>;
-  beginTransaction(): void;
-  addPartitionsToTransaction(topicData: { topic: string; partitions: { partition: number }[] }[]): Promise<void>;
-}
-
-function load(dir: string): Kafkajs {
-  const req = requireFrom(dir);
-  return {
-    group: req('src/producer/groupMessagesPerPartition.js') as Kafkajs['group'],
-    produceRequest: req('src/protocol/requests/produce/v3/request.js') as Kafkajs['produceRequest'],
-    Encoder: req('src/protocol/encoder.js') as Kafkajs['Encoder'],
-    Long: req('src/utils/long.js') as Kafkajs['Long'],
-    createEosManager: req('src/producer/eosManager/index.js') as Kafkajs['createEosManager'],
-    createErrorFromCode: (req('src/protocol/error.js') as { createErrorFromCode: Kafkajs['createErrorFromCode'] }).createErrorFromCode,
-  };
-}
+type Kafkajs = KafkajsInternals;
+type Message = ProducedMessage;
 
 let upstream: { dir: string; remove: () => void };
 let patched: Kafkajs;
@@ -55,8 +21,8 @@ let original: Kafkajs;
 
 beforeAll(() => {
   upstream = upstreamKafkajs();
-  patched = load(installedKafkajs());
-  original = load(upstream.dir);
+  patched = kafkajsInternals(installedKafkajs());
+  original = kafkajsInternals(upstream.dir);
 });
 afterAll(() => upstream?.remove());
 afterEach(() => {
@@ -68,7 +34,7 @@ afterEach(() => {
 async function encodeProduce(k: Kafkajs, topics: { topic: string; messages: Message[] }[], partitions: number, compression = 0): Promise<Buffer> {
   const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0 }));
   const topicData = topics.map(({ topic, messages }) => {
-    const grouped = k.group({ topic, partitionMetadata, messages, partitioner: ({ message }) => message.partition ?? 0 });
+    const grouped = k.groupMessagesPerPartition({ topic, partitionMetadata, messages, partitioner: ({ message }) => message.partition ?? 0 });
     return { topic, partitions: Object.keys(grouped).map((p) => ({ partition: Number(p), firstSequence: 7, messages: grouped[p] })) };
   });
   const request = k.produceRequest({ acks: -1, timeout: 30_000, transactionalId: 'tx-1', producerId: k.Long.fromValue(42), producerEpoch: 3, compression, topicData });
@@ -145,7 +111,7 @@ describe('what the patch removes', () => {
         return next.call(this);
       };
       try {
-        const grouped = k.group({ topic: 't', partitionMetadata: [{}, {}, {}], messages, partitioner: ({ message }) => message.partition! });
+        const grouped = k.groupMessagesPerPartition({ topic: 't', partitionMetadata: [{}, {}, {}], messages, partitioner: ({ message }) => message.partition! });
         expect(Object.values(grouped).map((m) => m.length)).toEqual([1000, 1000, 1000]);
         expect(grouped['1']![999]).toBe(messages[2999 - 1]);
       } finally {
