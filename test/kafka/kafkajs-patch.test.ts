@@ -12,12 +12,9 @@ import { installedKafkajs, kafkajsInternals, upstreamKafkajs, type EosManager, t
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
-type Kafkajs = KafkajsInternals;
-type Message = ProducedMessage;
-
 let upstream: { dir: string; remove: () => void };
-let patched: Kafkajs;
-let original: Kafkajs;
+let patched: KafkajsInternals;
+let original: KafkajsInternals;
 
 beforeAll(() => {
   upstream = upstreamKafkajs();
@@ -31,7 +28,7 @@ afterEach(() => {
 });
 
 /** A produce request as kafkajs' sendMessages builds it: messages grouped per partition, per topic. */
-async function encodeProduce(k: Kafkajs, topics: { topic: string; messages: Message[] }[], partitions: number, compression = 0): Promise<Buffer> {
+async function encodeProduce(k: KafkajsInternals, topics: { topic: string; messages: ProducedMessage[] }[], partitions: number, compression = 0): Promise<Buffer> {
   const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0 }));
   const topicData = topics.map(({ topic, messages }) => {
     const grouped = k.groupMessagesPerPartition({ topic, partitionMetadata, messages, partitioner: ({ message }) => message.partition ?? 0 });
@@ -42,7 +39,7 @@ async function encodeProduce(k: Kafkajs, topics: { topic: string; messages: Mess
 }
 
 /** Ordo-like records: a subject key, an Avro-sized value, the stamp headers. */
-function ordoMessages(n: number, partitions: number): Message[] {
+function ordoMessages(n: number, partitions: number): ProducedMessage[] {
   const value = Buffer.alloc(180, 7);
   return Array.from({ length: n }, (_, i) => ({
     key: `cust-${i % 1000}`,
@@ -103,7 +100,7 @@ describe('what the patch removes', () => {
   it('groups a send per partition in one pass: no copy of the partition so far per message', () => {
     // Every array copy ([...current, message]) and every for-of walks an array iterator.
     const iteratorPrototype = Object.getPrototypeOf([][Symbol.iterator]()) as { next: () => unknown };
-    const steps = (k: Kafkajs, messages: Message[]): number => {
+    const steps = (k: KafkajsInternals, messages: ProducedMessage[]): number => {
       const next = iteratorPrototype.next;
       let count = 0;
       iteratorPrototype.next = function (this: unknown) {
@@ -128,7 +125,7 @@ describe('what the patch removes', () => {
   it('allocates no buffer per record: a logarithmic number per batch and request', async () => {
     const records = 4000;
     const topics = [0, 1, 2].map((t) => ({ topic: `topic-${t}`, messages: ordoMessages(records / 4, 3) })).concat({ topic: 'topic-3', messages: ordoMessages(records / 4, 1) });
-    const allocations = async (k: Kafkajs): Promise<number> => {
+    const allocations = async (k: KafkajsInternals): Promise<number> => {
       const spies = [vi.spyOn(Buffer, 'alloc'), vi.spyOn(Buffer, 'allocUnsafe'), vi.spyOn(Buffer, 'allocUnsafeSlow'), vi.spyOn(Buffer, 'from')];
       try {
         await encodeProduce(k, topics, 3);
@@ -146,10 +143,10 @@ describe('what the patch removes', () => {
   });
 
   describe('a transaction started while the coordinator completes the previous one', () => {
-    const concurrent = (k: Kafkajs): Error => k.createErrorFromCode(51);
+    const concurrent = (k: KafkajsInternals): Error => k.createErrorFromCode(51);
 
     /** An eosManager whose coordinator refuses AddPartitionsToTxn with `errors` first, then accepts. */
-    async function transaction(k: Kafkajs, errors: Error[]): Promise<{ eos: EosManager; calls: () => number }> {
+    async function transaction(k: KafkajsInternals, errors: Error[]): Promise<{ eos: EosManager; calls: () => number }> {
       let calls = 0;
       const coordinator = {
         initProducerId: () => Promise.resolve({ producerId: 1, producerEpoch: 0 }),
