@@ -85,6 +85,9 @@ export interface KafkajsInternals {
   Long: { fromValue(value: unknown): unknown };
   createEosManager: (args: Record<string, unknown>) => EosManager;
   createErrorFromCode: (code: number) => Error;
+  /** The producer's send: grouping, AddPartitionsToTxn, one produce request per leader. */
+  createSendMessages: (args: Record<string, unknown>) => (args: { acks: number; timeout: number; topicMessages: { topic: string; messages: ProducedMessage[] }[] }) => Promise<unknown[]>;
+  createRetry: (config: Record<string, unknown>) => unknown;
 }
 
 export function kafkajsInternals(dir: string): KafkajsInternals {
@@ -97,5 +100,7 @@ export function kafkajsInternals(dir: string): KafkajsInternals {
     Long: req('src/utils/long.js') as KafkajsInternals['Long'],
     createEosManager: req('src/producer/eosManager/index.js') as KafkajsInternals['createEosManager'],
     createErrorFromCode: (req('src/protocol/error.js') as { createErrorFromCode: KafkajsInternals['createErrorFromCode'] }).createErrorFromCode,
+    createSendMessages: req('src/producer/sendMessages.js') as KafkajsInternals['createSendMessages'],
+    createRetry: req('src/retry/index.js') as KafkajsInternals['createRetry'],
   };
 }

@@ -182,6 +182,70 @@ describe('what the patch removes', () => {
       await expect(before.eos.addPartitionsToTransaction(topicData)).rejects.toMatchObject({ type: 'CONCURRENT_TRANSACTIONS' });
     });
 
+    it('adds all partitions of a send in one request, not one per leader broker in parallel', async () => {
+      // Partition 0 of each topic is led by broker 1, partition 1 by broker 2: kafkajs sends
+      // one produce request per leader, in parallel.
+      const send = async (k: KafkajsInternals): Promise<{ requests: number; mostInFlight: number; added: string[] }> => {
+        let requests = 0;
+        let inFlight = 0;
+        let mostInFlight = 0;
+        const added: string[] = [];
+        const coordinator = {
+          initProducerId: () => Promise.resolve({ producerId: 1, producerEpoch: 0 }),
+          addPartitionsToTxn: async ({ topics }: { topics: { topic: string; partitions: number[] }[] }) => {
+            requests++;
+            inFlight++;
+            mostInFlight = Math.max(mostInFlight, inFlight);
+            for (const { topic, partitions } of topics) for (const p of partitions) added.push(`${topic}/${p}`);
+            await new Promise((resolve) => setTimeout(resolve, 5));
+            inFlight--;
+            return { errors: [] };
+          },
+        };
+        const broker = (nodeId: number) => ({
+          nodeId,
+          produce: ({ topicData }: { topicData: { topic: string; partitions: { partition: number }[] }[] }) =>
+            Promise.resolve({ topics: topicData.map(({ topic, partitions }) => ({ topicName: topic, partitions: partitions.map(({ partition }) => ({ partition, errorCode: 0, baseOffset: '0' })) })) }),
+        });
+        const brokers = new Map([1, 2].map((id) => [id, broker(id)]));
+        const metadata = [
+          { partitionId: 0, leader: 1 },
+          { partitionId: 1, leader: 2 },
+        ];
+        const cluster = {
+          retry: { retries: 0 },
+          refreshMetadataIfNecessary: () => Promise.resolve(),
+          addMultipleTargetTopics: () => Promise.resolve(),
+          isConnected: () => true,
+          findGroupCoordinator: () => Promise.resolve(coordinator),
+          findTopicPartitionMetadata: () => metadata,
+          findLeaderForPartitions: (_topic: string, partitions: string[]) => {
+            const byLeader: Record<number, number[]> = {};
+            for (const p of partitions.map(Number)) (byLeader[metadata[p]!.leader] ??= []).push(p);
+            return byLeader;
+          },
+          findBroker: ({ nodeId }: { nodeId: string }) => Promise.resolve(brokers.get(Number(nodeId))),
+        };
+        const noop = (): void => undefined;
+        const logger = { debug: noop, info: noop, warn: noop, error: noop, namespace: () => logger };
+        const eosManager = k.createEosManager({ logger, cluster, transactional: true, transactionalId: 'tx-1' });
+        await eosManager.initProducerId();
+        eosManager.beginTransaction();
+        const sendMessages = k.createSendMessages({ logger, cluster, partitioner: ({ message }: { message: ProducedMessage }) => message.partition, eosManager, retrier: k.createRetry({ retries: 0 }) });
+        const acked = await sendMessages({ acks: -1, timeout: 1_000, topicMessages: ['a', 'b'].map((topic) => ({ topic, messages: ordoMessages(10, 2) })) });
+        expect(acked).toHaveLength(4);
+        return { requests, mostInFlight, added: added.sort() };
+      };
+      const mine = await send(patched);
+      expect(mine.added).toEqual(['a/0', 'a/1', 'b/0', 'b/1']);
+      expect(mine.requests).toBe(1);
+      // Upstream: one AddPartitionsToTxn per leader, both in flight at once.
+      const before = await send(original);
+      expect(before.added).toEqual(['a/0', 'a/1', 'b/0', 'b/1']);
+      expect(before.requests).toBe(2);
+      expect(before.mostInFlight).toBe(2);
+    });
+
     it('gives the refusal to the caller as before once its 2 s budget is spent, and never retries another error', async () => {
       vi.useFakeTimers();
       const always = await transaction(patched, Array.from({ length: 100 }, () => concurrent(patched)));
