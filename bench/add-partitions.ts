@@ -38,7 +38,8 @@ async function run(kafkajs: KafkaModule, label: string, topics: string[]): Promi
       if (/concurrent operation/i.test(String(entry.log.message))) concurrentErrorLogs++;
     },
   });
-  const producer = kafka.producer({ transactionalId: `add-partitions-${label}-${randomBytes(3).toString('hex')}`, idempotent: true, maxInFlightRequests: 1 });
+  const id = `add-partitions-${label}-${randomBytes(3).toString('hex')}`;
+  const producer = kafka.producer({ transactionalId: id, idempotent: true, maxInFlightRequests: 1 });
   let addPartitionsRequests = 0;
   let metadataRequests = 0;
   producer.on(producer.events.REQUEST, (event: { payload: { apiName: string } }) => {
@@ -58,7 +59,7 @@ async function run(kafkajs: KafkaModule, label: string, topics: string[]): Promi
     const tx = await producer.transaction();
     const per = Math.ceil(records / topics.length);
     await tx.sendBatch({ acks: -1, topicMessages: topics.map((topic, t) => ({ topic, messages: Array.from({ length: per }, (_, i) => messages(n * records + t * per + i)) })) });
-    await tx.sendOffsets({ consumerGroupId: `add-partitions-${label}`, topics: [{ topic: topics[0]!, partitions: [{ partition: 0, offset: String(n + 1) }] }] });
+    await tx.sendOffsets({ consumerGroupId: id, topics: [{ topic: topics[0]!, partitions: [{ partition: 0, offset: String(n + 1) }] }] });
     await tx.commit();
   };
   await once(0);
