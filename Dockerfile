@@ -14,7 +14,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: the `node` devDependency's preinstall would fetch a second Node (a glibc
 # build, on Alpine) that npm scripts put first on PATH; the build runs on the image's own.
-# No other dependency needs an install script to compile TypeScript.
+# No other dependency needs an install script to compile TypeScript (nor the kafkajs patch).
 RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
@@ -24,10 +24,15 @@ COPY schemas ./schemas
 RUN npm run build
 
 # ---- deps: production dependencies only ----
+# Installed with the devDependencies first, without install scripts (the `node`
+# devDependency's would fetch a glibc Node), then patch-package (a devDependency) applies
+# patches/ to kafkajs (docs/kafkajs-patch.md), then the devDependencies are pruned.
+# `npm ci --omit=dev` would leave the patch out: patch-package would not be installed.
 FROM node:${NODE_VERSION}-alpine AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY patches ./patches
+RUN npm ci --no-audit --no-fund --ignore-scripts && npx patch-package --error-on-fail && npm prune --omit=dev --no-audit --no-fund && npm cache clean --force
 
 # ---- runtime ----
 FROM node:${NODE_VERSION}-alpine
