@@ -4,9 +4,6 @@ import type { KafkaSecurity } from '../config/security.js';
 import type { Logger } from '../observability/logger.js';
 import { witnessKafkaLog } from './authorization-witness.js';
 import { ClientCredentialsTokenProvider } from './oauth-token.js';
-import { patchKafkajsRequestQueue } from './request-queue.js';
-
-patchKafkajsRequestQueue(); // no 1 ms idle timer per connection (and no Node warning about it)
 
 /**
  * A kafkajs client whose logs go through our structured logger, with the TLS and SASL

@@ -1,7 +1,5 @@
 import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it } from 'vitest';
-import '../../src/kafka/client.js'; // applies the fix, as every role does
-import { patchKafkajsRequestQueue } from '../../src/kafka/request-queue.js';
 
 interface Queue {
   pending: unknown[];
@@ -22,6 +20,7 @@ const queue = (): Queue => {
 };
 afterEach(() => queues.splice(0).forEach((q) => q.destroy()));
 
+// patches/kafkajs+2.2.4.patch (docs/kafkajs-patch.md): these fail on upstream kafkajs.
 describe("kafkajs' request queue, as Ordo runs it", () => {
   it('arms no timer when nothing is pending (kafkajs arms a negative one: a Node warning and a 1 ms poll)', () => {
     const warnings: Error[] = [];
@@ -46,12 +45,5 @@ describe("kafkajs' request queue, as Ordo runs it", () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect({ sent, pending: q.pending.length }).toEqual({ sent: 1, pending: 0 });
     expect(q.throttleCheckTimeoutId).toBeNull(); // and then goes quiet
-  });
-
-  it('is patched once, however often the patch runs', () => {
-    const proto = (RequestQueue as unknown as { prototype: { scheduleCheckPendingRequests: unknown } }).prototype;
-    const patched = proto.scheduleCheckPendingRequests;
-    patchKafkajsRequestQueue();
-    expect(proto.scheduleCheckPendingRequests).toBe(patched);
   });
 });
