@@ -47,3 +47,23 @@ describe("kafkajs' request queue, as Ordo runs it", () => {
     expect(q.throttleCheckTimeoutId).toBeNull(); // and then goes quiet
   });
 });
+
+// patches/kafkajs+2.2.4.patch: fails on upstream kafkajs, which throws the first partition's error.
+describe("kafkajs' AddPartitionsToTxn response, as Ordo runs it", () => {
+  const { parse } = createRequire(import.meta.url)('kafkajs/src/protocol/requests/addPartitionsToTxn/v0/response.js') as { parse(data: unknown): Promise<unknown> };
+
+  it('names the partition that failed, not one the broker did not attempt because of it', async () => {
+    const data = {
+      throttleTime: 0,
+      errors: [
+        { topic: 'changelog', partitionErrors: [{ partition: 0, errorCode: 55 }] },
+        { topic: 'ordered', partitionErrors: [{ partition: 0, errorCode: 29 }] },
+      ],
+    };
+    await expect(parse(data)).rejects.toMatchObject({ type: 'TOPIC_AUTHORIZATION_FAILED' });
+  });
+
+  it('still reports OPERATION_NOT_ATTEMPTED when that is all there is', async () => {
+    await expect(parse({ throttleTime: 0, errors: [{ topic: 't', partitionErrors: [{ partition: 0, errorCode: 55 }] }] })).rejects.toMatchObject({ type: 'OPERATION_NOT_ATTEMPTED' });
+  });
+});
