@@ -238,7 +238,8 @@ export class TransactionalUnit {
         const { offset, timestamp } = source.from;
         let start = offset;
         if (timestamp !== undefined) {
-          const found = (await admin.fetchTopicOffsetsByTimestamp(source.topic, timestamp)).find((o) => o.partition === partition);
+          // Negative timestamps are the protocol's special values (latest, earliest, max…): 0 is the start.
+          const found = (await admin.fetchTopicOffsetsByTimestamp(source.topic, Math.max(0, timestamp))).find((o) => o.partition === partition);
           if (!found) throw new OrdoError(`topic ${source.topic} has no partition ${partition}`);
           if (start === undefined || BigInt(found.offset) < start) start = BigInt(found.offset);
         }

@@ -135,7 +135,7 @@ export class PipelineProcessor implements TaskProcessor {
     const dedupe = context.store<number>(DEDUPE_STORE);
     const sequences = context.store<string>(SEQUENCE_STORE);
     const positions = context.store<HeldPosition[]>(REORDER_STORE).get(HELD_KEY) ?? [];
-    if (hwm === undefined) {
+    if (hwm === undefined || parseServiceTime(hwm) === 0n) {
       // Nothing was ever stamped here: nothing emitted, claimed or held.
       this.order.restore([], context.meta);
       return;

@@ -384,6 +384,13 @@ describe('PipelineProcessor restore: each fact written once', () => {
     return context;
   }
 
+  it('reads nothing back for a partition that never stamped an event (a clock-hwm of 0, as an idle partition commits)', async () => {
+    const meta = new InMemoryStore('meta', stringCodec);
+    meta.restore(META_CLOCK_HWM, Buffer.from(formatServiceTime(0n)));
+    const replay = { read: () => Promise.reject(new Error('nothing to replay')) };
+    await pipeline().processor.onRestored(pipelineContext(meta), replay);
+  });
+
   it('property: across crashes every distinct event leaves once, repeats stay dropped, ordo-seq stays gapless', async () => {
     await fc.assert(
       fc.asyncProperty(
