@@ -223,7 +223,7 @@ export class PipelineProcessor implements TaskProcessor {
       producer: e.producer,
     }));
     const ordered = this.order.run(items, this.orderStores(context));
-    const outputs = ordered.emitted;
+    const outputs = [...ordered.emitted];
     outputs.push(...aggregated.outputs);
     for (const late of aggregated.late) outputs.push(toLateRecord(late, lateTopic, node));
     for (const late of ordered.late) outputs.push(toLateRecord(late, lateTopic, node));
@@ -255,7 +255,7 @@ export class PipelineProcessor implements TaskProcessor {
   punctuate(context: TaskContext): ProcessResult | undefined {
     const now = this.clock.physical.now();
     const ordered = this.order.run([], this.orderStores(context), now);
-    const outputs = ordered.emitted;
+    const outputs = [...ordered.emitted];
     const { watermarksTopic, watermarkIntervalMs } = this.settings;
     if (watermarkIntervalMs > 0 && now - this.watermarkPublishedAt >= watermarkIntervalMs && Number.isFinite(this.order.frontier)) {
       outputs.push({ topic: watermarksTopic, key: String(context.partition), value: String(this.order.frontier), headers: {} });

@@ -384,7 +384,18 @@ describe('PipelineProcessor restore: each fact written once', () => {
     return context;
   }
 
-  it('reads nothing back for a partition that never stamped an event (a clock-hwm of 0, as an idle partition commits)', async () => {
+  it("an idle partition's tick that only publishes its frontier records no clock-hwm (it stamped nothing)", async () => {
+    const physical = new FakeClock(T0);
+    const { processor } = pipeline(physical);
+    const context = pipelineContext();
+    await processor.onRestored(context, new MemoryTopics());
+    physical.ms += 5_000;
+    const tick = processor.punctuate(context);
+    expect(tick?.outputs.map((o) => o.topic)).toEqual(['usage-events-watermarks']);
+    expect(context.meta.get(META_CLOCK_HWM)).toBeUndefined();
+  });
+
+  it('reads nothing back for a partition that never stamped an event (a clock-hwm of 0, as idle ticks committed before this was fixed)', async () => {
     const meta = new InMemoryStore('meta', stringCodec);
     meta.restore(META_CLOCK_HWM, Buffer.from(formatServiceTime(0n)));
     const replay = { read: () => Promise.reject(new Error('nothing to replay')) };
