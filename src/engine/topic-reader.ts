@@ -39,6 +39,9 @@ export interface TopicReaderOptions {
   onFailure?: (error: unknown) => void;
 }
 
+/** How long a catch-up waits before it says so (and again every as long). */
+const SLOW_CATCH_UP_MS = 10_000;
+
 /**
  * Reads a whole topic (read_committed) from the beginning into a caller's table and keeps
  * following it, tracking per partition how far it has applied against the log end, so a
@@ -56,6 +59,8 @@ export class TopicReader {
   private readonly liveness: Liveness;
   private readonly refreshFailures: RepeatedFailures;
   private failure: Error | undefined;
+  /** The consumer's group join completed at least once (a caught-up empty topic does not need it; a new record does). */
+  private joined = false;
 
   constructor(private readonly options: TopicReaderOptions) {
     this.liveness = options.liveness ?? new Liveness(120_000);
@@ -94,6 +99,9 @@ export class TopicReader {
     this.consumer = consumer;
     consumer.on(consumer.events.CRASH, (event) => {
       if (!event.payload.restart && !this.stopped) this.fail(event.payload.error);
+    });
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      this.joined = true;
     });
     consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
       const { partition, lastOffset, highWatermark } = event.payload;
@@ -151,7 +159,23 @@ export class TopicReader {
     }
     const target = new Map(this.ends);
     const reached = (): boolean => [...target].every(([p, end]) => (this.applied.get(p) ?? 0n) >= end);
-    while (!reached() && !this.stopped && this.failure === undefined) await new Promise<void>((resolve) => this.caughtUpWaiters.push(resolve));
+    // A wait is silent otherwise: say every SLOW_CATCH_UP_MS how far it got, so a stalled
+    // reader (a group join that does not complete, a fetch that does not return) is visible.
+    const started = Date.now();
+    const slow = setInterval(() => {
+      this.options.logger.warn('still reading the topic to its end', {
+        topic: this.options.topic,
+        group: this.options.groupId,
+        seconds: Math.round((Date.now() - started) / 1000),
+        joined: this.joined,
+        partitions: this.progress().partitions,
+      });
+    }, SLOW_CATCH_UP_MS);
+    try {
+      while (!reached() && !this.stopped && this.failure === undefined) await new Promise<void>((resolve) => this.caughtUpWaiters.push(resolve));
+    } finally {
+      clearInterval(slow);
+    }
     if (this.failure !== undefined) throw this.failure;
   }
 

@@ -10,6 +10,9 @@ import { Secret } from '../../src/config/secret.js';
 import { ConfigError } from '../../src/errors.js';
 import { kafkaSecurityOptions } from '../../src/kafka/client.js';
 import { registryClientArgs } from '../../src/schema/registry-client.js';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import { catchError } from '../support/unit/fixtures.js';
 
 /**
@@ -159,15 +162,30 @@ describe('schema registry credentials', () => {
     writeFileSync(file('userinfo'), 'ordo:reg1stry-pass\n');
     const { registry } = loadConfig({ SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE: file('userinfo') }).security;
     expect(registry.basicAuth?.username).toBe('ordo');
-    expect(registryClientArgs({ url: 'http://r', security: registry })).toEqual({ host: 'http://r', auth: { username: 'ordo', password: 'reg1stry-pass' } });
+    expect(registryClientArgs({ url: 'http://r', security: registry })).toMatchObject({ host: 'http://r', auth: { username: 'ordo', password: 'reg1stry-pass' } });
   });
 
   it('reads a bearer token and an https CA', () => {
     const { registry } = loadConfig({ SCHEMA_REGISTRY_URL: 'https://registry.example.com', SCHEMA_REGISTRY_BEARER_TOKEN: 't0ken', SCHEMA_REGISTRY_CA_FILE: file('client.pem') }).security;
     expect(registry.bearerToken?.reveal()).toBe('t0ken');
     const args = registryClientArgs({ url: 'https://registry.example.com', security: registry });
-    expect(args.middlewares).toHaveLength(1);
+    expect(args.middlewares).toHaveLength(2); // the request timeout, the bearer token
     expect(args.agent).toBeDefined();
+  });
+
+  it('bounds every request: a registry that accepts the connection and never answers is an error, not a hang', async () => {
+    const server = createServer(() => undefined); // reads the request, never answers
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const client = new SchemaRegistry({ ...registryClientArgs(`http://127.0.0.1:${port}`, 200), retry: { retries: 0 } });
+      const started = Date.now();
+      await expect(client.getSchema(1)).rejects.toThrow(/Timeout \(200ms\)/);
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 
   it.each([
