@@ -3,8 +3,11 @@ import type { SchemaLookup } from '../schema/schema-catalog.js';
 import { type UsageEvent, usageEventType, validateUsageEvent } from '../schema/usage-event.js';
 import { ResolverCache } from '../schema/resolvers.js';
 import { HEADER_SIZE, MAGIC_BYTE, unframe } from '../schema/wire-format.js';
-import { parseServiceTimeHeader } from '../clock/service-time.js';
-import { type DecodedEvent, HEADER, type HeaderValue, type ProducerSeq, type SourceRecord, type StepResult, type TimeContext } from '../model/records.js';
+import { readTimeContext } from '../clock/time-context.js';
+import type { DecodedEvent, HeaderValue, ProducerSeq, SourceRecord, StepResult, TimeContext } from '../model/records.js';
+
+/** The strict time-context reader lives in src/clock/time-context.ts (the client SDK shares it). */
+export { readTimeContext };
 
 /** Schema ids in a batch, so the engine can prefetch writer schemas before the pure step. */
 export function schemaIdsOf(records: readonly SourceRecord[]): number[] {
@@ -84,32 +87,6 @@ function occurrences(haystack: Buffer, needle: Buffer): number {
   let count = 0;
   for (let i = haystack.indexOf(needle); i >= 0; i = haystack.indexOf(needle, i + 1)) count += 1;
   return count;
-}
-
-const NODE = /^[\x21-\x7e]{1,255}$/;
-
-/** Reads `service-time` / `service-node`. A node without a time, or a bad value, is a bad record. */
-export function readTimeContext(headers: Readonly<Record<string, HeaderValue>>): TimeContext | undefined {
-  const time = parseServiceTimeHeader(headers[HEADER.serviceTime]);
-  const nodeHeader = headers[HEADER.serviceNode];
-  const node = nodeHeader === undefined ? undefined : single(nodeHeader);
-  if (node !== undefined && !NODE.test(node)) {
-    throw new BadRecordError('bad-service-time', `service-node ${JSON.stringify(node.slice(0, 40))} is not 1-255 printable ASCII characters`);
-  }
-  if (time === undefined) {
-    if (node !== undefined) throw new BadRecordError('bad-service-time', 'service-node header without a service-time header');
-    return undefined;
-  }
-  return { time, node };
-}
-
-function single(value: Exclude<HeaderValue, undefined>): string | undefined {
-  if (Array.isArray(value)) {
-    if (value.length === 0) return undefined; // like service-time: an empty list is no header
-    if (value.length !== 1) throw new BadRecordError('bad-service-time', 'multiple service-node headers');
-    value = value[0]!;
-  }
-  return typeof value === 'string' ? value : value.toString('utf8');
 }
 
 export const PRODUCER_ID_HEADER = 'producer-id';
