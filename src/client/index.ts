@@ -22,7 +22,7 @@ export {
   type Stamp,
 } from '../clock/service-time.js';
 export { readTimeContext } from '../clock/time-context.js';
-export type { TimeContext } from '../model/records.js';
+export type { TimeContext } from '../model/headers.js';
 export { BadRecordError, BadServiceTimeError, ClockSkewError, OrdoError } from '../errors.js';
 
 // The time context on HTTP.

@@ -218,7 +218,11 @@ export class OrdoIngestClient {
         failure = noAnswer(error, attempt);
       }
       if (attempt >= this.#retry.maxAttempts) throw failure;
-      await sleep(retryDelay(attempt, retryAfter, this.#retry), undefined, signal === undefined ? undefined : { signal });
+      // timers/promises rejects with its own AbortError: rethrow the caller's reason instead.
+      await sleep(retryDelay(attempt, retryAfter, this.#retry), undefined, signal === undefined ? undefined : { signal }).catch((error: unknown) => {
+        signal?.throwIfAborted();
+        throw error;
+      });
     }
   }
 

@@ -7,7 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HybridClock } from '../clock/hybrid-clock.js';
 import { BadRecordError } from '../errors.js';
-import type { TimeContext } from '../model/records.js';
+import type { TimeContext } from '../model/headers.js';
 import { SERVICE_NODE_HEADER, SERVICE_TIME_HEADER, receiveTimeContext, sendTimeContext } from './time-headers.js';
 
 /** Express/Connect style continuation: called with no argument to go on. */
@@ -16,8 +16,8 @@ export type NextFunction = (error?: unknown) => void;
 /** A `(req, res, next)` middleware, usable with Express, Connect or a hand-written chain. */
 export type ServiceTimeMiddleware = (req: IncomingMessage, res: ServerResponse, next: NextFunction) => void;
 
-/** A plain `node:http` request handler, as `http.createServer(handler)` takes. */
-export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+/** A plain `node:http` request handler, as `http.createServer(handler)` takes (its result is passed back). */
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
 
 /**
  * The body of a refused request, the error format of the ingest API:
@@ -77,7 +77,7 @@ export function serviceTimeMiddleware(clock: HybridClock): ServiceTimeMiddleware
 export function withServiceTimeHandler(clock: HybridClock, handler: RequestHandler): RequestHandler {
   const middleware = serviceTimeMiddleware(clock);
   return (req, res) => {
-    let result: void | Promise<void> = undefined;
+    let result: unknown;
     let failure: { error: unknown } | undefined;
     middleware(req, res, (error?: unknown) => {
       if (error !== undefined) failure = { error };

@@ -7,18 +7,15 @@
 import type { HybridClock } from '../clock/hybrid-clock.js';
 import { formatServiceTime, type Stamp } from '../clock/service-time.js';
 import { isServiceNode, readTimeContext } from '../clock/time-context.js';
-import { HEADER, type HeaderValue, type TimeContext } from '../model/records.js';
+import { SERVICE_NODE_HEADER, SERVICE_TIME_HEADER, type HeaderValue, type TimeContext } from '../model/headers.js';
 
-/** Header carrying the hybrid service time: exactly 16 lowercase hex digits (docs/hybrid-time.md). */
-export const SERVICE_TIME_HEADER = HEADER.serviceTime;
-/** Header carrying the id of the node that produced the service time (1-255 printable ASCII). */
-export const SERVICE_NODE_HEADER = HEADER.serviceNode;
+export { SERVICE_NODE_HEADER, SERVICE_TIME_HEADER };
 
 /** The two time-context headers as sent on a request, a response or a Kafka record. */
-export interface TimeContextHeaders {
+export type TimeContextHeaders = {
   'service-time': string;
   'service-node': string;
-}
+};
 
 /**
  * Formats a stamp as the `service-time` / `service-node` headers. Throws RangeError for a

@@ -5,7 +5,7 @@
  * context refused in one place is refused in all of them (docs/hybrid-time.md, Headers).
  */
 import { BadRecordError } from '../errors.js';
-import { HEADER, type HeaderValue, type TimeContext } from '../model/records.js';
+import { SERVICE_NODE_HEADER, SERVICE_TIME_HEADER, type HeaderValue, type TimeContext } from '../model/headers.js';
 import { parseServiceTimeHeader } from './service-time.js';
 
 const NODE = /^[\x21-\x7e]{1,255}$/;
@@ -18,8 +18,8 @@ const NODE = /^[\x21-\x7e]{1,255}$/;
  * `bad-service-time` (its subclass `BadServiceTimeError` for the time itself).
  */
 export function readTimeContext(headers: Readonly<Record<string, HeaderValue>>): TimeContext | undefined {
-  const time = parseServiceTimeHeader(headers[HEADER.serviceTime]);
-  const nodeHeader = headers[HEADER.serviceNode];
+  const time = parseServiceTimeHeader(headers[SERVICE_TIME_HEADER]);
+  const nodeHeader = headers[SERVICE_NODE_HEADER];
   const node = nodeHeader === undefined ? undefined : single(nodeHeader);
   if (node !== undefined && !NODE.test(node)) {
     throw new BadRecordError('bad-service-time', `service-node ${JSON.stringify(node.slice(0, 40))} is not 1-255 printable ASCII characters`);
