@@ -7,7 +7,9 @@
  */
 export class OrdoError extends Error {
   static readonly code: string = 'ORDO_ERROR';
+  /** Stable `ORDO_...` code of the error's class. */
   readonly code: string;
+  /** Whether trying the same thing again may succeed. */
   readonly retriable: boolean;
 
   constructor(message: string, options: { retriable?: boolean; cause?: unknown } = {}) {
@@ -26,6 +28,7 @@ export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 /** A record that cannot be processed: data, not a crash. Goes to the DLQ. */
 export class BadRecordError extends OrdoError {
   static override readonly code: string = 'ORDO_BAD_RECORD';
+  /** The dead-letter reason name (`bad-service-time`, `clock-skew`, `invalid-event`, ...). */
   readonly reason: DeadLetterReason;
 
   constructor(reason: DeadLetterReason, message: string, options: { cause?: unknown } = {}) {
@@ -37,6 +40,7 @@ export class BadRecordError extends OrdoError {
 /** A received service time too far ahead of local physical time; the clock is unchanged. */
 export class ClockSkewError extends BadRecordError {
   static override readonly code = 'ORDO_CLOCK_SKEW';
+  /** How far ahead of local physical time the received time was, in ms. */
   readonly skewMs: number;
 
   constructor(skewMs: number, maxSkewMs: number) {

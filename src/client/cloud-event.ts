@@ -19,6 +19,7 @@ export interface UsageEventInput {
   subject: string;
   /** When the usage happened: a Date or an RFC 3339 string. Absent: when it was given to the client. */
   time?: Date | string;
+  /** The usage: its amount and dimensions. */
   data?: {
     /** A plain decimal STRING such as `"12.50"` (no exponent; a number may already have lost digits). Absent: `"1"`. */
     value?: string;
@@ -31,14 +32,23 @@ export interface UsageEventInput {
 
 /** A {@link UsageEventInput} as sent: CloudEvents JSON with its id and time settled. */
 export interface CloudEventJson {
+  /** Always `1.0`. */
   specversion: '1.0';
+  /** The event id (given or assigned). */
   id: string;
+  /** As {@link UsageEventInput.source}. */
   source: string;
+  /** As {@link UsageEventInput.type}. */
   type: string;
+  /** As {@link UsageEventInput.subject}. */
   subject: string;
+  /** RFC 3339 (toISOString of a Date). */
   time: string;
+  /** Always `application/json`. */
   datacontenttype: 'application/json';
+  /** As {@link UsageEventInput.data}. */
   data: { value?: string; dimensions?: Record<string, string> };
+  /** As {@link UsageEventInput.traceparent}. */
   traceparent?: string;
 }
 

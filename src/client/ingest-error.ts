@@ -8,6 +8,7 @@ export interface IngestItemError {
   id?: string;
   /** A dead-letter reason name: `invalid-event`, `invalid-value`, `bad-service-time`, ... */
   kind: string;
+  /** What is wrong with the event. */
   message: string;
 }
 
@@ -22,9 +23,13 @@ export interface IngestItemError {
  */
 export class OrdoIngestError extends OrdoError {
   static override readonly code = 'ORDO_INGEST';
+  /** The HTTP status of the last answer; undefined when none came. */
   readonly status: number | undefined;
+  /** The API's error kind, or the client's (`network`, `timeout`, `bad-response`, `closed`). */
   readonly kind: string;
+  /** Per-event errors of a 400 (empty otherwise). */
   readonly items: readonly IngestItemError[];
+  /** Attempts made (0 when nothing was sent). */
   readonly attempts: number;
 
   constructor(

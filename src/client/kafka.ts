@@ -21,6 +21,7 @@ export function stampRecord<M extends Message>(clock: HybridClock, message: M): 
 
 /** The one method of a kafkajs `Producer` (or `Transaction`) the token helpers use. */
 export interface ProducerLike {
+  /** kafkajs `producer.send` / `transaction.send`. */
   send(record: ProducerRecord): Promise<RecordMetadata[]>;
 }
 
@@ -28,6 +29,7 @@ export interface ProducerLike {
 export interface WrittenToken {
   /** `c1.<base64url(topic)>.<partition>.<offset>`: pass it as `consistentWith` to the api. */
   token: string;
+  /** The input record it names: the last one the send wrote to that partition. */
   position: InputPosition;
 }
 

@@ -24,6 +24,7 @@ export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => unkn
  * `{ "error": { "kind": "bad-service-time" | "clock-skew", "message": "..." } }`.
  */
 export interface ServiceTimeErrorBody {
+  /** What was refused and why. */
   error: { kind: 'bad-service-time' | 'clock-skew'; message: string };
 }
 

@@ -11,7 +11,9 @@ export type Headers = Record<string, HeaderValue>;
 
 /** A time context as received: the upstream's `service-time` and, when it sent one, its `service-node`. */
 export interface TimeContext {
+  /** The received `service-time`. */
   time: bigint;
+  /** The received `service-node`; undefined when only a time was sent. */
   node: string | undefined;
 }
 
