@@ -51,7 +51,7 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
   const ledger = (group: string): void => {
     topic(t.schemas, ['Read', 'Write'], 'schema id ledger');
     created([t.schemas]);
-    acls.push({ resource: 'Group', pattern: 'literal', name: schemaLedgerGroupId({ groupId: group, nodeId: config.nodeId }), operation: 'Read', why: 'schema id ledger reader of this instance (offsets never committed)' });
+    acls.push({ resource: 'Group', pattern: 'prefixed', name: `${schemaLedgerGroupId({ groupId: group, nodeId: config.nodeId })}-`, operation: 'Read', why: 'schema id ledger reader of this instance, one group per start (offsets never committed)' });
   };
 
   if (role === 'pipeline') {
@@ -82,7 +82,7 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     ledger(ingestLedgerConfig(config).groupId);
   } else {
     topic(t.aggregates, ['Read'], 'the read model follows it');
-    consumerGroup(apiGroupId(config), false, 'consumer group of this replica (offsets never committed)');
+    acls.push({ resource: 'Group', pattern: 'prefixed', name: `${apiGroupId(config)}-`, operation: 'Read', why: 'the read model of this replica, one group per start (offsets never committed)' });
     ledger(apiLedgerConfig(config).groupId);
   }
   return acls;

@@ -13,6 +13,7 @@ import { ClockSkewError, OrdoError, QueryError } from '../errors.js';
 import type { ListeningServer } from '../http/json.js';
 import type { IngestEvent } from '../ingest/cloudevents.js';
 import { type Accepted, type ConnectorMapper, startIngestServer } from '../ingest/server.js';
+import type { Kafka } from 'kafkajs';
 import { createKafka } from '../kafka/client.js';
 import { type TopicSpec, ensureTopics } from '../kafka/topics.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
@@ -57,7 +58,7 @@ export function ingestTopicSpecs(config: Pick<OrdoConfig, 'topics' | 'topicParti
  * one transaction; the answer gives each event's position and consistency token. The
  * pipeline then treats the stamp as the event's time context, like any upstream service's.
  */
-export async function startIngestRole(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics; connectors?: ConnectorMapper }): Promise<IngestRole> {
+export async function startIngestRole(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics; connectors?: ConnectorMapper; kafka?: Kafka }): Promise<IngestRole> {
   const { logger, metrics } = deps;
   if (config.apiAuth.mode === 'none' && !isLoopbackHost(config.ingest.host)) {
     logger.warn('the ingest API accepts events from anyone who can reach it: ORDO_API_AUTH=none on a non-loopback address; set ORDO_API_AUTH=token or jwt, or ORDO_INGEST_HOST=127.0.0.1', {
@@ -69,7 +70,7 @@ export async function startIngestRole(config: OrdoConfig, deps: { logger: Logger
   exportLifecycle(lifecycle, metrics.lifecycleState, logger);
   const liveness = new Liveness(config.stuckAfterMs);
   liveness.watchDrain(lifecycle, config.shutdownGraceMs);
-  const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger, security: config.security.kafka });
+  const kafka = deps.kafka ?? createKafka({ brokers: config.brokers, clientId: config.clientId, logger, security: config.security.kafka });
   const topic = config.topics.input;
 
   const created = await retrying(
