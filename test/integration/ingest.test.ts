@@ -34,18 +34,23 @@ interface AcceptedView {
   token: string;
 }
 
+interface Answer {
+  events: AcceptedView[];
+  error: { kind: string; message: string; items?: { index: number; kind: string; message: string }[] };
+}
+
 function ce(id: string, subject: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { specversion: '1.0', id, source: 'it-ingest', type: 'api.request', subject, time: '2026-11-30T12:00:00Z', data: { value: '1.25', dimensions: { region: 'eu' } }, ...extra };
 }
 
-async function post(role: IngestRole, body: unknown, headers: Record<string, string> = {}, batch = true): Promise<{ status: number; headers: Headers; json: any }> {
+async function post(role: IngestRole, body: unknown, headers: Record<string, string> = {}, batch = true): Promise<{ status: number; headers: Headers; json: Answer }> {
   const res = await fetch(`http://127.0.0.1:${role.port}/v1/events`, {
     method: 'POST',
     headers: { 'content-type': batch ? 'application/cloudevents-batch+json' : 'application/cloudevents+json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
-  const json = (await res.json()) as any;
-  if (res.status === 202 && role === main) for (const e of json.events as AcceptedView[]) accepted.set(e.id, e);
+  const json = (await res.json()) as Answer;
+  if (res.status === 202 && role === main) for (const e of json.events) accepted.set(e.id, e);
   return { status: res.status, headers: res.headers, json };
 }
 
@@ -76,7 +81,7 @@ describe('POST /v1/events', () => {
     const events = Array.from({ length: 30 }, (_, i) => ce(`batch-${i}`, `subject-${i % 7}`, i === 3 ? { traceparent: TRACE } : {}));
     const res = await post(main, events);
     expect(res.status).toBe(202);
-    const answer = res.json.events as AcceptedView[];
+    const answer = res.json.events;
     expect(answer.map((e) => e.id)).toEqual(events.map((e) => e.id));
     // Stamps strictly increase through the request; the response carries the last one for the next hop.
     const stamps = answer.map((e) => parseServiceTime(e.serviceTime));
@@ -103,14 +108,14 @@ describe('POST /v1/events', () => {
     const upstream = makeServiceTime(Date.now() + 200, 7); // ahead, within the 500 ms bound
     const res = await post(main, ce('ctx-1', 'acme'), { 'service-time': formatServiceTime(upstream), 'service-node': 'svc-b', traceparent: TRACE }, false);
     expect(res.status).toBe(202);
-    expect(parseServiceTime(res.json.events[0].serviceTime) > upstream).toBe(true);
+    expect(parseServiceTime(res.json.events[0]!.serviceTime) > upstream).toBe(true);
     const records = await readAll(kafka, config.topics.input, accepted.size, { settleMs: 300 });
     const record = records.find((r) => decodeEvent(r.value).id === 'ctx-1')!;
     expect(header(record, 'traceparent')).toBe(TRACE);
   });
 
   it('refuses bad input with a clear 4xx and writes nothing', async () => {
-    const bad = async (body: unknown, status: number, kind: string, headers: Record<string, string> = {}, batch = true): Promise<any> => {
+    const bad = async (body: unknown, status: number, kind: string, headers: Record<string, string> = {}, batch = true): Promise<Answer['error']> => {
       const res = await post(main, body, headers, batch);
       expect({ status: res.status, kind: res.json.error?.kind }, JSON.stringify(res.json)).toEqual({ status, kind });
       return res.json.error;
@@ -121,13 +126,13 @@ describe('POST /v1/events', () => {
       400,
       'invalid-events',
     );
-    expect(error.items.map((i: any) => [i.index, i.kind])).toEqual([
+    expect(error.items!.map((i) => [i.index, i.kind])).toEqual([
       [1, 'invalid-event'],
       [2, 'invalid-value'],
       [3, 'invalid-event'],
       [4, 'invalid-value'],
     ]);
-    expect(error.items[0].message).toMatch(/id is longer than 1024/);
+    expect(error.items![0]!.message).toMatch(/id is longer than 1024/);
     await bad('{"specversion": "1.0",', 400, 'malformed-json');
     await bad({ not: 'an array' }, 400, 'invalid-body');
     await bad([], 400, 'empty-batch');
@@ -137,7 +142,7 @@ describe('POST /v1/events', () => {
     await bad(ce('node', 'acme'), 400, 'bad-service-time', { 'service-node': 'svc-b' }, false);
     const unsupported = await fetch(`http://127.0.0.1:${main.port}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '[]' });
     expect(unsupported.status).toBe(415);
-    expect(((await unsupported.json()) as any).error.kind).toBe('unsupported-media-type');
+    expect(((await unsupported.json()) as Answer).error.kind).toBe('unsupported-media-type');
     expect((await fetch(`http://127.0.0.1:${main.port}/v1/events`)).status).toBe(405);
     expect((await fetch(`http://127.0.0.1:${main.port}/v1/nothing`, { method: 'POST' })).status).toBe(404);
   });
@@ -147,7 +152,7 @@ describe('POST /v1/events', () => {
     const big = JSON.stringify(Array.from({ length: 40 }, (_, i) => ce(`big-${i}`, 'acme')));
     const res = await fetch(`http://127.0.0.1:${small.port}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/cloudevents-batch+json' }, body: big });
     expect(res.status).toBe(413);
-    expect(((await res.json()) as any).error.kind).toBe('too-large');
+    expect(((await res.json()) as Answer).error.kind).toBe('too-large');
     // Chunked (no declared length): cut while reading.
     const chunked = await new Promise<number>((resolve, reject) => {
       const req = request({ host: '127.0.0.1', port: small.port, method: 'POST', path: '/v1/events', headers: { 'content-type': 'application/cloudevents-batch+json', 'transfer-encoding': 'chunked' } }, (r) => {
