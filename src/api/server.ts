@@ -5,7 +5,7 @@ import { requireScope } from '../auth/scopes.js';
 import { narrowSubjects } from '../auth/subject-scope.js';
 import type { ReaderProgress } from '../engine/topic-reader.js';
 import { QueryError } from '../errors.js';
-import { type ListeningServer, answerError, listen, quoteClient as quote, sendJson as send } from '../http/json.js';
+import { type ListeningServer, answerClientErrors, answerError, listen, quoteClient as quote, sendJson as send } from '../http/json.js';
 import { type Logger, noopLogger } from '../observability/logger.js';
 import type { Aggregation, Meter, MeterCatalog } from '../usage/meters.js';
 import type { WindowSize } from '../usage/windows.js';
@@ -79,6 +79,7 @@ export function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
       answerError(req, res, error, { logger, what: 'usage API', onRefused: options.onRefused });
     });
   });
+  answerClientErrors(server);
   return listen(server, { port: options.port, host: options.host ?? '0.0.0.0', logger, what: 'usage API', meta: { auth: options.auth.mode } });
 }
 

@@ -57,6 +57,28 @@ export function answerError(
   return 'internal';
 }
 
+/**
+ * Requests Node's HTTP parser refuses before a handler sees them (malformed, headers too
+ * large, not received in full within the request timeout) get the same JSON error body as
+ * every other answer, and their connection is closed.
+ */
+export function answerClientErrors(server: Server): void {
+  server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    if (error.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason, kind, message] =
+      error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', 'request-timeout', 'the request was not received in full in time']
+        : error.code === 'HPE_HEADER_OVERFLOW'
+          ? [431, 'Request Header Fields Too Large', 'headers-too-large', 'the request headers are too large']
+          : [400, 'Bad Request', 'bad-request', `the request is not valid HTTP/1.1 (${error.code ?? 'parse error'})`];
+    const body = JSON.stringify({ error: { kind, message } });
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  });
+}
+
 export interface ListeningServer {
   readonly port: number;
   close(): Promise<void>;

@@ -4,7 +4,7 @@ import type { Authenticator } from '../auth/authenticator.js';
 import type { Principal } from '../auth/principal.js';
 import { requireScope } from '../auth/scopes.js';
 import { BadRecordError, QueryError } from '../errors.js';
-import { type ListeningServer, answerError, listen, pathOf, quoteClient, sendJson } from '../http/json.js';
+import { type ListeningServer, answerClientErrors, answerError, listen, pathOf, quoteClient, sendJson } from '../http/json.js';
 import type { TimeContext } from '../model/records.js';
 import type { Logger } from '../observability/logger.js';
 import { readTimeContext } from '../processors/decode.js';
@@ -84,6 +84,7 @@ export function startIngestServer(options: IngestServerOptions): Promise<Listeni
       );
     },
   );
+  answerClientErrors(server);
   return listen(server, { port: options.port, host: options.host, logger: options.logger, what: 'ingest API', meta: { auth: options.auth.mode } });
 }
 
