@@ -3,10 +3,10 @@
  * and consistency tokens from what the producer answered. kafkajs is only a type here: the
  * SDK works with the caller's own kafkajs (or any client with the same shapes).
  */
-import type { Message, ProducerRecord, RecordMetadata } from 'kafkajs';
+import type { IHeaders, Message, ProducerRecord, RecordMetadata } from 'kafkajs';
 import type { HybridClock } from '../clock/hybrid-clock.js';
 import { type InputPosition, encodeConsistencyToken } from '../model/consistency-token.js';
-import { SERVICE_NODE_HEADER, SERVICE_TIME_HEADER, sendTimeContext } from './time-headers.js';
+import { SERVICE_NODE_HEADER, SERVICE_TIME_HEADER, type TimeContextHeaders, sendTimeContext } from './time-headers.js';
 
 /**
  * A copy of a kafkajs `Message` with `service-time` / `service-node` set to a send stamp of
@@ -14,7 +14,7 @@ import { SERVICE_NODE_HEADER, SERVICE_TIME_HEADER, sendTimeContext } from './tim
  * orders the event after everything the clock had seen: its origin service time is this
  * stamp. Stamp each message once, right before sending it.
  */
-export function stampRecord<M extends Message>(clock: HybridClock, message: M): M {
+export function stampRecord<M extends Message>(clock: HybridClock, message: M): M & { headers: IHeaders & TimeContextHeaders } {
   const context = sendTimeContext(clock);
   return { ...message, headers: { ...message.headers, [SERVICE_TIME_HEADER]: context[SERVICE_TIME_HEADER], [SERVICE_NODE_HEADER]: context[SERVICE_NODE_HEADER] } };
 }

@@ -20,9 +20,9 @@ describe('stampRecord', () => {
     const message: Message = { key: 'acme', value: 'v', headers: { traceparent: 'tp', 'service-time': '0000000000000001' } };
     const stamped = stampRecord(clock, message);
     const again = stampRecord(clock, message);
-    expect(stamped.headers!.traceparent).toBe('tp');
-    expect(readTimeContext(stamped.headers!)).toEqual({ time: clock.last - 1n, node: 'svc-a' });
-    expect(parseServiceTime(again.headers!['service-time'] as string)).toBe(clock.last);
+    expect(stamped.headers.traceparent).toBe('tp');
+    expect(readTimeContext(stamped.headers)).toEqual({ time: clock.last - 1n, node: 'svc-a' });
+    expect(parseServiceTime(again.headers['service-time'])).toBe(clock.last);
     expect(message.headers!['service-time']).toBe('0000000000000001');
     expect(stamped.key).toBe('acme');
   });
