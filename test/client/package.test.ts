@@ -61,7 +61,11 @@ describe('the ordo/client package export', () => {
     expect(JSON.parse(stdout)).toEqual({ time: true, record: 'app-1', token: 'c1.dXNhZ2UtZXZlbnRz.1.2', client: 'function', fetch: 'function' });
   });
 
-  it('type-checks against the declarations the exports map names', async () => {
+  it('type-checks against the declarations the exports map names, and so does the example of docs/client.md', async () => {
+    const doc = readFileSync(join(ROOT, 'docs/client.md'), 'utf8');
+    const example = /## Example[^\n]*\n[\s\S]*?```ts\n([\s\S]*?)```/.exec(doc)?.[1];
+    expect(example, 'docs/client.md has an example block').toContain("from 'ordo/client'");
+    writeFileSync(join(app, 'example.ts'), `${example}\nexport {};\n`);
     writeFileSync(
       join(app, 'typed.ts'),
       [
@@ -80,10 +84,10 @@ describe('the ordo/client package export', () => {
         compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', strict: true, noEmit: true, types: ['node'], typeRoots: [join(ROOT, 'node_modules/@types')], skipLibCheck: false,
           // kafkajs types only: an app that stamps records has kafkajs installed.
           paths: { kafkajs: [join(ROOT, 'node_modules/kafkajs/types/index.d.ts')] } },
-        files: ['typed.ts'],
+        files: ['typed.ts', 'example.ts'],
       }),
     );
     const result = await run(process.execPath, [TSC, '-p', join(app, 'tsconfig.json')], { cwd: app }).catch((error: { stdout: string }) => error);
     expect(result.stdout).toBe('');
-  });
+  }, 60_000);
 });
