@@ -51,7 +51,8 @@ export { consistencyTokens, lastPositions, sendWithConsistencyToken, stampRecord
 export { ConsistencyTokenError, decodeConsistencyToken, encodeConsistencyToken, highestPerPartition, type InputPosition } from '../model/consistency-token.js';
 
 // The ingest API.
-export { OrdoIngestClient, type AcceptedEvent, type OrdoIngestClientOptions, type SendOptions } from './ingest-client.js';
+export { OrdoIngestClient, type OrdoIngestClientOptions, type SendOptions } from './ingest-client.js';
+export type { AcceptedEvent } from '../model/ingest-answer.js';
 export { OrdoIngestError, type IngestItemError } from './ingest-error.js';
 export { CLOUDEVENTS_BATCH, type CloudEventJson, type UsageEventInput } from './cloud-event.js';
 export { DEFAULT_RETRY, backoffDelay, parseRetryAfter, retryDelay, type RetryOptions, type RetryPolicy } from './retry.js';

@@ -7,27 +7,12 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HybridClock } from '../clock/hybrid-clock.js';
 import { BadRecordError } from '../errors.js';
+import type { AcceptedEvent } from '../model/ingest-answer.js';
 import { CLOUDEVENTS_BATCH, type CloudEventJson, type UsageEventInput, toCloudEvent } from './cloud-event.js';
 import type { FetchLike } from './fetch.js';
 import { type IngestItemError, OrdoIngestError } from './ingest-error.js';
 import { type RetryOptions, type RetryPolicy, retryDelay, retryPolicy } from './retry.js';
 import { receiveTimeContext, sendTimeContext } from './time-headers.js';
-
-/** One accepted event of the 202 answer. */
-export interface AcceptedEvent {
-  /** The event's id, as sent. */
-  id: string;
-  /** The event's source, as sent. */
-  source: string;
-  /** Ordo's stamp of the event (its origin service time when no context was sent): 16 lowercase hex digits. */
-  serviceTime: string;
-  /** Where the record was written in the input topic. */
-  partition: number;
-  /** Offset of the record in that partition (int64, a decimal string). */
-  offset: string;
-  /** Consistency token naming that record: `consistentWith` on a usage query reads your write. */
-  token: string;
-}
 
 /** Options of {@link OrdoIngestClient}. */
 export interface OrdoIngestClientOptions {
