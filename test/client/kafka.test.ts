@@ -16,7 +16,7 @@ const meta = (partition: number, baseOffset: string | undefined, topicName = 'us
 
 describe('stampRecord', () => {
   it('adds a send stamp of the clock, keeps other headers, replaces an old stamp and leaves the message given alone', () => {
-    const clock = new HybridClock({ node: 'svc-a' });
+    const clock = new HybridClock({ node: 'svc-a', physical: { now: () => 1_800_000_000_000 } }); // frozen: stamps count up by 1
     const message: Message = { key: 'acme', value: 'v', headers: { traceparent: 'tp', 'service-time': '0000000000000001' } };
     const stamped = stampRecord(clock, message);
     const again = stampRecord(clock, message);
