@@ -195,3 +195,26 @@ describe('consistency tokens from a real kafkajs producer', () => {
     }
   });
 });
+
+describe('OrdoIngestClient batching against the real ingest role', () => {
+  it('an invalid event is refused alone; the rest of its batch is written, once, where the tokens say', async () => {
+    const client = new OrdoIngestClient({ url: `http://127.0.0.1:${ingest.port}`, maxBatchEvents: 10, maxDelayMs: 10_000 });
+    clients.push(client);
+    const subject = 'batch-subject';
+    const promises = Array.from({ length: 25 }, (_, i) =>
+      client.enqueue({ id: `batch-${i}`, source: '//batch', type: 'api.request', subject, data: { value: i === 13 ? '1e3' : String(i) } }),
+    );
+    const flushed = await client.flush().catch((error: unknown) => error);
+    expect(flushed).toMatchObject({ status: 400, kind: 'invalid-value', items: [{ id: 'batch-13', kind: 'invalid-value' }] });
+    const results = await Promise.allSettled(promises);
+    expect(results.map((r) => r.status)).toEqual(results.map((_r, i) => (i === 13 ? 'rejected' : 'fulfilled')));
+    const accepted = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const input = await readAll(kafka, config.topics.input, SUBJECTS.length * 3 + accepted.length, { settleMs: 500 });
+    const written = input.map((r) => ({ r, event: decodeEvent(r.value) })).filter(({ event }) => event.source === '//batch');
+    expect(written.map(({ event }) => event.id).sort()).toEqual(accepted.map((a) => a.id).sort());
+    for (const a of accepted) {
+      const { partition, offset } = decodeConsistencyToken(a.token);
+      expect(written.find(({ r }) => r.partition === partition && r.offset === offset)?.event.id).toBe(a.id);
+    }
+  });
+});
