@@ -103,11 +103,12 @@ export class OrdoIngestClient {
 
   /**
    * Sends the events in ONE request (all are written or none) and resolves with the
-   * accepted events, in the order given. Rejects with {@link OrdoIngestError}: at once for a
+   * accepted events, in the order given (no events: no request). Rejects with {@link OrdoIngestError}: at once for a
    * 4xx, after the retries for network errors and 5xx.
    */
   async send(events: UsageEventInput | readonly UsageEventInput[], options: SendOptions = {}): Promise<{ events: AcceptedEvent[] }> {
     const list: readonly UsageEventInput[] = isList(events) ? events : [events];
+    if (list.length === 0) return { events: [] }; // nothing to write: no request
     const now = new Date();
     return { events: await this.#post(list.map((e) => toCloudEvent(e, randomUUID, now)), options.signal) };
   }

@@ -68,6 +68,12 @@ describe('OrdoIngestClient.send', () => {
     expect(events[0]!.token).toMatch(/^c1\./);
   });
 
+  it('sends no request for no events', async () => {
+    const server = await ingest((res, seen) => accept(res, seen));
+    await expect(new OrdoIngestClient({ url: server.url }).send([])).resolves.toEqual({ events: [] });
+    expect(server.requests).toHaveLength(0);
+  });
+
   it.each([400, 401, 403, 408, 409, 413, 415, 429])('never retries a %i, and types the error', async (status) => {
     const server = await ingest((res) =>
       json(res, status, { error: { kind: `kind-${status}`, message: 'no', items: status === 400 ? [{ index: 1, kind: 'invalid-value', message: 'value "1e3" has an exponent' }] : undefined } }, { 'retry-after': '0' }),
