@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type AcceptedEvent,
@@ -97,6 +98,36 @@ describe('OrdoIngestClient.send', () => {
     expect(new Set(server.requests.map((r) => r.headers['service-time'])).size).toBe(1);
     expect(server.requests[0]!.headers['service-node']).toBe('svc-a');
     expect(events.map((e) => e.id)).toEqual(sentEvents(server.requests[0]!).map((e) => e.id));
+  });
+
+  it('for any sequence of answers: retries exactly the 5xx, up to maxAttempts, always with the same body; ends as the first other answer says', async () => {
+    let script: number[] = [];
+    let firstOfRun = 0;
+    const server = await ingest((res, seen, index) => {
+      const status = script[index - firstOfRun] ?? 202;
+      if (status === 202) accept(res, seen);
+      else json(res, status, { error: { kind: `k${status}`, message: 'scripted' } });
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.constantFrom(500, 502, 503, 504, 400, 404, 409, 202), { maxLength: 6 }), fc.integer({ min: 1, max: 5 }), async (statuses, maxAttempts) => {
+        script = statuses;
+        firstOfRun = server.requests.length;
+        const client = new OrdoIngestClient({ url: server.url, retry: { maxAttempts, initialDelayMs: 1, maxDelayMs: 2 } });
+        const outcome = await client.send([event('a'), event('b')]).then(
+          (answer) => ({ status: 202, ids: answer.events.map((e) => e.id) }),
+          (error: OrdoIngestError) => ({ status: error.status, retriable: error.retriable, attempts: error.attempts }),
+        );
+        const seen = server.requests.slice(firstOfRun);
+        const final = [...statuses, 202].findIndex((s) => s < 500); // the first answer that is not a 5xx
+        const attempts = Math.min(final + 1, maxAttempts);
+        expect(seen).toHaveLength(attempts);
+        expect(new Set(seen.map((r) => r.body)).size).toBe(1);
+        const last = [...statuses, 202][attempts - 1]!;
+        if (last === 202) expect(outcome).toEqual({ status: 202, ids: sentEvents(seen[0]!).map((e) => e.id) });
+        else expect(outcome).toEqual({ status: last, retriable: last >= 500, attempts });
+      }),
+      { numRuns: 40 },
+    );
   });
 
   it('honours Retry-After on a 503 instead of its short backoff', async () => {
