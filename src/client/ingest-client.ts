@@ -50,6 +50,8 @@ export interface SendOptions {
 
 interface Pending {
   event: CloudEventJson;
+  /** The event's JSON, made once: it sizes the batch and is the batch body's part. */
+  json: string;
   bytes: number;
   resolve: (accepted: AcceptedEvent) => void;
   reject: (error: unknown) => void;
@@ -110,7 +112,8 @@ export class OrdoIngestClient {
     const list: readonly UsageEventInput[] = isList(events) ? events : [events];
     if (list.length === 0) return { events: [] }; // nothing to write: no request
     const now = new Date();
-    return { events: await this.#post(list.map((e) => toCloudEvent(e, randomUUID, now)), options.signal) };
+    const cloudEvents = list.map((e) => toCloudEvent(e, randomUUID, now));
+    return { events: await this.#post(cloudEvents, JSON.stringify(cloudEvents), options.signal) };
   }
 
   /**
@@ -123,9 +126,10 @@ export class OrdoIngestClient {
   enqueue(event: UsageEventInput): Promise<AcceptedEvent> {
     if (this.#closed) return Promise.reject(new OrdoIngestError('the ingest client is closed', { kind: 'closed', attempts: 0, retriable: false }));
     const cloudEvent = toCloudEvent(event, randomUUID, new Date());
-    const bytes = Buffer.byteLength(JSON.stringify(cloudEvent)) + 1;
+    const json = JSON.stringify(cloudEvent);
+    const bytes = Buffer.byteLength(json) + 1;
     if (this.#queue.length > 0 && this.#queuedBytes + bytes + 1 > this.#maxBatchBytes) void this.#drain();
-    const promise = new Promise<AcceptedEvent>((resolve, reject) => this.#queue.push({ event: cloudEvent, bytes, resolve, reject }));
+    const promise = new Promise<AcceptedEvent>((resolve, reject) => this.#queue.push({ event: cloudEvent, json, bytes, resolve, reject }));
     promise.catch(() => undefined); // the caller may not await it; flush() reports the failure
     this.#queuedBytes += bytes;
     if (this.#queue.length >= this.#maxBatchEvents || this.#queuedBytes + 1 >= this.#maxBatchBytes) void this.#drain();
@@ -162,7 +166,10 @@ export class OrdoIngestClient {
 
   async #sendBatch(batch: Pending[], mayResendRest: boolean): Promise<void> {
     try {
-      const accepted = await this.#post(batch.map((p) => p.event));
+      const accepted = await this.#post(
+        batch.map((p) => p.event),
+        `[${batch.map((p) => p.json).join(',')}]`,
+      );
       batch.forEach((p, i) => p.resolve(accepted[i]!));
     } catch (error) {
       // A 400 naming some items wrote nothing: refuse those, send the others again.
@@ -183,8 +190,7 @@ export class OrdoIngestClient {
     }
   }
 
-  async #post(events: CloudEventJson[], signal?: AbortSignal): Promise<AcceptedEvent[]> {
-    const body = JSON.stringify(events);
+  async #post(events: CloudEventJson[], body: string, signal?: AbortSignal): Promise<AcceptedEvent[]> {
     // One stamp per request: every attempt sends the same headers and body.
     const headers: Record<string, string> = { 'content-type': CLOUDEVENTS_BATCH, accept: 'application/json', ...(this.#clock && sendTimeContext(this.#clock)) };
     for (let attempt = 1; ; attempt += 1) {
