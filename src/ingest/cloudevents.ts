@@ -1,5 +1,5 @@
 import type { DeadLetterReason } from '../errors.js';
-import { pipelineVerdict } from '../processors/decode.js';
+import { checkAsPipeline } from '../processors/decode.js';
 import type { UsageEvent } from '../schema/usage-event.js';
 
 /**
@@ -12,14 +12,19 @@ import type { UsageEvent } from '../schema/usage-event.js';
  * request's `traceparent` header) goes on the record. Any other attribute is refused rather
  * than dropped: nothing an upstream sends is silently lost.
  *
- * Every item is checked by the pipeline's own decode and validation (pipelineVerdict) before
+ * Every item is checked by the pipeline's own decode and validation (checkAsPipeline) before
  * anything is written, so what is accepted here is never dead-lettered as invalid later.
  */
 
-/** One event ready to encode, with the headers of its record (`traceparent` only; the ingest adds the time context). */
+/** One event, with the headers of its record (`traceparent` only; the ingest adds the time context). */
 export interface IngestEvent {
   event: UsageEvent;
   headers: Record<string, string>;
+}
+
+/** An event the pipeline's checks accepted, with its Avro body (unframed: the writer adds its schema id). */
+export interface CheckedEvent extends IngestEvent {
+  body: Buffer;
 }
 
 /** Why one item of a request is refused: `kind` is a dead-letter reason name (README, Dead letters). */
@@ -29,7 +34,7 @@ export interface ItemError {
   message: string;
 }
 
-export type ParsedItems = { ok: true; events: IngestEvent[] } | { ok: false; errors: ItemError[] };
+export type ParsedItems = { ok: true; events: CheckedEvent[] } | { ok: false; errors: ItemError[] };
 
 export const SINGLE = 'application/cloudevents+json';
 export const BATCH = 'application/cloudevents-batch+json';
@@ -60,7 +65,7 @@ export function itemsOf(body: unknown, single: boolean): unknown[] | undefined {
  * reported, each with its index). `requestTraceparent` applies to items without their own.
  */
 export function parseCloudEvents(items: readonly unknown[], options: { now: number; requestTraceparent?: string }): ParsedItems {
-  const events: IngestEvent[] = [];
+  const events: CheckedEvent[] = [];
   const errors: ItemError[] = [];
   for (const [index, item] of items.entries()) {
     const parsed = parseOne(item, options);
@@ -68,9 +73,9 @@ export function parseCloudEvents(items: readonly unknown[], options: { now: numb
       errors.push({ index, kind: parsed.kind, message: parsed.message });
       continue;
     }
-    const verdict = pipelineVerdict(parsed.event, parsed.headers);
-    if (verdict) errors.push({ index, kind: verdict.reason, message: verdict.message });
-    else events.push(parsed);
+    const checked = checkAsPipeline(parsed.event, parsed.headers);
+    if (!checked.ok) errors.push({ index, kind: checked.reason, message: checked.message });
+    else events.push({ ...parsed, body: checked.body });
   }
   return errors.length > 0 ? { ok: false, errors } : { ok: true, events };
 }

@@ -8,7 +8,7 @@ import { type ListeningServer, answerClientErrors, answerError, listen, pathOf, 
 import type { TimeContext } from '../model/records.js';
 import type { Logger } from '../observability/logger.js';
 import { readTimeContext } from '../processors/decode.js';
-import { BATCH, type IngestEvent, type ItemError, SINGLE, itemsOf, mediaType, parseCloudEvents } from './cloudevents.js';
+import { BATCH, type CheckedEvent, type IngestEvent, type ItemError, SINGLE, itemsOf, mediaType, parseCloudEvents } from './cloudevents.js';
 
 /** One accepted event as the 202 answer lists it (docs/openapi.yaml, AcceptedEvent). */
 export interface AcceptedEvent {
@@ -43,7 +43,7 @@ export interface IngestServerOptions {
   maxBytes: number;
   requestTimeoutMs: number;
   /** Stamps and writes the events in one transaction; rejects with a QueryError (e.g. 503 unavailable, 400 clock-skew). */
-  accept(events: IngestEvent[], context: TimeContext | undefined, principal: Principal): Promise<Accepted>;
+  accept(events: CheckedEvent[], context: TimeContext | undefined, principal: Principal): Promise<Accepted>;
   connectors?: ConnectorMapper;
   now?: () => number;
   logger: Logger;

@@ -1,8 +1,8 @@
 import { BadRecordError, type DeadLetterReason, OrdoError } from '../errors.js';
 import type { SchemaLookup } from '../schema/schema-catalog.js';
-import { type UsageEvent, encodeUsageEvent, usageEventType, validateUsageEvent } from '../schema/usage-event.js';
+import { type UsageEvent, usageEventType, validateUsageEvent } from '../schema/usage-event.js';
 import { ResolverCache } from '../schema/resolvers.js';
-import { HEADER_SIZE, MAGIC_BYTE, unframe } from '../schema/wire-format.js';
+import { HEADER_SIZE, MAGIC_BYTE, frame, unframe } from '../schema/wire-format.js';
 import { parseServiceTimeHeader } from '../clock/service-time.js';
 import { type DecodedEvent, HEADER, type HeaderValue, type ProducerSeq, type SourceRecord, type StepResult, type TimeContext } from '../model/records.js';
 
@@ -147,7 +147,14 @@ const ownWriterDecode = new DecodeStep({ writerType: () => usageEventType });
  * so a producer and the pipeline agree by construction.
  */
 export function pipelineVerdict(event: UsageEvent, headers: Readonly<Record<string, string>>): { reason: DeadLetterReason; message: string } | undefined {
-  const record: SourceRecord = { topic: '', partition: 0, offset: '0', key: null, value: encodeUsageEvent(0, event), headers: { ...headers }, timestamp: 0 };
+  const checked = checkAsPipeline(event, headers);
+  return checked.ok ? undefined : checked;
+}
+
+/** pipelineVerdict, also giving the Avro body it checked (unframed): a writer frames it with its schema id instead of encoding again. */
+export function checkAsPipeline(event: UsageEvent, headers: Readonly<Record<string, string>>): { ok: true; body: Buffer } | { ok: false; reason: DeadLetterReason; message: string } {
+  const body = usageEventType.toBuffer(event);
+  const record: SourceRecord = { topic: '', partition: 0, offset: '0', key: null, value: frame(0, body), headers: { ...headers }, timestamp: 0 };
   const dead = ownWriterDecode.run([record]).dead[0];
-  return dead === undefined ? undefined : { reason: dead.reason, message: dead.message };
+  return dead === undefined ? { ok: true, body } : { ok: false, reason: dead.reason, message: dead.message };
 }

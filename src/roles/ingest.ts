@@ -11,7 +11,7 @@ import { retrying } from '../engine/retry.js';
 import { startSchemaLedger } from '../engine/schema-ledger.js';
 import { ClockSkewError, OrdoError, QueryError } from '../errors.js';
 import type { ListeningServer } from '../http/json.js';
-import type { IngestEvent } from '../ingest/cloudevents.js';
+import type { CheckedEvent } from '../ingest/cloudevents.js';
 import { type Accepted, type ConnectorMapper, startIngestServer } from '../ingest/server.js';
 import type { Kafka } from 'kafkajs';
 import { createKafka } from '../kafka/client.js';
@@ -21,7 +21,8 @@ import { encodeConsistencyToken } from '../model/consistency-token.js';
 import type { TimeContext } from '../model/records.js';
 import type { Logger } from '../observability/logger.js';
 import { SchemaCatalog } from '../schema/schema-catalog.js';
-import { encodeUsageEvent, usageEventSchema } from '../schema/usage-event.js';
+import { usageEventSchema } from '../schema/usage-event.js';
+import { frame } from '../schema/wire-format.js';
 import { registerWithRetry } from './pipeline.js';
 
 export type IngestState = 'starting' | 'restoring' | 'running' | 'draining' | 'stopped' | 'failed';
@@ -97,7 +98,7 @@ export async function startIngestRole(config: OrdoConfig, deps: { logger: Logger
     const started = await retrying(() => writer.start(), { what: 'ingest producers start', meta: { topic }, log: logger, liveness });
     if (!started.ok) throw started.why === 'abandoned' ? new OrdoError('ingest start abandoned') : started.error;
     const clock = new HybridClock({ node: config.nodeId, physical: systemClock, maxSkewMs: config.maxSkewMs });
-    const accept = (events: IngestEvent[], context: TimeContext | undefined): Promise<Accepted> => write({ events, context, clock, schemaId, topic, writer, logger });
+    const accept = (events: CheckedEvent[], context: TimeContext | undefined): Promise<Accepted> => write({ events, context, clock, schemaId, topic, writer, logger });
     server = await startIngestServer({
       port: config.ingest.port,
       host: config.ingest.host,
@@ -150,7 +151,7 @@ export async function startIngestRole(config: OrdoConfig, deps: { logger: Logger
 
 /** One request: stamp every event, encode, write in one transaction, answer positions and tokens. */
 async function write(o: {
-  events: IngestEvent[];
+  events: CheckedEvent[];
   context: TimeContext | undefined;
   clock: HybridClock;
   schemaId: number;
@@ -168,9 +169,9 @@ async function write(o: {
   }
   const node = o.clock.node;
   const stamps = o.events.map(() => formatServiceTime(o.clock.now()));
-  const messages = o.events.map(({ event, headers }, i) => ({
+  const messages = o.events.map(({ event, headers, body }, i) => ({
     key: event.subject,
-    value: encodeUsageEvent(o.schemaId, event),
+    value: frame(o.schemaId, body), // the body the pipeline's checks decoded
     headers: { ...headers, 'service-time': stamps[i]!, 'service-node': node },
   }));
   let positions;

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BATCH, SINGLE, itemsOf, mediaType, parseCloudEvents } from '../../src/ingest/cloudevents.js';
 import { pipelineVerdict } from '../../src/processors/decode.js';
+import { usageEventType } from '../../src/schema/usage-event.js';
 
 const NOW = Date.parse('2026-11-30T12:00:00Z');
 const base = { specversion: '1.0', id: 'e1', source: 'svc', type: 'api.request', subject: 'acme' };
@@ -12,12 +13,17 @@ function one(item: unknown, requestTraceparent?: string) {
 
 describe('CloudEvents into UsageEvents', () => {
   it('maps the fields as the README says, with the defaults of the schema', () => {
-    expect(one({ ...base, time: '2026-11-30T10:00:00.250+01:00', data: { value: '12.50', dimensions: { region: 'eu' } } })).toEqual({
+    expect(one({ ...base, time: '2026-11-30T10:00:00.250+01:00', data: { value: '12.50', dimensions: { region: 'eu' } } })).toMatchObject({
       ok: true,
       events: [{ event: { id: 'e1', source: 'svc', type: 'api.request', subject: 'acme', time: Date.parse('2026-11-30T09:00:00.250Z'), value: '12.50', dimensions: { region: 'eu' } }, headers: {} }],
     });
     // No time: the time of receipt; no data: value "1", no dimensions.
-    expect(one(base)).toEqual({ ok: true, events: [{ event: { id: 'e1', source: 'svc', type: 'api.request', subject: 'acme', time: NOW, value: '1', dimensions: {} }, headers: {} }] });
+    expect(one(base)).toMatchObject({ ok: true, events: [{ event: { id: 'e1', source: 'svc', type: 'api.request', subject: 'acme', time: NOW, value: '1', dimensions: {} }, headers: {} }] });
+  });
+
+  it('gives the Avro body the pipeline checked, ready to frame', () => {
+    const parsed = one({ ...base, data: { value: '3' } });
+    expect(parsed.ok && usageEventType.fromBuffer(parsed.events[0]!.body)).toEqual({ id: 'e1', source: 'svc', type: 'api.request', subject: 'acme', time: NOW, value: '3', dimensions: {} });
   });
 
   it('keeps traceparent: the event\'s own attribute first, else the request\'s header', () => {
