@@ -37,6 +37,9 @@ export class IngestWriter {
   private readonly slots: Slot[];
   private readonly idle: number[] = [];
   private readonly waiting: ((slot: number) => void)[] = [];
+  /** Writes in progress, and who waits for there to be none (stop). */
+  private busy = 0;
+  private readonly drained: (() => void)[] = [];
   private admin: Admin | undefined;
   private partitions: PartitionMetadata[] = [];
   private timer: NodeJS.Timeout | undefined;
@@ -49,11 +52,18 @@ export class IngestWriter {
   /** Reads the topic's partitions and connects the producers (each initialises its transactional id, fencing an older one). */
   async start(): Promise<void> {
     const admin = (this.admin = this.options.kafka.admin());
-    await admin.connect();
-    await this.refreshPartitions();
-    for (let i = 0; i < this.slots.length; i++) {
-      this.slots[i]!.producer = await this.connect(i);
-      this.idle.push(i);
+    try {
+      await admin.connect();
+      await this.refreshPartitions();
+      for (let i = 0; i < this.slots.length; i++) {
+        this.slots[i]!.producer = await this.connect(i);
+        this.idle.push(i);
+      }
+    } catch (error) {
+      // A start that is retried begins again from nothing: no client of this attempt is left open.
+      await this.disconnectAll();
+      this.idle.length = 0;
+      throw error;
     }
     this.timer = setInterval(() => {
       this.refreshPartitions().catch((error: unknown) => this.options.logger.warn('ingest: partition refresh failed; keeping the last known', { topic: this.options.topic, error }));
@@ -74,6 +84,7 @@ export class IngestWriter {
   async write(messages: readonly KeyedMessage[]): Promise<WrittenPosition[]> {
     if (this.stopped) throw new WriteFailed('the ingest writer is stopping');
     const placed = assignPartitions(this.options.topic, this.partitions, messages);
+    this.busy += 1;
     const slot = await this.acquire();
     try {
       const state = this.slots[slot]!;
@@ -90,16 +101,25 @@ export class IngestWriter {
       throw new WriteFailed(`writing ${messages.length} events to ${this.options.topic} failed: ${(error as Error).message}`, { cause: error });
     } finally {
       this.release(slot);
+      this.busy -= 1;
+      if (this.busy === 0) for (const wake of this.drained.splice(0)) wake();
     }
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
-    // Every in-flight write ends first: its transaction commits or aborts, never half.
-    for (let i = 0; i < this.slots.length; i++) await this.acquire();
+    // Every write in progress (or waiting for a producer) ends first: its transaction commits
+    // or aborts, never half.
+    while (this.busy > 0) await new Promise<void>((resolve) => this.drained.push(resolve));
+    await this.disconnectAll();
+  }
+
+  private async disconnectAll(): Promise<void> {
     await Promise.all(this.slots.map((s) => (s.producer ? s.producer.disconnect().catch(() => undefined) : Promise.resolve())));
+    for (const slot of this.slots) slot.producer = undefined;
     await this.admin?.disconnect().catch(() => undefined);
+    this.admin = undefined;
   }
 
   private async connect(slot: number): Promise<Producer> {
@@ -110,6 +130,10 @@ export class IngestWriter {
       allowAutoTopicCreation: false,
     });
     await producer.connect();
+    // InitProducerId now, not at the first request: it fences a predecessor with this id (a
+    // killed instance's open transaction is aborted) and a missing ACL stops the start.
+    const init = await producer.transaction();
+    await init.abort();
     return producer;
   }
 

@@ -4,6 +4,7 @@ import { systemClock } from '../clock/physical-clock.js';
 import { formatServiceTime } from '../clock/service-time.js';
 import { isLoopbackHost } from '../config/api-auth.js';
 import type { OrdoConfig } from '../config/config.js';
+import { fatalMessage } from '../engine/error-policy.js';
 import { IngestWriter, WriteFailed, classifyFailure } from '../engine/ingest-writer.js';
 import { Lifecycle, exportLifecycle } from '../engine/lifecycle.js';
 import { Liveness, type StuckReport } from '../engine/liveness.js';
@@ -117,6 +118,7 @@ export async function startIngestRole(config: OrdoConfig, deps: { logger: Logger
       },
     });
   } catch (error) {
+    logger.error(`ingest start failed: ${fatalMessage(error, `the transactional ids ${ingestTransactionalIdPrefix(config)}-*`)}`, { error });
     await writer.stop().catch(() => undefined);
     await ledger.stop();
     auth.close();

@@ -187,6 +187,7 @@ const REMOVALS: { role: AclRole; pick: (a: RoleAcl, c: OrdoConfig) => boolean; l
   { role: 'merge', label: 'Write on the global topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.global && a.operation === 'Write' },
   { role: 'merge', label: 'Write on the transactional id', pick: (a) => a.resource === 'TransactionalId' },
   { role: 'api', label: 'Read on the aggregates topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.aggregates },
+  { role: 'ingest', label: 'Write on the transactional ids', pick: (a) => a.resource === 'TransactionalId' },
   { role: 'api', label: 'Read on the consumer group', pick: (a, c) => a.resource === 'Group' && a.name === `${apiGroupId(c)}-` },
   { role: 'pipeline', label: 'Read on the schema id ledger topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.schemas && a.operation === 'Read' },
 ];

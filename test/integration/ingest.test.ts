@@ -10,6 +10,7 @@ import type { OrdoConfig } from '../../src/config/config.js';
 import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { decodeConsistencyToken } from '../../src/model/consistency-token.js';
 import { noopLogger } from '../../src/observability/logger.js';
+import type { AcceptedEvent } from '../../src/ingest/server.js';
 import { type IngestRole, startIngestRole } from '../../src/roles/ingest.js';
 import { createTopics, decodeEvent, deleteTopicsWithPrefix, header, readAll, testKafka, uniqueName } from '../support/cluster.js';
 import { faultyCommits } from '../support/faulty-kafka.js';
@@ -25,14 +26,7 @@ const roles: IngestRole[] = [];
 /** Every event a 202 accepted: id -> its answer. The topic must hold exactly these at the end. */
 const accepted = new Map<string, { partition: number; offset: string; serviceTime: string }>();
 
-interface AcceptedView {
-  id: string;
-  source: string;
-  serviceTime: string;
-  partition: number;
-  offset: string;
-  token: string;
-}
+type AcceptedView = AcceptedEvent;
 
 interface Answer {
   events: AcceptedView[];
