@@ -5,22 +5,13 @@ import type { Principal } from '../auth/principal.js';
 import { requireScope } from '../auth/scopes.js';
 import { BadRecordError, QueryError } from '../errors.js';
 import { type ListeningServer, answerClientErrors, answerError, listen, pathOf, quoteClient, sendJson } from '../http/json.js';
+import type { AcceptedEvent } from '../model/ingest-answer.js';
 import type { TimeContext } from '../model/records.js';
 import type { Logger } from '../observability/logger.js';
 import { readTimeContext } from '../processors/decode.js';
 import { BATCH, type CheckedEvent, type IngestEvent, type ItemError, SINGLE, itemsOf, mediaType, parseCloudEvents } from './cloudevents.js';
 
-/** One accepted event as the 202 answer lists it (docs/openapi.yaml, AcceptedEvent). */
-export interface AcceptedEvent {
-  id: string;
-  source: string;
-  /** The event's stamp, 16 lowercase hex digits (the `service-time` header format). */
-  serviceTime: string;
-  partition: number;
-  offset: string;
-  /** Names this record for read-your-writes queries (`consistentWith`). */
-  token: string;
-}
+export type { AcceptedEvent } from '../model/ingest-answer.js';
 
 export interface Accepted {
   events: AcceptedEvent[];
