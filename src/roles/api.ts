@@ -8,12 +8,14 @@ import { startSchemaLedger } from '../engine/schema-ledger.js';
 import { TopicReader } from '../engine/topic-reader.js';
 import { SchemaConflictError } from '../errors.js';
 import { createKafka } from '../kafka/client.js';
+import type { Kafka } from 'kafkajs';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { schemaIdsOf } from '../processors/decode.js';
 import type { SourceRecord } from '../model/records.js';
 import { ReadModel } from '../api/read-model.js';
 import { startApiServer } from '../api/server.js';
+import { type CommittedPosition, ConsistencyWaiter } from '../api/consistency.js';
 import { ResolverCache } from '../schema/resolvers.js';
 import { SchemaCatalog } from '../schema/schema-catalog.js';
 import { unframe } from '../schema/wire-format.js';
@@ -116,6 +118,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     liveness,
     onFailure: (error) => void failed(error),
   });
+  const consistency = consistencyWaiter(config, kafka, reader, deps.logger);
   const server = await startApiServer({
     port: config.apiPort,
     host: config.apiHost,
@@ -124,6 +127,11 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     meters,
     readModel,
     freshness: () => reader.progress(),
+    consistency: {
+      inputTopic: config.topics.input,
+      waitMs: config.apiConsistencyWaitMs,
+      wait: (positions, timeoutMs) => consistency.waiter.wait(positions, timeoutMs),
+    },
     logger: deps.logger,
   });
   lifecycle.transition('restoring');
@@ -138,8 +146,10 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       if (lifecycle.done || state() === 'draining') return;
       log.error(`read model failed: ${fatalMessage(error)}`, { error });
       lifecycle.transition('failed');
+      consistency.waiter.close();
       await server.close().catch(() => undefined);
       auth.close();
+      await consistency.stop();
       await reader.stop();
       await ledger.stop();
       finish('failed');
@@ -170,8 +180,10 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
         // A failed role has closed its server (and the auth) already.
         if (state() === 'failed') await failing;
         else {
+          consistency.waiter.close();
           await server.close();
           auth.close();
+          await consistency.stop();
         }
         await reader.stop();
         await ledger.stop();
@@ -179,6 +191,45 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
         finish(state() === 'failed' ? 'failed' : 'stopped');
       })();
       return stopping;
+    },
+  };
+}
+
+/**
+ * Read-your-writes (api/consistency.ts) over this role's Kafka client: the pipeline group's
+ * committed input positions (OffsetFetch, only while a query waits) and this replica's read
+ * model progress. The admin client connects on the first wait.
+ */
+function consistencyWaiter(config: OrdoConfig, kafka: Kafka, reader: TopicReader, logger: Logger): { waiter: ConsistencyWaiter; stop(): Promise<void> } {
+  const admin = kafka.admin();
+  let connected: Promise<void> | undefined;
+  const connect = (): Promise<void> => (connected ??= admin.connect().catch((error: unknown) => {
+    connected = undefined;
+    throw error;
+  }));
+  const waiter = new ConsistencyWaiter({
+    aggregatesTopic: config.topics.aggregates,
+    logger: logger.child({ component: 'consistency' }),
+    sources: {
+      async committed() {
+        await connect();
+        const [topic] = await admin.fetchOffsets({ groupId: config.groupId, topics: [config.topics.input] });
+        const positions = new Map<number, CommittedPosition>();
+        for (const p of topic?.partitions ?? []) positions.set(p.partition, { offset: BigInt(p.offset), metadata: p.metadata });
+        return positions;
+      },
+      applied: () => new Map(reader.progress().partitions.map((p) => [p.partition, BigInt(p.appliedOffset)])),
+      async endOffsets() {
+        await connect();
+        return new Map((await admin.fetchTopicOffsets(config.topics.aggregates)).map((o) => [o.partition, BigInt(o.high)]));
+      },
+    },
+  });
+  return {
+    waiter,
+    stop: async () => {
+      waiter.close();
+      if (connected) await admin.disconnect().catch(() => undefined);
     },
   };
 }

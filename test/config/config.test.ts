@@ -56,6 +56,7 @@ describe('loadConfig defaults', () => {
       apiAuth: { mode: 'none' },
       stuckAfterMs: 120_000,
       stateDir: undefined,
+      apiConsistencyWaitMs: 10_000,
     } satisfies Omit<OrdoConfig, 'nodeId'>);
     // The node id defaults to the host name (a pod name on Kubernetes).
     expect(nodeId).toBe(hostname().slice(0, 128) || 'ordo');
@@ -106,6 +107,7 @@ describe('loadConfig parses every variable', () => {
       ORDO_SCHEMAS_TOPIC: 'schema-ids.v1',
       ORDO_WATERMARK_INTERVAL_MS: '2000',
       ORDO_STATE_DIR: '/var/lib/ordo/state',
+      ORDO_API_CONSISTENCY_WAIT_MS: '2500',
       ORDO_STUCK_AFTER_MS: '60000',
       ORDO_REORDER_WINDOW_MS: '250',
       ORDO_REORDER_MAX_EVENTS: '500',
@@ -150,6 +152,7 @@ describe('loadConfig parses every variable', () => {
       apiAuth: { mode: 'token', tokensFile: '/etc/ordo/tokens/tokens.yaml' },
       stuckAfterMs: 60_000,
       stateDir: '/var/lib/ordo/state',
+      apiConsistencyWaitMs: 2_500,
     } satisfies OrdoConfig);
   });
 
