@@ -155,7 +155,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     // --- state ---
     stateDir: read.string('ORDO_STATE_DIR', '') || undefined,
     // --- read-your-writes ---
-    apiConsistencyWaitMs: read.int('ORDO_API_CONSISTENCY_WAIT_MS', 10_000, 0, 300_000),
+    apiConsistencyWaitMs: read.int('ORDO_API_CONSISTENCY_WAIT_MS', 10_000, 100, 300_000),
   };
   checkCrossFieldRules(config);
   return config;

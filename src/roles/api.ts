@@ -130,7 +130,14 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     consistency: {
       inputTopic: config.topics.input,
       waitMs: config.apiConsistencyWaitMs,
-      wait: (positions, timeoutMs) => consistency.waiter.wait(positions, timeoutMs),
+      wait: async (positions, timeoutMs) => {
+        const started = process.hrtime.bigint();
+        const outcome = await consistency.waiter.wait(positions, timeoutMs);
+        if (!('unknownPartitions' in outcome)) {
+          deps.metrics.apiConsistencyWait.observe({ outcome: outcome.consistent ? 'consistent' : 'timeout' }, Number(process.hrtime.bigint() - started) / 1e9);
+        }
+        return outcome;
+      },
     },
     logger: deps.logger,
   });

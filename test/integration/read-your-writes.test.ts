@@ -3,6 +3,7 @@ import type { Producer } from 'kafkajs';
 import type { Worker } from '../../src/engine/worker.js';
 import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { encodeConsistencyToken } from '../../src/model/consistency-token.js';
+import { decodePositionMetadata } from '../../src/model/position-metadata.js';
 import { noopLogger } from '../../src/observability/logger.js';
 import { type ApiRole, startApiRole } from '../../src/roles/api.js';
 import type { UsageEvent } from '../../src/schema/usage-event.js';
@@ -23,6 +24,13 @@ let producer: Producer;
 let worker: Worker | undefined;
 let api: ApiRole | undefined;
 let encode: (event: UsageEvent) => Buffer;
+const apiMetrics = new OrdoMetrics();
+
+/** Queries answered after a wait, by outcome (ordo_api_consistency_wait_seconds). */
+async function waits(outcome: 'consistent' | 'timeout'): Promise<number> {
+  const values = (await apiMetrics.registry.getSingleMetric('ordo_api_consistency_wait_seconds')?.get())?.values ?? [];
+  return values.find((v) => (v as { metricName?: string }).metricName === 'ordo_api_consistency_wait_seconds_count' && v.labels.outcome === outcome)?.value ?? 0;
+}
 
 interface Usage {
   totals: { value: string; count: number }[];
@@ -57,7 +65,7 @@ describe('read-your-writes: a usage query with the consistency token of an event
     // The default reorder window (1 s): events are held in the reorder buffer past their batch.
     expect(config.reorderWindowMs).toBe(1_000);
     ({ worker } = await startPipeline(config));
-    api = await startApiRole({ ...config, apiPort: 0, apiHost: '127.0.0.1' }, { logger: noopLogger, metrics: new OrdoMetrics() });
+    api = await startApiRole({ ...config, apiPort: 0, apiHost: '127.0.0.1' }, { logger: noopLogger, metrics: apiMetrics });
     await api.caughtUp();
   }, 120_000);
 
@@ -94,8 +102,24 @@ describe('read-your-writes: a usage query with the consistency token of an event
       }),
     );
     expect(failures).toEqual([]);
+    expect(await waits('consistent')).toBe(TRIALS);
     // Without the token the event was (nearly always) not in the answer yet: the wait is what makes it exact.
     expect(missedWithoutToken).toBeGreaterThan(TRIALS / 2);
+    // Each task committed, with its position, where its aggregates partition ended: at most the end offset.
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const [committed] = await admin.fetchOffsets({ groupId: config.groupId, topics: [config.topics.input] });
+      const ends = new Map((await admin.fetchTopicOffsets(config.topics.aggregates)).map((o) => [o.partition, BigInt(o.high)]));
+      expect(committed!.partitions).toHaveLength(3);
+      for (const p of committed!.partitions) {
+        const written = decodePositionMetadata(p.metadata)?.ends.get(config.topics.aggregates);
+        expect(written, `partition ${p.partition}: ${p.metadata}`).toBeGreaterThan(0n);
+        expect(written).toBeLessThanOrEqual(ends.get(p.partition)!);
+      }
+    } finally {
+      await admin.disconnect();
+    }
     latencies.sort((a, b) => a - b);
     console.info(`read-your-writes: ${TRIALS} trials, ${missedWithoutToken} missed without the token; wait p50 ${latencies[TRIALS / 2]} ms, p99 ${latencies[Math.floor(TRIALS * 0.99)]} ms`);
   }, 120_000);
@@ -122,6 +146,7 @@ describe('read-your-writes: a usage query with the consistency token of an event
     expect(error.kind).toBe('not-yet-consistent');
     expect(error.freshness).toMatchObject({ partitions: expect.any(Array) });
     expect(error.awaiting).toEqual([expect.objectContaining({ waitingFor: 'pipeline' })]);
+    expect(await waits('timeout')).toBe(1);
 
     ({ worker } = await startPipeline(config));
     const deadline = Date.now() + 60_000;
