@@ -37,13 +37,27 @@ export interface AwaitedPosition {
   appliedOffset: string;
 }
 
-export type ConsistencyOutcome = { consistent: true } | { consistent: false; awaiting: AwaitedPosition[] } | { consistent: false; unknownPartitions: number[] };
+/**
+ * `unavailable`: the positions cannot be read at all (e.g. a missing ACL), which waiting
+ * does not fix; the log says why.
+ */
+export type ConsistencyOutcome =
+  | { consistent: true }
+  | { consistent: false; awaiting: AwaitedPosition[] }
+  | { consistent: false; unknownPartitions: number[] }
+  | { consistent: false; unavailable: true };
 
 export interface ConsistencyWaiterOptions {
   aggregatesTopic: string;
   sources: ConsistencySources;
   /** How often the committed positions are fetched (and the read model checked) while anyone waits. */
   pollMs?: number;
+  /**
+   * Says which failures of the sources retrying cannot fix (the engine's error policy): they
+   * end every wait at once as `unavailable`, logged as errors. Others are retried until the
+   * requests' bounds. Default: none.
+   */
+  describeFatal?: (error: unknown) => string | undefined;
   logger?: Logger;
 }
 
@@ -71,6 +85,8 @@ export class ConsistencyWaiter {
   private readonly pollMs: number;
   private readonly log: Logger;
   private warnedNoMetadata = false;
+  /** The last tick failed: a failure streak is logged once. */
+  private failing = false;
 
   constructor(private readonly options: ConsistencyWaiterOptions) {
     this.pollMs = options.pollMs ?? DEFAULT_POLL_MS;
@@ -118,9 +134,17 @@ export class ConsistencyWaiter {
         while (this.pending.size > 0) {
           try {
             await this.tick();
+            this.failing = false;
           } catch (error) {
-            // The broker may be briefly away: keep trying until the requests' bounds end them.
-            this.log.warn('consistency check failed; retrying', { error });
+            const fatal = this.options.describeFatal?.(error);
+            if (fatal !== undefined) {
+              this.log.error(`read-your-writes cannot read the pipeline's committed positions: ${fatal}`, { error });
+              for (const entry of [...this.pending]) entry.resolve({ consistent: false, unavailable: true });
+            } else if (!this.failing) {
+              // The broker may be briefly away: keep trying until the requests' bounds end them.
+              this.log.warn('consistency check failed; retrying', { error });
+            }
+            this.failing = true;
           }
           if (this.pending.size > 0) await new Promise((resolve) => setTimeout(resolve, this.pollMs));
         }

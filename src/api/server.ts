@@ -114,6 +114,7 @@ export function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
         return;
       }
       if (error instanceof QueryError) {
+        if (error.status === 503) res.setHeader('retry-after', '5');
         send(res, error.status, { error: { kind: error.kind, message: error.message } });
         return;
       }
@@ -197,6 +198,9 @@ class NotYetConsistent extends Error {
 async function awaitConsistency(consistency: ConsistencyOptions, positions: readonly InputPosition[]): Promise<void> {
   const outcome = await consistency.wait(positions, consistency.waitMs);
   if (outcome.consistent) return;
+  if ('unavailable' in outcome) {
+    throw new QueryError('consistency-unavailable', "consistentWith: this server cannot read the pipeline's committed positions (the server log says why); ask without consistentWith, or later", 503);
+  }
   if ('unknownPartitions' in outcome) {
     throw new QueryError('bad-parameter', `consistentWith: the input topic ${quote(consistency.inputTopic)} has no partition ${outcome.unknownPartitions.join(', ')}`);
   }

@@ -1,7 +1,7 @@
 import { createAuthenticator } from '../auth/authenticator.js';
 import { isLoopbackHost } from '../config/api-auth.js';
 import type { OrdoConfig } from '../config/config.js';
-import { fatalMessage } from '../engine/error-policy.js';
+import { classify, fatalMessage } from '../engine/error-policy.js';
 import { Lifecycle, exportLifecycle } from '../engine/lifecycle.js';
 import { Liveness, type StuckReport } from '../engine/liveness.js';
 import { startSchemaLedger } from '../engine/schema-ledger.js';
@@ -133,7 +133,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       wait: async (positions, timeoutMs) => {
         const started = process.hrtime.bigint();
         const outcome = await consistency.waiter.wait(positions, timeoutMs);
-        if (!('unknownPartitions' in outcome)) {
+        if ('awaiting' in outcome || outcome.consistent) {
           deps.metrics.apiConsistencyWait.observe({ outcome: outcome.consistent ? 'consistent' : 'timeout' }, Number(process.hrtime.bigint() - started) / 1e9);
         }
         return outcome;
@@ -217,6 +217,7 @@ function consistencyWaiter(config: OrdoConfig, kafka: Kafka, reader: TopicReader
   const waiter = new ConsistencyWaiter({
     aggregatesTopic: config.topics.aggregates,
     logger: logger.child({ component: 'consistency' }),
+    describeFatal: (error) => (classify(error) === 'fatal' ? fatalMessage(error, `reading the committed positions of group ${config.groupId}`) : undefined),
     sources: {
       async committed() {
         await connect();

@@ -147,6 +147,19 @@ describe('ConsistencyWaiter (read-your-writes)', () => {
     expect(outcome()).toEqual({ consistent: true });
   });
 
+  it('a failure retrying cannot fix (a missing ACL) ends every wait at once as unavailable', async () => {
+    const fatal = new ConsistencyWaiter({
+      aggregatesTopic: AGG,
+      sources: { ...fake.sources(), committed: () => Promise.reject(new Error('GROUP_AUTHORIZATION_FAILED')) },
+      pollMs: POLL,
+      describeFatal: (error) => (error instanceof Error && error.message.includes('AUTHORIZATION') ? 'not authorized' : undefined),
+    });
+    const outcome = track(fatal.wait([at(0, 1)], 10_000));
+    await vi.advanceTimersByTimeAsync(1);
+    expect(outcome()).toEqual({ consistent: false, unavailable: true });
+    expect(fatal.waiting).toBe(0);
+  });
+
   it('no positions: consistent at once; close() ends every wait', async () => {
     expect(await waiter.wait([], 10_000)).toEqual({ consistent: true });
     const outcome = track(waiter.wait([at(0, 1)], 10_000));

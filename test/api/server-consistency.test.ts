@@ -102,6 +102,14 @@ describe('GET /v1/meters/{slug}/usage?consistentWith=<token>', () => {
     expect(unknown.body.error.message).toBe('consistentWith: the input topic "usage-events" has no partition 40');
   });
 
+  it('answers 503 consistency-unavailable when the pipeline positions cannot be read at all', async () => {
+    answer = { consistent: false, unavailable: true };
+    const res = await get(`&consistentWith=${token(0, '5')}`);
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('5');
+    expect(res.body.error.kind).toBe('consistency-unavailable');
+  });
+
   it('a query the read model refuses answers at once, before any wait', async () => {
     asked.length = 0;
     const res = await get(`&groupBy=nope&consistentWith=${token(0, '1')}`);
