@@ -110,7 +110,7 @@ export function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
       }
       if (error instanceof NotYetConsistent) {
         res.setHeader('retry-after', '1');
-        send(res, 503, { error: { kind: 'not-yet-consistent', message: error.message, freshness: options.freshness(), awaiting: error.awaiting } });
+        send(res, error.status, { error: { kind: error.kind, message: error.message, freshness: options.freshness(), awaiting: error.awaiting } });
         return;
       }
       if (error instanceof QueryError) {
@@ -186,12 +186,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: ApiSer
 }
 
 /** 503 not-yet-consistent: the positions still awaited when the bound ran out. */
-class NotYetConsistent extends Error {
+class NotYetConsistent extends QueryError {
   constructor(
     message: string,
     readonly awaiting: AwaitedPosition[],
   ) {
-    super(message);
+    super('not-yet-consistent', message, 503);
   }
 }
 

@@ -22,8 +22,13 @@ describe('position metadata (the offset commit metadata a pipeline task writes)'
     expect(decodePositionMetadata('ordo1 ends=')?.ends).toEqual(new Map());
   });
 
+  it('skips the fields of a later writer', () => {
+    expect(decodePositionMetadata('ordo1 ends=agg:7 released=42')?.ends).toEqual(new Map([['agg', 7n]]));
+    expect(decodePositionMetadata('ordo1 held=3 ends=agg:7')?.ends).toEqual(new Map([['agg', 7n]]));
+  });
+
   it('answers undefined for metadata it did not write: none, another tool, another version, malformed', () => {
-    for (const text of [null, undefined, '', 'some tool', 'ordo2 ends=a:1', 'ordo1 ends=a', 'ordo1 ends=a:-1', 'ordo1 ends=a:01', 'ordo1 ends=a b:1', 'ordo1 ends=a:1,a:2', 'ordo1 ends=:1']) {
+    for (const text of [null, undefined, '', 'some tool', 'ordo2 ends=a:1', 'ordo1 ends=a', 'ordo1 ends=a:-1', 'ordo1 ends=a:01', 'ordo1 ends=a b:1', 'ordo1 ends=a:1,a:2', 'ordo1 ends=:1', 'ordo1', 'ordo1 released=4', 'ordo1 ends=a:1 ends=b:2', 'ordo1  ends=a:1', 'ordo1 ends=a:1 Bad']) {
       expect(decodePositionMetadata(text)).toBeUndefined();
     }
   });
