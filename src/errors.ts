@@ -92,11 +92,17 @@ export class QueryError extends OrdoError {
   readonly status: number;
   /** Stable machine-readable kind, e.g. 'unknown-meter', 'bad-parameter', 'not-exact'. */
   readonly kind: string;
+  /** More fields of the error body (e.g. per-item errors). */
+  readonly details: Record<string, unknown> | undefined;
+  /** Response headers (e.g. Retry-After). */
+  readonly headers: Record<string, string> | undefined;
 
-  constructor(kind: string, message: string, status = 400) {
+  constructor(kind: string, message: string, status = 400, extra: { details?: Record<string, unknown>; headers?: Record<string, string> } = {}) {
     super(message, { retriable: false });
     this.kind = kind;
     this.status = status;
+    this.details = extra.details;
+    this.headers = extra.headers;
   }
 }
 

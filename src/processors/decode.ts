@@ -1,8 +1,8 @@
-import { BadRecordError, OrdoError } from '../errors.js';
+import { BadRecordError, type DeadLetterReason, OrdoError } from '../errors.js';
 import type { SchemaLookup } from '../schema/schema-catalog.js';
 import { type UsageEvent, usageEventType, validateUsageEvent } from '../schema/usage-event.js';
 import { ResolverCache } from '../schema/resolvers.js';
-import { HEADER_SIZE, MAGIC_BYTE, unframe } from '../schema/wire-format.js';
+import { HEADER_SIZE, MAGIC_BYTE, frame, unframe } from '../schema/wire-format.js';
 import { parseServiceTimeHeader } from '../clock/service-time.js';
 import { type DecodedEvent, HEADER, type HeaderValue, type ProducerSeq, type SourceRecord, type StepResult, type TimeContext } from '../model/records.js';
 
@@ -135,4 +135,26 @@ export function readProducerSeq(headers: Readonly<Record<string, HeaderValue>>, 
 function lastText(value: HeaderValue): string | undefined {
   const last = Array.isArray(value) ? value[value.length - 1] : value;
   return last === undefined ? undefined : last.toString();
+}
+
+/** Stateless for its one writer type: made once. */
+const ownWriterDecode = new DecodeStep({ writerType: () => usageEventType });
+
+/**
+ * What the pipeline would say of this event with these headers, before a byte is written
+ * (`ordo events produce`, the ingest role): undefined if it decodes and validates, else the
+ * dead-letter reason and message it would get. The same decode step over the encoded record,
+ * so a producer and the pipeline agree by construction.
+ */
+export function pipelineVerdict(event: UsageEvent, headers: Readonly<Record<string, string>>): { reason: DeadLetterReason; message: string } | undefined {
+  const checked = checkAsPipeline(event, headers);
+  return checked.ok ? undefined : checked;
+}
+
+/** pipelineVerdict, also giving the Avro body it checked (unframed): a writer frames it with its schema id instead of encoding again. */
+export function checkAsPipeline(event: UsageEvent, headers: Readonly<Record<string, string>>): { ok: true; body: Buffer } | { ok: false; reason: DeadLetterReason; message: string } {
+  const body = usageEventType.toBuffer(event);
+  const record: SourceRecord = { topic: '', partition: 0, offset: '0', key: null, value: frame(0, body), headers: { ...headers }, timestamp: 0 };
+  const dead = ownWriterDecode.run([record]).dead[0];
+  return dead === undefined ? { ok: true, body } : { ok: false, reason: dead.reason, message: dead.message };
 }
