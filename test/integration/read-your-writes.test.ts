@@ -6,6 +6,7 @@ import { encodeConsistencyToken } from '../../src/model/consistency-token.js';
 import { decodePositionMetadata } from '../../src/model/position-metadata.js';
 import { noopLogger } from '../../src/observability/logger.js';
 import { type ApiRole, startApiRole } from '../../src/roles/api.js';
+import { startIngestRole } from '../../src/roles/ingest.js';
 import type { UsageEvent } from '../../src/schema/usage-event.js';
 import { createTopics, deleteTopicsWithPrefix, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
 import { sleep } from '../support/process.js';
@@ -130,6 +131,39 @@ describe('read-your-writes: a usage query with the consistency token of an event
     expect(answer.status).toBe(200);
     expect((answer.body as unknown as Usage).totals).toEqual([]);
   }, 30_000);
+
+  it('end to end through the ingest role: the tokens of a posted batch give answers that count it exactly', async () => {
+    const ingest = await startIngestRole({ ...config, ingest: { ...config.ingest, port: 0, host: '127.0.0.1' } }, { logger: noopLogger, metrics: new OrdoMetrics() });
+    try {
+      const events = Array.from({ length: 20 }, (_, i) => ({
+        specversion: '1.0',
+        id: `http-${i}`,
+        source: 'ryw-http',
+        type: 'api.request',
+        subject: `ryw-http-${i % 4}`,
+        data: { value: `${i}.5`, dimensions: { user: `u-${i}`, region: 'eu-west-1' } },
+      }));
+      const posted = await fetch(`http://127.0.0.1:${ingest.port}/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/cloudevents-batch+json' },
+        body: JSON.stringify(events),
+      });
+      expect(posted.status).toBe(202);
+      const { events: accepted } = (await posted.json()) as { events: { id: string; token: string }[] };
+      expect(accepted).toHaveLength(events.length);
+      for (let s = 0; s < 4; s++) {
+        const subject = `ryw-http-${s}`;
+        const mine = events.filter((e) => e.subject === subject);
+        const tokens = accepted.filter((a) => mine.some((e) => e.id === a.id)).map((a) => a.token);
+        const answer = await query(subject, tokens);
+        expect(answer.status).toBe(200);
+        const sum = mine.reduce((total, e) => total + Number(e.data.value), 0);
+        expect((answer.body as unknown as Usage).totals).toEqual([expect.objectContaining({ value: String(sum), count: mine.length })]);
+      }
+    } finally {
+      await ingest.stop();
+    }
+  }, 60_000);
 
   it('with the pipeline stopped the query answers 503 not-yet-consistent within the bound, and succeeds once it runs again', async () => {
     await worker!.stop();
