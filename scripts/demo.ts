@@ -200,7 +200,8 @@ async function main(): Promise<void> {
   await api.caughtUp();
   const day = new Date(now - (now % 86_400_000)).toISOString();
   const nextDay = new Date(now - (now % 86_400_000) + 86_400_000).toISOString();
-  const url = `http://127.0.0.1:${api.port}/v1/meters/api-spend/usage?from=${day}&to=${nextDay}&windowSize=HOUR&groupBy=subject`;
+  // consistentWith: answered only once the event posted over HTTP is in the number (read-your-writes).
+  const url = `http://127.0.0.1:${api.port}/v1/meters/api-spend/usage?from=${day}&to=${nextDay}&windowSize=HOUR&groupBy=subject&consistentWith=${answer.events[0]!.token}`;
   console.log(`\n== GET ${url.replace(/^http:\/\/[^/]+/, '')} ==`);
   console.log(JSON.stringify(await (await fetch(url)).json(), null, 2).split('\n').map((l) => `  ${l}`).join('\n'));
   await api.stop();
