@@ -134,7 +134,7 @@ function time(payload: object, mapping: TimeMapping): string {
     ms = millis.ok ? Number(millis.text.split('.')[0]) : Number.NaN;
     if (!millis.ok || !Number.isSafeInteger(ms)) throw new Misfit(mapping.path, `${decimal.text} ${unit} is out of range`);
   }
-  if (ms > MAX_TIME_MS || ms < MIN_TIME_MS) throw new Misfit(mapping.path, `${new Date(ms).toISOString()} is outside the years 0000 to 9999`);
+  if (ms > MAX_TIME_MS || ms < MIN_TIME_MS) throw new Misfit(mapping.path, `${ms} ms since the Unix epoch is outside the years 0000 to 9999`);
   return new Date(ms).toISOString();
 }
 
