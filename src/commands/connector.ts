@@ -106,13 +106,13 @@ async function upgrade(argv: string[], io: ConnectorIo): Promise<number> {
   if (values.openapi === undefined) throw new UsageError('--openapi is required');
   if (positionals.length !== 1) throw new UsageError('upgrade takes exactly one descriptor file');
   const file = positionals[0]!;
+  const spec = await readSpec(values.openapi);
   let text;
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
     throw new DataError(`cannot read ${file}: ${(error as Error).message}`);
   }
-  const spec = await readSpec(values.openapi);
   const result = upgradeDescriptor(text, file, spec);
   if (result.upToDate) {
     io.out(`${file} is up to date with ${values.openapi} (sha256 ${spec.sha256.slice(0, 12)})\n`);
