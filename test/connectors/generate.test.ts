@@ -11,7 +11,7 @@ describe('generate', () => {
   it('maps the LLM usage request body by names and formats, and comments the required field it could not map', async () => {
     const spec = await readSpec(`${FIXTURES}/llm-usage-v1.yaml`);
     const { text } = generateDescriptor(spec, 'createUsage', 'llm-usage');
-    const data = parseDocument(text).toJS() as Record<string, any>;
+    const data = parseDocument(text).toJS() as { mappings: unknown; generated: unknown };
     expect(data.mappings).toEqual({
       id: { path: 'request_id' },
       source: { const: 'llm-usage' },
