@@ -53,6 +53,9 @@ export interface BenchParams {
   perfRecords: number;
   /** kafka-producer-perf's --transaction-duration-ms (a commit every this many ms). */
   perfTransactionMs: number;
+  /** Ingest phase (bench/ingest.ts): HTTP batches of 100 and 1,000 against direct produce. */
+  ingest: boolean;
+  ingestEvents: number;
 }
 
 /**
@@ -103,6 +106,8 @@ export function loadParams(env: Record<string, string | undefined> = process.env
     anchors,
     perfRecords: read.int('BENCH_PERF_RECORDS', 200_000, 1, 100_000_000),
     perfTransactionMs: read.int('BENCH_PERF_TRANSACTION_MS', 1_000, 1, 60_000),
+    ingest: read.bool('BENCH_INGEST', true),
+    ingestEvents: read.int('BENCH_INGEST_EVENTS', 20_000, 1_000, 10_000_000),
   };
 }
 

@@ -12,6 +12,7 @@ import { ANCHORS, type BenchParams, type SystemName, loadParams } from './params
 import { type LatencyResult, type ThroughputResult, runLatency, runThroughput } from './phases.js';
 import { type QueryResult, runQuery } from './query.js';
 import { type RestoreResult, runRestore } from './restore.js';
+import { type IngestResult, formatIngest, runIngest } from './ingest.js';
 import { formatReport, machineInfo, ratios, summariseSystem, withAnchorRatios, writeResult } from './report.js';
 
 // Before any kafkajs client exists (imports only define; clients are made in main()).
@@ -113,6 +114,9 @@ async function main(): Promise<number> {
   let restore: RestoreResult | null = null;
   if (params.restore) restore = await runRestore(params, runPrefix, log);
   if (restore?.error) log(`  restore ERROR: ${restore.error}`);
+  let ingest: IngestResult | null = null;
+  if (params.ingest) ingest = await runIngest(params, runPrefix, log);
+  if (ingest?.error) log(`  ingest ERROR: ${ingest.error}`);
 
   const leftovers = await cleanUp(kafka, runPrefix);
   await deleteSubject(params.registryUrl, inputSubject);
@@ -153,6 +157,7 @@ async function main(): Promise<number> {
       foldEventsPerSecond: 'N / time inside the in-process fold of N events (AggregateStep.measure, DedupeStep.run, AggregateStep.apply, store changelog encoding and commit, batches of 2000; event generation, decode, stamp, encode and Kafka excluded)',
       bytesPerEntry: 'heap used after full GCs (global.gc) before and after letting go of one structure, divided by its entries: per dedupe id (dedupe store), per UNIQUE_COUNT member (unique store), per aggregate in the aggregates store, per aggregate in a ReadModel of decoded aggregates',
       restoreRecordsPerSecond: 'records / (restorePartitions called -> resolved) reading one partition of a compacted aggregates changelog into an InMemoryStore with aggregateCodec; median of the repetitions. Includes admin connect, end offsets, the throwaway consumer group join and its deletion',
+      ingestEventsPerSecond: 'bench/ingest.ts: N events / (first request sent -> last answer read), POST /v1/events in batches of 100 and of 1,000, 4 requests in flight, the ingest role and the client in this process; directEventsPerSecond: the same encoded events written by 4 transactional producers, 1,000 per transaction (the ingest\'s own Kafka work, without HTTP); vsDirect = ingest / direct; requestMs: per request, fetch() called -> answer read',
       restoreSteadyRecordsPerSecond: '(records - 1) / (first record restored -> last record restored): the reading rate without the fixed start-up',
     },
     summary: summaries,
@@ -160,13 +165,15 @@ async function main(): Promise<number> {
     phases: Object.fromEntries(params.systems.map((s) => [s, { throughput: throughput.get(s), latency: latency.get(s) }])),
     query,
     restore,
+    ingest,
     leftoverTopicsDeleted: leftovers.topics,
   };
   const paths = writeResult(result, startedAt);
 
   process.stdout.write(`\n${formatReport(params, machineAtStart, summaries, ratioRows, { query, restore })}\n\n`);
+  if (ingest) process.stdout.write(`${formatIngest(ingest)}\n\n`);
   log(`result written to ${paths.file} (and ${paths.latest}) in ${Math.round(result.durationMs / 1000)} s`);
-  const complete = summaries.every((s) => s.complete) && (query?.complete ?? true) && (restore?.complete ?? true);
+  const complete = summaries.every((s) => s.complete) && (query?.complete ?? true) && (restore?.complete ?? true) && (ingest?.complete ?? true);
   return complete ? 0 : 1;
 }
 

@@ -19,6 +19,7 @@ import { kafkaSecurityOptions } from '../src/kafka/client.js';
 import { OrdoMetrics } from '../src/metrics/metrics.js';
 import { jsonLogger } from '../src/observability/logger.js';
 import { startApiRole } from '../src/roles/api.js';
+import { startIngestRole } from '../src/roles/ingest.js';
 import { createPipelineWorker } from '../src/roles/pipeline.js';
 import { type UsageAggregate, usageAggregateType } from '../src/usage/aggregation.js';
 import { SchemaCatalog } from '../src/schema/schema-catalog.js';
@@ -77,6 +78,8 @@ const config = loadConfig({
   ORDO_METERS_FILE: metersFile,
   ORDO_API_PORT: '0',
   ORDO_API_HOST: '127.0.0.1', // queried from this process only (and no warning about an open API)
+  ORDO_INGEST_PORT: '0',
+  ORDO_INGEST_HOST: '127.0.0.1',
   ORDO_NODE_ID: process.env.ORDO_NODE_ID ?? 'ordo-demo',
   ORDO_TOPIC_PARTITIONS: '3',
   ORDO_METRICS_PORT: '0',
@@ -135,7 +138,24 @@ async function main(): Promise<void> {
   await producer.disconnect();
   console.log(`published ${messages.length} records from simulated services (checkout -> billing -> ledger, api-gateway, llm-proxy; a retry, a late one and 5 bad ones)\n`);
 
-  const ordered = await read(config.topics.ordered, 7);
+  // The front door: a service without a Kafka client posts a CloudEvent over HTTP to the
+  // ingest role, passing its service time on like the others; the answer names the record
+  // and carries a consistency token for read-your-writes queries.
+  const ingest = await startIngestRole(config, { logger, metrics: new OrdoMetrics() });
+  const storefront = new HybridClock({ node: 'storefront-3' });
+  const posted = await fetch(`http://127.0.0.1:${ingest.port}/v1/events`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/cloudevents+json', ...ctx(storefront.now(), 'storefront-3') },
+    body: JSON.stringify({ specversion: '1.0', id: 'web-1', source: 'storefront', type: 'api.request', subject: 'acme', data: { value: '2', dimensions: { region: 'eu-west-1' } } }),
+  });
+  const answer = (await posted.json()) as { events: { token: string }[] };
+  storefront.receive(parseServiceTime(posted.headers.get('service-time')!));
+  console.log(`== POST /v1/events (the ingest role, over HTTP) -> ${posted.status} ==`);
+  console.log(JSON.stringify(answer, null, 2).split('\n').map((l) => `  ${l}`).join('\n'));
+  console.log(`  (response header service-time: ${posted.headers.get('service-time')}, the storefront's context for its next hop)\n`);
+  await ingest.stop();
+
+  const ordered = await read(config.topics.ordered, 8);
   const dlq = await read(config.topics.dlq, 5);
   const late = await read(config.topics.late, 1);
 
@@ -185,9 +205,9 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(await (await fetch(url)).json(), null, 2).split('\n').map((l) => `  ${l}`).join('\n'));
   await api.stop();
 
-  const sent = messages.length;
+  const sent = messages.length + 1; // and one over HTTP
   console.log(
-    `\nsummary: ${sent} records published -> ${ordered.length} ordered, ${dlq.length} dead-lettered, ${late.length} late, ` +
+    `\nsummary: ${sent} records published (one through the ingest role) -> ${ordered.length} ordered, ${dlq.length} dead-lettered, ${late.length} late, ` +
       `${sent - ordered.length - dlq.length - late.length} duplicate dropped; ${aggregates.size} aggregates` +
       (verbose ? '' : ' (npm run demo -- --verbose shows the workers\' logs)'),
   );

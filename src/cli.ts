@@ -11,10 +11,11 @@ import { jsonLogger } from './observability/logger.js';
 import type { OrdoConfig } from './config/config.js';
 import type { Logger } from './observability/logger.js';
 import { startApiRole } from './roles/api.js';
+import { startIngestRole } from './roles/ingest.js';
 import { createMergeWorker } from './roles/merge.js';
 import { createPipelineWorker } from './roles/pipeline.js';
 
-const ROLES = ['pipeline', 'api', 'merge'] as const;
+const ROLES = ['pipeline', 'api', 'merge', 'ingest'] as const;
 /** A repeat of the first signal within this is the same request (see onSignal). */
 const DUPLICATE_SIGNAL_MS = 1_000;
 type Role = (typeof ROLES)[number];
@@ -30,6 +31,8 @@ roles:
              follows the aggregates topic
   merge      merge every partition of the ordered topic into the one-partition
              global topic (ORDO_GLOBAL_TOPIC) in total order; run exactly one
+  ingest     accept CloudEvents over HTTP (ORDO_INGEST_PORT) into the input
+             topic, one transaction per request, with consistency tokens
 
 commands (ordo <command> --help):
   events produce|tail   publish UsageEvents; read any Ordo topic, decoded
@@ -148,6 +151,10 @@ async function startRole(role: Role, config: OrdoConfig, deps: { logger: Logger;
   if (role === 'api') {
     const api = await startApiRole(config, deps);
     return { state: () => api.state(), ready: () => api.state() === 'running', live: () => api.live(), stuck: () => api.stuck(), error: () => undefined, stop: () => api.stop(), done: api.done };
+  }
+  if (role === 'ingest') {
+    const ingest = await startIngestRole(config, deps);
+    return { state: () => ingest.state(), ready: () => ingest.state() === 'running', live: () => ingest.live(), stuck: () => ingest.stuck(), error: () => undefined, stop: () => ingest.stop(), done: ingest.done };
   }
   if (role === 'merge') {
     const merge = createMergeWorker(config, deps);

@@ -7,7 +7,9 @@
  */
 export class OrdoError extends Error {
   static readonly code: string = 'ORDO_ERROR';
+  /** Stable `ORDO_...` code of the error's class. */
   readonly code: string;
+  /** Whether trying the same thing again may succeed. */
   readonly retriable: boolean;
 
   constructor(message: string, options: { retriable?: boolean; cause?: unknown } = {}) {
@@ -26,6 +28,7 @@ export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 /** A record that cannot be processed: data, not a crash. Goes to the DLQ. */
 export class BadRecordError extends OrdoError {
   static override readonly code: string = 'ORDO_BAD_RECORD';
+  /** The dead-letter reason name (`bad-service-time`, `clock-skew`, `invalid-event`, ...). */
   readonly reason: DeadLetterReason;
 
   constructor(reason: DeadLetterReason, message: string, options: { cause?: unknown } = {}) {
@@ -37,6 +40,7 @@ export class BadRecordError extends OrdoError {
 /** A received service time too far ahead of local physical time; the clock is unchanged. */
 export class ClockSkewError extends BadRecordError {
   static override readonly code = 'ORDO_CLOCK_SKEW';
+  /** How far ahead of local physical time the received time was, in ms. */
   readonly skewMs: number;
 
   constructor(skewMs: number, maxSkewMs: number) {
@@ -92,11 +96,17 @@ export class QueryError extends OrdoError {
   readonly status: number;
   /** Stable machine-readable kind, e.g. 'unknown-meter', 'bad-parameter', 'not-exact'. */
   readonly kind: string;
+  /** More fields of the error body (e.g. per-item errors). */
+  readonly details: Record<string, unknown> | undefined;
+  /** Response headers (e.g. Retry-After). */
+  readonly headers: Record<string, string> | undefined;
 
-  constructor(kind: string, message: string, status = 400) {
+  constructor(kind: string, message: string, status = 400, extra: { details?: Record<string, unknown>; headers?: Record<string, string> } = {}) {
     super(message, { retriable: false });
     this.kind = kind;
     this.status = status;
+    this.details = extra.details;
+    this.headers = extra.headers;
   }
 }
 

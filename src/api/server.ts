@@ -1,11 +1,11 @@
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { AuthError } from '../auth/auth-error.js';
+import type { AuthError } from '../auth/auth-error.js';
 import type { Authenticator } from '../auth/authenticator.js';
 import { requireScope } from '../auth/scopes.js';
 import { narrowSubjects } from '../auth/subject-scope.js';
 import type { ReaderProgress } from '../engine/topic-reader.js';
 import { QueryError } from '../errors.js';
+import { type ListeningServer, answerClientErrors, answerError, listen, quoteClient as quote, sendJson as send } from '../http/json.js';
 import { type Logger, noopLogger } from '../observability/logger.js';
 import type { Aggregation, Meter, MeterCatalog } from '../usage/meters.js';
 import type { WindowSize } from '../usage/windows.js';
@@ -45,16 +45,10 @@ export interface ApiServerOptions {
   logger?: Logger;
 }
 
-export interface ApiServer {
-  readonly port: number;
-  close(): Promise<void>;
-}
+export type ApiServer = ListeningServer;
 
 /** The routes served, as OpenAPI path templates (docs/openapi.yaml describes each). */
 export const API_ROUTES = ['/v1/meters', '/v1/meters/{slug}', '/v1/meters/{slug}/usage'] as const;
-
-const QUOTE_LIMIT = 64;
-const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' };
 
 export function meterView(meter: Meter): MeterView {
   const property = meter.valueProperty;
@@ -82,44 +76,11 @@ export function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const logger = options.logger ?? noopLogger;
   const server = createServer((req, res) => {
     handle(req, res, options).catch((error: unknown) => {
-      if (res.headersSent) {
-        logger.error('usage API response failed after its headers were sent', { path: pathOf(req), error });
-        res.destroy();
-        return;
-      }
-      if (error instanceof AuthError) {
-        options.onRefused?.(error);
-        if (error.challenge !== undefined) res.setHeader('www-authenticate', error.challenge);
-        if (error.kind === 'auth-unavailable') res.setHeader('retry-after', '5');
-        send(res, error.status, { error: { kind: error.kind, message: error.message } });
-        return;
-      }
-      if (error instanceof QueryError) {
-        send(res, error.status, { error: { kind: error.kind, message: error.message } });
-        return;
-      }
-      logger.error('usage API request failed', { method: req.method, path: pathOf(req), error });
-      send(res, 500, { error: { kind: 'internal', message: 'internal error; the server log has the details' } });
+      answerError(req, res, error, { logger, what: 'usage API', onRefused: options.onRefused });
     });
   });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host ?? '0.0.0.0', () => {
-      server.off('error', reject);
-      server.on('error', (error) => logger.error('usage API server error', { error }));
-      const { port } = server.address() as AddressInfo;
-      logger.info('usage API listening', { host: options.host ?? '0.0.0.0', port, auth: options.auth.mode });
-      resolve({
-        port,
-        close: () =>
-          new Promise<void>((done, fail) => {
-            server.close((error) => (error ? fail(error) : done()));
-            // Keep-alive clients would otherwise hold close() open until they time out.
-            server.closeIdleConnections();
-          }),
-      });
-    });
-  });
+  answerClientErrors(server);
+  return listen(server, { port: options.port, host: options.host ?? '0.0.0.0', logger, what: 'usage API', meta: { auth: options.auth.mode } });
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, options: ApiServerOptions): Promise<void> {
@@ -173,17 +134,4 @@ function match(pathname: string): Route | undefined {
     throw new QueryError('bad-parameter', `slug: ${quote(raw)} is not valid percent-encoding`);
   }
   return parts.length === 4 ? { name: 'meter', slug } : { name: 'usage', slug };
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, JSON_HEADERS).end(JSON.stringify(body));
-}
-
-/** Paths and slugs come from the client: quoted (control characters visible) and cut short. */
-function quote(value: string): string {
-  return value.length > QUOTE_LIMIT ? `${JSON.stringify(value.slice(0, QUOTE_LIMIT))}... (${value.length} chars)` : JSON.stringify(value);
-}
-
-function pathOf(req: IncomingMessage): string {
-  return (req.url ?? '/').split('?')[0] ?? '/';
 }

@@ -33,9 +33,11 @@ import {
 /** As in CockroachDB: wide enough for NTP-synced hosts, narrow enough to bound drift. */
 export const DEFAULT_MAX_SKEW_MS = 500;
 
+/** How a {@link HybridClock} is made. */
 export interface HybridClockOptions {
   /** Id written to `service-node`; breaks ties between equal times. */
   node: string;
+  /** Where physical time comes from. Default: `Date.now()` (systemClock). */
   physical?: PhysicalClock;
   /** How far ahead of local physical time a received time may be. Default 500. */
   maxSkewMs?: number;
@@ -53,6 +55,11 @@ function exhausted(): RangeError {
   return new RangeError(`hybrid clock exhausted: next service time would exceed ${formatServiceTime(MAX_SERVICE_TIME)}`);
 }
 
+/**
+ * A hybrid logical clock: `now()` for a local or send event, `receive(t)` for a message
+ * that carried time `t` (skew bounded), `witness(t)` to adopt a trusted time. Every time it
+ * issues is greater than every time it issued or received before (docs/hybrid-time.md).
+ */
 export class HybridClock {
   readonly #node: string;
   readonly #physical: PhysicalClock;
@@ -82,6 +89,7 @@ export class HybridClock {
     this.#c = counterOf(initial);
   }
 
+  /** The id sent as `service-node` with this clock's times. */
   get node(): string {
     return this.#node;
   }
@@ -91,6 +99,7 @@ export class HybridClock {
     return this.#physical;
   }
 
+  /** How far ahead of physical time a received time may be before `receive` refuses it. */
   get maxSkewMs(): number {
     return this.#maxSkewMs;
   }

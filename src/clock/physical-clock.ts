@@ -4,4 +4,5 @@ export interface PhysicalClock {
   now(): number;
 }
 
+/** The machine's wall clock. */
 export const systemClock: PhysicalClock = { now: () => Date.now() };

@@ -9,11 +9,14 @@
  */
 import { BadServiceTimeError } from '../errors.js';
 
+/** A hybrid service time: an unsigned 64-bit value, (wall-clock ms << 16) | counter. */
 export type ServiceTime = bigint;
 
 /** A stamp as written to `service-time` / `service-node`; total order is (time, node). */
 export interface Stamp {
+  /** The service time. */
   readonly time: ServiceTime;
+  /** The node that issued it (breaks ties). */
   readonly node: string;
 }
 
@@ -21,6 +24,7 @@ export const COUNTER_BITS = 16n;
 export const MAX_COUNTER = 0xffff;
 /** 2^48 - 1 ms: year 10889, still a safe integer. */
 export const MAX_MILLIS = 2 ** 48 - 1;
+/** The largest service time, 2^64 - 1. */
 export const MAX_SERVICE_TIME: ServiceTime = (1n << 64n) - 1n;
 
 const COUNTER_MASK = BigInt(MAX_COUNTER);
@@ -28,6 +32,7 @@ const HEX16 = /^[0-9a-f]{16}$/;
 /** Bad values are attacker/upstream controlled: quote only a prefix in messages. */
 const QUOTE_LIMIT = 40;
 
+/** The service time of wall-clock `millis` and logical `counter` (RangeError outside 0..2^48-1, 0..65535). */
 export function makeServiceTime(millis: number, counter: number): ServiceTime {
   if (!Number.isInteger(millis) || millis < 0 || millis > MAX_MILLIS) {
     throw new RangeError(`service time millis must be an integer in [0, ${MAX_MILLIS}], got ${millis}`);
@@ -48,6 +53,7 @@ export function counterOf(t: ServiceTime): number {
   return Number(t & COUNTER_MASK);
 }
 
+/** The header spelling: exactly 16 lowercase hex digits, zero-padded (RangeError outside 64 bits). */
 export function formatServiceTime(t: ServiceTime): string {
   if (t < 0n || t > MAX_SERVICE_TIME) {
     throw new RangeError(`service time out of the unsigned 64-bit range: ${t}`);

@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { DecodeStep } from '../processors/decode.js';
-import { type SourceRecord, setHeader } from '../model/records.js';
-import { type UsageEvent, usageEventType } from '../schema/usage-event.js';
-import { frame } from '../schema/wire-format.js';
+import { pipelineVerdict } from '../processors/decode.js';
+import { setHeader } from '../model/records.js';
+import type { UsageEvent } from '../schema/usage-event.js';
 import { EventInputError } from './command-error.js';
 
 /**
@@ -118,17 +117,8 @@ function stringMap(value: unknown, field: string, where: string): Record<string,
   return out;
 }
 
-/** Stateless for its one writer type: made once, not per line. */
-const pipelineDecode = new DecodeStep({ writerType: () => usageEventType });
-
 /** The pipeline's decode step over the encoded record: the producer and the pipeline agree by construction. */
 function checkWithPipeline({ event, headers }: EventToProduce, where: string): void {
-  const record: SourceRecord = { topic: '', partition: 0, offset: '0', key: null, value: encodeEvent(0, event), headers, timestamp: 0 };
-  const { dead } = pipelineDecode.run([record]);
-  if (dead[0]) throw new EventInputError(where, dead[0].message);
-}
-
-/** Confluent wire format with the registered schema id: the pipeline's own codec. */
-export function encodeEvent(schemaId: number, event: UsageEvent): Buffer {
-  return frame(schemaId, usageEventType.toBuffer(event));
+  const verdict = pipelineVerdict(event, headers);
+  if (verdict) throw new EventInputError(where, verdict.message);
 }

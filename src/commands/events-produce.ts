@@ -1,15 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { Partitioners } from 'kafkajs';
 import type { OrdoConfig } from '../config/config.js';
 import { createKafka } from '../kafka/client.js';
+import { assignPartitions, sendInOneTransaction } from '../kafka/transactional-send.js';
 import type { Logger } from '../observability/logger.js';
 import { SchemaCatalog } from '../schema/schema-catalog.js';
 import { usageEventSchema } from '../schema/usage-event.js';
 import { CommandError, retrying } from './command-error.js';
-import { type EventToProduce, encodeEvent } from './event-input.js';
-
-/** Events per send within the transaction (each send is one batch per partition). */
-const SEND_CHUNK = 1_000;
+import type { EventToProduce } from './event-input.js';
+import { encodeUsageEvent } from '../schema/usage-event.js';
 
 export interface Produced {
   topic: string;
@@ -41,12 +39,11 @@ export async function produceEvents(config: OrdoConfig, topic: string, events: E
   }
   // Registered once the topic is known to exist: a mistyped --topic leaves no subject behind.
   const schemaId = await new SchemaCatalog({ url: config.registryUrl, security: config.security.registry }).register(`${topic}-value`, usageEventSchema);
-  const partitioner = Partitioners.DefaultPartitioner();
-  const messages = events.map(({ event, headers }) => {
-    const message = { key: event.subject, value: encodeEvent(schemaId, event), headers };
-    return { ...message, partition: partitioner({ topic, partitionMetadata, message }) };
-  });
-
+  const messages = assignPartitions(
+    topic,
+    partitionMetadata,
+    events.map(({ event, headers }) => ({ key: event.subject, value: encodeUsageEvent(schemaId, event), headers })),
+  );
   const producer = kafka.producer({
     transactionalId: `${config.clientId}-events-produce-${randomUUID()}`,
     idempotent: true,
@@ -54,26 +51,8 @@ export async function produceEvents(config: OrdoConfig, topic: string, events: E
   });
   await producer.connect();
   try {
-    const transaction = await producer.transaction();
-    const out: Produced[] = [];
-    try {
-      // In chunks, so that no request outgrows the broker's size limits; one transaction still.
-      for (let from = 0; from < messages.length; from += SEND_CHUNK) {
-        const chunk = messages.slice(from, from + SEND_CHUNK);
-        const results = await transaction.send({ topic, messages: chunk });
-        const base = new Map(results.map((r) => [r.partition, BigInt(r.baseOffset ?? '0')]));
-        const seen = new Map<number, bigint>();
-        for (const [i, m] of chunk.entries()) {
-          const position = seen.get(m.partition) ?? 0n;
-          seen.set(m.partition, position + 1n);
-          out.push({ topic, partition: m.partition, offset: ((base.get(m.partition) ?? 0n) + position).toString(), key: m.key, id: events[from + i]!.event.id });
-        }
-      }
-      await transaction.commit();
-    } catch (error) {
-      await transaction.abort().catch(() => undefined);
-      throw error;
-    }
+    const written = await sendInOneTransaction(producer, topic, messages);
+    const out: Produced[] = written.map((w, i) => ({ ...w, key: messages[i]!.key, id: events[i]!.event.id }));
     return out;
   } finally {
     await producer.disconnect();

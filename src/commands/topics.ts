@@ -7,6 +7,7 @@ import { type TopicSpec, ensureTopics, partitionCount } from '../kafka/topics.js
 import type { Logger } from '../observability/logger.js';
 import { mergeTopics } from '../roles/merge.js';
 import { pipelineTopics } from '../roles/pipeline.js';
+import { ingestTopicSpecs } from '../roles/ingest.js';
 
 export interface PlannedTopic extends TopicSpec {
   /** The roles that create, write or read it. */
@@ -33,7 +34,8 @@ export function topicPlan(config: OrdoConfig, partitions: number): PlannedTopic[
   add('pipeline', workerTopicSpecs({ groupId: config.groupId, ...pipelineTopics(config) }, partitions));
   add('merge', [{ topic: config.topics.ordered, partitions }, ...mergeTopicSpecs(mergeTopics(config), partitions)]);
   add('api', [{ topic: config.topics.aggregates, partitions, compacted: true }]);
-  for (const role of ['pipeline', 'api']) add(role, [schemaLedgerTopicSpec(config.topics.schemas)]);
+  add('ingest', ingestTopicSpecs({ ...config, topicPartitions: partitions }));
+  for (const role of ['pipeline', 'api', 'ingest']) add(role, [schemaLedgerTopicSpec(config.topics.schemas)]);
   return [...byTopic.values()];
 }
 

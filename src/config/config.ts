@@ -89,6 +89,22 @@ export interface OrdoConfig {
   // --- state (persistent task state, src/engine/state-dir.ts) ---
   /** Where the pipeline keeps its task state (lmdb, one directory per task); undefined: in memory. */
   stateDir: string | undefined;
+  // --- ingest (the `ingest` role, src/roles/ingest.ts) ---
+  ingest: IngestConfig;
+}
+
+/** The HTTP ingest: where it listens and what one request may carry. */
+export interface IngestConfig {
+  port: number;
+  host: string;
+  /** Events in one request (a batch); beyond it 413. */
+  maxEvents: number;
+  /** Bytes of one request body; beyond it 413. */
+  maxBytes: number;
+  /** A request not received in full within this is answered 408 (slow bodies hold no connection open). */
+  requestTimeoutMs: number;
+  /** Transactional producers: requests written at the same time (one transaction each). */
+  producers: number;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): OrdoConfig {
@@ -151,6 +167,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     stuckAfterMs: read.int('ORDO_STUCK_AFTER_MS', 120_000, 5_000, 24 * HOUR_MS),
     // --- state ---
     stateDir: read.string('ORDO_STATE_DIR', '') || undefined,
+    // --- ingest ---
+    ingest: {
+      port: read.int('ORDO_INGEST_PORT', 8090, 0, 65_535),
+      host: loadBindHost(read, 'ORDO_INGEST_HOST'),
+      maxEvents: read.int('ORDO_INGEST_MAX_EVENTS', 1_000, 1, 10_000),
+      maxBytes: read.int('ORDO_INGEST_MAX_BYTES', 1_048_576, 1_024, 16 * 1_048_576),
+      requestTimeoutMs: read.int('ORDO_INGEST_REQUEST_TIMEOUT_MS', 10_000, 1_000, 300_000),
+      producers: read.int('ORDO_INGEST_PRODUCERS', 4, 1, 64),
+    },
   };
   checkCrossFieldRules(config);
   return config;

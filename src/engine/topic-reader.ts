@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
 import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../model/records.js';
@@ -26,7 +27,12 @@ export interface ReaderProgress {
 export interface TopicReaderOptions {
   kafka: Kafka;
   topic: string;
-  /** A group of its own per replica: every replica reads every partition. Offsets are never committed. */
+  /**
+   * The prefix of its consumer group: the reader joins `<groupId>-<8 random hex>`, a group of
+   * its own per START, so every replica reads every partition and a restarted instance never
+   * waits for its predecessor's member to expire (same node id, killed a moment ago). Offsets
+   * are never committed; an empty group without offsets is removed by the broker.
+   */
   groupId: string;
   /** Applies one fetched batch, in offset order. May be async (e.g. fetch schemas). */
   apply(records: SourceRecord[]): Promise<void> | void;
@@ -62,7 +68,11 @@ export class TopicReader {
   /** The consumer's group join completed at least once (a caught-up empty topic does not need it; a new record does). */
   private joined = false;
 
+  /** The consumer group actually joined (see TopicReaderOptions.groupId). */
+  readonly groupId: string;
+
   constructor(private readonly options: TopicReaderOptions) {
+    this.groupId = `${options.groupId}-${randomBytes(4).toString('hex')}`.slice(0, 255);
     this.liveness = options.liveness ?? new Liveness(120_000);
     this.refreshFailures = new RepeatedFailures({ what: 'end offset refresh', meta: { topic: options.topic }, log: options.logger, liveness: this.liveness });
   }
@@ -91,7 +101,7 @@ export class TopicReader {
     // kafkajs restarts a crashed consumer by default, whatever the error: only the shared
     // policy's `retry` kind is restarted; anything else (a missing ACL) stops the reader.
     const consumer = o.kafka.consumer({
-      groupId: o.groupId,
+      groupId: this.groupId,
       readUncommitted: false,
       allowAutoTopicCreation: false,
       retry: { restartOnFailure: (error) => Promise.resolve(classify(error) === 'retry') },
@@ -165,7 +175,7 @@ export class TopicReader {
     const slow = setInterval(() => {
       this.options.logger.warn('still reading the topic to its end', {
         topic: this.options.topic,
-        group: this.options.groupId,
+        group: this.groupId,
         seconds: Math.round((Date.now() - started) / 1000),
         joined: this.joined,
         partitions: this.progress().partitions,
@@ -225,7 +235,7 @@ export class TopicReader {
     if (this.failure !== undefined) return;
     this.failure = error instanceof Error ? error : new Error(String(error));
     const o = this.options;
-    o.logger.error(`reader stopped: ${fatalMessage(error, `reading ${o.topic} as group ${o.groupId}`)}`, { topic: o.topic, error });
+    o.logger.error(`reader stopped: ${fatalMessage(error, `reading ${o.topic} as group ${this.groupId}`)}`, { topic: o.topic, error });
     o.onFailure?.(error);
     this.wake();
   }

@@ -41,6 +41,9 @@ export class OrdoMetrics {
   readonly readModelLag: Gauge;
   readonly readModelSkipped: Counter;
   readonly apiRequestsRefused: Counter<'kind'>;
+  readonly ingestRequests: Counter<'outcome'>;
+  readonly ingestEvents: Counter<'outcome'>;
+  readonly ingestRequestSeconds: Histogram<'outcome'>;
   readonly clockSkew: Histogram;
   readonly clockSkewRejected: Counter;
   readonly transactionSeconds: Histogram<'outcome'>;
@@ -85,6 +88,15 @@ export class OrdoMetrics {
     this.readModelAggregates = new Gauge({ name: 'ordo_read_model_aggregates', help: 'Aggregates held by the api role\'s read model.', registers });
     this.readModelLag = new Gauge({ name: 'ordo_read_model_lag_records', help: 'Records of the aggregates topic the read model has not applied yet.', registers });
     this.readModelSkipped = new Counter({ name: 'ordo_read_model_skipped_total', help: 'Aggregate records the read model could not decode and skipped.', registers });
+    this.ingestRequests = new Counter({ name: 'ordo_ingest_requests_total', help: 'Requests to the ingest role, by outcome (accepted, invalid, too-large, unsupported-media-type, refused, unavailable, ...: the error kind).', labelNames: ['outcome'], registers });
+    this.ingestEvents = new Counter({ name: 'ordo_ingest_events_total', help: 'Events in requests to the ingest role, by the request outcome (accepted: written to the input topic).', labelNames: ['outcome'], registers });
+    this.ingestRequestSeconds = new Histogram({
+      name: 'ordo_ingest_request_duration_seconds',
+      help: 'Ingest request duration from the first byte read to the answer, by outcome.',
+      labelNames: ['outcome'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers,
+    });
     this.apiRequestsRefused = new Counter({ name: 'ordo_api_requests_refused_total', help: 'API requests refused by authentication or authorization, by error kind (401/403/503).', labelNames: ['kind'], registers });
     this.clockSkew = new Histogram({
       name: 'ordo_clock_skew_seconds',

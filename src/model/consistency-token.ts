@@ -7,7 +7,9 @@
  * Opaque to callers and URL-safe: `c1.<base64url(topic)>.<partition>.<offset>`.
  */
 export interface InputPosition {
+  /** The input topic. */
   topic: string;
+  /** Its partition. */
   partition: number;
   /** Kafka offsets are int64: a decimal string. */
   offset: string;
@@ -23,14 +25,17 @@ const MAX_PARTITION = 2 ** 31 - 1;
 
 /** A token that is not one Ordo made: the message says what is wrong with it. */
 export class ConsistencyTokenError extends Error {
+  /** `ConsistencyTokenError`. */
   override readonly name = 'ConsistencyTokenError';
 }
 
+/** The token naming `position`; ConsistencyTokenError when it is not a Kafka position. */
 export function encodeConsistencyToken(position: InputPosition): string {
   checkPosition(position);
   return `${VERSION}.${Buffer.from(position.topic, 'utf8').toString('base64url')}.${position.partition}.${position.offset}`;
 }
 
+/** The position a token names; ConsistencyTokenError, saying what is wrong, for anything Ordo did not make. */
 export function decodeConsistencyToken(token: string): InputPosition {
   const parts = token.split('.');
   if (parts.length !== 4 || parts[0] !== VERSION) throw new ConsistencyTokenError(`${quote(token)} is not a consistency token (c1.<topic>.<partition>.<offset>)`);

@@ -1,8 +1,9 @@
 import type { DeadLetterReason } from '../errors.js';
 import type { UsageEvent } from '../schema/usage-event.js';
+import { SERVICE_NODE_HEADER, SERVICE_TIME_HEADER, type Headers, type TimeContext } from './headers.js';
 
-export type HeaderValue = Buffer | string | (Buffer | string)[] | undefined;
-export type Headers = Record<string, HeaderValue>;
+// The time context's shapes and header names live in ./headers.ts: the client SDK shares them without the schema types.
+export type { HeaderValue, Headers, TimeContext } from './headers.js';
 
 /** One input record as read from a partition. Offsets stay strings (Kafka offsets are int64). */
 export interface SourceRecord {
@@ -32,12 +33,6 @@ export interface DeadLetter {
   source: SourceRecord;
   reason: DeadLetterReason;
   message: string;
-}
-
-/** The upstream service's time context (`service-time` / `service-node` on input). */
-export interface TimeContext {
-  time: bigint;
-  node: string | undefined;
 }
 
 /** An upstream producer's own per-subject sequence number (headers `producer-id`, `producer-seq`). */
@@ -79,8 +74,8 @@ export function setHeader<V>(headers: Record<string, V>, name: string, value: V)
 }
 
 export const HEADER = {
-  serviceTime: 'service-time',
-  serviceNode: 'service-node',
+  serviceTime: SERVICE_TIME_HEADER,
+  serviceNode: SERVICE_NODE_HEADER,
   originServiceTime: 'origin-service-time',
   originServiceNode: 'origin-service-node',
   /**

@@ -1,10 +1,13 @@
-import { BadRecordError, OrdoError } from '../errors.js';
+import { BadRecordError, type DeadLetterReason, OrdoError } from '../errors.js';
 import type { SchemaLookup } from '../schema/schema-catalog.js';
 import { type UsageEvent, usageEventType, validateUsageEvent } from '../schema/usage-event.js';
 import { ResolverCache } from '../schema/resolvers.js';
-import { HEADER_SIZE, MAGIC_BYTE, unframe } from '../schema/wire-format.js';
-import { parseServiceTimeHeader } from '../clock/service-time.js';
-import { type DecodedEvent, HEADER, type HeaderValue, type ProducerSeq, type SourceRecord, type StepResult, type TimeContext } from '../model/records.js';
+import { HEADER_SIZE, MAGIC_BYTE, frame, unframe } from '../schema/wire-format.js';
+import { readTimeContext } from '../clock/time-context.js';
+import type { DecodedEvent, HeaderValue, ProducerSeq, SourceRecord, StepResult, TimeContext } from '../model/records.js';
+
+/** The strict time-context reader lives in src/clock/time-context.ts (the client SDK shares it). */
+export { readTimeContext };
 
 /** Schema ids in a batch, so the engine can prefetch writer schemas before the pure step. */
 export function schemaIdsOf(records: readonly SourceRecord[]): number[] {
@@ -86,32 +89,6 @@ function occurrences(haystack: Buffer, needle: Buffer): number {
   return count;
 }
 
-const NODE = /^[\x21-\x7e]{1,255}$/;
-
-/** Reads `service-time` / `service-node`. A node without a time, or a bad value, is a bad record. */
-export function readTimeContext(headers: Readonly<Record<string, HeaderValue>>): TimeContext | undefined {
-  const time = parseServiceTimeHeader(headers[HEADER.serviceTime]);
-  const nodeHeader = headers[HEADER.serviceNode];
-  const node = nodeHeader === undefined ? undefined : single(nodeHeader);
-  if (node !== undefined && !NODE.test(node)) {
-    throw new BadRecordError('bad-service-time', `service-node ${JSON.stringify(node.slice(0, 40))} is not 1-255 printable ASCII characters`);
-  }
-  if (time === undefined) {
-    if (node !== undefined) throw new BadRecordError('bad-service-time', 'service-node header without a service-time header');
-    return undefined;
-  }
-  return { time, node };
-}
-
-function single(value: Exclude<HeaderValue, undefined>): string | undefined {
-  if (Array.isArray(value)) {
-    if (value.length === 0) return undefined; // like service-time: an empty list is no header
-    if (value.length !== 1) throw new BadRecordError('bad-service-time', 'multiple service-node headers');
-    value = value[0]!;
-  }
-  return typeof value === 'string' ? value : value.toString('utf8');
-}
-
 export const PRODUCER_ID_HEADER = 'producer-id';
 export const PRODUCER_SEQ_HEADER = 'producer-seq';
 const SEQ_PATTERN = /^\d{1,19}$/;
@@ -135,4 +112,26 @@ export function readProducerSeq(headers: Readonly<Record<string, HeaderValue>>, 
 function lastText(value: HeaderValue): string | undefined {
   const last = Array.isArray(value) ? value[value.length - 1] : value;
   return last === undefined ? undefined : last.toString();
+}
+
+/** Stateless for its one writer type: made once. */
+const ownWriterDecode = new DecodeStep({ writerType: () => usageEventType });
+
+/**
+ * What the pipeline would say of this event with these headers, before a byte is written
+ * (`ordo events produce`, the ingest role): undefined if it decodes and validates, else the
+ * dead-letter reason and message it would get. The same decode step over the encoded record,
+ * so a producer and the pipeline agree by construction.
+ */
+export function pipelineVerdict(event: UsageEvent, headers: Readonly<Record<string, string>>): { reason: DeadLetterReason; message: string } | undefined {
+  const checked = checkAsPipeline(event, headers);
+  return checked.ok ? undefined : checked;
+}
+
+/** pipelineVerdict, also giving the Avro body it checked (unframed): a writer frames it with its schema id instead of encoding again. */
+export function checkAsPipeline(event: UsageEvent, headers: Readonly<Record<string, string>>): { ok: true; body: Buffer } | { ok: false; reason: DeadLetterReason; message: string } {
+  const body = usageEventType.toBuffer(event);
+  const record: SourceRecord = { topic: '', partition: 0, offset: '0', key: null, value: frame(0, body), headers: { ...headers }, timestamp: 0 };
+  const dead = ownWriterDecode.run([record]).dead[0];
+  return dead === undefined ? { ok: true, body } : { ok: false, reason: dead.reason, message: dead.message };
 }

@@ -6,6 +6,7 @@ import { HELD_STORE, MERGE_META_STORE } from '../processors/merge.js';
 import { pipelineTopics } from './pipeline.js';
 import { apiGroupId, apiLedgerConfig } from './api.js';
 import { mergeGroupId } from './merge.js';
+import { ingestLedgerConfig, ingestTransactionalIdPrefix } from './ingest.js';
 
 /**
  * The minimal Kafka ACLs each role needs (docs/operations.md#acls lists them; a test runs
@@ -27,7 +28,7 @@ export interface RoleAcl {
   optional?: 'create-topics' | 'cleanup';
 }
 
-export type AclRole = 'pipeline' | 'merge' | 'api';
+export type AclRole = 'pipeline' | 'merge' | 'api' | 'ingest';
 
 export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'nodeId' | 'topics' | 'allowedLatenessMs'>): RoleAcl[] {
   const t = config.topics;
@@ -50,7 +51,7 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
   const ledger = (group: string): void => {
     topic(t.schemas, ['Read', 'Write'], 'schema id ledger');
     created([t.schemas]);
-    acls.push({ resource: 'Group', pattern: 'literal', name: schemaLedgerGroupId({ groupId: group, nodeId: config.nodeId }), operation: 'Read', why: 'schema id ledger reader of this instance (offsets never committed)' });
+    acls.push({ resource: 'Group', pattern: 'prefixed', name: `${schemaLedgerGroupId({ groupId: group, nodeId: config.nodeId })}-`, operation: 'Read', why: 'schema id ledger reader of this instance, one group per start (offsets never committed)' });
   };
 
   if (role === 'pipeline') {
@@ -74,9 +75,14 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     created([t.global, ...changelogs]);
     consumerGroup(group, true);
     acls.push({ resource: 'TransactionalId', pattern: 'literal', name: mergeTransactionalId(group), operation: 'Write', why: 'the one transactional producer' });
+  } else if (role === 'ingest') {
+    topic(t.input, ['Write'], 'each request is written in one transaction');
+    created([t.input]);
+    acls.push({ resource: 'TransactionalId', pattern: 'prefixed', name: `${ingestTransactionalIdPrefix(config)}-`, operation: 'Write', why: 'the transactional producers of this instance (ORDO_INGEST_PRODUCERS)' });
+    ledger(ingestLedgerConfig(config).groupId);
   } else {
     topic(t.aggregates, ['Read'], 'the read model follows it');
-    consumerGroup(apiGroupId(config), false, 'consumer group of this replica (offsets never committed)');
+    acls.push({ resource: 'Group', pattern: 'prefixed', name: `${apiGroupId(config)}-`, operation: 'Read', why: 'the read model of this replica, one group per start (offsets never committed)' });
     ledger(apiLedgerConfig(config).groupId);
   }
   return acls;

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import avro from 'avsc';
 import { BadRecordError } from '../errors.js';
+import { frame } from './wire-format.js';
 
 /** A decoded usage event (schemas/usage-event.avsc). */
 export interface UsageEvent {
@@ -54,4 +55,9 @@ export function validateUsageEvent(event: UsageEvent): void {
 
 function invalid(message: string): BadRecordError {
   return new BadRecordError('invalid-event', message);
+}
+
+/** Confluent wire format with the registered schema id: the pipeline's own codec. */
+export function encodeUsageEvent(schemaId: number, event: UsageEvent): Buffer {
+  return frame(schemaId, usageEventType.toBuffer(event));
 }

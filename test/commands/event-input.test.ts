@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { EventInputError } from '../../src/commands/command-error.js';
-import { type InputDefaults, encodeEvent, parseEventLines, parseEventObject } from '../../src/commands/event-input.js';
+import { type InputDefaults, parseEventLines, parseEventObject } from '../../src/commands/event-input.js';
+import { encodeUsageEvent } from '../../src/schema/usage-event.js';
 import { RecordDecoder } from '../../src/commands/record-view.js';
 import { usageEventType } from '../../src/schema/usage-event.js';
 import { anyUsageEvent } from '../support/unit/fixtures.js';
@@ -68,7 +69,7 @@ describe('ordo events produce input', () => {
     fc.assert(
       fc.property(anyUsageEvent, (event) => {
         const { event: parsed, headers } = parseEventObject(JSON.parse(JSON.stringify(event)), 'x', defaults);
-        const view = decoder.view({ topic: 't', partition: 0, offset: '0', key: null, value: encodeEvent(7, parsed), headers, timestamp: 0 });
+        const view = decoder.view({ topic: 't', partition: 0, offset: '0', key: null, value: encodeUsageEvent(7, parsed), headers, timestamp: 0 });
         expect(view.kind).toBe('event');
         expect(view.value).toEqual(event);
       }),

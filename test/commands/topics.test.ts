@@ -11,7 +11,7 @@ import { topicTable, topicVariable } from '../support/topic-table.js';
 const config = loadConfig({ ORDO_GROUP_ID: 'g', ORDO_TOPIC_PARTITIONS: '12' });
 
 describe('ordo topics', () => {
-  it('lists every topic the pipeline and merge engines create, once, with the api role reading the aggregates', () => {
+  it('lists every topic the pipeline and merge engines create, once, with the api role reading the aggregates and the ingest writing the input', () => {
     const plan = topicPlan(config, 12);
     const engine = [
       ...workerTopicSpecs({ groupId: 'g', ...pipelineTopics(config) }, 12),
@@ -22,7 +22,8 @@ describe('ordo topics', () => {
     expect(plan).toHaveLength(new Set(plan.map((t) => t.topic)).size);
     for (const name of Object.values(config.topics)) expect(plan.map((t) => t.topic)).toContain(name);
     expect(plan.find((t) => t.topic === 'usage-aggregates')).toMatchObject({ partitions: 12, compacted: true, roles: ['pipeline', 'api'] });
-    expect(plan.find((t) => t.topic === 'ordo-schemas')).toMatchObject({ partitions: 1, compacted: true, roles: ['pipeline', 'api'] });
+    expect(plan.find((t) => t.topic === 'ordo-schemas')).toMatchObject({ partitions: 1, compacted: true, roles: ['pipeline', 'api', 'ingest'] });
+    expect(plan.find((t) => t.topic === 'usage-events')).toMatchObject({ partitions: 12, roles: ['pipeline', 'ingest'] });
     expect(plan.find((t) => t.topic === 'usage-events-global')).toMatchObject({ partitions: 1, roles: ['merge'] });
     expect(plan.find((t) => t.topic === 'usage-events-ordered')).toMatchObject({ partitions: 12, compacted: false, roles: ['pipeline', 'merge'] });
     const changelogs = plan.filter((t) => t.topic.endsWith('-changelog'));

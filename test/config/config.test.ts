@@ -56,6 +56,7 @@ describe('loadConfig defaults', () => {
       apiAuth: { mode: 'none' },
       stuckAfterMs: 120_000,
       stateDir: undefined,
+      ingest: { port: 8090, host: '0.0.0.0', maxEvents: 1_000, maxBytes: 1_048_576, requestTimeoutMs: 10_000, producers: 4 },
     } satisfies Omit<OrdoConfig, 'nodeId'>);
     // The node id defaults to the host name (a pod name on Kubernetes).
     expect(nodeId).toBe(hostname().slice(0, 128) || 'ordo');
@@ -114,6 +115,12 @@ describe('loadConfig parses every variable', () => {
       ORDO_METRICS_HOST: 'pod-0.ordo.svc',
       ORDO_API_AUTH: 'token',
       ORDO_API_TOKENS_FILE: '/etc/ordo/tokens/tokens.yaml',
+      ORDO_INGEST_PORT: '18090',
+      ORDO_INGEST_HOST: '127.0.0.1',
+      ORDO_INGEST_MAX_EVENTS: '100',
+      ORDO_INGEST_MAX_BYTES: '65536',
+      ORDO_INGEST_REQUEST_TIMEOUT_MS: '5000',
+      ORDO_INGEST_PRODUCERS: '2',
     });
     expect(config).toEqual({
       brokers: ['kafka-0.kafka:9092', 'kafka-1.kafka:9093', '10.0.0.7:19092'],
@@ -150,6 +157,7 @@ describe('loadConfig parses every variable', () => {
       apiAuth: { mode: 'token', tokensFile: '/etc/ordo/tokens/tokens.yaml' },
       stuckAfterMs: 60_000,
       stateDir: '/var/lib/ordo/state',
+      ingest: { port: 18090, host: '127.0.0.1', maxEvents: 100, maxBytes: 65_536, requestTimeoutMs: 5_000, producers: 2 },
     } satisfies OrdoConfig);
   });
 

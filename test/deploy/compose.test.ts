@@ -29,8 +29,8 @@ const read = (relative: string): string => readFileSync(path.join(ROOT, relative
 const NODE_LTS_LINES = [24, 26];
 
 // Ordo's roles in the stack: service name -> the `ordo <role>` it runs.
-const ORDO_ROLES: Record<string, string> = { 'ordo-pipeline': 'pipeline', 'ordo-api': 'api', 'ordo-merge': 'merge' };
-const EXPECTED_SERVICES = ['kafka', 'registry', 'ordo-pipeline', 'ordo-api', 'ordo-merge', 'prometheus', 'grafana'];
+const ORDO_ROLES: Record<string, string> = { 'ordo-pipeline': 'pipeline', 'ordo-api': 'api', 'ordo-merge': 'merge', 'ordo-ingest': 'ingest' };
+const EXPECTED_SERVICES = ['kafka', 'registry', 'ordo-pipeline', 'ordo-api', 'ordo-merge', 'ordo-ingest', 'prometheus', 'grafana'];
 const DEPENDENCY_CONDITIONS = ['service_healthy', 'service_completed_successfully'];
 
 // ---------------------------------------------------------------------------------------------
@@ -232,7 +232,7 @@ describe('docker-compose.yml', () => {
     expect(validate(broken)).toBe(false);
   });
 
-  it('runs Kafka, the registry, the three Ordo roles, Prometheus and Grafana, each with a health check', () => {
+  it('runs Kafka, the registry, the four Ordo roles, Prometheus and Grafana, each with a health check', () => {
     expect(Object.keys(services).sort()).toEqual([...EXPECTED_SERVICES].sort());
     for (const [name, svc] of Object.entries(services)) {
       const test = svc.healthcheck?.test;
@@ -271,6 +271,7 @@ describe('docker-compose.yml', () => {
       'ordo-pipeline': ['kafka', 'registry'],
       'ordo-api': ['kafka', 'registry', 'ordo-pipeline'],
       'ordo-merge': ['kafka', 'registry', 'ordo-pipeline'],
+      'ordo-ingest': ['kafka', 'registry'],
       grafana: ['prometheus'],
     };
     for (const name of Object.keys(services)) {
@@ -305,6 +306,28 @@ describe('docker-compose.yml', () => {
     const section = result.stdout.split(/\n\s*\n/).find((block) => block.startsWith('roles:')) ?? '';
     const roles = [...section.matchAll(/^ {2}([a-z][a-z-]*)\s{2,}/gm)].map((m) => m[1]);
     for (const [name, role] of Object.entries(ORDO_ROLES)) expect(roles, `${name} runs \`ordo ${role}\``).toContain(role);
+  });
+
+  it('publishes the HTTP port each client-facing role listens on, as its configuration reads it', () => {
+    const listening: Record<string, (config: ReturnType<typeof loadConfig>) => number> = {
+      'ordo-api': (config) => config.apiPort,
+      'ordo-ingest': (config) => config.ingest.port,
+    };
+    for (const [name, port] of Object.entries(listening)) {
+      const svc = service(name);
+      const config = loadConfig({ ...environment(svc) });
+      const targets = (svc.ports ?? []).map((p) => (typeof p === 'object' ? p.target : Number(String(p).split(':').at(-1))));
+      expect(targets, `${name} publishes its HTTP port ${port(config)}`).toContain(port(config));
+      expect(['127.0.0.1', '::1', 'localhost'], `${name} listens where a published port reaches it`).not.toContain(name === 'ordo-api' ? config.apiHost : config.ingest.host);
+    }
+  });
+
+  it('creates the input topic with one partition count, whichever role creates it first', () => {
+    // ordo-ingest does not wait for ordo-pipeline: either may create the input topic.
+    const creators = Object.keys(ORDO_ROLES).filter((name) => ['pipeline', 'ingest'].includes(ORDO_ROLES[name]!));
+    const counts = new Set(creators.map((name) => loadConfig({ ...environment(service(name)) }).topicPartitions));
+    expect([...counts], creators.join(', ')).toHaveLength(1);
+    expect(dependencies(service('ordo-ingest'))['ordo-pipeline']).toBeUndefined();
   });
 
   it('runs exactly one merge instance, writing the single-partition global topic', () => {
@@ -382,7 +405,7 @@ describe('docker-compose.yml', () => {
         expect(header, `the header comment does not mention localhost:${host} (${name})`).toContain(`localhost:${host}`);
       }
     }
-    expect([...published.keys()]).toEqual(expect.arrayContaining(['9092', '8081', '8080', '9090', '3000']));
+    expect([...published.keys()]).toEqual(expect.arrayContaining(['9092', '8081', '8080', '8090', '9090', '3000']));
   });
 });
 
@@ -544,8 +567,8 @@ describe('docker-compose.secured.yml (merged onto docker-compose.yml)', () => {
     expect(validate(securedCompose), JSON.stringify(validate.errors)).toBe(true);
   });
 
-  it('reconfigures kafka and the three roles, adds only the one-shot kafka-secrets, and declares its volumes', () => {
-    expect(Object.keys(securedOverride.services).sort()).toEqual(['kafka', 'kafka-secrets', 'ordo-api', 'ordo-merge', 'ordo-pipeline']);
+  it('reconfigures kafka and the four roles, adds only the one-shot kafka-secrets, and declares its volumes', () => {
+    expect(Object.keys(securedOverride.services).sort()).toEqual(['kafka', 'kafka-secrets', ...Object.keys(ORDO_ROLES)].sort());
     expect(Object.keys(secured).sort()).toEqual([...EXPECTED_SERVICES, 'kafka-secrets'].sort());
     expect([...oneShots(secured)]).toEqual(['kafka-secrets']);
     for (const [name, svc] of Object.entries(secured)) {
@@ -855,7 +878,7 @@ describe('deploy/prometheus', () => {
     expect(hostPath(prometheus, containerPath)).toBe(configFile);
   });
 
-  it('scrapes ordo-pipeline, ordo-api and ordo-merge on their metrics port', () => {
+  it('scrapes every Ordo role (pipeline, api, merge, ingest) on its metrics port', () => {
     for (const name of Object.keys(ORDO_ROLES)) {
       const port = environment(service(name)).ORDO_METRICS_PORT;
       const scraped = config.scrape_configs.some((job) =>

@@ -27,12 +27,18 @@ import type { IService } from 'kubernetes-models/v1/Service';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseTokensFile } from '../../src/auth/tokens-file.js';
-import { loadConfig } from '../../src/config/config.js';
+import { type OrdoConfig, loadConfig } from '../../src/config/config.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BUILDS = { base: 'k8s/base', keda: 'k8s/overlays/keda', secured: 'k8s/overlays/secured' } as const;
 type BuildName = keyof typeof BUILDS;
-const ROLES = ['pipeline', 'api', 'merge'] as const;
+const ROLES = ['pipeline', 'api', 'merge', 'ingest'] as const;
+type Role = (typeof ROLES)[number];
+/** The roles that serve HTTP to clients: the port and host their configuration listens on. */
+const HTTP_ROLES = {
+  api: (config: OrdoConfig) => ({ port: config.apiPort, host: config.apiHost }),
+  ingest: (config: OrdoConfig) => ({ port: config.ingest.port, host: config.ingest.host }),
+} as const;
 
 // Defaults from docs/configuration.md, for settings the ConfigMap leaves out.
 const DEFAULTS: Record<string, string> = {
@@ -85,7 +91,7 @@ class Build {
     return found as T;
   }
 
-  deployment(role: (typeof ROLES)[number]): IDeployment {
+  deployment(role: Role): IDeployment {
     return this.get<IDeployment>('Deployment', `ordo-${role}`);
   }
 
@@ -110,6 +116,14 @@ class Build {
     const value = this.env(container).get(name) ?? DEFAULTS[name];
     if (value === undefined) throw new Error(`container ${container.name}: ${name} is not set`);
     return value;
+  }
+
+  /** The configuration `role` starts with: its container's environment through Ordo's own validation. */
+  config(role: Role): OrdoConfig {
+    const deployment = this.deployment(role);
+    const container = containers(deployment)[0]!;
+    const env = Object.fromEntries([...this.env(container)].filter(([, v]) => v !== undefined)) as Record<string, string>;
+    return loadConfig(withSecretFiles(this, deployment, env));
   }
 
   /** The lowest replica count a Deployment runs at: a ScaledObject's minimum, or spec.replicas. */
@@ -367,13 +381,17 @@ describe.each(Object.keys(BUILDS) as BuildName[])('k8s %s', (name) => {
     }
   });
 
-  it('waits longer than ORDO_SHUTDOWN_GRACE_MS before killing a pod', () => {
+  it('waits longer than a preStop sleep plus ORDO_SHUTDOWN_GRACE_MS before killing a pod', () => {
     const b = build(name);
     for (const deployment of b.all<IDeployment>('Deployment')) {
       const seconds = deployment.spec?.template.spec?.terminationGracePeriodSeconds ?? 30;
       for (const container of containers(deployment)) {
+        // The kill deadline runs from the start of the preStop hook; SIGTERM (the drain) follows it.
+        const preStop = container.lifecycle?.preStop;
+        expect(preStop?.exec ?? preStop?.httpGet ?? preStop?.tcpSocket, `${deployment.metadata?.name}: a preStop hook other than sleep`).toBeUndefined();
+        const sleepMs = (preStop?.sleep?.seconds ?? 0) * 1000;
         const graceMs = Number(b.setting(container, 'ORDO_SHUTDOWN_GRACE_MS'));
-        expect(seconds * 1000, `${deployment.metadata?.name} terminationGracePeriodSeconds vs ORDO_SHUTDOWN_GRACE_MS`).toBeGreaterThan(graceMs);
+        expect(seconds * 1000, `${deployment.metadata?.name} terminationGracePeriodSeconds vs preStop sleep + ORDO_SHUTDOWN_GRACE_MS`).toBeGreaterThan(sleepMs + graceMs);
       }
     }
   });
@@ -411,28 +429,68 @@ describe.each(Object.keys(BUILDS) as BuildName[])('k8s %s', (name) => {
     expect(meters).toBe(readFileSync(`${ROOT}docs/meters.example.yaml`, 'utf8'));
   });
 
-  it('mounts the api tokens file ORDO_API_TOKENS_FILE names from a Secret, as a directory so updates reach the pod', () => {
+  it.each(Object.keys(HTTP_ROLES))('mounts the tokens file ORDO_API_TOKENS_FILE names into %s from a Secret, as a directory so updates reach the pod', (role) => {
     const b = build(name);
-    const container = b.deployment('api').spec!.template.spec!.containers[0]!;
+    const deployment = b.deployment(role as Role);
+    const container = deployment.spec!.template.spec!.containers[0]!;
     expect(b.setting(container, 'ORDO_API_AUTH')).toBe('token');
     const file = b.setting(container, 'ORDO_API_TOKENS_FILE');
     const mount = container.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
     expect(mount, file).toBeDefined();
     expect(mount?.subPath).toBeUndefined();
-    const source = b.deployment('api').spec!.template.spec!.volumes?.find((v) => v.name === mount?.name)?.secret;
+    expect(mount?.readOnly).toBe(true);
+    const source = deployment.spec!.template.spec!.volumes?.find((v) => v.name === mount?.name)?.secret;
     const secret = b.get<ISecret>('Secret', source?.secretName ?? '');
     const content = secret.stringData?.[file.slice(`${mount!.mountPath}/`.length)];
     expect(content).toBeDefined();
     expect(() => parseTokensFile(content ?? '')).not.toThrow();
   });
 
+  it('gives api and ingest one tokens file, so a token with both scopes works on both', () => {
+    const b = build(name);
+    const source = (role: Role) => {
+      const deployment = b.deployment(role);
+      const container = containers(deployment)[0]!;
+      const file = b.setting(container, 'ORDO_API_TOKENS_FILE');
+      const mount = container.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
+      const secretName = deployment.spec?.template.spec?.volumes?.find((v) => v.name === mount?.name)?.secret?.secretName;
+      return { secretName, key: file.slice(`${mount?.mountPath}/`.length) };
+    };
+    expect(source('ingest')).toEqual(source('api'));
+  });
+
+  it.each(Object.entries(HTTP_ROLES))('serves the %s HTTP port its configuration names, behind a Service', (role, listen) => {
+    const b = build(name);
+    const deployment = b.deployment(role as Role);
+    const container = containers(deployment)[0]!;
+    const { port, host } = listen(b.config(role as Role));
+    expect(resolvePort(container, 'http'), `ordo-${role}: containerPort "http"`).toBe(port);
+    // The kubelet's probes and the Service reach the pod's own address, not its loopback.
+    expect(['127.0.0.1', '::1', 'localhost']).not.toContain(host);
+    const routed = b
+      .all<IService>('Service')
+      .filter((s) => s.spec?.clusterIP !== 'None' && selects({ matchLabels: s.spec?.selector }, podLabels(deployment)))
+      .filter((s) => (s.spec?.ports ?? []).some((p) => resolvePort(container, p.targetPort ?? p.port) === port));
+    expect(routed.map((s) => s.metadata?.name), `Service of ordo-${role}`).toEqual([`ordo-${role}`]);
+  });
+
+  it('runs ingest as several replicas with their own transactional ids, rolled without losing capacity', () => {
+    const b = build(name);
+    const ingest = b.deployment('ingest');
+    expect(b.minReplicas(ingest)).toBeGreaterThanOrEqual(2);
+    expect(ingest.spec?.strategy?.type ?? 'RollingUpdate').toBe('RollingUpdate');
+    expect(ingest.spec?.strategy?.rollingUpdate?.maxUnavailable).toBe(0);
+    // Transactional ids are <group>-ingest-<node>-<n>: two pods with one node id would fence
+    // each other. The pod name (checked for every role above) is unique per pod.
+    expect(containers(ingest)[0]?.env?.find((e) => e.name === 'ORDO_NODE_ID')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name');
+    // Two replicas on one node would both go with it.
+    const spread = ingest.spec?.template.spec?.topologySpreadConstraints ?? [];
+    expect(spread.some((c) => c.topologyKey === 'kubernetes.io/hostname' && selects(c.labelSelector, podLabels(ingest)))).toBe(true);
+  });
+
   it('gives every role an environment its configuration accepts', () => {
     const b = build(name);
-    for (const role of ROLES) {
-      const container = b.deployment(role).spec!.template.spec!.containers[0]!;
-      const env = Object.fromEntries([...b.env(container)].filter(([, v]) => v !== undefined)) as Record<string, string>;
-      expect(() => loadConfig(withSecretFiles(b, b.deployment(role), env)), role).not.toThrow();
-    }
+    for (const role of ROLES) expect(() => b.config(role), role).not.toThrow();
   });
 
   it('runs merge as a single replica that is never two at once', () => {

@@ -6,6 +6,7 @@ import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { type Logger, jsonLogger } from '../../src/observability/logger.js';
 import { type AclRole, type RoleAcl, roleAcls } from '../../src/roles/acls.js';
 import { apiGroupId, startApiRole } from '../../src/roles/api.js';
+import { startIngestRole } from '../../src/roles/ingest.js';
 import { createMergeWorker } from '../../src/roles/merge.js';
 import { createPipelineWorker } from '../../src/roles/pipeline.js';
 import { createTopics, decodeEvent, deleteTopicsWithPrefix, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
@@ -93,6 +94,8 @@ interface Running {
   done: Promise<string>;
   ready(): boolean;
   stop(): Promise<unknown>;
+  /** The ingest role: posts one event. */
+  post?: () => Promise<Response>;
 }
 
 /** Starts `role` in process; a start that throws counts as `failed` with the error logged. */
@@ -107,6 +110,16 @@ async function startRole(role: AclRole, config: OrdoConfig, logger: Logger): Pro
       const merge = createMergeWorker(config, { logger, metrics: new OrdoMetrics() });
       void merge.start().catch((error: unknown) => logger.error('start failed', { error }));
       return { done: merge.done, ready: () => merge.ready, stop: () => merge.stop() };
+    }
+    if (role === 'ingest') {
+      const ingest = await startIngestRole({ ...config, ingest: { ...config.ingest, port: 0, host: '127.0.0.1' } }, { logger, metrics: new OrdoMetrics() });
+      const post = (): Promise<Response> =>
+        fetch(`http://127.0.0.1:${ingest.port}/v1/events`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/cloudevents+json' },
+          body: JSON.stringify({ specversion: '1.0', id: 'acl-ingest-1', source: 'acl-test', type: 'api.request', subject: 'acl', data: { value: '1' } }),
+        });
+      return { done: ingest.done, ready: () => ingest.state() === 'running', stop: () => ingest.stop(), post };
     }
     const api = await startApiRole(config, { logger, metrics: new OrdoMetrics() });
     return { done: api.done, ready: () => api.state() === 'running', stop: () => api.stop() };
@@ -130,7 +143,7 @@ afterAll(async () => {
 });
 
 describe('the minimal ACL set of each role', () => {
-  it('is enough: pipeline, merge and api each run with exactly their set', async () => {
+  it('is enough: pipeline, merge, api and ingest each run with exactly their set', async () => {
     const prefix = uniqueName('acl-ok');
     prefixes.push(prefix);
     const config = configFor(prefix);
@@ -139,7 +152,7 @@ describe('the minimal ACL set of each role', () => {
     const workload = makeUsageWorkload(encode, { count: 80, subjects: 3, now: Date.now(), latenessMs: 7 * 86_400_000, spreadDays: 1, idPrefix: 'acl' });
     await produceToNewTopic(kafka, config.topics.input, workload.messages);
 
-    for (const role of ['pipeline', 'merge', 'api'] as const) {
+    for (const role of ['pipeline', 'merge', 'api', 'ingest'] as const) {
       await grantExactly(required(role, config));
       const { logger, lines } = collectingLogger();
       const running = await startRole(role, config, logger);
@@ -152,6 +165,7 @@ describe('the minimal ACL set of each role', () => {
           const records = await readAll(kafka, output, workload.accepted.size, { timeoutMs: 60_000, settleMs: 500 });
           expect(new Set(records.map((r) => decodeEvent(r.value)).map((e) => `${e.source}/${e.id}`)), `${role}: ${lines.slice(-5).join('\n')}`).toEqual(workload.accepted);
         }
+        if (running.post) expect((await running.post()).status, `${role}: ${lines.slice(-5).join('\n')}`).toBe(202);
         expect(lines.filter((l) => /AUTHORIZATION_FAILED|not authorized/i.test(l)), role).toEqual([]);
       } finally {
         await running.stop();
@@ -173,7 +187,8 @@ const REMOVALS: { role: AclRole; pick: (a: RoleAcl, c: OrdoConfig) => boolean; l
   { role: 'merge', label: 'Write on the global topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.global && a.operation === 'Write' },
   { role: 'merge', label: 'Write on the transactional id', pick: (a) => a.resource === 'TransactionalId' },
   { role: 'api', label: 'Read on the aggregates topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.aggregates },
-  { role: 'api', label: 'Read on the consumer group', pick: (a, c) => a.resource === 'Group' && a.name === apiGroupId(c) },
+  { role: 'ingest', label: 'Write on the transactional ids', pick: (a) => a.resource === 'TransactionalId' },
+  { role: 'api', label: 'Read on the consumer group', pick: (a, c) => a.resource === 'Group' && a.name === `${apiGroupId(c)}-` },
   { role: 'pipeline', label: 'Read on the schema id ledger topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.schemas && a.operation === 'Read' },
 ];
 
