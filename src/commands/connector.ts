@@ -6,6 +6,7 @@ import { generateDescriptor } from '../connectors/generate.js';
 import { mapPayload } from '../connectors/map-payload.js';
 import { OperationError, SpecError, readSpec } from '../connectors/openapi.js';
 import { upgradeDescriptor } from '../connectors/upgrade.js';
+import { isParseArgsError } from './command-error.js';
 
 /**
  * `ordo connector generate|upgrade|map`: connector descriptors from an OpenAPI spec
@@ -156,8 +157,4 @@ async function map(argv: string[], io: ConnectorIo): Promise<number> {
   if (failures.length > 0) throw new DataError(failures.join('\n'));
   for (const event of events) io.out(JSON.stringify(event) + '\n');
   return 0;
-}
-
-function isParseArgsError(error: unknown): boolean {
-  return typeof (error as { code?: unknown }).code === 'string' && (error as { code: string }).code.startsWith('ERR_PARSE_ARGS');
 }

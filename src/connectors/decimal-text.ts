@@ -1,3 +1,5 @@
+import { Decimal } from '../usage/decimal.js';
+
 /**
  * Decimal text for connector values: a payload number moved by a power of ten (cents to
  * units: scale -2) by moving the decimal point in the digits, never through a float, so
@@ -7,8 +9,6 @@
 
 /** What a payload may send as a decimal string: digits with an optional fraction and sign. */
 const DECIMAL_INPUT = /^(-?)(\d+)(?:\.(\d+))?$/;
-/** The event value grammar (README, Schema): at most 38 digits either side of the point. */
-const PLAIN_DECIMAL = /^-?(?:0|[1-9]\d{0,37})(?:\.\d{1,38})?$/;
 /** Longest payload decimal looked at: the value is attacker-sized text. */
 const MAX_INPUT_LENGTH = 200;
 
@@ -38,7 +38,8 @@ export function scaleDecimal(text: string, scale: number): DecimalResult {
   fracPart = fracPart.replace(/0+$/, '');
   const zero = intPart === '0' && fracPart === '';
   const result = `${zero ? '' : sign}${intPart}${fracPart === '' ? '' : `.${fracPart}`}`;
-  if (!PLAIN_DECIMAL.test(result)) return { ok: false, message: `${quote(text)} scaled by 10^${scale} is ${result.length > 48 ? 'beyond' : `${result}, beyond`} the 38 digits either side of the point an event value may have` };
+  // The event value grammar (README, Schema): at most 38 digits either side of the point.
+  if (!Decimal.isValid(result)) return { ok: false, message: `${quote(text)} scaled by 10^${scale} is ${result.length > 48 ? 'beyond' : `${result}, beyond`} the 38 digits either side of the point an event value may have` };
   return { ok: true, text: result };
 }
 
@@ -58,6 +59,7 @@ export function decimalOfNumber(n: number): DecimalResult {
   return scaleDecimal(`${sign}${whole}${fraction === '' ? '' : `.${fraction}`}`, Number(power));
 }
 
-function quote(text: string): string {
+/** A payload string in a message: JSON-quoted, long ones cut. */
+export function quote(text: string): string {
   return text.length > 48 ? `${JSON.stringify(text.slice(0, 48))}... (${text.length} chars)` : JSON.stringify(text);
 }

@@ -2,6 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { isMap, parseDocument } from 'yaml';
 import { ConfigError, OrdoError } from '../errors.js';
+import { Decimal } from '../usage/decimal.js';
 
 /**
  * A connector descriptor (`connectors/<name>.yaml`, docs/connectors.md): how one API's native
@@ -24,7 +25,6 @@ export const REQUIRED_FIELDS = ['id', 'source', 'type', 'subject', 'value'] as c
 export const CONNECTOR_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 /** Value scale: the payload number times 10^scale; beyond this no event value fits (38 digits). */
 export const MAX_SCALE = 38;
-const PLAIN_DECIMAL = /^-?(?:0|[1-9]\d{0,37})(?:\.\d{1,38})?$/;
 const PATH_SEGMENT = /^[^.\s]+$/;
 
 /** Where a mapping reads from: a payload path (segments split at dots) or a constant string. */
@@ -197,7 +197,7 @@ function valueMapping(raw: unknown, at: string, fail: Fail): ValueMapping {
   const base = mapping(raw, at, fail, ['scale']);
   if ('const' in base) {
     if (spec.scale !== undefined) fail(`${at}.scale`, 'only a path value has a scale');
-    if (!PLAIN_DECIMAL.test(base.const)) fail(`${at}.const`, `${JSON.stringify(base.const)} is not a plain decimal string such as "1" or "12.50"`);
+    if (!Decimal.isValid(base.const)) fail(`${at}.const`, `${JSON.stringify(base.const)} is not a plain decimal string such as "1" or "12.50"`);
     return base;
   }
   const scale = spec.scale ?? 0;

@@ -1,4 +1,4 @@
-import { decimalOfNumber, scaleDecimal } from './decimal-text.js';
+import { decimalOfNumber, quote, scaleDecimal } from './decimal-text.js';
 import type { ConnectorDescriptor, DimensionMapping, Mapping, TimeMapping, ValueMapping } from './descriptor.js';
 
 /**
@@ -173,8 +173,4 @@ function kind(value: unknown): string {
   if (typeof value === 'string') return `the string ${quote(value)}`;
   if (typeof value === 'number' || typeof value === 'boolean') return `${typeof value} ${String(value)}`;
   return typeof value;
-}
-
-function quote(text: string): string {
-  return text.length > 48 ? `${JSON.stringify(text.slice(0, 48))}... (${text.length} chars)` : JSON.stringify(text);
 }
