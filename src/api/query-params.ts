@@ -2,9 +2,11 @@ import { QueryError } from '../errors.js';
 import type { MeterCatalog } from '../usage/meters.js';
 import { WINDOW_SIZES, type WindowSize, checkTimeZone } from '../usage/windows.js';
 import { type UsageQuery, unknownMeter } from './read-model.js';
+import { ConsistencyTokenError, type InputPosition, decodeConsistencyToken } from '../model/consistency-token.js';
 
 /** The parameters of GET /v1/meters/{slug}/usage, as listed in error messages. */
-export const USAGE_PARAMETERS = ['subject', 'from', 'to', 'windowSize', 'windowTimeZone', 'groupBy', 'filter[<group>]'] as const;
+export const USAGE_PARAMETERS = ['subject', 'from', 'to', 'windowSize', 'windowTimeZone', 'groupBy', 'filter[<group>]', 'consistentWith'] as const;
+const CONSISTENT_WITH = 'consistentWith';
 
 const SINGLE = new Set(['from', 'to', 'windowSize', 'windowTimeZone']);
 const FILTER = /^filter\[(.+)\]$/s;
@@ -16,6 +18,8 @@ const FILTER = /^filter\[(.+)\]$/s;
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+\- ])(\d{2}):(\d{2}))$/;
 const EXAMPLE = 'e.g. 2026-11-01T00:00:00Z or 2026-11-01T00:00:00+01:00';
 const QUOTE_LIMIT = 64;
+/** More tokens than this in one query is not a client's need (one per partition suffices). */
+const MAX_TOKENS = 1_000;
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] as const;
 
 /**
@@ -36,6 +40,8 @@ export function parseUsageQuery(slug: string, params: URLSearchParams, meters: M
     } else if (name === 'subject') {
       if (value === '') throw bad('subject: empty; give a subject, or leave the parameter out for all subjects');
       subjects.push(value);
+    } else if (name === CONSISTENT_WITH) {
+      continue; // parseConsistentWith reads it
     } else if (name === 'groupBy') {
       for (const part of value.split(',')) {
         const group = part.trim();
@@ -72,6 +78,35 @@ export function parseUsageQuery(slug: string, params: URLSearchParams, meters: M
     // fromEntries defines own properties, so even a "__proto__" group stays an ordinary key.
     filter: Object.fromEntries(filter),
   };
+}
+
+/** The consistency tokens of a usage query (consistentWith, repeatable), deduplicated, in the order given. */
+export interface ConsistencyRequest {
+  tokens: string[];
+  positions: InputPosition[];
+}
+
+/**
+ * The `consistentWith` tokens of a usage query: 400 bad-parameter naming the token that is
+ * not one, or that names another topic than the pipeline's input topic.
+ */
+export function parseConsistentWith(params: URLSearchParams, inputTopic: string): ConsistencyRequest {
+  const tokens = [...new Set(params.getAll(CONSISTENT_WITH))];
+  if (tokens.length > MAX_TOKENS) throw bad(`${CONSISTENT_WITH}: ${tokens.length} tokens; give at most ${MAX_TOKENS} (only the highest per partition matters)`);
+  const positions = tokens.map((token) => {
+    let position: InputPosition;
+    try {
+      position = decodeConsistencyToken(token);
+    } catch (error) {
+      if (error instanceof ConsistencyTokenError) throw bad(`${CONSISTENT_WITH}: ${error.message}`);
+      throw error;
+    }
+    if (position.topic !== inputTopic) {
+      throw bad(`${CONSISTENT_WITH}: token ${quote(token)} names topic ${quote(position.topic)}; this API answers for the input topic ${quote(inputTopic)}`);
+    }
+    return position;
+  });
+  return { tokens, positions };
 }
 
 /** Milliseconds since the epoch of a strict RFC 3339 date-time with an offset. */

@@ -9,7 +9,9 @@ import { type ListeningServer, answerClientErrors, answerError, listen, quoteCli
 import { type Logger, noopLogger } from '../observability/logger.js';
 import type { Aggregation, Meter, MeterCatalog } from '../usage/meters.js';
 import type { WindowSize } from '../usage/windows.js';
-import { parseUsageQuery } from './query-params.js';
+import type { ConsistencyOutcome } from './consistency.js';
+import { parseConsistentWith, parseUsageQuery } from './query-params.js';
+import type { InputPosition } from '../model/consistency-token.js';
 import { type ReadModel, type UsageAnswer, unknownMeter } from './read-model.js';
 
 /** How far the read model is behind the aggregates topic (the reader's progress), returned with every usage answer. */
@@ -28,7 +30,17 @@ export interface MeterView {
   windows: WindowSize[];
 }
 
-export type UsageResponse = UsageAnswer & { freshness: Freshness };
+/** `consistentWith`: the tokens the answer is consistent with, when the query gave any. */
+export type UsageResponse = UsageAnswer & { freshness: Freshness; consistentWith?: string[] };
+
+/** Read-your-writes (api/consistency.ts): waits for the tokens of `consistentWith`. */
+export interface ConsistencyOptions {
+  /** The pipeline's input topic: tokens naming another topic are refused. */
+  inputTopic: string;
+  /** How long a query waits at most (ORDO_API_CONSISTENCY_WAIT_MS); past it 503 not-yet-consistent. */
+  waitMs: number;
+  wait(positions: readonly InputPosition[], timeoutMs: number): Promise<ConsistencyOutcome>;
+}
 
 export interface ApiServerOptions {
   /** 0 picks a free port; the started server reports the real one. */
@@ -38,6 +50,8 @@ export interface ApiServerOptions {
   meters: MeterCatalog;
   readModel: ReadModel;
   freshness: () => Freshness;
+  /** Without it, a query with consistentWith answers 400. */
+  consistency?: ConsistencyOptions;
   /** Who may ask (ORDO_API_AUTH): every route needs scope `read`, usage answers are subject-scoped. */
   auth: Authenticator;
   /** Called for every request the auth layer refuses (metrics). */
@@ -109,12 +123,47 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: ApiSer
     send(res, 200, meterView(meter));
     return;
   }
-  const asked = parseUsageQuery(route.slug, new URLSearchParams(mark === -1 ? '' : target.slice(mark + 1)), options.meters);
+  const params = new URLSearchParams(mark === -1 ? '' : target.slice(mark + 1));
+  const asked = parseUsageQuery(route.slug, params, options.meters);
+  const consistency = options.consistency;
+  if (params.has('consistentWith') && consistency === undefined) throw new QueryError('bad-parameter', 'consistentWith: this server does not follow a pipeline');
+  const wanted = consistency === undefined ? undefined : parseConsistentWith(params, consistency.inputTopic);
   // A subject-scoped token: other subjects answer 403, no subject means its own (never all).
   const { subjects, allows } = narrowSubjects(principal, asked.subjects);
+  if (wanted !== undefined && wanted.positions.length > 0) {
+    // Asked once before the wait too, so that a query the read model refuses answers at once.
+    options.readModel.query({ ...asked, subjects, allowsSubject: allows });
+    await awaitConsistency(consistency!, wanted.positions, options.freshness);
+  }
   const answer = options.readModel.query({ ...asked, subjects, allowsSubject: allows });
-  const body: UsageResponse = { ...answer, freshness: options.freshness() };
+  const body: UsageResponse = { ...answer, freshness: options.freshness(), ...(wanted !== undefined && wanted.tokens.length > 0 ? { consistentWith: wanted.tokens } : {}) };
   send(res, 200, body);
+}
+
+/**
+ * Waits for the positions; past the bound 503 not-yet-consistent (Retry-After 1) with the
+ * read model's freshness and the positions still awaited.
+ */
+async function awaitConsistency(consistency: ConsistencyOptions, positions: readonly InputPosition[], freshness: () => Freshness): Promise<void> {
+  const outcome = await consistency.wait(positions, consistency.waitMs);
+  if (outcome.consistent) return;
+  if ('unavailable' in outcome) {
+    throw new QueryError('consistency-unavailable', "consistentWith: this server cannot read the pipeline's committed positions (the server log says why); ask without consistentWith, or later", 503, {
+      headers: { 'retry-after': '5' },
+    });
+  }
+  if ('unknownPartitions' in outcome) {
+    throw new QueryError('bad-parameter', `consistentWith: the input topic ${quote(consistency.inputTopic)} has no partition ${outcome.unknownPartitions.join(', ')}`);
+  }
+  const pipeline = outcome.awaiting.filter((a) => a.waitingFor === 'pipeline').length;
+  const why =
+    pipeline > 0
+      ? `the pipeline has not committed ${pipeline} of the positions yet`
+      : 'the pipeline committed the positions, but this replica has not read the aggregates they wrote yet';
+  throw new QueryError('not-yet-consistent', `not consistent with the given tokens within ${consistency.waitMs} ms: ${why}; retry later`, 503, {
+    details: { freshness: freshness(), awaiting: outcome.awaiting },
+    headers: { 'retry-after': '1' },
+  });
 }
 
 type Route = { name: 'meters' } | { name: 'meter'; slug: string } | { name: 'usage'; slug: string };

@@ -89,6 +89,9 @@ export interface OrdoConfig {
   // --- state (persistent task state, src/engine/state-dir.ts) ---
   /** Where the pipeline keeps its task state (lmdb, one directory per task); undefined: in memory. */
   stateDir: string | undefined;
+  // --- read-your-writes (src/api/consistency.ts) ---
+  /** How long a usage query with consistentWith waits at most before 503 not-yet-consistent. */
+  apiConsistencyWaitMs: number;
   // --- ingest (the `ingest` role, src/roles/ingest.ts) ---
   ingest: IngestConfig;
 }
@@ -167,6 +170,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     stuckAfterMs: read.int('ORDO_STUCK_AFTER_MS', 120_000, 5_000, 24 * HOUR_MS),
     // --- state ---
     stateDir: read.string('ORDO_STATE_DIR', '') || undefined,
+    // --- read-your-writes ---
+    apiConsistencyWaitMs: read.int('ORDO_API_CONSISTENCY_WAIT_MS', 10_000, 100, 300_000),
     // --- ingest ---
     ingest: {
       port: read.int('ORDO_INGEST_PORT', 8090, 0, 65_535),

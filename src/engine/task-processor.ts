@@ -113,6 +113,13 @@ export interface ProcessResult {
 export interface TaskProcessor {
   readonly stores: readonly StoreSpec[];
   /**
+   * Output topics whose end offsets on the task's partition are committed with every input
+   * position, in the offset commit's metadata (model/position-metadata.ts): a reader of
+   * those topics can then tell when it has read all that a committed position covers
+   * (read-your-writes). None by default.
+   */
+  readonly positionTopics?: readonly string[];
+  /**
    * Called once after the stores are restored from their changelogs, before the first
    * batch: rebuilds what has no changelog of its own. Its store writes become state without
    * being written anywhere (snapshot stores: with their next snapshot).

@@ -60,6 +60,7 @@ export class Task {
       transactionalId: transactionalId(groupId, topic, partition),
       partition,
       stores: options.processor.stores,
+      positionTopics: options.processor.positionTopics,
       state: options.state,
       stateTopic: topic,
       transactionTimeoutMs: options.transactionTimeoutMs,

@@ -6,7 +6,12 @@ import type { OutputRecord } from '../model/records.js';
 export interface TransactionContent {
   outputs: OutputRecord[];
   /** Offsets to commit for the consumer group: the next offset to read, per input partition (none: nothing to commit). */
-  offsets: { groupId: string; positions: { topic: string; partition: number; nextOffset: string }[] };
+  offsets: {
+    groupId: string;
+    positions: { topic: string; partition: number; nextOffset: string }[];
+    /** The offset commit's metadata, given where this transaction's records end (see WrittenEnds). */
+    metadata?: (written: WrittenEnds) => string;
+  };
   /** Partition every record without an explicit partition goes to (co-partitioning). */
   partition: number;
 }
@@ -34,8 +39,9 @@ export async function commitTransaction(producer: Producer, content: Transaction
     }
     const { groupId, positions } = content.offsets;
     if (positions.length > 0) {
-      const byTopic = new Map<string, { partition: number; offset: string }[]>();
-      for (const p of positions) byTopic.set(p.topic, [...(byTopic.get(p.topic) ?? []), { partition: p.partition, offset: p.nextOffset }]);
+      const metadata = content.offsets.metadata?.(ends) ?? null;
+      const byTopic = new Map<string, { partition: number; offset: string; metadata: string | null }[]>();
+      for (const p of positions) byTopic.set(p.topic, [...(byTopic.get(p.topic) ?? []), { partition: p.partition, offset: p.nextOffset, metadata }]);
       await transaction.sendOffsets({ consumerGroupId: groupId, topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) });
     }
     await transaction.commit();

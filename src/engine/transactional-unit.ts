@@ -7,6 +7,7 @@ import { RestoreOutOfRangeError, type RestoreTarget, type RestoredRecord, endOff
 import { type RestorePlan, type RestoreSource, type StateBackend, type TaskStateStores, memoryBackend } from './state-dir.js';
 import type { TaskStore } from './state-store.js';
 import { type KeyValueStore, stringCodec } from '../model/store.js';
+import { encodePositionMetadata } from '../model/position-metadata.js';
 import { type Replay, type ReplaySource, type StoreSpec, tailKey } from './task-processor.js';
 import { type WrittenEnds, classifyKafkaError, commitTransaction } from './transaction.js';
 
@@ -34,6 +35,8 @@ export interface UnitOptions {
   /** The partition of the changelogs (and of outputs without an explicit partition). */
   partition: number;
   stores: readonly StoreSpec[];
+  /** Output topics whose ends on `partition` go into the metadata of every committed position (TaskProcessor.positionTopics). */
+  positionTopics?: readonly string[];
   /** Name of the engine's meta store (its changelog is `<group>-<name>-changelog`). */
   metaStore?: string;
   /** Where the stores live (default: in memory, restored fully at every open). */
@@ -209,9 +212,13 @@ export class TransactionalUnit {
     return { records, replayed, seconds, restore: plan.kind, ...(plan.kind === 'full' ? { why: plan.why } : {}) };
   }
 
-  /** The end offsets of the snapshot stores' tail topics on this partition: stable, as this unit's producer is their only writer. */
+  /**
+   * The end offsets of the snapshot stores' tail topics and of the position topics on this
+   * partition: stable, as this unit's producer is their only writer, and final, as opening
+   * the producer completed its earlier transactions (their markers are written).
+   */
   private async learnWrittenEnds(): Promise<void> {
-    const topics = new Set([...this.snapshots.values()].flatMap((s) => s.spec.tailTopics));
+    const topics = new Set([...[...this.snapshots.values()].flatMap((s) => s.spec.tailTopics), ...(this.options.positionTopics ?? [])]);
     if (topics.size === 0) return;
     const admin = this.options.kafka.admin();
     await admin.connect();
@@ -314,7 +321,7 @@ export class TransactionalUnit {
     }
     let ends: WrittenEnds;
     try {
-      ends = await commitTransaction(this.producer, { outputs: all, partition, offsets: { groupId, positions: [...positions] } });
+      ends = await commitTransaction(this.producer, { outputs: all, partition, offsets: { groupId, positions: [...positions], metadata: this.positionMetadata() } });
     } catch (error) {
       this.rollback();
       const classified = classifyKafkaError(error);
@@ -345,6 +352,21 @@ export class TransactionalUnit {
       throw new OrdoError(`state of partition ${partition} could not be written after its transaction committed`, { cause: error });
     }
     metrics.transactionSeconds.observe({ outcome: 'commit' }, Number(process.hrtime.bigint() - startedAt) / 1e9);
+  }
+
+  /** Where this transaction leaves the position topics on this partition, for the offset commit's metadata. */
+  private positionMetadata(): ((written: WrittenEnds) => string) | undefined {
+    const topics = this.options.positionTopics ?? [];
+    if (topics.length === 0) return undefined;
+    const { partition } = this.options;
+    return (written) => {
+      const ends = new Map<string, bigint>();
+      for (const topic of topics) {
+        const end = written.get(`${topic}/${partition}`) ?? this.written.get(topic);
+        if (end !== undefined) ends.set(topic, end);
+      }
+      return encodePositionMetadata({ ends });
+    };
   }
 
   /**

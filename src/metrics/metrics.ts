@@ -41,6 +41,7 @@ export class OrdoMetrics {
   readonly readModelLag: Gauge;
   readonly readModelSkipped: Counter;
   readonly apiRequestsRefused: Counter<'kind'>;
+  readonly apiConsistencyWait: Histogram<'outcome'>;
   readonly ingestRequests: Counter<'outcome'>;
   readonly ingestEvents: Counter<'outcome'>;
   readonly ingestRequestSeconds: Histogram<'outcome'>;
@@ -98,6 +99,13 @@ export class OrdoMetrics {
       registers,
     });
     this.apiRequestsRefused = new Counter({ name: 'ordo_api_requests_refused_total', help: 'API requests refused by authentication or authorization, by error kind (401/403/503).', labelNames: ['kind'], registers });
+    this.apiConsistencyWait = new Histogram({
+      name: 'ordo_api_consistency_wait_seconds',
+      help: 'How long usage queries with consistentWith waited, by outcome (consistent, timeout).',
+      labelNames: ['outcome'],
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
     this.clockSkew = new Histogram({
       name: 'ordo_clock_skew_seconds',
       help: 'How far a received service time was ahead of local physical time (0 when behind).',

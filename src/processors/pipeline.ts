@@ -90,6 +90,13 @@ export function pipelineStores(settings: Pick<PipelineSettings, 'aggregatesTopic
  */
 export class PipelineProcessor implements TaskProcessor {
   readonly stores: readonly StoreSpec[];
+  /**
+   * Every event below a committed input position is in the aggregates that position's
+   * transaction (or an earlier one) wrote: events are aggregated in the batch they arrive
+   * in, also those the reorder buffer then holds for the ordered topic. Where the aggregates
+   * ended goes with each committed position, for the api's read-your-writes.
+   */
+  readonly positionTopics: readonly string[];
   readonly clock: HybridClock;
   private readonly decode: DecodeStep;
   private readonly stamp: StampStep;
@@ -103,6 +110,7 @@ export class PipelineProcessor implements TaskProcessor {
   constructor(private readonly settings: PipelineSettings) {
     this.clock = settings.clock;
     this.stores = pipelineStores(settings);
+    this.positionTopics = [settings.aggregatesTopic];
     this.decode = new DecodeStep(settings.catalog);
     this.stamp = new StampStep(this.clock);
     this.dedupe = new DedupeStep(settings.dedupeWindowMs);

@@ -11,11 +11,12 @@ import { ingestLedgerConfig, ingestTransactionalIdPrefix } from './ingest.js';
 /**
  * The minimal Kafka ACLs each role needs (docs/operations.md#acls lists them; a test runs
  * every role with exactly these and with each one missing). Derived from the names the roles
- * use, so the list cannot drift from the code. Describe is not listed: Kafka implies it from
- * Read, Write and Delete on the same resource. Nor is IdempotentWrite on the cluster: since
- * Kafka 3.0 (KIP-679) Write on the transactional id is enough for a transactional producer.
+ * use, so the list cannot drift from the code. Describe is listed only where it is all a role
+ * needs: Kafka implies it from Read, Write and Delete on the same resource. Nor is
+ * IdempotentWrite on the cluster: since Kafka 3.0 (KIP-679) Write on the transactional id is
+ * enough for a transactional producer.
  */
-export type AclOperation = 'Read' | 'Write' | 'Create' | 'Delete';
+export type AclOperation = 'Read' | 'Write' | 'Create' | 'Delete' | 'Describe';
 
 export interface RoleAcl {
   resource: 'Topic' | 'Group' | 'TransactionalId';
@@ -84,6 +85,10 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     topic(t.aggregates, ['Read'], 'the read model follows it');
     acls.push({ resource: 'Group', pattern: 'prefixed', name: `${apiGroupId(config)}-`, operation: 'Read', why: 'the read model of this replica, one group per start (offsets never committed)' });
     ledger(apiLedgerConfig(config).groupId);
+    // Read-your-writes (api/consistency.ts): OffsetFetch of the pipeline's positions. Not Read,
+    // which would let the api commit offsets for the pipeline's group.
+    acls.push({ resource: 'Group', pattern: 'literal', name: config.groupId, operation: 'Describe', why: "read-your-writes: reads the pipeline group's committed positions" });
+    topic(t.input, ['Describe'], 'read-your-writes: the committed positions on the input topic');
   }
   return acls;
 }

@@ -1,19 +1,21 @@
 import { createAuthenticator } from '../auth/authenticator.js';
 import { isLoopbackHost } from '../config/api-auth.js';
 import type { OrdoConfig } from '../config/config.js';
-import { fatalMessage } from '../engine/error-policy.js';
+import { classify, fatalMessage } from '../engine/error-policy.js';
 import { Lifecycle, exportLifecycle } from '../engine/lifecycle.js';
 import { Liveness, type StuckReport } from '../engine/liveness.js';
 import { startSchemaLedger } from '../engine/schema-ledger.js';
 import { TopicReader } from '../engine/topic-reader.js';
 import { SchemaConflictError } from '../errors.js';
 import { createKafka } from '../kafka/client.js';
+import type { Kafka } from 'kafkajs';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { schemaIdsOf } from '../processors/decode.js';
 import type { SourceRecord } from '../model/records.js';
 import { ReadModel } from '../api/read-model.js';
 import { startApiServer } from '../api/server.js';
+import { type CommittedPosition, ConsistencyWaiter } from '../api/consistency.js';
 import { ResolverCache } from '../schema/resolvers.js';
 import { SchemaCatalog } from '../schema/schema-catalog.js';
 import { unframe } from '../schema/wire-format.js';
@@ -116,6 +118,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     liveness,
     onFailure: (error) => void failed(error),
   });
+  const consistency = consistencyWaiter(config, kafka, reader, deps.logger);
   const server = await startApiServer({
     port: config.apiPort,
     host: config.apiHost,
@@ -124,6 +127,18 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     meters,
     readModel,
     freshness: () => reader.progress(),
+    consistency: {
+      inputTopic: config.topics.input,
+      waitMs: config.apiConsistencyWaitMs,
+      wait: async (positions, timeoutMs) => {
+        const started = process.hrtime.bigint();
+        const outcome = await consistency.waiter.wait(positions, timeoutMs);
+        if ('awaiting' in outcome || outcome.consistent) {
+          deps.metrics.apiConsistencyWait.observe({ outcome: outcome.consistent ? 'consistent' : 'timeout' }, Number(process.hrtime.bigint() - started) / 1e9);
+        }
+        return outcome;
+      },
+    },
     logger: deps.logger,
   });
   lifecycle.transition('restoring');
@@ -138,8 +153,10 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       if (lifecycle.done || state() === 'draining') return;
       log.error(`read model failed: ${fatalMessage(error)}`, { error });
       lifecycle.transition('failed');
+      consistency.waiter.close();
       await server.close().catch(() => undefined);
       auth.close();
+      await consistency.stop();
       await reader.stop();
       await ledger.stop();
       finish('failed');
@@ -170,8 +187,10 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
         // A failed role has closed its server (and the auth) already.
         if (state() === 'failed') await failing;
         else {
+          consistency.waiter.close();
           await server.close();
           auth.close();
+          await consistency.stop();
         }
         await reader.stop();
         await ledger.stop();
@@ -179,6 +198,46 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
         finish(state() === 'failed' ? 'failed' : 'stopped');
       })();
       return stopping;
+    },
+  };
+}
+
+/**
+ * Read-your-writes (api/consistency.ts) over this role's Kafka client: the pipeline group's
+ * committed input positions (OffsetFetch, only while a query waits) and this replica's read
+ * model progress. The admin client connects on the first wait.
+ */
+function consistencyWaiter(config: OrdoConfig, kafka: Kafka, reader: TopicReader, logger: Logger): { waiter: ConsistencyWaiter; stop(): Promise<void> } {
+  const admin = kafka.admin();
+  let connected: Promise<void> | undefined;
+  const connect = (): Promise<void> => (connected ??= admin.connect().catch((error: unknown) => {
+    connected = undefined;
+    throw error;
+  }));
+  const waiter = new ConsistencyWaiter({
+    aggregatesTopic: config.topics.aggregates,
+    logger: logger.child({ component: 'consistency' }),
+    describeFatal: (error) => (classify(error) === 'fatal' ? fatalMessage(error, `reading the committed positions of group ${config.groupId}`) : undefined),
+    sources: {
+      async committed() {
+        await connect();
+        const [topic] = await admin.fetchOffsets({ groupId: config.groupId, topics: [config.topics.input] });
+        const positions = new Map<number, CommittedPosition>();
+        for (const p of topic?.partitions ?? []) positions.set(p.partition, { offset: BigInt(p.offset), metadata: p.metadata });
+        return positions;
+      },
+      applied: () => new Map(reader.progress().partitions.map((p) => [p.partition, BigInt(p.appliedOffset)])),
+      async endOffsets() {
+        await connect();
+        return new Map((await admin.fetchTopicOffsets(config.topics.aggregates)).map((o) => [o.partition, BigInt(o.high)]));
+      },
+    },
+  });
+  return {
+    waiter,
+    stop: async () => {
+      waiter.close();
+      if (connected) await admin.disconnect().catch(() => undefined);
     },
   };
 }

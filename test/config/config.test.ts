@@ -56,6 +56,7 @@ describe('loadConfig defaults', () => {
       apiAuth: { mode: 'none' },
       stuckAfterMs: 120_000,
       stateDir: undefined,
+      apiConsistencyWaitMs: 10_000,
       ingest: { port: 8090, host: '0.0.0.0', maxEvents: 1_000, maxBytes: 1_048_576, requestTimeoutMs: 10_000, producers: 4 },
     } satisfies Omit<OrdoConfig, 'nodeId'>);
     // The node id defaults to the host name (a pod name on Kubernetes).
@@ -107,6 +108,7 @@ describe('loadConfig parses every variable', () => {
       ORDO_SCHEMAS_TOPIC: 'schema-ids.v1',
       ORDO_WATERMARK_INTERVAL_MS: '2000',
       ORDO_STATE_DIR: '/var/lib/ordo/state',
+      ORDO_API_CONSISTENCY_WAIT_MS: '2500',
       ORDO_STUCK_AFTER_MS: '60000',
       ORDO_REORDER_WINDOW_MS: '250',
       ORDO_REORDER_MAX_EVENTS: '500',
@@ -157,6 +159,7 @@ describe('loadConfig parses every variable', () => {
       apiAuth: { mode: 'token', tokensFile: '/etc/ordo/tokens/tokens.yaml' },
       stuckAfterMs: 60_000,
       stateDir: '/var/lib/ordo/state',
+      apiConsistencyWaitMs: 2_500,
       ingest: { port: 18090, host: '127.0.0.1', maxEvents: 100, maxBytes: 65_536, requestTimeoutMs: 5_000, producers: 2 },
     } satisfies OrdoConfig);
   });

@@ -5,6 +5,7 @@ import type { OrdoConfig } from '../../src/config/config.js';
 import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { type Logger, jsonLogger } from '../../src/observability/logger.js';
 import { type AclRole, type RoleAcl, roleAcls } from '../../src/roles/acls.js';
+import { encodeConsistencyToken } from '../../src/model/consistency-token.js';
 import { apiGroupId, startApiRole } from '../../src/roles/api.js';
 import { startIngestRole } from '../../src/roles/ingest.js';
 import { createMergeWorker } from '../../src/roles/merge.js';
@@ -27,7 +28,7 @@ let stack: SecuredStack;
 const prefixes: string[] = [];
 
 const RESOURCE = { Topic: AclResourceTypes.TOPIC, Group: AclResourceTypes.GROUP, TransactionalId: AclResourceTypes.TRANSACTIONAL_ID };
-const OPERATION = { Read: AclOperationTypes.READ, Write: AclOperationTypes.WRITE, Create: AclOperationTypes.CREATE, Delete: AclOperationTypes.DELETE };
+const OPERATION = { Read: AclOperationTypes.READ, Write: AclOperationTypes.WRITE, Create: AclOperationTypes.CREATE, Delete: AclOperationTypes.DELETE, Describe: AclOperationTypes.DESCRIBE };
 
 function entry(acl: RoleAcl): AclEntry {
   return {
@@ -94,6 +95,8 @@ interface Running {
   done: Promise<string>;
   ready(): boolean;
   stop(): Promise<unknown>;
+  /** The api role's query port. */
+  port?: number;
   /** The ingest role: posts one event. */
   post?: () => Promise<Response>;
 }
@@ -122,7 +125,7 @@ async function startRole(role: AclRole, config: OrdoConfig, logger: Logger): Pro
       return { done: ingest.done, ready: () => ingest.state() === 'running', stop: () => ingest.stop(), post };
     }
     const api = await startApiRole(config, { logger, metrics: new OrdoMetrics() });
-    return { done: api.done, ready: () => api.state() === 'running', stop: () => api.stop() };
+    return { done: api.done, ready: () => api.state() === 'running', stop: () => api.stop(), port: api.port };
   } catch (error) {
     logger.error('start failed', { error });
     return { done: Promise.resolve('failed'), ready: () => false, stop: () => Promise.resolve() };
@@ -164,6 +167,13 @@ describe('the minimal ACL set of each role', () => {
         if (output) {
           const records = await readAll(kafka, output, workload.accepted.size, { timeoutMs: 60_000, settleMs: 500 });
           expect(new Set(records.map((r) => decodeEvent(r.value)).map((e) => `${e.source}/${e.id}`)), `${role}: ${lines.slice(-5).join('\n')}`).toEqual(workload.accepted);
+        }
+        if (role === 'api') {
+          // Read-your-writes reads the pipeline group's committed positions (Describe only).
+          const token = encodeConsistencyToken({ topic: config.topics.input, partition: 0, offset: '0' });
+          const day = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+          const res = await fetch(`http://127.0.0.1:${running.port}/v1/meters/api-spend/usage?from=${day}T00:00:00Z&to=2100-01-01T00:00:00Z&consistentWith=${token}`);
+          expect(res.status, await res.clone().text()).toBe(200);
         }
         if (running.post) expect((await running.post()).status, `${role}: ${lines.slice(-5).join('\n')}`).toBe(202);
         expect(lines.filter((l) => /AUTHORIZATION_FAILED|not authorized/i.test(l)), role).toEqual([]);
