@@ -25,7 +25,8 @@ export const REQUIRED_FIELDS = ['id', 'source', 'type', 'subject', 'value'] as c
 export const CONNECTOR_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 /** Value scale: the payload number times 10^scale; beyond this no event value fits (38 digits). */
 export const MAX_SCALE = 38;
-const PATH_SEGMENT = /^[^.\s]+$/;
+/** One key of a dotted payload path: no dot, no whitespace. */
+export const PATH_SEGMENT = /^[^.\s]+$/;
 
 /** Where a mapping reads from: a payload path (segments split at dots) or a constant string. */
 export type Mapping = { path: string; segments: string[] } | { const: string };

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { compileErrors, dereference, validate } from '@readme/openapi-parser';
 import { OrdoError } from '../errors.js';
+import { PATH_SEGMENT } from './descriptor.js';
 
 /**
  * An OpenAPI 3.x spec read for connectors: validated and with every `$ref` resolved by
@@ -128,6 +129,8 @@ function collect(raw: unknown, prefix: string, required: boolean, depth: number,
   const type = jsonType(schema, properties);
   if (type === 'object' && properties.size > 0 && depth < MAX_DEPTH) {
     for (const [name, child] of properties) {
+      // A key with a dot or whitespace cannot be named in a dotted path: such a field is left out.
+      if (!PATH_SEGMENT.test(name)) continue;
       collect(child.schema, prefix === '' ? name : `${prefix}.${name}`, required && requiredNames.has(name) && !child.optional, depth + 1, out);
     }
     return;
