@@ -1,5 +1,5 @@
 import { isMap, parseDocument, type YAMLMap } from 'yaml';
-import { type ConnectorDescriptor, DescriptorError, EVENT_FIELDS, checkDescriptor } from './descriptor.js';
+import { type ConnectorDescriptor, DescriptorError, EVENT_FIELDS, REQUIRED_FIELDS, checkDescriptor } from './descriptor.js';
 import { generatedObject, keyOf, setCommentBefore, wrap } from './generate.js';
 import { type DraftMapping, draftMappings } from './guess.js';
 import { type OpenApiSpec, type PayloadField, operationFields, typeLabel } from './openapi.js';
@@ -39,7 +39,19 @@ export interface UpgradeResult {
 export function upgradeDescriptor(text: string, file: string, spec: OpenApiSpec): UpgradeResult {
   const doc = parseDocument(text, { uniqueKeys: true });
   if (doc.errors.length > 0) throw new DescriptorError(file, '', `not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
-  const descriptor = checkDescriptor(doc.toJS() as unknown, file);
+  // A draft whose required fields are still unmapped can be upgraded too: for the check they
+  // are stand-in constants (which map no path); for the offers they stay unmapped.
+  const data = doc.toJS() as { mappings?: Record<string, unknown> } | null;
+  const unmapped = new Set<string>();
+  if (data && typeof data.mappings === 'object' && data.mappings !== null) {
+    for (const field of REQUIRED_FIELDS) {
+      if (data.mappings[field] === undefined || data.mappings[field] === null) {
+        unmapped.add(field);
+        data.mappings[field] = { const: '1' };
+      }
+    }
+  }
+  const descriptor = checkDescriptor(data, file);
   const generated = descriptor.generated;
   if (!generated) throw new DescriptorError(file, 'generated', 'missing: upgrade compares the new spec with the spec the descriptor was generated from (ordo connector generate writes it)');
   if (generated.sha256 === spec.sha256) return { upToDate: true, text, conflicts: [], offers: [], removed: [] };
@@ -69,7 +81,7 @@ export function upgradeDescriptor(text: string, file: string, spec: OpenApiSpec)
     if (pair) setCommentBefore(pair, wrap(`CONFLICT (${conflict.kind}): ${conflict.message} Fix this mapping, then delete this comment.`));
   }
 
-  const offers = offer(mappings, descriptor, fields, added, mapped);
+  const offers = offer(mappings, descriptor, unmapped, fields, added, mapped);
   const removed = Object.keys(before).filter((path) => !now.has(path) && !mapped.some((m) => m.path === path));
 
   const fresh = generatedObject(spec, generated.operation, fields);
@@ -96,7 +108,7 @@ function mappedPaths(descriptor: ConnectorDescriptor): { at: string; path: strin
  * when the user's descriptor leaves that field out (above the mappings' end), else as a
  * dimension (after the dimensions). Uncommenting a line gives a valid mapping.
  */
-function offer(mappings: YAMLMap, descriptor: ConnectorDescriptor, fields: PayloadField[], added: PayloadField[], mapped: { path: string }[]): string[] {
+function offer(mappings: YAMLMap, descriptor: ConnectorDescriptor, unmapped: ReadonlySet<string>, fields: PayloadField[], added: PayloadField[], mapped: { path: string }[]): string[] {
   const fresh = draftMappings(fields, descriptor.name);
   const taken = new Set(mapped.map((m) => m.path));
   const slotLines: string[] = [];
@@ -107,7 +119,7 @@ function offer(mappings: YAMLMap, descriptor: ConnectorDescriptor, fields: Paylo
     const slot = EVENT_FIELDS.find((f): f is Exclude<typeof f, 'dimensions'> => {
       if (f === 'dimensions') return false;
       const draft = fresh.mappings[f];
-      return draft !== undefined && 'path' in draft && draft.path === field.path && descriptor.mappings[f] === undefined;
+      return draft !== undefined && 'path' in draft && draft.path === field.path && (descriptor.mappings[f] === undefined || unmapped.has(f));
     });
     if (slot) {
       slotLines.push(` ${slot}: ${flow(fresh.mappings[slot] as DraftMapping)}   # ${note}`);

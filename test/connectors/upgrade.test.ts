@@ -96,6 +96,15 @@ describe('upgrade', () => {
     expect(parseDescriptor(accepted, 'x.yaml').mappings.time).toMatchObject({ path: 'occurred_at', format: 'rfc3339' });
   });
 
+  it('an untouched draft (type still unmapped) upgrades too, and a new field that names the type is offered as the type', async () => {
+    const draft = generateDescriptor(await readSpec(V1), 'createUsage', 'llm-usage').text;
+    const spec = await readSpec(variant((t) => t.replace('        region:\n', '        event_type:\n          type: string\n        region:\n')));
+    const result = upgradeDescriptor(draft, 'llm-usage.yaml', spec);
+    expect(result.conflicts).toEqual([]);
+    expect(result.offers).toEqual(['type: { path: event_type }   # new in the spec: event_type (string)']);
+    expect(parseDescriptor(result.text.replace('  # type: { path: event_type }', '  type: { path: event_type }'), 'x.yaml').mappings.type).toEqual({ path: 'event_type', segments: ['event_type'] });
+  });
+
   it('the spec it was generated from is up to date; a descriptor without a generated block cannot be upgraded', async () => {
     const user = await editedV1();
     expect(upgradeDescriptor(user, 'llm-usage.yaml', await readSpec(V1))).toMatchObject({ upToDate: true, text: user });
