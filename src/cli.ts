@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { processIo, runTokenCli } from './auth/token-cli.js';
 import { COMMANDS, runCommand } from './commands/main.js';
+import { runConnectorCli } from './commands/connector.js';
 import { loadConfig } from './config/config.js';
 import { ConfigError } from './errors.js';
 import { checkKafkaAccess } from './kafka/access-check.js';
@@ -37,12 +38,14 @@ commands (ordo <command> --help):
   events produce|tail   publish UsageEvents; read any Ordo topic, decoded
   topics [--create]     every topic the roles need
   token new|hash        make an API token for ORDO_API_AUTH=token
+  connector generate|upgrade|map   connector descriptors from an OpenAPI spec
 
 Configuration comes from environment variables (docs/configuration.md).`;
 
 async function main(argv: string[]): Promise<number> {
   const role = argv[0];
   if (role === 'token') return runTokenCli(argv.slice(1), processIo);
+  if (role === 'connector') return runConnectorCli(argv.slice(1), processIo);
   if (role === undefined || role === '--help' || role === '-h' || role === 'help') {
     process.stdout.write(USAGE + '\n');
     return role === undefined ? 2 : 0;

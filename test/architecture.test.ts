@@ -41,6 +41,10 @@ describe('the architecture in the tree (STYLE.md)', () => {
     expect([...new Set(engine.map((i) => i.target))]).toEqual(['engine/task-processor.js']);
   });
 
+  it('connectors are pure: no Kafka, no HTTP server, no roles (the ingest role imports them, not the other way)', () => {
+    expect(importsOf('connectors').filter(into(['kafka', 'engine', 'processors', 'roles', 'api', 'ingest', 'http', 'commands', 'config']))).toEqual([]);
+  });
+
   it('the model folder is a leaf: records, store interface, reason lists', () => {
     expect(importsOf('model').filter(into(['engine', 'processors', 'config', 'roles', 'kafka', 'api', 'commands']))).toEqual([]);
   });

@@ -20,6 +20,11 @@ export class EventInputError extends CommandError {
   }
 }
 
+/** A `node:util` parseArgs error (an unknown or malformed flag): a usage error, exit 2. */
+export function isParseArgsError(error: unknown): boolean {
+  return typeof (error as { code?: unknown }).code === 'string' && (error as { code: string }).code.startsWith('ERR_PARSE_ARGS');
+}
+
 /**
  * Retries an admin call that kafkajs reports as retriable (a leader or coordinator moving,
  * a just-created topic's metadata not everywhere yet), a few times with a short backoff:

@@ -3,7 +3,7 @@ import { loadConfig } from '../config/config.js';
 import { ConfigError, OrdoError } from '../errors.js';
 import { setHeader } from '../model/records.js';
 import { jsonLogger } from '../observability/logger.js';
-import { CommandError } from './command-error.js';
+import { CommandError, isParseArgsError } from './command-error.js';
 import { readStdin } from './stdin.js';
 import { parseEventLines, parseEventObject } from './event-input.js';
 import { produceEvents } from './events-produce.js';
@@ -209,8 +209,4 @@ function count(flag: string, text: string | undefined, min: number): number | un
   if (text === undefined) return undefined;
   if (!/^\d{1,9}$/.test(text) || Number(text) < min) throw new CommandError(`${flag}: "${text}" is not an integer >= ${min}`);
   return Number(text);
-}
-
-function isParseArgsError(error: unknown): boolean {
-  return typeof (error as { code?: unknown }).code === 'string' && (error as { code: string }).code.startsWith('ERR_PARSE_ARGS');
 }
