@@ -108,6 +108,8 @@ export interface IngestConfig {
   requestTimeoutMs: number;
   /** Transactional producers: requests written at the same time (one transaction each). */
   producers: number;
+  /** Connector descriptors (`<name>.yaml`) served at POST /v1/connectors/<name>; undefined: none. */
+  connectorsDir: string | undefined;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): OrdoConfig {
@@ -180,6 +182,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxBytes: read.int('ORDO_INGEST_MAX_BYTES', 1_048_576, 1_024, 16 * 1_048_576),
       requestTimeoutMs: read.int('ORDO_INGEST_REQUEST_TIMEOUT_MS', 10_000, 1_000, 300_000),
       producers: read.int('ORDO_INGEST_PRODUCERS', 4, 1, 64),
+      connectorsDir: read.string('ORDO_CONNECTORS_DIR', '') || undefined,
     },
   };
   checkCrossFieldRules(config);

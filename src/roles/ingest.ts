@@ -16,6 +16,8 @@ import type { CheckedEvent } from '../ingest/cloudevents.js';
 import { type Accepted, type ConnectorMapper, startIngestServer } from '../ingest/server.js';
 import type { Kafka } from 'kafkajs';
 import { createKafka } from '../kafka/client.js';
+import { loadConnectors } from '../connectors/descriptor.js';
+import { connectorMapper } from '../connectors/mapper.js';
 import { type TopicSpec, ensureTopics } from '../kafka/topics.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import { encodeConsistencyToken } from '../model/consistency-token.js';
@@ -67,6 +69,8 @@ export async function startIngestRole(config: OrdoConfig, deps: { logger: Logger
       host: config.ingest.host,
     });
   }
+  // Like a bad tokens file, a bad connector stops the start (exit 78) before anything connects.
+  const connectors = deps.connectors ?? (config.ingest.connectorsDir === undefined ? undefined : loadConnectorMapper(config.ingest.connectorsDir, logger));
   const auth = createAuthenticator(config.apiAuth, { logger: logger.child({ component: 'ingest-auth' }) });
   const lifecycle = new Lifecycle();
   exportLifecycle(lifecycle, metrics.lifecycleState, logger);
@@ -108,7 +112,7 @@ export async function startIngestRole(config: OrdoConfig, deps: { logger: Logger
       maxBytes: config.ingest.maxBytes,
       requestTimeoutMs: config.ingest.requestTimeoutMs,
       accept,
-      connectors: deps.connectors,
+      connectors,
       logger,
       onRefused: (error) => metrics.apiRequestsRefused.inc({ kind: error.kind }),
       onRequest: (outcome, events, seconds) => {
@@ -149,6 +153,12 @@ export async function startIngestRole(config: OrdoConfig, deps: { logger: Logger
       return stopping;
     },
   };
+}
+
+function loadConnectorMapper(dir: string, logger: Logger): ConnectorMapper {
+  const loaded = loadConnectors(dir);
+  logger.info('connectors loaded', { dir, connectors: [...loaded.keys()].sort() });
+  return connectorMapper(loaded);
 }
 
 /** One request: stamp every event, encode, write in one transaction, answer positions and tokens. */

@@ -57,7 +57,7 @@ describe('loadConfig defaults', () => {
       stuckAfterMs: 120_000,
       stateDir: undefined,
       apiConsistencyWaitMs: 10_000,
-      ingest: { port: 8090, host: '0.0.0.0', maxEvents: 1_000, maxBytes: 1_048_576, requestTimeoutMs: 10_000, producers: 4 },
+      ingest: { port: 8090, host: '0.0.0.0', maxEvents: 1_000, maxBytes: 1_048_576, requestTimeoutMs: 10_000, producers: 4, connectorsDir: undefined },
     } satisfies Omit<OrdoConfig, 'nodeId'>);
     // The node id defaults to the host name (a pod name on Kubernetes).
     expect(nodeId).toBe(hostname().slice(0, 128) || 'ordo');
@@ -123,6 +123,7 @@ describe('loadConfig parses every variable', () => {
       ORDO_INGEST_MAX_BYTES: '65536',
       ORDO_INGEST_REQUEST_TIMEOUT_MS: '5000',
       ORDO_INGEST_PRODUCERS: '2',
+      ORDO_CONNECTORS_DIR: '/etc/ordo/connectors',
     });
     expect(config).toEqual({
       brokers: ['kafka-0.kafka:9092', 'kafka-1.kafka:9093', '10.0.0.7:19092'],
@@ -160,7 +161,7 @@ describe('loadConfig parses every variable', () => {
       stuckAfterMs: 60_000,
       stateDir: '/var/lib/ordo/state',
       apiConsistencyWaitMs: 2_500,
-      ingest: { port: 18090, host: '127.0.0.1', maxEvents: 100, maxBytes: 65_536, requestTimeoutMs: 5_000, producers: 2 },
+      ingest: { port: 18090, host: '127.0.0.1', maxEvents: 100, maxBytes: 65_536, requestTimeoutMs: 5_000, producers: 2, connectorsDir: '/etc/ordo/connectors' },
     } satisfies OrdoConfig);
   });
 

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatServiceTime, makeServiceTime, parseServiceTime } from '../../src/clock/service-time.js';
 import type { OrdoConfig } from '../../src/config/config.js';
+import { ConfigError } from '../../src/errors.js';
 import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { decodeConsistencyToken } from '../../src/model/consistency-token.js';
 import { noopLogger } from '../../src/observability/logger.js';
@@ -206,6 +207,14 @@ describe('POST /v1/events', () => {
   it('the input topic holds exactly the accepted events: nothing of a refused request', async () => {
     const records = await readAll(kafka, config.topics.input, accepted.size, { settleMs: 1_000 });
     expect(records.map((r) => decodeEvent(r.value).id).sort()).toEqual([...accepted.keys()].sort());
+  });
+});
+
+describe('ingest start', () => {
+  it('refuses an unreadable connectors directory before connecting, naming ORDO_CONNECTORS_DIR (exit 78)', async () => {
+    const error = await startIngest({ ...config, ingest: { ...config.ingest, connectorsDir: '/nonexistent/connectors' } }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toMatch(/ORDO_CONNECTORS_DIR: cannot read connector directory "\/nonexistent\/connectors"/);
   });
 });
 
