@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { isMap, parseDocument } from 'yaml';
 import { ConfigError, OrdoError } from '../errors.js';
@@ -149,7 +149,9 @@ export function loadConnectors(dir: string, variable = 'ORDO_CONNECTORS_DIR'): M
     throw new ConfigError(variable, `cannot read connector directory ${JSON.stringify(dir)}: ${(error as Error).message}`);
   }
   const out = new Map<string, ConnectorDescriptor>();
-  for (const entry of entries.filter((e) => e.isFile() && e.name.endsWith('.yaml')).sort((a, b) => a.name.localeCompare(b.name))) {
+  // A Kubernetes ConfigMap mount holds its files as symlinks (into `..data/`): follow them.
+  const isFile = (name: string): boolean => statSync(join(dir, name), { throwIfNoEntry: false })?.isFile() ?? false;
+  for (const entry of entries.filter((e) => !e.name.startsWith('.') && e.name.endsWith('.yaml') && isFile(e.name)).sort((a, b) => a.name.localeCompare(b.name))) {
     const file = join(dir, entry.name);
     try {
       const descriptor = loadDescriptorFile(file);

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
@@ -80,5 +80,14 @@ describe('connector descriptors', () => {
     writeFileSync(join(dir, 'search.yaml'), VALID);
     expect(() => loadConnectors(dir)).toThrow(/search\.yaml: name: is "llm-usage" but the file is search\.yaml/);
     expect(() => loadConnectors(join(dir, 'nope'))).toThrow(/^ORDO_CONNECTORS_DIR: cannot read connector directory/);
+  });
+
+  it('loadConnectors reads a Kubernetes ConfigMap mount: files are symlinks into ..data/', () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, '..2026_11_30_22_10_00.1'));
+    writeFileSync(join(dir, '..2026_11_30_22_10_00.1', 'llm-usage.yaml'), VALID);
+    symlinkSync('..2026_11_30_22_10_00.1', join(dir, '..data'));
+    symlinkSync(join('..data', 'llm-usage.yaml'), join(dir, 'llm-usage.yaml'));
+    expect([...loadConnectors(dir).keys()]).toEqual(['llm-usage']);
   });
 });
