@@ -84,8 +84,9 @@ describe('exactly-once under process failure (real broker, real worker processes
 
     await producing;
     await readVerified();
-    expect(await a.stop()).toBe(0);
-    expect(await b.stop()).toBe(0);
+    // On a failure, the worker's own last words say why.
+    expect(await a.stop(), a.stderr.slice(-25).join('\n')).toBe(0);
+    expect(await b.stop(), b.stderr.slice(-25).join('\n')).toBe(0);
   });
 
   it('a worker drained with SIGTERM mid-stream exits 0 within the grace time; its successor continues exactly once', async () => {
