@@ -34,6 +34,13 @@ export interface OrdoIngestClientOptions {
   maxBatchBytes?: number;
   /** How long an enqueued event may wait for others to share its request. Default 50 ms. */
   maxDelayMs?: number;
+  /**
+   * Most events enqueued and not yet accepted or refused (queued, in a request, or waiting
+   * for a retry). Beyond it `enqueue()` rejects at once with kind `queue-full` (retriable:
+   * enqueue again later): a long outage of the ingest never grows the client's memory
+   * without bound. Default 100,000.
+   */
+  maxPendingEvents?: number;
   /** Time limit of one attempt, answer body included; past it the attempt counts as a network error. Default 30,000 ms. */
   timeoutMs?: number;
   /** Retries of network errors and 5xx answers. */
@@ -77,12 +84,15 @@ export class OrdoIngestClient {
   readonly #maxBatchEvents: number;
   readonly #maxBatchBytes: number;
   readonly #maxDelayMs: number;
+  readonly #maxPendingEvents: number;
   readonly #timeoutMs: number;
   readonly #retry: RetryPolicy;
   readonly #onRejectedTime: (error: BadRecordError) => void;
 
   #queue: Pending[] = [];
   #queuedBytes = 0;
+  /** Events enqueued and not yet settled (see maxPendingEvents). */
+  #pending = 0;
   #timer: NodeJS.Timeout | undefined;
   /** Batches go one at a time, in enqueue order: this is the last one's completion (never rejects). */
   #sending: Promise<void> = Promise.resolve();
@@ -97,6 +107,7 @@ export class OrdoIngestClient {
     this.#maxBatchEvents = whole('maxBatchEvents', options.maxBatchEvents ?? 500, 1);
     this.#maxBatchBytes = whole('maxBatchBytes', options.maxBatchBytes ?? 1_000_000, 2);
     this.#maxDelayMs = whole('maxDelayMs', options.maxDelayMs ?? 50, 0);
+    this.#maxPendingEvents = whole('maxPendingEvents', options.maxPendingEvents ?? 100_000, 1);
     this.#timeoutMs = whole('timeoutMs', options.timeoutMs ?? 30_000, 1);
     this.#retry = retryPolicy(options.retry);
     this.#onRejectedTime =
@@ -125,11 +136,34 @@ export class OrdoIngestClient {
    */
   enqueue(event: UsageEventInput): Promise<AcceptedEvent> {
     if (this.#closed) return Promise.reject(new OrdoIngestError('the ingest client is closed', { kind: 'closed', attempts: 0, retriable: false }));
+    if (this.#pending >= this.#maxPendingEvents) {
+      return Promise.reject(new OrdoIngestError(`${this.#pending} events are pending (maxPendingEvents); enqueue again once some are accepted`, { kind: 'queue-full', attempts: 0, retriable: true }));
+    }
     const cloudEvent = toCloudEvent(event, randomUUID, new Date());
     const json = JSON.stringify(cloudEvent);
     const bytes = Buffer.byteLength(json) + 1;
     if (this.#queue.length > 0 && this.#queuedBytes + bytes + 1 > this.#maxBatchBytes) void this.#drain();
-    const promise = new Promise<AcceptedEvent>((resolve, reject) => this.#queue.push({ event: cloudEvent, json, bytes, resolve, reject }));
+    this.#pending += 1;
+    let settled = false;
+    const settle = (): void => {
+      if (!settled) this.#pending -= 1;
+      settled = true;
+    };
+    const promise = new Promise<AcceptedEvent>((resolve, reject) =>
+      this.#queue.push({
+        event: cloudEvent,
+        json,
+        bytes,
+        resolve: (accepted) => {
+          settle();
+          resolve(accepted);
+        },
+        reject: (error) => {
+          settle();
+          reject(error);
+        },
+      }),
+    );
     promise.catch(() => undefined); // the caller may not await it; flush() reports the failure
     this.#queuedBytes += bytes;
     if (this.#queue.length >= this.#maxBatchEvents || this.#queuedBytes + 1 >= this.#maxBatchBytes) void this.#drain();

@@ -17,7 +17,7 @@ export interface IngestItemError {
  * answer came: `kind` is then `network` or `timeout`); `kind` the answer's error kind
  * (`invalid-events`, `clock-skew`, `too-large`, `invalid-token`, `unavailable`, ... see
  * docs/openapi.yaml; or `bad-response` for an answer that is not the API's, `closed` for an
- * event enqueued after `close()`); `items` the per-event errors of a 400. `retriable` is true when the failure was one the client
+ * event enqueued after `close()`, `queue-full` beyond `maxPendingEvents`); `items` the per-event errors of a 400. `retriable` is true when the failure was one the client
  * retries (network, 5xx) and it gave up after `attempts` attempts: sending the same events
  * again later is safe, the pipeline deduplicates by (source, id).
  */

@@ -271,3 +271,23 @@ describe('OrdoIngestClient.enqueue / flush', () => {
     expect(() => new OrdoIngestClient({ url: 'not a url' })).toThrow();
   });
 });
+
+describe('OrdoIngestClient.enqueue backpressure', () => {
+  it('refuses at once (queue-full, retriable) beyond maxPendingEvents while the ingest does not answer, and takes events again once they settle', async () => {
+    let release: (() => void) | undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const server = await ingest(async (res, seen) => {
+      await held;
+      accept(res, seen);
+    });
+    const client = new OrdoIngestClient({ url: server.url, maxBatchEvents: 1, maxDelayMs: 0, maxPendingEvents: 3 });
+    const pending = [client.enqueue(event('a')), client.enqueue(event('b')), client.enqueue(event('c'))];
+    const refused = await client.enqueue(event('d')).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OrdoIngestError);
+    expect(refused).toMatchObject({ kind: 'queue-full', retriable: true, attempts: 0 });
+    release!();
+    expect(await Promise.all(pending)).toHaveLength(3);
+    await expect(client.enqueue(event('e'))).resolves.toMatchObject({ source: '//test' });
+    await client.close();
+  });
+});
