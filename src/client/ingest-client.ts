@@ -160,7 +160,7 @@ export class OrdoIngestClient {
         },
         reject: (error) => {
           settle();
-          reject(error);
+          reject(error instanceof Error ? error : new Error(String(error)));
         },
       }),
     );
