@@ -102,7 +102,7 @@ export async function endOffsets(kafka: Kafka, sources: readonly { topic: string
 async function offsetRange(admin: Admin, source: { topic: string; partition: number }): Promise<{ low: bigint; high: bigint }> {
   const offsets = await admin.fetchTopicOffsets(source.topic);
   const p = offsets.find((o) => o.partition === source.partition);
-  if (!p) throw new Error(`changelog ${source.topic} has no partition ${source.partition}`);
+  if (!p) throw new Error(`topic ${source.topic} has no partition ${source.partition}`);
   return { low: BigInt(p.low), high: BigInt(p.high) };
 }
 

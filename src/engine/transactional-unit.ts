@@ -218,20 +218,12 @@ export class TransactionalUnit {
    * the producer completed its earlier transactions (their markers are written).
    */
   private async learnWrittenEnds(): Promise<void> {
-    const topics = new Set([...[...this.snapshots.values()].flatMap((s) => s.spec.tailTopics), ...(this.options.positionTopics ?? [])]);
-    if (topics.size === 0) return;
-    const admin = this.options.kafka.admin();
-    await admin.connect();
-    try {
-      for (const topic of topics) {
-        const p = (await admin.fetchTopicOffsets(topic)).find((o) => o.partition === this.options.partition);
-        if (!p) throw new OrdoError(`topic ${topic} has no partition ${this.options.partition}`);
-        this.written.set(topic, BigInt(p.high));
-      }
-    } finally {
-      await admin.disconnect().catch(() => undefined);
-    }
+    const topics = [...new Set([...[...this.snapshots.values()].flatMap((s) => s.spec.tailTopics), ...(this.options.positionTopics ?? [])])];
+    if (topics.length === 0) return;
+    const ends = await endOffsets(this.options.kafka, topics.map((topic) => ({ topic, partition: this.options.partition })));
+    topics.forEach((topic, i) => this.written.set(topic, BigInt(ends[i]!)));
   }
+
 
   /** Replay.read: this partition of each source, from an offset or a timestamp, to its end (or `to`). */
   private async replay(sources: readonly ReplaySource[]): Promise<number> {
