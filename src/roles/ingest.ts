@@ -76,6 +76,10 @@ export async function startIngestRole(config: OrdoConfig, deps: { logger: Logger
   exportLifecycle(lifecycle, metrics.lifecycleState, logger);
   const liveness = new Liveness(config.stuckAfterMs);
   liveness.watchDrain(lifecycle, config.shutdownGraceMs);
+  // The accepted series exist from the start (at 0), so a rate over the first requests is seen.
+  metrics.ingestRequests.inc({ outcome: 'accepted' }, 0);
+  metrics.ingestEvents.inc({ outcome: 'accepted' }, 0);
+  metrics.ingestRequestSeconds.zero({ outcome: 'accepted' });
   const kafka = deps.kafka ?? createKafka({ brokers: config.brokers, clientId: config.clientId, logger, security: config.security.kafka });
   const topic = config.topics.input;
 

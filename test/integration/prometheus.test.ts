@@ -28,6 +28,7 @@ import { childEnv } from '../support/worker.js';
 const DAY = 86_400_000;
 const LATENESS = 7 * DAY;
 const JOB = 'ordo-pipeline';
+const INGEST_JOB = 'ordo-ingest';
 const PARTITIONS = 3;
 const prefix = uniqueName('prom');
 const group = `${prefix}-g`;
@@ -36,6 +37,7 @@ const kafka = testKafka();
 
 let producer: Producer | undefined;
 let worker: WorkerProcess | undefined;
+let ingest: WorkerProcess | undefined;
 let prometheus: PrometheusServer | undefined;
 let metersFile: string | undefined;
 let produced = 0;
@@ -84,12 +86,25 @@ describe('Prometheus rules and the Grafana dashboard against a real worker', () 
       childEnv(prefix, 'prom-n1', { ORDO_METRICS_PORT: String(metricsPort), ORDO_METERS_FILE: metersFile, ORDO_ALLOWED_LATENESS_MS: String(LATENESS) }),
       'prom-worker',
     );
+    // The ingest role beside it, for the dashboard's ingest panels: a few requests, one refused.
+    const ingestMetricsPort = await freePort();
+    const ingestPort = await freePort();
+    ingest = new WorkerProcess(
+      'ingest',
+      childEnv(prefix, 'prom-ingest', { ORDO_METRICS_PORT: String(ingestMetricsPort), ORDO_INGEST_PORT: String(ingestPort), ORDO_INGEST_HOST: '127.0.0.1' }),
+      'prom-ingest',
+    );
     prometheus = await PrometheusServer.start({
       global: { scrape_interval: '1s', scrape_timeout: '1s', evaluation_interval: '1s' },
       rule_files: [RULES_FILE],
-      scrape_configs: [{ job_name: JOB, static_configs: [{ targets: [`127.0.0.1:${metricsPort}`] }] }],
+      scrape_configs: [
+        { job_name: JOB, static_configs: [{ targets: [`127.0.0.1:${metricsPort}`] }] },
+        { job_name: INGEST_JOB, static_configs: [{ targets: [`127.0.0.1:${ingestMetricsPort}`] }] },
+      ],
     });
     await worker.waitFor((l) => l.msg === 'lifecycle' && l.to === 'running', 40_000);
+    await ingest.waitFor((l) => l.msg === 'lifecycle' && l.to === 'running', 40_000);
+    await until('the first scrape of the running ingest', 10_000, () => scalar(`ordo_lifecycle_state{job="${INGEST_JOB}", state="running"} == 1`));
     // Counters must be scraped at their starting value before they move, or rate() misses the move.
     await until('the first scrape of the running worker', 10_000, () => scalar(`ordo_lifecycle_state{job="${JOB}", state="running"} == 1`));
 
@@ -101,6 +116,13 @@ describe('Prometheus rules and the Grafana dashboard against a real worker', () 
     const messages = [...usage.messages, ...timedEvents(encode), { key: 'garbage', value: Buffer.from('not avro') }];
     await produce(producer, input, messages);
     produced = messages.length;
+    for (let i = 0; i < 5; i++) {
+      const body = Array.from({ length: 4 }, (_, j) => ({ specversion: '1.0', id: `${prefix}-http-${i}-${j}`, source: 'prom-test', type: 'api.request', subject: `http-${j}`, data: { value: '1', dimensions: { region: 'r1', user: 'u1' } } }));
+      if (i === 4) body.push({ specversion: '1.0', id: 'bad', source: 'prom-test', type: 'api.request', subject: 'http', data: { value: '1e3', dimensions: { region: 'r1', user: 'u1' } } });
+      const res = await fetch(`http://127.0.0.1:${ingestPort}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/cloudevents-batch+json' }, body: JSON.stringify(body) });
+      expect(res.status).toBe(i === 4 ? 400 : 202);
+      if (res.status === 202) produced += body.length;
+    }
 
     await until(`${produced} input records processed`, 25_000, async () => {
       const processed = await scalar(`sum(ordo_events_in_total{job="${JOB}"})`);
@@ -119,6 +141,7 @@ describe('Prometheus rules and the Grafana dashboard against a real worker', () 
     const steps: [string, () => Promise<unknown>][] = [
       ['prometheus', async () => prometheus?.stop()],
       ['worker', async () => worker?.stop(30_000)],
+      ['ingest', async () => ingest?.stop(30_000)],
       ['producer', async () => producer?.disconnect()],
       ['topics', () => deleteTopicsWithPrefix(kafka, prefix)],
       ['meters file', () => Promise.resolve(metersFile && rmSync(dirname(metersFile), { recursive: true, force: true }))],
@@ -128,7 +151,8 @@ describe('Prometheus rules and the Grafana dashboard against a real worker', () 
 
   it('answers every dashboard query with data', async () => {
     const dashboard = loadDashboard();
-    const values = { job: JOB, group, topic: input, __rate_interval: '1m', __interval: '5s', __range: '5m' };
+    // $job as Grafana expands a multi-value selection of both jobs.
+    const values = { job: `(${JOB}|${INGEST_JOB})`, group, topic: input, __rate_interval: '1m', __interval: '5s', __range: '5m' };
 
     const failures: string[] = [];
     const nanOnly: string[] = [];
@@ -181,7 +205,7 @@ describe('Prometheus rules and the Grafana dashboard against a real worker', () 
     const deadLetters = (await prometheus!.rules()).find((r) => r.name === 'OrdoDeadLetters')?.alerts ?? [];
     expect(new Set(deadLetters.map((a) => a.labels.reason))).toEqual(new Set(['invalid-value', 'undecodable', 'clock-skew']));
     // A healthy, caught-up worker: none of these.
-    for (const name of ['OrdoTargetDown', 'OrdoJobDown', 'OrdoTargetsAbsent', 'OrdoWorkerNotRunning', 'OrdoStateRestoreSlow', 'OrdoConsumerLagHigh', 'OrdoConsumerLagCritical']) {
+    for (const name of ['OrdoTargetDown', 'OrdoJobDown', 'OrdoTargetsAbsent', 'OrdoWorkerNotRunning', 'OrdoStateRestoreSlow', 'OrdoConsumerLagHigh', 'OrdoConsumerLagCritical', 'OrdoIngestFailing']) {
       expect(states.get(name), `${name} should be inactive`).toBe('inactive');
     }
   });
