@@ -3,6 +3,7 @@ import type { MeterCatalog } from '../usage/meters.js';
 import { WINDOW_SIZES, type WindowSize, checkTimeZone } from '../usage/windows.js';
 import { type UsageQuery, unknownMeter } from './read-model.js';
 import { ConsistencyTokenError, type InputPosition, decodeConsistencyToken } from '../model/consistency-token.js';
+import { RFC3339_EXAMPLE, parseRfc3339 } from '../model/rfc3339.js';
 
 /** The parameters of GET /v1/meters/{slug}/usage, as listed in error messages. */
 export const USAGE_PARAMETERS = ['subject', 'from', 'to', 'windowSize', 'windowTimeZone', 'groupBy', 'filter[<group>]', 'consistentWith'] as const;
@@ -10,17 +11,9 @@ const CONSISTENT_WITH = 'consistentWith';
 
 const SINGLE = new Set(['from', 'to', 'windowSize', 'windowTimeZone']);
 const FILTER = /^filter\[(.+)\]$/s;
-/**
- * RFC 3339 date-time (section 5.6) with a mandatory offset. A space where the offset's sign
- * belongs is an unencoded "+" that form decoding turned into a space (`...T00:00:00+01:00`
- * typed into a URL): it is read as "+", since nothing else can be meant there.
- */
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+\- ])(\d{2}):(\d{2}))$/;
-const EXAMPLE = 'e.g. 2026-11-01T00:00:00Z or 2026-11-01T00:00:00+01:00';
 const QUOTE_LIMIT = 64;
 /** More tokens than this in one query is not a client's need (one per partition suffices). */
 const MAX_TOKENS = 1_000;
-const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] as const;
 
 /**
  * The usage query in the query string of GET /v1/meters/{slug}/usage. Throws QueryError
@@ -60,8 +53,8 @@ export function parseUsageQuery(slug: string, params: URLSearchParams, meters: M
   }
   const fromText = single.get('from');
   const toText = single.get('to');
-  if (fromText === undefined) throw bad(`from: required (the inclusive start of the range, RFC 3339, ${EXAMPLE})`);
-  if (toText === undefined) throw bad(`to: required (the exclusive end of the range, RFC 3339, ${EXAMPLE})`);
+  if (fromText === undefined) throw bad(`from: required (the inclusive start of the range, RFC 3339, ${RFC3339_EXAMPLE})`);
+  if (toText === undefined) throw bad(`to: required (the exclusive end of the range, RFC 3339, ${RFC3339_EXAMPLE})`);
   const from = parseTimestamp('from', fromText);
   const to = parseTimestamp('to', toText);
   if (from >= to) throw bad(`from (${quote(fromText)}) must be before to (${quote(toText)})`);
@@ -109,42 +102,17 @@ export function parseConsistentWith(params: URLSearchParams, inputTopic: string)
   return { tokens, positions };
 }
 
-/** Milliseconds since the epoch of a strict RFC 3339 date-time with an offset. */
+/**
+ * Milliseconds since the epoch of a strict RFC 3339 date-time with an offset (whole
+ * milliseconds). A space where the offset's sign belongs is an unencoded "+" that form
+ * decoding turned into a space (`...T00:00:00+01:00` typed into a URL): read as "+".
+ */
 export function parseTimestamp(parameter: string, text: string): number {
-  const m = RFC3339.exec(text);
+  const parsed = parseRfc3339(text, { spaceForPlus: true });
   const invalid = (why: string): QueryError => bad(`${parameter}: ${quote(text)} ${why}`);
-  if (m === null) throw invalid(`is not an RFC 3339 date-time with an offset (${EXAMPLE})`);
-  const [, y, mo, d, h, mi, s, fraction = '', zulu, sign, oh, om] = m;
-  const year = Number(y);
-  const month = Number(mo);
-  const day = Number(d);
-  const hour = Number(h);
-  const minute = Number(mi);
-  const second = Number(s);
-  if (month < 1 || month > 12) throw invalid(`has month ${mo}; months are 01-12`);
-  const daysInMonth = month === 2 && isLeapYear(year) ? 29 : (DAYS_IN_MONTH[month - 1] ?? 31);
-  if (day < 1 || day > daysInMonth) throw invalid(`has day ${d}, but ${y}-${mo} has ${daysInMonth} days`);
-  if (hour > 23) throw invalid(`has hour ${h}; hours are 00-23`);
-  if (minute > 59) throw invalid(`has minute ${mi}; minutes are 00-59`);
-  // Leap seconds (:60) have no millisecond of their own in Unix time.
-  if (second > 59) throw invalid(`has second ${s}; seconds are 00-59 (leap seconds cannot be queried)`);
-  if (/[1-9]/.test(fraction.slice(3))) throw invalid('has sub-millisecond digits; times are whole milliseconds');
-  let offsetMinutes = 0;
-  if (zulu === undefined) {
-    const offsetHours = Number(oh);
-    const offsetMins = Number(om);
-    if (offsetHours > 23 || offsetMins > 59) throw invalid(`has offset ${sign === ' ' ? '+' : sign}${oh}:${om}; offsets are -23:59 to +23:59`);
-    offsetMinutes = (sign === '-' ? -1 : 1) * (offsetHours * 60 + offsetMins);
-  }
-  const local = new Date(0);
-  // setUTCFullYear, unlike Date.UTC, takes years 0-99 literally.
-  local.setUTCFullYear(year, month - 1, day);
-  local.setUTCHours(hour, minute, second, Number(fraction.slice(0, 3).padEnd(3, '0')));
-  return local.getTime() - offsetMinutes * 60_000;
-}
-
-function isLeapYear(year: number): boolean {
-  return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+  if (!parsed.ok) throw invalid(parsed.why);
+  if (parsed.subMillisecond) throw invalid('has sub-millisecond digits; times are whole milliseconds');
+  return parsed.ms;
 }
 
 function parseWindowSize(text: string): WindowSize {

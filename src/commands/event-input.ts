@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { pipelineVerdict } from '../processors/decode.js';
 import { setHeader } from '../model/records.js';
+import { TRACEPARENT } from '../model/headers.js';
+import { parseRfc3339, rfc3339Refusal } from '../model/rfc3339.js';
 import type { UsageEvent } from '../schema/usage-event.js';
 import { EventInputError } from './command-error.js';
 
@@ -18,9 +20,6 @@ export interface EventToProduce {
 const FIELDS = ['id', 'source', 'type', 'subject', 'time', 'value', 'dimensions', 'headers'] as const;
 /** The headers an upstream producer may set (README, Headers). */
 export const INPUT_HEADERS = ['service-time', 'service-node', 'traceparent', 'producer-seq', 'producer-id'] as const;
-const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
-/** RFC 3339 with a zone: what CloudEvents `time` is. */
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
 
 export interface InputDefaults {
   source: string;
@@ -92,11 +91,9 @@ function parseTime(value: unknown, where: string, now: () => number): number {
     if (Number.isSafeInteger(value)) return value;
     throw new EventInputError(where, `field "time" ${value} is not whole milliseconds since the epoch`);
   }
-  if (typeof value === 'string' && RFC3339.test(value)) {
-    const ms = Date.parse(value);
-    if (!Number.isNaN(ms)) return ms;
-  }
-  throw new EventInputError(where, `field "time" ${JSON.stringify(value)} is not an RFC 3339 time (2026-11-30T14:00:00Z) or epoch milliseconds`);
+  const parsed = typeof value === 'string' ? parseRfc3339(value) : { ok: false as const, why: '', syntax: true };
+  if (parsed.ok) return parsed.ms;
+  throw new EventInputError(where, rfc3339Refusal(`field "time" ${JSON.stringify(value)}`, parsed, '2026-11-30T14:00:00Z (or epoch milliseconds)'));
 }
 
 /** A decimal string as-is; a JSON number only when its text is already a plain decimal (3, 0.75). */

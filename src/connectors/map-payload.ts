@@ -1,3 +1,4 @@
+import { parseRfc3339, rfc3339Refusal } from '../model/rfc3339.js';
 import { decimalOfNumber, quote, scaleDecimal } from './decimal-text.js';
 import type { ConnectorDescriptor, DimensionMapping, Mapping, TimeMapping, ValueMapping } from './descriptor.js';
 
@@ -24,7 +25,6 @@ export type MapResult = { ok: true; event: ConnectorCloudEvent } | { ok: false; 
 /** Milliseconds of the latest time a UsageEvent can carry (year 9999), and of the earliest (year 0000). */
 const MAX_TIME_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 const MIN_TIME_MS = Date.parse('0000-01-01T00:00:00Z');
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$/;
 
 /** Internal: unwinds to mapPayload, which returns it as `{ ok: false }`. */
 class Misfit extends Error {
@@ -121,8 +121,9 @@ function time(payload: object, mapping: TimeMapping): string {
   let ms: number;
   if (mapping.format === 'rfc3339') {
     if (typeof found !== 'string') throw new Misfit(mapping.path, `expected an RFC 3339 time string, got ${kind(found)}`);
-    ms = RFC3339.test(found) && calendarValid(found) ? Date.parse(found) : Number.NaN;
-    if (Number.isNaN(ms)) throw new Misfit(mapping.path, `${quote(found)} is not an RFC 3339 time such as 2026-11-30T21:00:00Z`);
+    const parsed = parseRfc3339(found);
+    if (!parsed.ok) throw new Misfit(mapping.path, rfc3339Refusal(quote(found), parsed, '2026-11-30T21:00:00Z'));
+    ms = parsed.ms;
   } else {
     const unit = mapping.format === 'unix-seconds' ? 'seconds' : 'milliseconds';
     // A numeric string is common in payloads (int64 as string); read it exactly.
@@ -139,16 +140,6 @@ function time(payload: object, mapping: TimeMapping): string {
 }
 
 /** Date.parse rolls 2026-02-30 over into March: check the fields themselves. */
-function calendarValid(text: string): boolean {
-  const [year, month, day, hour, minute, second] = [0, 5, 8, 11, 14, 17].map((at) => Number(text.slice(at, at + (at === 0 ? 4 : 2)))) as [number, number, number, number, number, number];
-  const days = new Date(Date.UTC(2000, month, 0)).getUTCDate() - (month === 2 && !leap(year) ? 1 : 0);
-  return month >= 1 && month <= 12 && day >= 1 && day <= days && hour <= 23 && minute <= 59 && second <= 59;
-}
-
-function leap(year: number): boolean {
-  return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
-}
-
 function dimensionValue(payload: object, mapping: DimensionMapping): string | undefined {
   if ('const' in mapping) return mapping.const;
   const found = valueAt(payload, mapping.segments);

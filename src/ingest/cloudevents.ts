@@ -1,4 +1,6 @@
 import type { DeadLetterReason } from '../errors.js';
+import { TRACEPARENT } from '../model/headers.js';
+import { parseRfc3339, rfc3339Refusal } from '../model/rfc3339.js';
 import { checkAsPipeline } from '../processors/decode.js';
 import type { UsageEvent } from '../schema/usage-event.js';
 
@@ -41,9 +43,6 @@ export const BATCH = 'application/cloudevents-batch+json';
 
 const ATTRIBUTES = new Set(['specversion', 'id', 'source', 'type', 'subject', 'time', 'datacontenttype', 'data', 'traceparent', 'tracestate']);
 const DATA_FIELDS = new Set(['value', 'dimensions']);
-const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
-/** RFC 3339 with a zone, what CloudEvents `time` is. */
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$/;
 
 /** The media type of a Content-Type header, lowercased, without parameters; undefined if absent. */
 export function mediaType(contentType: string | undefined): string | undefined {
@@ -118,11 +117,9 @@ function parseOne(item: unknown, options: { now: number; requestTraceparent?: st
 
 function parseTime(value: unknown, now: number): number | Refusal {
   if (value === undefined) return now;
-  if (typeof value === 'string' && RFC3339.test(value)) {
-    const ms = Date.parse(value.toUpperCase());
-    if (!Number.isNaN(ms)) return ms;
-  }
-  return invalid(`time ${describe(value)} is not an RFC 3339 time such as "2026-11-30T14:00:00Z"`);
+  // Sub-millisecond digits are cut: a UsageEvent time is in milliseconds.
+  const parsed = typeof value === 'string' ? parseRfc3339(value) : { ok: false as const, why: '', syntax: true };
+  return parsed.ok ? parsed.ms : invalid(rfc3339Refusal(`time ${describe(value)}`, parsed, '"2026-11-30T14:00:00Z"'));
 }
 
 function parseData(data: unknown): { value: string; dimensions: Record<string, string> } | Refusal {

@@ -21,3 +21,6 @@ export interface TimeContext {
 export const SERVICE_TIME_HEADER = 'service-time';
 /** Header carrying the id of the node that produced the service time (1-255 printable ASCII). */
 export const SERVICE_NODE_HEADER = 'service-node';
+
+/** A W3C trace context header (`00-<32 hex>-<16 hex>-<2 hex>`), passed through to the record. */
+export const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;

@@ -42,6 +42,7 @@ describe('CloudEvents into UsageEvents', () => {
     [{ ...base, id: 'x'.repeat(1025) }, 'invalid-event', /id is longer than 1024/],
     [{ ...base, time: '2026-11-30 10:00' }, 'invalid-event', /not an RFC 3339 time/],
     [{ ...base, time: 1_700_000_000_000 }, 'invalid-event', /not an RFC 3339 time/],
+    [{ ...base, time: '2026-02-30T10:00:00Z' }, 'invalid-event', /not an RFC 3339 time .*: it has day 30, but 2026-02 has 28 days/],
     [{ ...base, data: { value: '1e3' } }, 'invalid-value', /not a plain decimal/],
     [{ ...base, data: { value: 'NaN' } }, 'invalid-value', /not a plain decimal/],
     [{ ...base, data: { value: 12.5 } }, 'invalid-value', /decimal string/],
