@@ -1,4 +1,4 @@
-import type { InputPosition } from '../model/consistency-token.js';
+import { type InputPosition, highestPerPartition } from '../model/consistency-token.js';
 import { decodePositionMetadata } from '../model/position-metadata.js';
 import { type Logger, noopLogger } from '../observability/logger.js';
 
@@ -102,10 +102,8 @@ export class ConsistencyWaiter {
   wait(positions: readonly InputPosition[], timeoutMs: number): Promise<ConsistencyOutcome> {
     return new Promise((resolve) => {
       const byPartition = new Map<number, { offset: bigint; target: bigint | undefined; committed: bigint | undefined }>();
-      for (const p of positions) {
-        const seen = byPartition.get(p.partition);
-        if (seen === undefined || BigInt(p.offset) > seen.offset) byPartition.set(p.partition, { offset: BigInt(p.offset), target: undefined, committed: undefined });
-      }
+      // Positions of one topic (the input's): the highest offset per partition covers the rest.
+      for (const p of highestPerPartition(positions)) byPartition.set(p.partition, { offset: BigInt(p.offset), target: undefined, committed: undefined });
       const entry: Pending = {
         positions: byPartition,
         resolve: (outcome) => {

@@ -85,7 +85,7 @@ function parseOne(item: unknown, options: { now: number; requestTraceparent?: st
   if (typeof item !== 'object' || item === null || Array.isArray(item)) return invalid('expected a CloudEvent (a JSON object)');
   const ce = item as Record<string, unknown>;
   for (const key of Object.keys(ce)) {
-    if (!ATTRIBUTES.has(key)) return invalid(`attribute ${quote(key)} is not one Ordo keeps (${[...ATTRIBUTES].join(', ')}); it would be lost`);
+    if (!ATTRIBUTES.has(key)) return invalid(`attribute ${describe(key)} is not one Ordo keeps (${[...ATTRIBUTES].join(', ')}); it would be lost`);
   }
   if (ce.specversion !== '1.0') return invalid(`specversion must be "1.0", got ${describe(ce.specversion)}`);
   const text: Partial<Record<'id' | 'source' | 'type' | 'subject', string>> = {};
@@ -157,8 +157,4 @@ function describe(value: unknown): string {
   if (value === undefined) return 'nothing';
   const json = JSON.stringify(value) ?? typeof value;
   return json.length > 64 ? `${json.slice(0, 64)}... (${json.length} chars)` : json;
-}
-
-function quote(text: string): string {
-  return describe(text);
 }

@@ -1,5 +1,6 @@
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import { AuthError } from '../auth/auth-error.js';
+import type { MappedPayloads } from '../connectors/mapper.js';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { Principal } from '../auth/principal.js';
 import { requireScope } from '../auth/scopes.js';
@@ -24,7 +25,7 @@ export interface Accepted {
  * Maps a connector's native payloads to CloudEvents (or says which path does not fit).
  * undefined: no connector of that name.
  */
-export type ConnectorMapper = (name: string, payloads: readonly unknown[]) => { ok: true; events: unknown[] } | { ok: false; errors: { index: number; path: string; message: string }[] } | undefined;
+export type ConnectorMapper = (name: string, payloads: readonly unknown[]) => MappedPayloads | undefined;
 
 export interface IngestServerOptions {
   port: number;
