@@ -3,11 +3,11 @@ import type { Principal } from './principal.js';
 
 /**
  * Every scope a token may hold. `read`: the usage query API; `ingest`: posting events to the
- * ingest role; `admin`: everything, including every other scope. A role that adds routes adds
+ * ingest role; `deliver`: the ordered and global streams of the deliver role (SSE, sessions); `admin`: everything, including every other scope. A role that adds routes adds
  * its scope here, so that a tokens file naming an unknown scope (a typo) is refused rather
  * than granting nothing.
  */
-export const SCOPES = ['read', 'ingest', 'admin'] as const;
+export const SCOPES = ['read', 'ingest', 'deliver', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 /** The scope that implies all others. */

@@ -8,6 +8,7 @@ import type { Logger } from '../observability/logger.js';
 import { mergeTopics } from '../roles/merge.js';
 import { pipelineTopics } from '../roles/pipeline.js';
 import { ingestTopicSpecs } from '../roles/ingest.js';
+import { deliverTopicSpecs } from '../roles/deliver.js';
 
 export interface PlannedTopic extends TopicSpec {
   /** The roles that create, write or read it. */
@@ -35,7 +36,8 @@ export function topicPlan(config: OrdoConfig, partitions: number): PlannedTopic[
   add('merge', [{ topic: config.topics.ordered, partitions }, ...mergeTopicSpecs(mergeTopics(config), partitions)]);
   add('api', [{ topic: config.topics.aggregates, partitions, compacted: true }]);
   add('ingest', ingestTopicSpecs({ ...config, topicPartitions: partitions }));
-  for (const role of ['pipeline', 'api', 'ingest']) add(role, [schemaLedgerTopicSpec(config.topics.schemas)]);
+  add('deliver', [{ topic: config.topics.ordered, partitions }, { topic: config.topics.global, partitions: 1 }, ...deliverTopicSpecs(config)]);
+  for (const role of ['pipeline', 'api', 'ingest', 'deliver']) add(role, [schemaLedgerTopicSpec(config.topics.schemas)]);
   return [...byTopic.values()];
 }
 

@@ -31,6 +31,14 @@ export interface TopicNames {
   global: string;
   /** What schema each registry id named when Ordo first used it (compacted; docs/operations.md#schema-registry-ids). */
   schemas: string;
+  /** The `deliver` role's receiver sessions (compacted; src/deliver/). */
+  sessions: string;
+  /** The `deliver` role's live nodes: heartbeats keyed by node id (compacted). */
+  nodes: string;
+  /** Requests forwarded to the node owning a session, keyed by that node (short retention). */
+  forward: string;
+  /** Answers to forwarded requests, keyed by the node that forwarded (short retention). */
+  replies: string;
 }
 
 /**
@@ -94,6 +102,36 @@ export interface OrdoConfig {
   apiConsistencyWaitMs: number;
   // --- ingest (the `ingest` role, src/roles/ingest.ts) ---
   ingest: IngestConfig;
+  // --- deliver (the `deliver` role, src/roles/deliver.ts) ---
+  deliver: DeliverConfig;
+}
+
+/** The delivery of the ordered and global streams over HTTP: SSE streams, receiver sessions, routing between replicas. */
+export interface DeliverConfig {
+  port: number;
+  host: string;
+  /** SSE streams open at once on one replica; beyond it 503. */
+  maxStreams: number;
+  /** A heartbeat comment is sent on an idle SSE stream this often. */
+  heartbeatMs: number;
+  /** Bytes queued for one SSE client that does not read; beyond it an `overflow` event and the connection is closed. */
+  bufferBytes: number;
+  /** Recent records kept in memory per partition of each stream (served to streams and sessions at the tail without a Kafka read of their own). */
+  tailRecords: number;
+  /** Readers of older records (each a Kafka consumer of its own) at once on one replica; beyond it 503. */
+  maxCatchUps: number;
+  /** A receiver session with no request for this long expires (404 unknown, 410 once known expired). */
+  sessionTtlMs: number;
+  /** A node without a heartbeat for this long is gone: another replica takes its sessions over. */
+  nodeTtlMs: number;
+  /** How often a node writes its heartbeat. */
+  nodeHeartbeatMs: number;
+  /** A forwarded request not answered within this (plus its waitMs) answers 504. */
+  forwardTimeoutMs: number;
+  /** Largest `max` of one session read. */
+  maxRecords: number;
+  /** Largest `waitMs` of one session read (long poll). */
+  maxWaitMs: number;
 }
 
 /** The HTTP ingest: where it listens and what one request may carry. */
@@ -135,6 +173,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     watermarks: read.string('ORDO_WATERMARKS_TOPIC', 'usage-events-watermarks', TOPIC, 'a valid Kafka topic name'),
     global: read.string('ORDO_GLOBAL_TOPIC', 'usage-events-global', TOPIC, 'a valid Kafka topic name'),
     schemas: read.string('ORDO_SCHEMAS_TOPIC', 'ordo-schemas', TOPIC, 'a valid Kafka topic name'),
+    sessions: read.string('ORDO_SESSIONS_TOPIC', 'ordo-deliver-sessions', TOPIC, 'a valid Kafka topic name'),
+    nodes: read.string('ORDO_NODES_TOPIC', 'ordo-deliver-nodes', TOPIC, 'a valid Kafka topic name'),
+    forward: read.string('ORDO_FORWARD_TOPIC', 'ordo-deliver-forward', TOPIC, 'a valid Kafka topic name'),
+    replies: read.string('ORDO_REPLIES_TOPIC', 'ordo-deliver-replies', TOPIC, 'a valid Kafka topic name'),
   };
   const config: OrdoConfig = {
     brokers,
@@ -184,12 +226,31 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       producers: read.int('ORDO_INGEST_PRODUCERS', 4, 1, 64),
       connectorsDir: read.string('ORDO_CONNECTORS_DIR', '') || undefined,
     },
+    // --- deliver ---
+    deliver: {
+      port: read.int('ORDO_DELIVER_PORT', 8091, 0, 65_535),
+      host: loadBindHost(read, 'ORDO_DELIVER_HOST'),
+      maxStreams: read.int('ORDO_DELIVER_MAX_STREAMS', 2_000, 1, 100_000),
+      heartbeatMs: read.int('ORDO_DELIVER_HEARTBEAT_MS', 15_000, 100, 300_000),
+      bufferBytes: read.int('ORDO_DELIVER_BUFFER_BYTES', 1_048_576, 1_024, 64 * 1_048_576),
+      tailRecords: read.int('ORDO_DELIVER_TAIL_RECORDS', 10_000, 0, 1_000_000),
+      maxCatchUps: read.int('ORDO_DELIVER_MAX_CATCH_UPS', 16, 1, 1_000),
+      sessionTtlMs: read.int('ORDO_DELIVER_SESSION_TTL_MS', 300_000, 1_000, 30 * DAY_MS),
+      nodeTtlMs: read.int('ORDO_DELIVER_NODE_TTL_MS', 10_000, 1_000, HOUR_MS),
+      nodeHeartbeatMs: read.int('ORDO_DELIVER_NODE_HEARTBEAT_MS', 2_000, 100, HOUR_MS),
+      forwardTimeoutMs: read.int('ORDO_DELIVER_FORWARD_TIMEOUT_MS', 5_000, 100, 300_000),
+      maxRecords: read.int('ORDO_DELIVER_MAX_RECORDS', 1_000, 1, 100_000),
+      maxWaitMs: read.int('ORDO_DELIVER_MAX_WAIT_MS', 30_000, 0, 300_000),
+    },
   };
   checkCrossFieldRules(config);
   return config;
 }
 
 function checkCrossFieldRules(config: OrdoConfig): void {
+  if (config.deliver.nodeHeartbeatMs * 2 > config.deliver.nodeTtlMs) {
+    throw new ConfigError('ORDO_DELIVER_NODE_HEARTBEAT_MS', `${config.deliver.nodeHeartbeatMs} ms must be at most half of ORDO_DELIVER_NODE_TTL_MS (${config.deliver.nodeTtlMs} ms), or a live node would look gone`);
+  }
   if (config.heartbeatIntervalMs * 3 > config.sessionTimeoutMs) {
     throw new ConfigError(
       'ORDO_HEARTBEAT_INTERVAL_MS',

@@ -9,6 +9,8 @@ export interface TopicSpec {
   /** At least this many partitions (an output written by input partition number). */
   minPartitions?: number;
   compacted?: boolean;
+  /** Further topic configs set when Ordo creates it (e.g. a short retention.ms). */
+  configs?: Record<string, string>;
 }
 
 /**
@@ -26,7 +28,7 @@ export async function ensureTopics(admin: Admin, specs: TopicSpec[], options: { 
       topic: s.topic,
       numPartitions: s.partitions,
       replicationFactor: options.replicationFactor,
-      configEntries: s.compacted ? [{ name: 'cleanup.policy', value: 'compact' }] : [],
+      configEntries: [...(s.compacted ? [{ name: 'cleanup.policy', value: 'compact' }] : []), ...Object.entries(s.configs ?? {}).map(([name, value]) => ({ name, value }))],
     }));
     try {
       // kafkajs' own wait gives up when a fresh broker answers UNKNOWN_TOPIC_OR_PARTITION for

@@ -45,6 +45,19 @@ export class OrdoMetrics {
   readonly ingestRequests: Counter<'outcome'>;
   readonly ingestEvents: Counter<'outcome'>;
   readonly ingestRequestSeconds: Histogram<'outcome'>;
+  readonly deliverStreams: Gauge<'stream'>;
+  readonly deliverStreamRequests: Counter<'stream' | 'outcome'>;
+  readonly deliverRecords: Counter<'stream' | 'via'>;
+  readonly deliverOverflows: Counter<'stream'>;
+  readonly deliverDelay: Histogram<'stream'>;
+  readonly deliverCatchUps: Gauge;
+  readonly deliverSessions: Gauge;
+  readonly deliverSessionRequests: Counter<'route' | 'outcome'>;
+  readonly deliverSessionsExpired: Counter;
+  readonly deliverForwards: Counter<'outcome'>;
+  readonly deliverForwardedServed: Counter;
+  readonly deliverTakeovers: Counter<'outcome'>;
+  readonly deliverLiveNodes: Gauge;
   readonly clockSkew: Histogram;
   readonly clockSkewRejected: Counter;
   readonly transactionSeconds: Histogram<'outcome'>;
@@ -98,6 +111,25 @@ export class OrdoMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
       registers,
     });
+    this.deliverStreams = new Gauge({ name: 'ordo_deliver_streams', help: 'SSE streams open on this deliver replica, by stream (ordered, global).', labelNames: ['stream'], registers });
+    this.deliverStreamRequests = new Counter({ name: 'ordo_deliver_stream_requests_total', help: 'SSE stream requests to the deliver role, by stream and outcome (opened, or the error kind: too-many-streams, cursor-expired, bad-cursor, ...).', labelNames: ['stream', 'outcome'], registers });
+    this.deliverRecords = new Counter({ name: 'ordo_deliver_records_total', help: 'Records delivered, by stream and how (sse, session: records in answers to session reads, repeats included).', labelNames: ['stream', 'via'], registers });
+    this.deliverOverflows = new Counter({ name: 'ordo_deliver_overflows_total', help: 'SSE clients disconnected because they did not read (more than ORDO_DELIVER_BUFFER_BYTES queued), by stream.', labelNames: ['stream'], registers });
+    this.deliverDelay = new Histogram({
+      name: 'ordo_deliver_delay_seconds',
+      help: 'From a record\'s timestamp (its write to the stream topic) to its SSE write to a client at the tail, by stream.',
+      labelNames: ['stream'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.deliverCatchUps = new Gauge({ name: 'ordo_deliver_catch_up_readers', help: 'Readers of records older than the in-memory tail (a Kafka consumer each) open on this replica.', registers });
+    this.deliverSessions = new Gauge({ name: 'ordo_deliver_sessions', help: 'Receiver sessions this deliver replica owns.', registers });
+    this.deliverSessionRequests = new Counter({ name: 'ordo_deliver_session_requests_total', help: 'Receiver session requests served by this replica (its own sessions, also when forwarded to it), by route (create, records, ack, delete) and outcome (ok, or the error kind).', labelNames: ['route', 'outcome'], registers });
+    this.deliverSessionsExpired = new Counter({ name: 'ordo_deliver_sessions_expired_total', help: 'Receiver sessions that expired (no request for ORDO_DELIVER_SESSION_TTL_MS).', registers });
+    this.deliverForwards = new Counter({ name: 'ordo_deliver_forwards_total', help: 'Requests this replica forwarded to the node owning a session, by outcome (answered, timeout, failed).', labelNames: ['outcome'], registers });
+    this.deliverForwardedServed = new Counter({ name: 'ordo_deliver_forwarded_served_total', help: 'Forwarded requests this replica answered for another replica.', registers });
+    this.deliverTakeovers = new Counter({ name: 'ordo_deliver_takeovers_total', help: 'Session takeovers from a gone owner attempted by this replica, by outcome (won, lost).', labelNames: ['outcome'], registers });
+    this.deliverLiveNodes = new Gauge({ name: 'ordo_deliver_live_nodes', help: 'Deliver replicas with a heartbeat within ORDO_DELIVER_NODE_TTL_MS, this one included.', registers });
     this.apiRequestsRefused = new Counter({ name: 'ordo_api_requests_refused_total', help: 'API requests refused by authentication or authorization, by error kind (401/403/503).', labelNames: ['kind'], registers });
     this.apiConsistencyWait = new Histogram({
       name: 'ordo_api_consistency_wait_seconds',

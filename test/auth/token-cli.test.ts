@@ -37,7 +37,7 @@ describe('ordo token', () => {
   it.each([
     [['new', '--scope', 'read'], /--name and --scope are required/],
     [['new', '--name', 'a'], /--name and --scope are required/],
-    [['new', '--name', 'a', '--scope', 'raed'], /"raed" is not a scope; scopes: read, ingest, admin/],
+    [['new', '--name', 'a', '--scope', 'raed'], /"raed" is not a scope; scopes: read, ingest, deliver, admin/],
     [['new', '--name', 'a b', '--scope', 'read'], /name: expected 1-128 characters/],
     [['new', '--name', 'a', '--scope', 'read', '--subject', ''], /subject entry "" is not a non-empty string/],
     [['new', '--name', 'a', '--scope', 'read', '--colour', 'red'], /Unknown option '--colour'/],

@@ -55,7 +55,7 @@ tokens:
     [`tokens:\n  - {name: a, sha256: abc, scopes: [read]}`, /tokens\[0\] \(a\)\.sha256: expected the token's sha256 as 64 hex digits/],
     [`tokens:\n  - {name: a, sha256: ${ADMIN}}`, /tokens\[0\] \(a\)\.scopes: expected a non-empty list/],
     [`tokens:\n  - {name: a, sha256: ${ADMIN}, scopes: []}`, /\.scopes: expected a non-empty list/],
-    [`tokens:\n  - {name: a, sha256: ${ADMIN}, scopes: [raed]}`, /\.scopes: "raed" is not a scope; scopes: read, ingest, admin/],
+    [`tokens:\n  - {name: a, sha256: ${ADMIN}, scopes: [raed]}`, /\.scopes: "raed" is not a scope; scopes: read, ingest, deliver, admin/],
     [`tokens:\n  - {name: a, sha256: ${ADMIN}, scopes: [read], subjects: []}`, /\.subjects: expected a non-empty list/],
     [`tokens:\n  - {name: a, sha256: ${ADMIN}, scopes: [read], subjects: acme}`, /\.subjects: expected a non-empty list/],
     [`tokens:\n  - {name: a, sha256: ${ADMIN}, scopes: [read], subjects: [""]}`, /\.subjects: subject entry "" is not a non-empty string/],

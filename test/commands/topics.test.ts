@@ -5,6 +5,7 @@ import { mergeTopicSpecs } from '../../src/engine/merge-worker.js';
 import { schemaLedgerTopicSpec } from '../../src/engine/schema-ledger.js';
 import { workerTopicSpecs } from '../../src/engine/worker.js';
 import { pipelineTopics } from '../../src/roles/pipeline.js';
+import { deliverTopicSpecs } from '../../src/roles/deliver.js';
 import { contents, readDoc } from '../support/markdown.js';
 import { topicTable, topicVariable } from '../support/topic-table.js';
 
@@ -17,15 +18,18 @@ describe('ordo topics', () => {
       ...workerTopicSpecs({ groupId: 'g', ...pipelineTopics(config) }, 12),
       ...mergeTopicSpecs({ groupId: 'g-merge', globalTopic: config.topics.global, watermarksTopic: config.topics.watermarks, dlqTopic: config.topics.dlq, storeNames: ['held', 'merge-meta'] }, 12),
       schemaLedgerTopicSpec(config.topics.schemas),
+      ...deliverTopicSpecs(config),
     ];
     expect(new Set(plan.map((t) => t.topic))).toEqual(new Set(engine.map((t) => t.topic)));
     expect(plan).toHaveLength(new Set(plan.map((t) => t.topic)).size);
     for (const name of Object.values(config.topics)) expect(plan.map((t) => t.topic)).toContain(name);
     expect(plan.find((t) => t.topic === 'usage-aggregates')).toMatchObject({ partitions: 12, compacted: true, roles: ['pipeline', 'api'] });
-    expect(plan.find((t) => t.topic === 'ordo-schemas')).toMatchObject({ partitions: 1, compacted: true, roles: ['pipeline', 'api', 'ingest'] });
+    expect(plan.find((t) => t.topic === 'ordo-schemas')).toMatchObject({ partitions: 1, compacted: true, roles: ['pipeline', 'api', 'ingest', 'deliver'] });
     expect(plan.find((t) => t.topic === 'usage-events')).toMatchObject({ partitions: 12, roles: ['pipeline', 'ingest'] });
-    expect(plan.find((t) => t.topic === 'usage-events-global')).toMatchObject({ partitions: 1, roles: ['merge'] });
-    expect(plan.find((t) => t.topic === 'usage-events-ordered')).toMatchObject({ partitions: 12, compacted: false, roles: ['pipeline', 'merge'] });
+    expect(plan.find((t) => t.topic === 'usage-events-global')).toMatchObject({ partitions: 1, roles: ['merge', 'deliver'] });
+    expect(plan.find((t) => t.topic === 'ordo-deliver-sessions')).toMatchObject({ partitions: 1, compacted: true, roles: ['deliver'] });
+    expect(plan.find((t) => t.topic === 'ordo-deliver-forward')).toMatchObject({ partitions: 1, configs: { 'retention.ms': '3600000' }, roles: ['deliver'] });
+    expect(plan.find((t) => t.topic === 'usage-events-ordered')).toMatchObject({ partitions: 12, compacted: false, roles: ['pipeline', 'merge', 'deliver'] });
     const changelogs = plan.filter((t) => t.topic.endsWith('-changelog'));
     expect(changelogs.every((t) => t.compacted && t.mustMatchPartitions)).toBe(true);
   });

@@ -30,7 +30,7 @@ export function topicTable(): string {
     `\`${t.topic}\``,
     `\`${topicVariable(config, t.topic)}\``,
     partitions(t),
-    t.compacted ? '`compact`' : '`delete`',
+    [t.compacted ? '`compact`' : '`delete`', ...Object.entries(t.configs ?? {}).map(([name, value]) => `\`${name}=${value}\``)].join(', '),
     t.roles.join(', '),
   ]);
   return markdownTable(['topic (default name)', 'named by', 'partitions', 'cleanup.policy', 'roles'], rows);
