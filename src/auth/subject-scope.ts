@@ -40,6 +40,11 @@ export class SubjectScope {
     return this.all || this.prefixes.length > 0 ? undefined : [...this.exact].sort();
   }
 
+  /** The entries as written (prefixes with their `*`): what `parse` reads back. */
+  entries(): string[] {
+    return this.all ? ['*'] : [...this.exact, ...this.prefixes.map((p) => `${p}*`)];
+  }
+
   /** The entries as written (prefixes with their `*`), for messages. */
   describe(): string {
     if (this.all) return 'every subject';
