@@ -7,6 +7,7 @@ import { pipelineTopics } from './pipeline.js';
 import { apiGroupId, apiLedgerConfig } from './api.js';
 import { mergeGroupId } from './merge.js';
 import { ingestLedgerConfig, ingestTransactionalIdPrefix } from './ingest.js';
+import { deliverGroupPrefix, deliverLedgerConfig } from './deliver.js';
 
 /**
  * The minimal Kafka ACLs each role needs (docs/operations.md#acls lists them; a test runs
@@ -29,7 +30,7 @@ export interface RoleAcl {
   optional?: 'create-topics' | 'cleanup';
 }
 
-export type AclRole = 'pipeline' | 'merge' | 'api' | 'ingest';
+export type AclRole = 'pipeline' | 'merge' | 'api' | 'ingest' | 'deliver';
 
 export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'nodeId' | 'topics' | 'allowedLatenessMs'>): RoleAcl[] {
   const t = config.topics;
@@ -81,6 +82,12 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     created([t.input]);
     acls.push({ resource: 'TransactionalId', pattern: 'prefixed', name: `${ingestTransactionalIdPrefix(config)}-`, operation: 'Write', why: 'the transactional producers of this instance (ORDO_INGEST_PRODUCERS)' });
     ledger(ingestLedgerConfig(config).groupId);
+  } else if (role === 'deliver') {
+    for (const name of [t.ordered, t.global]) topic(name, ['Read'], 'the stream delivered to clients');
+    for (const name of [t.sessions, t.nodes, t.forward, t.replies]) topic(name, ['Read', 'Write'], 'sessions, live nodes and forwarded requests of the deliver replicas');
+    created([t.sessions, t.nodes, t.forward, t.replies]);
+    acls.push({ resource: 'Group', pattern: 'prefixed', name: `${deliverGroupPrefix(config)}-`, operation: 'Read', why: 'the readers of this replica (streams, sessions, nodes, forwards), each a group of its own per start (offsets never committed)' });
+    ledger(deliverLedgerConfig(config).groupId);
   } else {
     topic(t.aggregates, ['Read'], 'the read model follows it');
     acls.push({ resource: 'Group', pattern: 'prefixed', name: `${apiGroupId(config)}-`, operation: 'Read', why: 'the read model of this replica, one group per start (offsets never committed)' });

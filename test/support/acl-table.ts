@@ -12,7 +12,7 @@ const NAMES = {
 /** The ACL table of docs/operations.md#acls as the code gives it: one row per role and resource. */
 export function aclTable(): string {
   const rows: string[][] = [];
-  for (const role of ['pipeline', 'merge', 'api', 'ingest'] as AclRole[]) {
+  for (const role of ['pipeline', 'merge', 'api', 'ingest', 'deliver'] as AclRole[]) {
     const byResource = new Map<string, { cells: string[]; ops: string[]; notes: Set<string> }>();
     for (const acl of roleAcls(role, NAMES)) {
       const cells = [role, acl.resource, acl.pattern, `\`${acl.name}\``];
