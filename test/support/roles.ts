@@ -21,6 +21,10 @@ export async function spawnRole(role: string, prefix: string, name: string, over
     extra.ORDO_API_PORT ??= String(await freePort());
     extra.ORDO_API_HOST ??= '127.0.0.1'; // no auth, so loopback only (any other address warns)
   }
+  if (role === 'deliver') {
+    extra.ORDO_DELIVER_PORT ??= String(await freePort());
+    extra.ORDO_DELIVER_HOST ??= '127.0.0.1';
+  }
   return { process: new WorkerProcess(role, childEnv(prefix, name, extra), name), metricsPort };
 }
 
