@@ -28,12 +28,13 @@ async function newTopic(partitions = PARTITIONS): Promise<string> {
 }
 
 /** A source of `topic`; `catchUps` records every count of open catch-up consumers it reported. */
-async function startSource(topic: string, options: Partial<StreamSourceOptions> = {}): Promise<{ source: StreamSource; catchUps: number[] }> {
+async function startSource(topic: string, options: Partial<StreamSourceOptions> = {}): Promise<{ source: StreamSource; catchUps: number[]; groupId: string }> {
   const catchUps: number[] = [];
+  const groupId = uniqueName('ordo-stream-test');
   const source = new StreamSource({
     kafka,
     topic,
-    groupId: uniqueName('ordo-stream-test'),
+    groupId,
     tailRecords: 100,
     maxCatchUps: 4,
     logger: noopLogger,
@@ -43,7 +44,7 @@ async function startSource(topic: string, options: Partial<StreamSourceOptions> 
   });
   cleanups.push(() => source.stop());
   await source.start();
-  return { source, catchUps };
+  return { source, catchUps, groupId };
 }
 
 /** A transactional writer; every record's value is `<partition>:<n>`, n counting per partition; aborted ones say `aborted`. */
@@ -118,6 +119,19 @@ function byPartition(records: readonly SourceRecord[]): Map<number, string[]> {
     out.set(r.partition, [...(out.get(r.partition) ?? []), r.value!.toString()]);
   }
   return out;
+}
+
+/** Members of the consumer groups whose id starts with `prefix`, per group. */
+async function groupMembers(prefix: string): Promise<Map<string, number>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const ids = (await admin.listGroups()).groups.map((g) => g.groupId).filter((id) => id.startsWith(prefix));
+    const described = ids.length === 0 ? [] : (await admin.describeGroups(ids)).groups;
+    return new Map(described.map((g) => [g.groupId, g.members.length]));
+  } finally {
+    await admin.disconnect();
+  }
 }
 
 function sorted(map: ReadonlyMap<number, string[]>): [number, string[]][] {
@@ -278,7 +292,7 @@ describe('StreamSource (real broker)', () => {
     const writer = new Writer(topic);
     await writer.transaction(20);
     // No tail: every reader catches up, for good.
-    const { source, catchUps } = await startSource(topic, { tailRecords: 0, maxCatchUps: 2, readerBufferBytes: 1 });
+    const { source, catchUps, groupId } = await startSource(topic, { tailRecords: 0, maxCatchUps: 2, readerBufferBytes: 1 });
     const earliest = positions(await source.bounds(), 'earliest');
     const a = await source.open(earliest);
     const b = await source.open(earliest);
@@ -296,9 +310,16 @@ describe('StreamSource (real broker)', () => {
     expect(sorted(byPartition(await readAll(c, 60)))).toEqual(sorted(writer.expected()));
     expect(sorted(byPartition(await readAll(b, 60)))).toEqual(sorted(writer.expected()));
     await b.close();
+    // Closed while its consumer is still joining: it must not join after all.
+    await (await source.open(earliest)).close();
     await c.close();
     expect(source.openCatchUps()).toBe(0);
     expect(Math.max(...catchUps)).toBe(2);
+    // Every catch-up consumer left its group: none lingers in the broker.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const members = await groupMembers(`${groupId}-catch-up-`);
+    expect(members.size).toBeGreaterThanOrEqual(3);
+    expect([...members.values()].every((n) => n === 0)).toBe(true);
   });
 
   it('resolves a pending next() with [] when the reader closes or the signal aborts', async () => {
