@@ -59,7 +59,9 @@ export class ReaderState {
     private readonly switchable: boolean,
   ) {
     for (const [partition, next] of from) this.parts.set(partition, { have: next, buffered: 0, index: 0 });
-    this.tryTail();
+    // A reader of no partition has nothing to catch up with.
+    if (this.parts.size === 0) this.tail = true;
+    else this.tryTail();
   }
 
   get mode(): 'tail' | 'catch-up' {
@@ -156,8 +158,8 @@ export class ReaderState {
       }
       if (best === undefined || records.length >= max) return false;
       const record = best.ring.at(best.state.index)!;
+      best.state.have = best.ring.offsetAt(best.state.index)! + 1n;
       best.state.index += 1;
-      best.state.have = BigInt(record.offset) + 1n;
       records.push(record);
     }
   }
@@ -183,7 +185,7 @@ export class ReaderState {
       state.index = ring.indexOf(state.have);
     }
     // Records before `have` came through the catch-up consumer already.
-    while (state.index < ring.endIndex && BigInt(ring.at(state.index)!.offset) < state.have) state.index += 1;
+    while (state.index < ring.endIndex && ring.offsetAt(state.index)! < state.have) state.index += 1;
     return true;
   }
 }

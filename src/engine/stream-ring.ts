@@ -16,6 +16,8 @@ import type { SourceRecord } from '../model/records.js';
 export class PartitionRing {
   private readonly records: SourceRecord[] = [];
   private readonly seqs: number[] = [];
+  /** The records' offsets, parsed once (readers compare them at every read). */
+  private readonly offsets: bigint[] = [];
   /** Slot of the oldest record in `records` once it is full (circular). */
   private head = 0;
   private size = 0;
@@ -70,13 +72,14 @@ export class PartitionRing {
       this.head = 0;
       this.records.length = 0;
       this.seqs.length = 0;
+      this.offsets.length = 0;
       this.covered = first;
       this.nextOffset = first;
     }
     for (const record of records) {
       const offset = BigInt(record.offset);
       if (offset < this.nextOffset || offset > last) continue;
-      this.push(record, seq());
+      this.push(record, offset, seq());
       this.nextOffset = offset + 1n;
     }
     if (last + 1n > this.nextOffset) this.nextOffset = last + 1n;
@@ -87,6 +90,12 @@ export class PartitionRing {
   at(index: number): SourceRecord | undefined {
     const slot = this.slot(index);
     return slot === undefined ? undefined : this.records[slot];
+  }
+
+  /** The offset of the record at `index`, or undefined. */
+  offsetAt(index: number): bigint | undefined {
+    const slot = this.slot(index);
+    return slot === undefined ? undefined : this.offsets[slot];
   }
 
   /** The arrival number of the record at `index` (the tail's order across partitions), or undefined. */
@@ -101,7 +110,7 @@ export class PartitionRing {
     let hi = this.size;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (BigInt(this.records[(this.head + mid) % this.records.length]!.offset) < offset) lo = mid + 1;
+      if (this.offsets[(this.head + mid) % this.records.length]! < offset) lo = mid + 1;
       else hi = mid;
     }
     return this.first + lo;
@@ -112,23 +121,24 @@ export class PartitionRing {
     return (this.head + index - this.first) % this.records.length;
   }
 
-  private push(record: SourceRecord, seq: number): void {
+  private push(record: SourceRecord, offset: bigint, seq: number): void {
     if (this.capacity === 0) {
       this.first += 1;
-      this.covered = BigInt(record.offset) + 1n;
+      this.covered = offset + 1n;
       return;
     }
     if (this.size < this.capacity) {
       this.records.push(record);
       this.seqs.push(seq);
+      this.offsets.push(offset);
       this.size += 1;
       return;
     }
     // Full: the oldest record leaves; a reader that had not read it is no longer covered.
-    const evicted = this.records[this.head]!;
-    this.covered = BigInt(evicted.offset) + 1n;
+    this.covered = this.offsets[this.head]! + 1n;
     this.records[this.head] = record;
     this.seqs[this.head] = seq;
+    this.offsets[this.head] = offset;
     this.head = (this.head + 1) % this.capacity;
     this.first += 1;
   }

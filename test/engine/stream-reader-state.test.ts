@@ -121,6 +121,13 @@ describe('ReaderState', () => {
     expect(none.tryTail()).toBe(false);
   });
 
+  it('of no partition is at the tail and has nothing to read', () => {
+    const state = new ReaderState(new Map(), new Map([[0, new PartitionRing(10, 0n)]]), false);
+    expect(state.mode).toBe('tail');
+    expect(state.take(10)).toEqual({ records: [], fellBehind: false });
+    expect(state.ready()).toBe(false);
+  });
+
   it('calls a batch that starts after its position a gap and takes nothing from it', () => {
     const rings = new Map([[0, new PartitionRing(10, 100n)]]);
     const state = new ReaderState(new Map([[0, 3n]]), rings, true);

@@ -220,6 +220,29 @@ describe('StreamSource (real broker)', () => {
     expect(source.openCatchUps()).toBe(0);
   });
 
+  it('rejects next() of a reader that fell off the tail with 503 too-many-readers while no slot is free; it goes on once one is', async () => {
+    const topic = await newTopic(1);
+    const producer = kafka.producer();
+    await producer.connect();
+    cleanups.push(() => producer.disconnect());
+    // 3 MiB before the source starts: a catch-up consumer's first fetch (1 MiB) cannot reach the end.
+    const big = Buffer.alloc(10_000, 'x');
+    for (let i = 0; i < 3; i++) await producer.send({ topic, messages: Array.from({ length: 100 }, () => ({ value: big, partition: 0 })) });
+    const { source } = await startSource(topic, { tailRecords: 5, maxCatchUps: 1, readerBufferBytes: 1 });
+    const bounds = await source.bounds();
+    const behind = await source.open(positions(bounds, 'earliest'));
+    const atTail = await source.open(positions(bounds, 'end'));
+    expect((await behind.next(1, 10_000)).length).toBe(1);
+    expect(source.openCatchUps()).toBe(1);
+    await producer.send({ topic, messages: Array.from({ length: 20 }, (_, i) => ({ value: `late-${i}`, partition: 0 })) });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const refused = await rejection(atTail.next(100, 1_000));
+    expect([refused.kind, refused.status]).toEqual(['too-many-readers', 503]);
+    await behind.close();
+    const late = await readAll(atTail, 20);
+    expect(late.map((r) => r.value!.toString())).toEqual(Array.from({ length: 20 }, (_, i) => `late-${i}`));
+  });
+
   it("answers 410 cursor-expired with the earliest cursor for deleted records, 400 cursor-ahead past the end", async () => {
     const topic = await newTopic();
     const writer = new Writer(topic);
