@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Consumer, Kafka } from 'kafkajs';
 import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../model/records.js';
+import { toSourceRecord } from './batch.js';
 import { classify, fatalMessage } from './error-policy.js';
 
 export interface PartitionFollowerOptions {
@@ -100,16 +101,8 @@ export class PartitionFollower {
       eachBatchAutoResolve: true,
       eachBatch: async ({ batch }) => {
         if (this.stopped || batch.messages.length === 0) return;
-        const records: SourceRecord[] = batch.messages.map((m) => ({
-          topic: batch.topic,
-          partition: batch.partition,
-          offset: m.offset,
-          key: m.key,
-          value: m.value,
-          headers: m.headers ?? {},
-          timestamp: Number(m.timestamp),
-        }));
-        o.onBatch(batch.partition, BigInt(batch.firstOffset() ?? records[0]!.offset), BigInt(batch.lastOffset()), records);
+        const records = batch.messages.map((m) => toSourceRecord(batch.topic, batch.partition, m));
+        o.onBatch(batch.partition, BigInt(batch.firstOffset() ?? batch.messages[0]!.offset), BigInt(batch.lastOffset()), records);
         await Promise.resolve();
       },
     });
