@@ -222,12 +222,13 @@ async function prepareStream(
   const header = req.headers['last-event-id'];
   // An EventSource that reconnects sends its last id; an empty one is no id at all.
   const lastEventId = typeof header === 'string' && header !== '' ? header : undefined;
-  const start = lastEventId !== undefined ? parseFrom(lastEventId, 'Last-Event-ID') : parseFrom(asked.from);
+  const what = lastEventId !== undefined ? 'Last-Event-ID' : 'from';
+  const start = parseFrom(lastEventId ?? asked.from, what);
   // A subject-scoped token: other subjects answer 403, none asked means its own.
   const { subjects, allows } = narrowSubjects(principal, asked.filter.subjects);
   const filter = { ...asked.filter, ...(subjects === undefined ? {} : { subjects }) };
   const source = options.sources[stream];
-  const positions = await resolveStart(start, stream, source);
+  const positions = await resolveStart(start, stream, source, what);
   const reader = await source.open(positions);
   const partitions = source.partitions();
   const tracker = new CursorTracker(cursorMode(stream, subjects), positions, partitions);

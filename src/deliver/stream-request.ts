@@ -88,12 +88,14 @@ export async function resolveStart(
   start: StreamStart,
   stream: StreamName,
   source: { partitions(): number; bounds(): Promise<Map<number, { earliest: bigint; end: bigint }>> },
+  /** Where the cursor came from, for the message. */
+  what = 'from',
 ): Promise<Positions> {
   if (start.kind === 'cursor') {
     try {
       return startPositions(start.cursor, stream, source.partitions());
     } catch (error) {
-      if (error instanceof CursorError) throw new QueryError('bad-cursor', error.message);
+      if (error instanceof CursorError) throw new QueryError('bad-cursor', `${what}: ${error.message}`);
       throw error;
     }
   }

@@ -262,8 +262,8 @@ export class SseClient {
   }
 
   private complete(): boolean {
-    const length = Number(this.headers['content-length'] ?? NaN);
-    return Buffer.byteLength(this.body) >= length;
+    if (this.headers['transfer-encoding'] === 'chunked') return this.ended;
+    return Buffer.byteLength(this.body) >= Number(this.headers['content-length'] ?? NaN);
   }
 
   private feed(chunk: string): void {
@@ -281,30 +281,28 @@ export class SseClient {
       this.buffer = this.buffer.slice(end + 4);
       this.headDone = true;
     }
-    if (this.status !== 200) {
-      this.body += this.buffer;
-      this.buffer = '';
-    } else {
-      this.parseEvents();
-    }
+    const text = this.headers['transfer-encoding'] === 'chunked' ? this.dechunk() : this.takeBuffer();
+    if (this.status !== 200) this.body += text;
+    else this.parseEvents(text);
     this.notify();
   }
 
   /** The body is chunked: the chunk framing is taken out before the event lines are read. */
-  private chunked = '';
-  private parseEvents(): void {
-    this.chunked += this.buffer;
-    this.buffer = '';
+  private dechunk(): string {
     let text = '';
     for (;;) {
-      const lineEnd = this.chunked.indexOf('\r\n');
+      const lineEnd = this.buffer.indexOf('\r\n');
       if (lineEnd === -1) break;
-      const size = parseInt(this.chunked.slice(0, lineEnd), 16);
-      if (this.chunked.length < lineEnd + 2 + size + 2) break;
-      text += this.chunked.slice(lineEnd + 2, lineEnd + 2 + size);
-      this.chunked = this.chunked.slice(lineEnd + 2 + size + 2);
+      const size = parseInt(this.buffer.slice(0, lineEnd), 16);
+      if (this.buffer.length < lineEnd + 2 + size + 2) break;
+      text += this.buffer.slice(lineEnd + 2, lineEnd + 2 + size);
+      this.buffer = this.buffer.slice(lineEnd + 2 + size + 2);
       if (size === 0) this.ended = true;
     }
+    return text;
+  }
+
+  private parseEvents(text: string): void {
     this.pending += text;
     let end: number;
     while ((end = this.pending.indexOf('\n\n')) !== -1) {
@@ -333,6 +331,12 @@ export class SseClient {
     }
   }
   private pending = '';
+
+  private takeBuffer(): string {
+    const text = this.buffer;
+    this.buffer = '';
+    return text;
+  }
 
   private notify(): void {
     for (const listener of [...this.listeners]) listener();
