@@ -48,6 +48,8 @@ export interface InflightBatch {
   to: string;
   /** Records in the batch. */
   count: number;
+  /** The read stopped at `max` (more may follow): answered again with the batch. */
+  more?: boolean;
 }
 
 export interface SessionState {
@@ -124,7 +126,7 @@ export function decodeSessionState(text: string): SessionState {
   if (!isObject(filter) || !optionalStrings(filter.subjects) || !optionalStrings(filter.types)) fail('filter');
   if (typeof principal !== 'string') fail('principal');
   if (typeof acked !== 'string' || acked === '') fail('acked');
-  if (inflight !== null && !(isObject(inflight) && typeof inflight.from === 'string' && typeof inflight.to === 'string' && isCount(inflight.count))) fail('inflight');
+  if (inflight !== null && !(isObject(inflight) && typeof inflight.from === 'string' && typeof inflight.to === 'string' && isCount(inflight.count) && (inflight.more === undefined || typeof inflight.more === 'boolean'))) fail('inflight');
   if (typeof owner !== 'string' || owner === '') fail('owner');
   if (!isCount(epoch) || epoch < 1) fail('epoch');
   if (!isCount(seq) || seq < 1) fail('seq');
@@ -139,7 +141,7 @@ export function decodeSessionState(text: string): SessionState {
     filter: { ...(f.subjects !== undefined && { subjects: [...f.subjects] }), ...(f.types !== undefined && { types: [...f.types] }) },
     principal: principal as string,
     acked: acked as string,
-    inflight: i === null ? null : { from: i.from, to: i.to, count: i.count },
+    inflight: i === null ? null : { from: i.from, to: i.to, count: i.count, ...(i.more === true && { more: true }) },
     owner: owner as string,
     epoch: epoch as number,
     seq: seq as number,

@@ -159,7 +159,7 @@ describe('session state codec', () => {
       filter: fc.record({ subjects: fc.array(fc.string()), types: fc.array(fc.string()) }, { requiredKeys: [] }),
       principal: fc.string(),
       acked: fc.string({ minLength: 1 }),
-      inflight: fc.option(fc.record({ from: fc.string(), to: fc.string(), count: fc.nat() }), { nil: null }),
+      inflight: fc.option(fc.record({ from: fc.string(), to: fc.string(), count: fc.nat(), more: fc.constant(true) }, { requiredKeys: ['from', 'to', 'count'] }), { nil: null }),
       owner: fc.string({ minLength: 1 }),
       epoch: fc.integer({ min: 1 }),
       seq: fc.integer({ min: 1 }),
