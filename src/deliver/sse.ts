@@ -71,12 +71,16 @@ export class SseStream {
   async run(): Promise<SseEnd> {
     const { res, reader } = this.options;
     res.on('close', () => this.finish('client-closed'));
+    // The client may have gone while the reader was being opened: its 'close' came already.
+    if (res.socket === null || res.socket.destroyed) this.finish('client-closed');
     res.on('drain', () => (this.stalled = false));
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
       // A proxy that buffers responses would hold the events back (nginx reads this).
       'x-accel-buffering': 'no',
+      // A stream is its connection's last response: when it ends, the client reconnects afresh.
+      connection: 'close',
     });
     this.write(`: stream ${this.options.stream} from ${this.lastId}\n\n`);
     try {

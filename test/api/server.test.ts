@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { DELIVER_ROUTES } from '../../src/deliver/server.js';
 import { INGEST_ROUTES } from '../../src/ingest/server.js';
 import { USAGE_PARAMETERS } from '../../src/api/query-params.js';
 import { ReadModel } from '../../src/api/read-model.js';
@@ -275,12 +276,13 @@ describe('startApiServer', () => {
 describe('docs/openapi.yaml', () => {
   const spec = parse(readFileSync(new URL('../../docs/openapi.yaml', import.meta.url), 'utf8')) as OpenApi;
 
-  it('is OpenAPI 3.1 and describes exactly the routes the servers serve: GET on the usage API, POST on the ingest', () => {
+  it('is OpenAPI 3.1 and describes exactly the routes the servers serve: GET on the usage API, POST on the ingest, the deliver routes with theirs', () => {
     expect(spec.openapi).toMatch(/^3\.1\./);
-    expect(Object.keys(spec.paths).sort()).toEqual([...API_ROUTES, ...INGEST_ROUTES].sort());
+    expect(Object.keys(spec.paths).sort()).toEqual([...API_ROUTES, ...INGEST_ROUTES, ...Object.keys(DELIVER_ROUTES)].sort());
     const methods = (route: string): string[] => Object.keys(spec.paths[route] ?? {}).filter((k) => k !== 'parameters' && k !== 'servers');
     for (const route of API_ROUTES) expect(methods(route), route).toEqual(['get']);
     for (const route of INGEST_ROUTES) expect(methods(route), route).toEqual(['post']);
+    for (const [route, method] of Object.entries(DELIVER_ROUTES)) expect(methods(route), route).toEqual([method.toLowerCase()]);
   });
 
   it('documents every usage parameter and the shared schemas', () => {

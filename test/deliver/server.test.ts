@@ -2,14 +2,17 @@
 // scope `deliver`, subject-scoped tokens, refusals before a stream starts (JSON errors),
 // the stream limit, the session routes passed to the sessions, and the heap under 1,000
 // idle streams.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { type Authenticator, createAuthenticator, noAuthentication } from '../../src/auth/authenticator.js';
 import { sha256Hex } from '../../src/auth/constant-time.js';
+import { readSpec } from '../../src/connectors/openapi.js';
 import type { DeliverAnswer, DeliverRequest } from '../../src/deliver/delivery.js';
 import { DELIVER_ROUTES, type DeliverServer, type DeliverServerOptions, startDeliverServer } from '../../src/deliver/server.js';
 import { OrdoMetrics } from '../../src/metrics/metrics.js';
@@ -338,4 +341,44 @@ describe('deliver server memory', () => {
     await expect.poll(() => server.openStreams(), { timeout: 10_000 }).toBe(0);
     expect(ordered.openReaders + global.openReaders).toBe(0);
   }, 60_000);
+});
+
+describe('docs/openapi.yaml: the deliver routes', () => {
+  interface Operation {
+    security: Record<string, string[]>[];
+    responses: Record<string, { $ref?: string }>;
+    parameters?: { name: string; in: string }[];
+  }
+  interface Spec {
+    paths: Record<string, { servers?: { url: string }[] } & Record<string, Operation>>;
+    components: { responses: Record<string, { description: string }>; schemas: { Error: { properties: { error: { properties: Record<string, unknown> & { kind: { examples: string[] } } } } } } };
+  }
+  const spec = parse(readFileSync(new URL('../../docs/openapi.yaml', import.meta.url), 'utf8')) as Spec;
+
+  it('is a valid OpenAPI document (as the connectors generator validates specs)', async () => {
+    const file = fileURLToPath(new URL('../../docs/openapi.yaml', import.meta.url));
+    await expect(readSpec(file)).resolves.toBeDefined();
+  });
+
+  it('every deliver route needs scope deliver (tokens or OIDC), is on the deliver port and lists 401/403/404/405/500/503', () => {
+    for (const [route, method] of Object.entries(DELIVER_ROUTES)) {
+      const path = spec.paths[route]!;
+      const operation = path[method.toLowerCase()]!;
+      expect(operation.security, route).toEqual([{ tokens: ['deliver'] }, { oidc: ['deliver'] }]);
+      expect(path.servers?.[0]?.url, route).toBe('http://localhost:8091');
+      expect(Object.keys(operation.responses), route).toEqual(expect.arrayContaining(['401', '403', '404', '405', '500', '503']));
+    }
+  });
+
+  it('documents the stream parameters the server reads and the error kinds it answers', () => {
+    const names = spec.paths['/v1/streams/{stream}/events']!.get!.parameters!.map((p) => p.name);
+    expect(names.sort()).toEqual(['Last-Event-ID', 'from', 'subject', 'type']);
+    expect(Object.keys(spec.paths['/v1/streams/{stream}/events']!.get!.responses).sort()).toEqual(['200', '400', '401', '403', '404', '405', '410', '500', '503']);
+    const kinds = spec.components.schemas.Error.properties.error.properties.kind.examples;
+    expect(kinds).toEqual(expect.arrayContaining(['bad-cursor', 'cursor-ahead', 'cursor-expired', 'too-many-streams', 'too-many-readers', 'bad-parameter', 'not-found', 'method-not-allowed', 'too-large']));
+    expect(spec.components.schemas.Error.properties.error.properties).toHaveProperty('earliest');
+    for (const kind of ['bad-cursor', 'cursor-ahead']) expect(spec.components.responses.DeliverBadRequest!.description).toContain(`\`${kind}\``);
+    expect(spec.components.responses.Gone!.description).toContain('`cursor-expired`');
+    for (const kind of ['too-many-streams', 'too-many-readers']) expect(spec.components.responses.DeliverUnavailable!.description).toContain(`\`${kind}\``);
+  });
 });

@@ -1,10 +1,12 @@
 // SSE streams of the deliver server over real HTTP on 127.0.0.1, against in-memory stream
 // sources: ids, filters, resume with Last-Event-ID (no gap, no repeat, whatever the
 // reconnect points), heartbeats, overflow of a client that does not read, server close.
+import { connect } from 'node:net';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { noAuthentication } from '../../src/auth/authenticator.js';
 import { type DeliverServer, startDeliverServer } from '../../src/deliver/server.js';
+import { QueryError } from '../../src/errors.js';
 import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { type Delivered, MemorySource, SseClient, fakeViews } from './sse-fixtures.js';
 
@@ -76,6 +78,9 @@ describe('deliver SSE streams', () => {
     expect(client.events.map((e) => e.id)).toEqual(records.map((r) => `g.${r.headers['ordo-global-seq']}.${r.offset}`));
     expect(records.every((r) => r.stream === 'global' && r.cursor === `g.${r.headers['ordo-global-seq']}.${r.offset}`)).toBe(true);
     expect(await metric(metrics, 'ordo_deliver_records_total', { stream: 'global', via: 'sse' })).toBe(25);
+    // Read at the end of the topic (batches short of full): each record's delay is observed.
+    const delays = (await metrics.registry.getSingleMetric('ordo_deliver_delay_seconds')!.get()).values;
+    expect(delays.find((v) => (v as { metricName?: string }).metricName === 'ordo_deliver_delay_seconds_count' && v.labels.stream === 'global')?.value).toBe(25);
     expect(await metric(metrics, 'ordo_deliver_streams', { stream: 'global' })).toBe(1);
     expect(await metric(metrics, 'ordo_deliver_stream_requests_total', { stream: 'global', outcome: 'opened' })).toBe(1);
     await client.close();
@@ -254,5 +259,73 @@ describe('deliver SSE streams', () => {
       expect(client.comments.at(-1)).toMatch(/^server closing; reconnect/);
     }
     expect(ordered.openReaders + global.openReaders).toBe(0);
+  });
+});
+
+describe('deliver SSE stream failures', () => {
+  it('a client gone while its reader was being opened frees its place and its reader', async () => {
+    const { server, ordered } = await serve();
+    const open = ordered.open.bind(ordered);
+    let opened!: () => void;
+    const gate = new Promise<void>((resolve) => (opened = resolve));
+    ordered.open = async (from) => {
+      await gate;
+      return open(from);
+    };
+    const client = new SseClient(connect(server.port, '127.0.0.1'));
+    client.socket.write('GET /v1/streams/ordered/events HTTP/1.1\r\nhost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 50));
+    await client.close();
+    await new Promise((r) => setTimeout(r, 50));
+    opened();
+    await expect.poll(() => ordered.openReaders).toBe(0);
+    await expect.poll(() => server.openStreams()).toBe(0);
+  });
+
+  it('a reader that fails after the stream started ends it with an error event carrying the last cursor', async () => {
+    const { server, global, metrics } = await serve();
+    fill(global, 5);
+    const open = global.open.bind(global);
+    global.open = async (from) => {
+      const reader = await open(from);
+      let calls = 0;
+      return {
+        next: (max, waitMs, signal) => (++calls === 1 ? reader.next(max, waitMs, signal) : Promise.reject(new QueryError('cursor-expired', 'the reader fell behind retention', 410))),
+        close: () => reader.close(),
+      };
+    };
+    const client = await SseClient.open(server.port, '/v1/streams/global/events?from=earliest');
+    await client.closed;
+    const last = client.events.at(-1)!;
+    expect(last.event).toBe('error');
+    expect(JSON.parse(last.data)).toEqual({ kind: 'cursor-expired', message: 'the reader fell behind retention', cursor: client.records().at(-1)!.cursor });
+    expect(client.records()).toHaveLength(5);
+    expect(global.openReaders).toBe(0);
+    expect(server.openStreams()).toBe(0);
+    expect(await metric(metrics, 'ordo_deliver_streams', { stream: 'global' })).toBe(0);
+  });
+
+  it('views that fail (the schema registry away) end the stream with an internal error event, details only in the log', async () => {
+    const ordered = new MemorySource('ordered', 3);
+    const server = await startDeliverServer({
+      port: 0,
+      host: '127.0.0.1',
+      auth: noAuthentication,
+      nodeId: 'node-a',
+      sources: { ordered, global: new MemorySource('global', 1) },
+      views: () => Promise.reject(new Error('registry at 10.0.0.7 refused')),
+      sessions: undefined,
+      limits: { maxStreams: 10, heartbeatMs: 10_000, bufferBytes: 1 << 20 },
+    });
+    open.push(server);
+    ordered.append('acme');
+    const client = await SseClient.open(server.port, '/v1/streams/ordered/events?from=earliest');
+    await client.closed;
+    expect(client.events.map((e) => e.event)).toEqual(['error']);
+    const body = JSON.parse(client.events[0]!.data) as { kind: string; message: string; cursor: string };
+    expect(body.kind).toBe('internal');
+    expect(body.message).not.toContain('10.0.0.7');
+    expect(body.cursor).toBe('v.0.0.0');
+    expect(ordered.openReaders).toBe(0);
   });
 });
