@@ -365,7 +365,7 @@ describe('docs/openapi.yaml: the deliver routes', () => {
       const path = spec.paths[route]!;
       const operation = path[method.toLowerCase()]!;
       expect(operation.security, route).toEqual([{ tokens: ['deliver'] }, { oidc: ['deliver'] }]);
-      expect(path.servers?.[0]?.url, route).toBe('http://localhost:8091');
+      expect(path.servers?.[0]?.url, route).toBe('http://localhost:8092');
       expect(Object.keys(operation.responses), route).toEqual(expect.arrayContaining(['401', '403', '404', '405', '500', '503']));
     }
   });
