@@ -323,24 +323,24 @@ export class Sessions {
    * before it in that order, so the same records always get the same cursors.
    */
   private canonical(state: SessionState, found: Candidate[], from: Positions, partitions: number): DeliveredRecord[] {
-    const queues = new Map<number, Candidate[]>();
+    const queues = new Map<number, { items: Candidate[]; at: number }>();
     for (const c of found) {
       const q = queues.get(c.record.partition);
-      if (q === undefined) queues.set(c.record.partition, [c]);
-      else q.push(c);
+      if (q === undefined) queues.set(c.record.partition, { items: [c], at: 0 });
+      else q.items.push(c);
     }
-    for (const q of queues.values()) q.sort((a, b) => (BigInt(a.record.offset) < BigInt(b.record.offset) ? -1 : 1));
+    for (const q of queues.values()) q.items.sort((a, b) => (BigInt(a.record.offset) < BigInt(b.record.offset) ? -1 : 1));
     const tracker = new CursorTracker(cursorMode(state.stream, state.filter.subjects), from, partitions);
     const out: DeliveredRecord[] = [];
     for (;;) {
-      let pick: Candidate[] | undefined;
+      let pick: { items: Candidate[]; at: number } | undefined;
       for (const q of queues.values()) {
-        const head = q[0];
+        const head = q.items[q.at];
         if (head === undefined) continue;
-        const best = pick?.[0];
+        const best = pick?.items[pick.at];
         if (best === undefined || head.record.timestamp < best.record.timestamp || (head.record.timestamp === best.record.timestamp && head.record.partition < best.record.partition)) pick = q;
       }
-      const next = pick?.shift();
+      const next = pick?.items[pick.at++];
       if (next === undefined) return out;
       tracker.pass(next.record);
       out.push({ ...next.view, stream: state.stream, cursor: encodeCursor(tracker.cursorAfter(next.record)) });
@@ -432,10 +432,14 @@ export class Sessions {
     this.options.metrics?.deliverSessions.set(owned);
   }
 
+  /**
+   * The registry says whether a node is live (a heartbeat within the node TTL, and no clean
+   * leave); a node not seen at all since this replica started counts as gone only once this
+   * replica has been up for the node TTL (it may just not have read the heartbeats yet).
+   */
   private gone(node: string): boolean {
     if (this.options.router.isLive(node)) return false;
-    const gone = this.options.router.goneFor(node);
-    return gone === undefined ? this.now() - this.startedAt >= this.options.limits.nodeTtlMs : gone >= this.options.limits.nodeTtlMs;
+    return this.options.router.goneFor(node) !== undefined || this.now() - this.startedAt >= this.options.limits.nodeTtlMs;
   }
 
   private async forward(node: string, request: DeliverRequest, waitMs = 0): Promise<DeliverAnswer> {

@@ -443,6 +443,21 @@ describe('receiver sessions', () => {
     expect((await read(b.sessions, id)).body.records).toHaveLength(1);
   });
 
+  it('an owner this replica has not seen since it started is not taken over before the node TTL (503 owner-unknown); after it, it is', async () => {
+    const c = new Cluster();
+    const a = c.add('node-a');
+    const id = await create(a.sessions, { from: 'earliest' });
+    c.ordered.append('a');
+    c.nodes.delete('node-a');
+    c.live.delete('node-a'); // and no heartbeat of it read since b started
+    const b = c.add('node-b');
+    const early = await read(b.sessions, id);
+    expect([early.status, kind(early), early.headers['retry-after']]).toEqual([503, 'owner-unknown', '1']);
+    c.clock += NODE_TTL;
+    const later = await read(b.sessions, id);
+    expect([later.status, ids(later.body), later.headers['ordo-served-by']]).toEqual([200, ['1:0'], 'node-b']);
+  });
+
   it('a revived old owner that had not seen the takeover does not serve: its write is ignored and it forwards to the new owner', async () => {
     const c = new Cluster();
     const a = c.add('node-a');
