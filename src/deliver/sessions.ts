@@ -363,7 +363,7 @@ export class Sessions {
       return (await this.options.store.write(nextState(state, { lastActiveMs: now }))) ? this.local(200, { acked: cursor }) : MOVED;
     }
     const inflight = state.inflight;
-    if (inflight === null) throw new QueryError('ack-out-of-range', `session ${state.id}: no batch is in flight; acked is ${state.acked}`, 409, { details: { acked: state.acked } });
+    if (inflight === null) throw new QueryError('ack-out-of-range', `session ${state.id}: no batch is in flight; acked is ${state.acked}`, 409);
     const partitions = this.options.sources[state.stream].partitions();
     const from = this.positionsOf(state, inflight.from, partitions);
     const to = this.positionsOf(state, inflight.to, partitions);
@@ -379,9 +379,7 @@ export class Sessions {
       !(cursorMode(state.stream, state.filter.subjects) === 'vector' && decoded.kind !== 'vector') &&
       [...at].every(([p, offset]) => from.has(p) && offset >= from.get(p)! && offset <= (to.get(p) ?? from.get(p)!));
     if (!within) {
-      throw new QueryError('ack-out-of-range', `session ${state.id}: cursor ${quote(cursor)} is not within the batch in flight (from ${inflight.from} to ${inflight.to})`, 409, {
-        details: { acked: state.acked, inflight: { from: inflight.from, to: inflight.to } },
-      });
+      throw new QueryError('ack-out-of-range', `session ${state.id}: cursor ${quote(cursor)} is not within the batch in flight (from ${inflight.from} to ${inflight.to}); acked is ${state.acked}`, 409);
     }
     return (await this.options.store.write(nextState(state, { acked: cursor, inflight: null, lastActiveMs: now }))) ? this.local(200, { acked: cursor }) : MOVED;
   }
