@@ -481,6 +481,20 @@ describe('receiver sessions', () => {
     expect(restarted.get(id)?.owner).toBe('node-b');
   });
 
+  it('a forwarded request reaching a node that no longer owns the session: 503 session-moved (no forwarding loops); stop() ends a long poll', async () => {
+    const c = new Cluster();
+    const a = c.add('node-a');
+    const b = c.add('node-b');
+    const id = await create(a.sessions, { from: 'earliest' });
+    const moved = await b.sessions.serveForwarded(request('GET', `/v1/sessions/${id}/records`));
+    expect([moved.status, kind(moved), moved.headers['retry-after']]).toEqual([503, 'session-moved', '1']);
+    const started = Date.now();
+    const polling = read(a.sessions, id, 'waitMs=2000');
+    setTimeout(() => a.sessions.stop(), 50);
+    expect((await polling).body.records).toEqual([]);
+    expect(Date.now() - started).toBeLessThan(1_500);
+  });
+
   it('an owner rewrites its session when it sees a lost claim, so its own record is the last (compaction)', async () => {
     const c = new Cluster();
     const a = c.add('node-a');
