@@ -323,24 +323,24 @@ export class Sessions {
    * before it in that order, so the same records always get the same cursors.
    */
   private canonical(state: SessionState, found: Candidate[], from: Positions, partitions: number): DeliveredRecord[] {
-    const queues = new Map<number, Candidate[]>();
+    const queues = new Map<number, { items: Candidate[]; at: number }>();
     for (const c of found) {
       const q = queues.get(c.record.partition);
-      if (q === undefined) queues.set(c.record.partition, [c]);
-      else q.push(c);
+      if (q === undefined) queues.set(c.record.partition, { items: [c], at: 0 });
+      else q.items.push(c);
     }
-    for (const q of queues.values()) q.sort((a, b) => (BigInt(a.record.offset) < BigInt(b.record.offset) ? -1 : 1));
+    for (const q of queues.values()) q.items.sort((a, b) => (BigInt(a.record.offset) < BigInt(b.record.offset) ? -1 : 1));
     const tracker = new CursorTracker(cursorMode(state.stream, state.filter.subjects), from, partitions);
     const out: DeliveredRecord[] = [];
     for (;;) {
-      let pick: Candidate[] | undefined;
+      let pick: { items: Candidate[]; at: number } | undefined;
       for (const q of queues.values()) {
-        const head = q[0];
+        const head = q.items[q.at];
         if (head === undefined) continue;
-        const best = pick?.[0];
+        const best = pick?.items[pick.at];
         if (best === undefined || head.record.timestamp < best.record.timestamp || (head.record.timestamp === best.record.timestamp && head.record.partition < best.record.partition)) pick = q;
       }
-      const next = pick?.shift();
+      const next = pick?.items[pick.at++];
       if (next === undefined) return out;
       tracker.pass(next.record);
       out.push({ ...next.view, stream: state.stream, cursor: encodeCursor(tracker.cursorAfter(next.record)) });
@@ -363,7 +363,7 @@ export class Sessions {
       return (await this.options.store.write(nextState(state, { lastActiveMs: now }))) ? this.local(200, { acked: cursor }) : MOVED;
     }
     const inflight = state.inflight;
-    if (inflight === null) throw new QueryError('ack-out-of-range', `session ${state.id}: no batch is in flight; acked is ${state.acked}`, 409, { details: { acked: state.acked } });
+    if (inflight === null) throw new QueryError('ack-out-of-range', `session ${state.id}: no batch is in flight; acked is ${state.acked}`, 409);
     const partitions = this.options.sources[state.stream].partitions();
     const from = this.positionsOf(state, inflight.from, partitions);
     const to = this.positionsOf(state, inflight.to, partitions);
@@ -379,9 +379,7 @@ export class Sessions {
       !(cursorMode(state.stream, state.filter.subjects) === 'vector' && decoded.kind !== 'vector') &&
       [...at].every(([p, offset]) => from.has(p) && offset >= from.get(p)! && offset <= (to.get(p) ?? from.get(p)!));
     if (!within) {
-      throw new QueryError('ack-out-of-range', `session ${state.id}: cursor ${quote(cursor)} is not within the batch in flight (from ${inflight.from} to ${inflight.to})`, 409, {
-        details: { acked: state.acked, inflight: { from: inflight.from, to: inflight.to } },
-      });
+      throw new QueryError('ack-out-of-range', `session ${state.id}: cursor ${quote(cursor)} is not within the batch in flight (from ${inflight.from} to ${inflight.to}); acked is ${state.acked}`, 409);
     }
     return (await this.options.store.write(nextState(state, { acked: cursor, inflight: null, lastActiveMs: now }))) ? this.local(200, { acked: cursor }) : MOVED;
   }
@@ -432,10 +430,14 @@ export class Sessions {
     this.options.metrics?.deliverSessions.set(owned);
   }
 
+  /**
+   * The registry says whether a node is live (a heartbeat within the node TTL, and no clean
+   * leave); a node not seen at all since this replica started counts as gone only once this
+   * replica has been up for the node TTL (it may just not have read the heartbeats yet).
+   */
   private gone(node: string): boolean {
     if (this.options.router.isLive(node)) return false;
-    const gone = this.options.router.goneFor(node);
-    return gone === undefined ? this.now() - this.startedAt >= this.options.limits.nodeTtlMs : gone >= this.options.limits.nodeTtlMs;
+    return this.options.router.goneFor(node) !== undefined || this.now() - this.startedAt >= this.options.limits.nodeTtlMs;
   }
 
   private async forward(node: string, request: DeliverRequest, waitMs = 0): Promise<DeliverAnswer> {

@@ -443,6 +443,21 @@ describe('receiver sessions', () => {
     expect((await read(b.sessions, id)).body.records).toHaveLength(1);
   });
 
+  it('an owner this replica has not seen since it started is not taken over before the node TTL (503 owner-unknown); after it, it is', async () => {
+    const c = new Cluster();
+    const a = c.add('node-a');
+    const id = await create(a.sessions, { from: 'earliest' });
+    c.ordered.append('a');
+    c.nodes.delete('node-a');
+    c.live.delete('node-a'); // and no heartbeat of it read since b started
+    const b = c.add('node-b');
+    const early = await read(b.sessions, id);
+    expect([early.status, kind(early), early.headers['retry-after']]).toEqual([503, 'owner-unknown', '1']);
+    c.clock += NODE_TTL;
+    const later = await read(b.sessions, id);
+    expect([later.status, ids(later.body), later.headers['ordo-served-by']]).toEqual([200, ['1:0'], 'node-b']);
+  });
+
   it('a revived old owner that had not seen the takeover does not serve: its write is ignored and it forwards to the new owner', async () => {
     const c = new Cluster();
     const a = c.add('node-a');
@@ -464,6 +479,20 @@ describe('receiver sessions', () => {
     // Restarted with the same node id (a fresh view): b's still.
     const restarted = new ReplicaStore(c.log);
     expect(restarted.get(id)?.owner).toBe('node-b');
+  });
+
+  it('a forwarded request reaching a node that no longer owns the session: 503 session-moved (no forwarding loops); stop() ends a long poll', async () => {
+    const c = new Cluster();
+    const a = c.add('node-a');
+    const b = c.add('node-b');
+    const id = await create(a.sessions, { from: 'earliest' });
+    const moved = await b.sessions.serveForwarded(request('GET', `/v1/sessions/${id}/records`));
+    expect([moved.status, kind(moved), moved.headers['retry-after']]).toEqual([503, 'session-moved', '1']);
+    const started = Date.now();
+    const polling = read(a.sessions, id, 'waitMs=2000');
+    setTimeout(() => a.sessions.stop(), 50);
+    expect((await polling).body.records).toEqual([]);
+    expect(Date.now() - started).toBeLessThan(1_500);
   });
 
   it('an owner rewrites its session when it sees a lost claim, so its own record is the last (compaction)', async () => {
