@@ -228,7 +228,7 @@ async function prepareStream(
   const { subjects, allows } = narrowSubjects(principal, asked.filter.subjects);
   const filter = { ...asked.filter, ...(subjects === undefined ? {} : { subjects }) };
   const source = options.sources[stream];
-  const positions = await resolveStart(start, stream, source, what);
+  const positions = await resolveStart(start, stream, source, what, subjects);
   const reader = await source.open(positions);
   const partitions = source.partitions();
   const tracker = new CursorTracker(cursorMode(stream, subjects), positions, partitions);

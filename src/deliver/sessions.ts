@@ -162,7 +162,7 @@ export class Sessions {
     const source = this.options.sources[stream];
     let cursor: string;
     if (start.kind === 'cursor') {
-      await resolveStart(start, stream, source); // 400 bad-cursor when it is not one of this stream's
+      await resolveStart(start, stream, source, 'from', filter.subjects); // 400 bad-cursor when it is not one of this stream's
       cursor = encodeCursor(start.cursor);
     } else {
       const positions = await resolveStart(start, stream, source);

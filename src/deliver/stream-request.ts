@@ -1,6 +1,6 @@
 import { QueryError } from '../errors.js';
 import { quoteClient as quote } from '../http/json.js';
-import { CursorError, type Positions, STREAMS, type StreamCursor, type StreamName, decodeCursor, startPositions } from '../model/stream-cursor.js';
+import { CursorError, type Positions, STREAMS, type StreamCursor, type StreamName, decodeCursor, encodeCursor, startPositions } from '../model/stream-cursor.js';
 import type { StreamFilter } from './delivery.js';
 
 /**
@@ -90,8 +90,15 @@ export async function resolveStart(
   source: { partitions(): number; bounds(): Promise<Map<number, { earliest: bigint; end: bigint }>> },
   /** Where the cursor came from, for the message. */
   what = 'from',
+  /** The subjects the stream is filtered to (after the token's scope); an s. cursor needs exactly one. */
+  subjects?: readonly string[],
 ): Promise<Positions> {
   if (start.kind === 'cursor') {
+    // An s. cursor names one partition, the one subject's: resuming an unfiltered (or
+    // several-subject) stream from it would read that partition only.
+    if (start.cursor.kind === 'subject' && subjects?.length !== 1) {
+      throw new QueryError('bad-cursor', `${what}: ${encodeCursor(start.cursor)} resumes a stream filtered to exactly one subject; this one is filtered to ${subjects === undefined ? 'none' : `${subjects.length}`}: give the subject, or a v. cursor`);
+    }
     try {
       return startPositions(start.cursor, stream, source.partitions());
     } catch (error) {

@@ -79,11 +79,15 @@ describe('stream-request', () => {
   it('resolves starts to positions: bounds for earliest/latest, the cursor for one of this stream', async () => {
     expect(await resolveStart({ kind: 'earliest' }, 'ordered', source(3))).toEqual(new Map([[0, 0n], [1, 10n], [2, 20n]]));
     expect(await resolveStart({ kind: 'latest' }, 'ordered', source(3))).toEqual(new Map([[0, 5n], [1, 15n], [2, 25n]]));
-    expect(await resolveStart(parseFrom('s.4.1.12'), 'ordered', source(3))).toEqual(new Map([[1, 13n]]));
+    expect(await resolveStart(parseFrom('s.4.1.12'), 'ordered', source(3), 'from', ['acme'])).toEqual(new Map([[1, 13n]]));
+    // An s. cursor names one subject's partition: a stream of no or several subjects cannot resume from it.
+    for (const subjects of [undefined, ['acme', 'globex']]) {
+      await expect(resolveStart(parseFrom('s.4.1.12'), 'ordered', source(3), 'Last-Event-ID', subjects)).rejects.toMatchObject({ kind: 'bad-cursor', status: 400, message: expect.stringMatching(/^Last-Event-ID: s\.4\.1\.12 resumes a stream filtered to exactly one subject/) });
+    }
     expect(await resolveStart(parseFrom('v.1.2.3'), 'ordered', source(3))).toEqual(new Map([[0, 1n], [1, 2n], [2, 3n]]));
     expect(await resolveStart(parseFrom('g.9.3'), 'global', source(1))).toEqual(new Map([[0, 4n]]));
     for (const [text, stream, partitions] of [['g.9.3', 'ordered', 3], ['s.1.0.0', 'global', 1], ['s.1.3.0', 'ordered', 3], ['v.1.2', 'ordered', 3]] as const) {
-      await expect(resolveStart(parseFrom(text), stream, source(partitions))).rejects.toMatchObject({ kind: 'bad-cursor', status: 400 });
+      await expect(resolveStart(parseFrom(text), stream, source(partitions), 'from', ['acme'])).rejects.toMatchObject({ kind: 'bad-cursor', status: 400 });
     }
   });
 });
