@@ -1,0 +1,133 @@
+import { randomBytes } from 'node:crypto';
+import type { Consumer, Kafka } from 'kafkajs';
+import type { Logger } from '../observability/logger.js';
+import type { SourceRecord } from '../model/records.js';
+import { classify, fatalMessage } from './error-policy.js';
+
+export interface PartitionFollowerOptions {
+  kafka: Kafka;
+  topic: string;
+  /** The topic's partition count (those without a position are paused). */
+  partitions: number;
+  /** The full group id prefix and purpose: the consumer joins `<group>-<8 random hex>`, a group of its own. */
+  group: string;
+  logger: Logger;
+  /** Where to read each partition from, asked at every group join (a rejoin forgets uncommitted positions). Partitions absent are paused. */
+  positions(): ReadonlyMap<number, bigint>;
+  /** Partitions to keep paused (besides those without a position), asked at every join and by `refreshPauses`. */
+  paused?(): ReadonlySet<number>;
+  /**
+   * A fetched batch, in offset order per partition: `first`/`last` are its first and last
+   * offsets counting markers and aborted records (a batch of only those comes with no records).
+   */
+  onBatch(partition: number, first: bigint, last: bigint, records: SourceRecord[]): void;
+  /** The consumer crashed for good (a restartable crash is restarted by kafkajs, then re-seeked). */
+  onFailure(error: unknown): void;
+  /** The fetch wait when nothing is there (lower: fresher end, more idle fetches). */
+  maxWaitMs?: number;
+  maxBytes?: number;
+}
+
+/**
+ * A consumer that reads given partitions of a topic from given offsets (read_committed) and
+ * hands over each fetched batch with its first and last offset, markers included, so the
+ * caller can tell a contiguous batch (first <= its position) from a gap. kafkajs has no
+ * assign(): the consumer joins a group of its own (so it gets every partition), subscribes
+ * from the beginning (a reset before a seek applies can then only go back, never skip
+ * ahead), and seeks to the caller's positions at every join. Nothing is ever committed.
+ */
+export class PartitionFollower {
+  private readonly consumer: Consumer;
+  private stopped = false;
+  private failed = false;
+  private stopping: Promise<void> | undefined;
+  readonly groupId: string;
+
+  constructor(private readonly options: PartitionFollowerOptions) {
+    const o = options;
+    this.groupId = `${o.group}-${randomBytes(4).toString('hex')}`.slice(0, 255);
+    const maxBytes = o.maxBytes ?? 1_048_576;
+    this.consumer = o.kafka.consumer({
+      groupId: this.groupId,
+      readUncommitted: false,
+      allowAutoTopicCreation: false,
+      maxWaitTimeInMs: o.maxWaitMs ?? 500,
+      maxBytes,
+      maxBytesPerPartition: maxBytes,
+      // kafkajs restarts a crashed consumer whatever the error: only the shared policy's
+      // `retry` kind is restarted; anything else (a missing ACL) ends the follower.
+      retry: { restartOnFailure: (error) => Promise.resolve(classify(error) === 'retry') },
+    });
+    const c = this.consumer;
+    c.on(c.events.CRASH, (event) => {
+      if (event.payload.restart || this.stopped || this.failed) return;
+      this.failed = true;
+      o.logger.error(`stream reader stopped: ${fatalMessage(event.payload.error, `reading ${o.topic} as group ${this.groupId}`)}`, { topic: o.topic, error: event.payload.error });
+      o.onFailure(event.payload.error);
+    });
+    c.on(c.events.GROUP_JOIN, () => {
+      // A (re)join starts every partition at the reset offset: put each back where the caller is.
+      if (this.stopped) return;
+      const positions = o.positions();
+      for (const [partition, offset] of positions) c.seek({ topic: o.topic, partition, offset: offset.toString() });
+      this.refreshPauses();
+    });
+    // A fetch of only transaction markers or aborted records never reaches eachBatch.
+    c.on(c.events.END_BATCH_PROCESS, (event) => {
+      const { partition, batchSize, firstOffset, lastOffset } = event.payload;
+      if (batchSize === 0 && firstOffset !== null && !this.stopped) o.onBatch(partition, BigInt(firstOffset), BigInt(lastOffset), []);
+    });
+  }
+
+  /** Joins and starts fetching; resolves once the group is joined and the positions are set. */
+  async start(): Promise<void> {
+    const o = this.options;
+    const c = this.consumer;
+    await c.connect();
+    await c.subscribe({ topics: [o.topic], fromBeginning: true });
+    await c.run({
+      autoCommit: false,
+      eachBatchAutoResolve: true,
+      eachBatch: async ({ batch }) => {
+        if (this.stopped || batch.messages.length === 0) return;
+        const records: SourceRecord[] = batch.messages.map((m) => ({
+          topic: batch.topic,
+          partition: batch.partition,
+          offset: m.offset,
+          key: m.key,
+          value: m.value,
+          headers: m.headers ?? {},
+          timestamp: Number(m.timestamp),
+        }));
+        o.onBatch(batch.partition, BigInt(batch.firstOffset() ?? records[0]!.offset), BigInt(batch.lastOffset()), records);
+        await Promise.resolve();
+      },
+    });
+  }
+
+  /** Applies `paused()` (and pauses partitions without a position): a caller whose buffer filled or drained. */
+  refreshPauses(): void {
+    if (this.stopped) return;
+    const o = this.options;
+    const positions = o.positions();
+    const paused = o.paused?.() ?? new Set<number>();
+    const pause: number[] = [];
+    const resume: number[] = [];
+    for (let p = 0; p < o.partitions; p++) (paused.has(p) || !positions.has(p) ? pause : resume).push(p);
+    try {
+      if (pause.length > 0) this.consumer.pause([{ topic: o.topic, partitions: pause }]);
+      if (resume.length > 0) this.consumer.resume([{ topic: o.topic, partitions: resume }]);
+    } catch {
+      // Not running yet: the join applies the pauses.
+    }
+  }
+
+  /** Leaves the group and disconnects (the same promise for every call). */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.stopped = true;
+      await this.consumer.disconnect().catch((error: unknown) => this.options.logger.warn('stream reader disconnect failed', { topic: this.options.topic, group: this.groupId, error }));
+    })();
+    return this.stopping;
+  }
+}
