@@ -41,6 +41,7 @@ export class PartitionFollower {
   private stopped = false;
   private failed = false;
   private stopping: Promise<void> | undefined;
+  private starting: Promise<void> | undefined;
   readonly groupId: string;
 
   constructor(private readonly options: PartitionFollowerOptions) {
@@ -79,12 +80,21 @@ export class PartitionFollower {
     });
   }
 
-  /** Joins and starts fetching; resolves once the group is joined and the positions are set. */
-  async start(): Promise<void> {
+  /** Joins and starts fetching; resolves once the group is joined and the positions are set (at once if stopped meanwhile). */
+  start(): Promise<void> {
+    this.starting ??= this.run();
+    return this.starting;
+  }
+
+  private async run(): Promise<void> {
     const o = this.options;
     const c = this.consumer;
+    // A stop while starting waits for this to settle before it disconnects: a run() after
+    // the disconnect would join the group again and leak a consumer.
     await c.connect();
+    if (this.stopped) return;
     await c.subscribe({ topics: [o.topic], fromBeginning: true });
+    if (this.stopped) return;
     await c.run({
       autoCommit: false,
       eachBatchAutoResolve: true,
@@ -126,6 +136,7 @@ export class PartitionFollower {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.stopped = true;
+      await this.starting?.catch(() => undefined);
       await this.consumer.disconnect().catch((error: unknown) => this.options.logger.warn('stream reader disconnect failed', { topic: this.options.topic, group: this.groupId, error }));
     })();
     return this.stopping;

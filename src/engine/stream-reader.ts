@@ -209,6 +209,7 @@ export class SourceReader implements StreamReader {
     const follower = this.follower;
     this.endCatchUp();
     this.host.closed(this);
+    this.notify();
     await follower?.stop();
   }
 }

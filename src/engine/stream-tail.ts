@@ -40,7 +40,7 @@ export class StreamTail {
     const o = this.options;
     if (o.capacity === 0) return;
     const positions = (): Map<number, bigint> => new Map([...this.rings].map(([p, ring]) => [p, ring.next]));
-    this.follower = new PartitionFollower({
+    const follower = new PartitionFollower({
       kafka: o.kafka,
       topic: o.topic,
       partitions: o.partitions,
@@ -59,7 +59,12 @@ export class StreamTail {
       },
       onFailure: o.onFailure,
     });
-    await this.follower.start();
+    this.follower = follower;
+    // A failed start (retried by the source) leaves nothing behind: the next attempt is a new consumer.
+    await follower.start().catch(async (error: unknown) => {
+      await follower.stop();
+      throw error;
+    });
   }
 
   /** The consumer group the tail joined (undefined without a tail consumer). */
