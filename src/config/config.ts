@@ -228,7 +228,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     // --- deliver ---
     deliver: {
-      port: read.int('ORDO_DELIVER_PORT', 8091, 0, 65_535),
+      port: read.int('ORDO_DELIVER_PORT', 8092, 0, 65_535),
       host: loadBindHost(read, 'ORDO_DELIVER_HOST'),
       maxStreams: read.int('ORDO_DELIVER_MAX_STREAMS', 2_000, 1, 100_000),
       heartbeatMs: read.int('ORDO_DELIVER_HEARTBEAT_MS', 15_000, 100, 300_000),

@@ -59,7 +59,7 @@ describe('loadConfig defaults', () => {
       apiConsistencyWaitMs: 10_000,
       ingest: { port: 8090, host: '0.0.0.0', maxEvents: 1_000, maxBytes: 1_048_576, requestTimeoutMs: 10_000, producers: 4, connectorsDir: undefined },
       deliver: {
-        port: 8091,
+        port: 8092,
         host: '0.0.0.0',
         maxStreams: 2_000,
         heartbeatMs: 15_000,

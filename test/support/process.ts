@@ -37,7 +37,12 @@ export class WorkerProcess {
   readonly stdout: string[] = [];
   readonly exited: Promise<number | null>;
 
-  constructor(role: string, env: Record<string, string>, readonly name = role) {
+  constructor(
+    role: string,
+    /** The environment given (on top of this process's). */
+    readonly env: Record<string, string>,
+    readonly name = role,
+  ) {
     this.child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', role], {
       cwd: ROOT,
       env: { ...process.env, KAFKAJS_NO_PARTITIONER_WARNING: '1', ORDO_LOG_LEVEL: 'info', ...env },
