@@ -476,31 +476,20 @@ describe.each(Object.keys(BUILDS) as BuildName[])('k8s %s', (name) => {
     expect(routed.map((s) => s.metadata?.name), `Service of ordo-${role}`).toEqual([`ordo-${role}`]);
   });
 
-  it('runs ingest as several replicas with their own transactional ids, rolled without losing capacity', () => {
+  // Two pods with one node id: ingest transactional ids are <group>-ingest-<node>-<n>, so they
+  // would fence each other; a deliver session id names its owner node and forwarded requests
+  // are keyed by node, so both would answer for the same sessions.
+  it.each(['ingest', 'deliver'] as const)('runs %s as several replicas, each its own node, rolled without losing capacity', (role) => {
     const b = build(name);
-    const ingest = b.deployment('ingest');
-    expect(b.minReplicas(ingest)).toBeGreaterThanOrEqual(2);
-    expect(ingest.spec?.strategy?.type ?? 'RollingUpdate').toBe('RollingUpdate');
-    expect(ingest.spec?.strategy?.rollingUpdate?.maxUnavailable).toBe(0);
-    // Transactional ids are <group>-ingest-<node>-<n>: two pods with one node id would fence
-    // each other. The pod name (checked for every role above) is unique per pod.
-    expect(containers(ingest)[0]?.env?.find((e) => e.name === 'ORDO_NODE_ID')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name');
+    const deployment = b.deployment(role);
+    expect(b.minReplicas(deployment)).toBeGreaterThanOrEqual(2);
+    expect(deployment.spec?.strategy?.type ?? 'RollingUpdate').toBe('RollingUpdate');
+    expect(deployment.spec?.strategy?.rollingUpdate?.maxUnavailable).toBe(0);
+    // The pod name (checked for every role above) is unique per pod.
+    expect(containers(deployment)[0]?.env?.find((e) => e.name === 'ORDO_NODE_ID')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name');
     // Two replicas on one node would both go with it.
-    const spread = ingest.spec?.template.spec?.topologySpreadConstraints ?? [];
-    expect(spread.some((c) => c.topologyKey === 'kubernetes.io/hostname' && selects(c.labelSelector, podLabels(ingest)))).toBe(true);
-  });
-
-  it('runs deliver as several replicas, each its own node, rolled without losing capacity', () => {
-    const b = build(name);
-    const deliver = b.deployment('deliver');
-    expect(b.minReplicas(deliver)).toBeGreaterThanOrEqual(2);
-    expect(deliver.spec?.strategy?.type ?? 'RollingUpdate').toBe('RollingUpdate');
-    expect(deliver.spec?.strategy?.rollingUpdate?.maxUnavailable).toBe(0);
-    // A session id names its owner node, and forwarded requests are keyed by node: two pods with
-    // one node id would both answer for the same sessions. The pod name is unique per pod.
-    expect(containers(deliver)[0]?.env?.find((e) => e.name === 'ORDO_NODE_ID')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name');
-    const spread = deliver.spec?.template.spec?.topologySpreadConstraints ?? [];
-    expect(spread.some((c) => c.topologyKey === 'kubernetes.io/hostname' && selects(c.labelSelector, podLabels(deliver)))).toBe(true);
+    const spread = deployment.spec?.template.spec?.topologySpreadConstraints ?? [];
+    expect(spread.some((c) => c.topologyKey === 'kubernetes.io/hostname' && selects(c.labelSelector, podLabels(deployment)))).toBe(true);
   });
 
   it('keeps the deliver\'s worst case (every stream\'s buffer full) and its heap inside its memory limit', () => {
