@@ -153,16 +153,17 @@ describe('Prometheus rules and the Grafana dashboard against a real worker', () 
   it('answers every dashboard query with data', async () => {
     const dashboard = loadDashboard();
     // TODO(lead): the Delivery role row (ordo_deliver_* panels) needs a real `ordo deliver`
-    // process here, scraped as a third job, once src/roles/deliver.ts startDeliverRole and the
-    // CLI role exist. Until then its queries are only checked for syntax (below) and by
-    // test/deploy/prometheus-rules.test.ts. To cover every panel with numbers the workload
-    // must: keep one SSE stream open at scrape time and deliver records to it at the tail
-    // (streams, records via sse, delay); cut one client off (a client that never reads, with a
-    // small ORDO_DELIVER_BUFFER_BYTES: overflows); send one bad cursor (stream requests by
-    // outcome); create, read and ack a session (sessions, session requests, records via
-    // session); let one session expire (ORDO_DELIVER_SESSION_TTL_MS=1000: expired); and, with a
-    // second deliver replica, read a session owned by the other (forwards, forwarded served),
-    // then stop its owner and read it again (takeovers). Then delete DELIVER_PENDING.
+    // process here, scraped as a third job, once startDeliverRole and the CLI role exist. Until
+    // then its queries are only evaluated (no error) and checked statically by
+    // test/deploy/prometheus-rules.test.ts. Lightest way to numbers in every panel: have the
+    // role start its labelled series at 0 (deliverStreams and deliverOverflows per stream,
+    // deliverRecords per stream and via, deliverForwards per outcome, deliverTakeovers per
+    // outcome), as the ingest does for `accepted`; that also lets rate() in the alerts see a
+    // first overflow or forward timeout. Then one deliver process started before the input is
+    // produced (create the global topic if the role waits for it), one SSE stream from
+    // `latest` kept open through the scrapes (streams, records via sse, delay at the tail,
+    // stream requests `opened`) and one session created, read and acked (sessions, session
+    // requests, records via session) suffice. Then delete DELIVER_PENDING.
     const DELIVER_PENDING = (expr: string): boolean => metricNames(expr).some((m) => m.startsWith('ordo_deliver_'));
     const pending: string[] = [];
     // $job as Grafana expands a multi-value selection of both jobs.
