@@ -118,7 +118,8 @@ export async function runDeliver(params: BenchParams, runPrefix: string, log: (l
     sseFromTail: null, filtered: null, filteredVsConsumer: null, latency: null, complete: false,
   };
   const subjectsRegistered: string[] = [];
-  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  // In order, as the pipeline writes: a subject's ordo-seq must grow with its offsets.
+  const producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
   try {
     await withTimeout(producer.connect(), 30_000, 'producer connect');
     const catalog = new SchemaCatalog({ url: params.registryUrl, security: benchSecurity().registry });
@@ -133,7 +134,7 @@ export async function runDeliver(params: BenchParams, runPrefix: string, log: (l
     await createTopics(kafka, [backlog], params.partitions);
     const backlogShape = await shaped(backlog);
     const now = Date.now();
-    const produceMs = await produceAll(producer, backlog, Array.from({ length: n }, (_, i) => backlogShape.message(i, now)));
+    const produceMs = await produceAll(producer, backlog, Array.from({ length: n }, (_, i) => backlogShape.message(i, now)), { inFlight: 1 });
     log(`deliver: ${n} events over ${clients} subjects produced to ${backlog} in ${produceMs} ms`);
 
     result.consumer = await consumerRead(kafka, backlog, `${backlog}-consumer`, n);
@@ -154,7 +155,7 @@ export async function runDeliver(params: BenchParams, runPrefix: string, log: (l
     const tailShape = await shaped(tail);
     const tailServer = await startServer(params, tail, n);
     try {
-      await produceAll(producer, tail, Array.from({ length: n }, (_, i) => tailShape.message(i, Date.now())));
+      await produceAll(producer, tail, Array.from({ length: n }, (_, i) => tailShape.message(i, Date.now())), { inFlight: 1 });
       result.sseFromTail = (await sseRead(`${tailServer.url}/v1/streams/ordered/events?from=earliest`, n)).rate;
       log(`  (c) one SSE client from earliest (in-memory tail): ${rate(result.sseFromTail.steadyEventsPerSecond)}${result.sseFromTail.error ? `  ERROR: ${result.sseFromTail.error}` : ''}`);
       const expected = tailShape.countsPerSubject(n);
@@ -360,9 +361,9 @@ function withRates(out: ReadRate, n: number, started: number, first: { at: numbe
   return out;
 }
 
-/** (b), (c): one SSE client (in the worker) until it has `n` records. */
+/** (b), (c): one SSE client (in the worker) until it has `n` records, each once and in order. */
 async function sseRead(url: string, n: number): Promise<{ rate: ReadRate }> {
-  const [client] = await inWorker<CountedClient[]>({ mode: 'count', clients: [{ url, expected: n }] });
+  const [client] = await countSse([{ url, expected: n, check: 'vector' }]);
   const out: ReadRate = { records: client!.records, startupMs: null, eventsPerSecond: null, steadyEventsPerSecond: null, ...(client!.error ? { error: client!.error } : {}) };
   const first = client!.firstAt === null ? undefined : { at: client!.firstAt, records: client!.firstChunk };
   return { rate: withRates(out, n, client!.startedAt, first, client!.doneAt ?? undefined) };
@@ -370,9 +371,9 @@ async function sseRead(url: string, n: number): Promise<{ rate: ReadRate }> {
 
 /** (c): one client per subject, all at once, from earliest. */
 async function filteredRead(baseUrl: string, expected: Map<string, number>): Promise<FilteredRate> {
-  const specs = [...expected].map(([subject, count]) => ({ url: `${baseUrl}/v1/streams/ordered/events?from=earliest&subject=${encodeURIComponent(subject)}`, expected: count }));
+  const specs = [...expected].map(([subject, count]) => ({ url: `${baseUrl}/v1/streams/ordered/events?from=earliest&subject=${encodeURIComponent(subject)}`, expected: count, check: 'subject' as const }));
   const total = specs.reduce((a, s) => a + s.expected, 0);
-  const clients = await inWorker<CountedClient[]>({ mode: 'count', clients: specs });
+  const clients = await countSse(specs);
   const failed = clients.filter((c) => c.error !== undefined || c.doneAt === null);
   const startedAt = Math.min(...clients.map((c) => c.startedAt));
   const done = clients.map((c) => c.doneAt).filter((t): t is number => t !== null);
@@ -483,7 +484,7 @@ async function pacedDeliver(producer: Producer, topic: string, shape: OrderedSha
 
 // ---- the SSE clients, in a worker thread ----
 
-interface CountedClient {
+export interface CountedClient {
   status: number | null;
   records: number;
   /** Request sent (epoch ms, sub-ms). */
@@ -498,8 +499,8 @@ interface CountedClient {
 
 /**
  * Plain JS for the worker. `count`: each client reads its stream until it has `expected`
- * records (lines `event: record`), then aborts; a non-200 answer or an `overflow`/`error`
- * event ends it with an error. `latency`: one client; each record's data is parsed for its
+ * records (lines `event: record`), then aborts; a non-200 answer, an `overflow`/`error`
+ * event or an id showing a gap or a repeat ends it with an error. `latency`: one client; each record's data is parsed for its
  * `bench-sent-at` header and event id; `ready` once the answer's headers came, results on `stop`.
  */
 const CLIENTS = `
@@ -532,14 +533,32 @@ async function read(url, signal, onResponse, onLines) {
   }
 }
 
+// Every record's id is the cursor after it. On a fresh topic read from earliest, the k-th
+// record's vector cursor sums to k (every offset is a record), and one subject's k-th has
+// ordo-seq k: anything else is a gap or a repeat.
+function checkId(spec, id, k) {
+  if (spec.check === 'vector') {
+    const parts = id.split('.');
+    let sum = 0;
+    for (let i = 1; i < parts.length; i++) sum += Number(parts[i]);
+    if (parts[0] !== 'v' || sum !== k) return 'record ' + k + ' has the cursor ' + id + ': a gap or a repeat';
+  } else if (spec.check === 'subject') {
+    const parts = id.split('.');
+    if (parts[0] !== 's' || Number(parts[1]) !== k) return 'record ' + k + ' of the subject has the cursor ' + id + ' (ordo-seq ' + parts[1] + '): a gap or a repeat';
+  }
+  return undefined;
+}
+
 async function count(spec) {
   const out = { status: null, records: 0, startedAt: now(), firstAt: null, firstChunk: 0, doneAt: null };
   const controller = new AbortController();
   let event = '';
   let chunkRecords = 0;
+  let ids = 0;
   let failure;
   const feed = lines((line) => {
-    if (line.startsWith('event: ')) event = line.slice(7);
+    if (line.startsWith('id: ')) failure = failure || checkId(spec, line.slice(4), ++ids);
+    else if (line.startsWith('event: ')) event = line.slice(7);
     else if (line.startsWith('data:')) {
       if (event === 'record') chunkRecords++;
       else if (event === 'overflow' || event === 'error') failure = event + ': ' + line.slice(5, 300);
@@ -602,7 +621,15 @@ async function latency(spec) {
 })().catch((error) => parentPort.postMessage({ error: String(error) }));
 `;
 
-function inWorker<T>(data: { mode: 'count'; clients: { url: string; expected: number }[] }): Promise<T> {
+/** What a counting client checks of its records' ids (see checkId in CLIENTS). */
+export type IdCheck = 'vector' | 'subject';
+
+/** SSE clients in the worker, each until it has `expected` records, each once and in order (see CLIENTS). */
+export function countSse(clients: { url: string; expected: number; check: IdCheck }[]): Promise<CountedClient[]> {
+  return inWorker<CountedClient[]>({ mode: 'count', clients });
+}
+
+function inWorker<T>(data: { mode: 'count'; clients: { url: string; expected: number; check: IdCheck }[] }): Promise<T> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(CLIENTS, { eval: true, workerData: data });
     const timer = setTimeout(() => {
