@@ -56,6 +56,11 @@ export interface BenchParams {
   /** Ingest phase (bench/ingest.ts): HTTP batches of 100 and 1,000 against direct produce. */
   ingest: boolean;
   ingestEvents: number;
+  /** Deliver phase (bench/deliver.ts): SSE clients of the deliver role against a kafkajs consumer. */
+  deliver: boolean;
+  deliverEvents: number;
+  /** Concurrent SSE clients of the filtered run, one subject each (also the topic's subject count). */
+  deliverClients: number;
 }
 
 /**
@@ -108,6 +113,9 @@ export function loadParams(env: Record<string, string | undefined> = process.env
     perfTransactionMs: read.int('BENCH_PERF_TRANSACTION_MS', 1_000, 1, 60_000),
     ingest: read.bool('BENCH_INGEST', true),
     ingestEvents: read.int('BENCH_INGEST_EVENTS', 20_000, 1_000, 10_000_000),
+    deliver: read.bool('BENCH_DELIVER', true),
+    deliverEvents: read.int('BENCH_DELIVER_EVENTS', 50_000, 1_000, 1_000_000),
+    deliverClients: read.int('BENCH_DELIVER_CLIENTS', 100, 1, 1_000),
   };
 }
 

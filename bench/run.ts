@@ -13,6 +13,7 @@ import { type LatencyResult, type ThroughputResult, runLatency, runThroughput } 
 import { type QueryResult, runQuery } from './query.js';
 import { type RestoreResult, runRestore } from './restore.js';
 import { type IngestResult, formatIngest, runIngest } from './ingest.js';
+import { type DeliverResult, formatDeliver, runDeliver } from './deliver.js';
 import { formatReport, machineInfo, ratios, summariseSystem, withAnchorRatios, writeResult } from './report.js';
 
 // Before any kafkajs client exists (imports only define; clients are made in main()).
@@ -117,6 +118,9 @@ async function main(): Promise<number> {
   let ingest: IngestResult | null = null;
   if (params.ingest) ingest = await runIngest(params, runPrefix, log);
   if (ingest?.error) log(`  ingest ERROR: ${ingest.error}`);
+  let deliver: DeliverResult | null = null;
+  if (params.deliver) deliver = await runDeliver(params, runPrefix, log);
+  if (deliver?.error) log(`  deliver ERROR: ${deliver.error}`);
 
   const leftovers = await cleanUp(kafka, runPrefix);
   await deleteSubject(params.registryUrl, inputSubject);
@@ -158,6 +162,7 @@ async function main(): Promise<number> {
       bytesPerEntry: 'heap used after full GCs (global.gc) before and after letting go of one structure, divided by its entries: per dedupe id (dedupe store), per UNIQUE_COUNT member (unique store), per aggregate in the aggregates store, per aggregate in a ReadModel of decoded aggregates',
       restoreRecordsPerSecond: 'records / (restorePartitions called -> resolved) reading one partition of a compacted aggregates changelog into an InMemoryStore with aggregateCodec; median of the repetitions. Includes admin connect, end offsets, the throwaway consumer group join and its deletion',
       ingestEventsPerSecond: 'bench/ingest.ts: N events / (first request sent -> last answer read), POST /v1/events in batches of 100 and of 1,000, 4 requests in flight, the ingest role and the client in this process; directEventsPerSecond: the same encoded events written by 4 transactional producers, 1,000 per transaction (the ingest\'s own Kafka work, without HTTP); vsDirect = ingest / direct; requestMs: per request, fetch() called -> answer read',
+      deliver: 'bench/deliver.ts: N events shaped like the ordered topic (Avro UsageEvents with ordo-seq, keyed by deliverClients subjects). consumer: a kafkajs consumer group (read_committed, no decoding) from earliest; sse: one SSE client from=earliest on a deliver server started after the topic was written (a catch-up reader); sseFromTail: the same on a server whose in-memory tail holds the topic; per reader eventsPerSecond = N / (read started -> N received), steadyEventsPerSecond = (N - first chunk) / (first chunk -> N received), startupMs = read started -> first record; sseVsConsumer = the steady rates\' ratio (target >= 0.5); filtered: deliverClients SSE clients at once, each subject=<one subject>, from the tail, N / (first request -> last client complete); latency: produce time (bench-sent-at header) -> receipt at latencyRate ev/s for latencySeconds after a warm-up, one SSE client from=latest (its own thread) and one kafkajs consumer side by side. Server in process (auth none), SSE clients in a worker thread, fetch',
       restoreSteadyRecordsPerSecond: '(records - 1) / (first record restored -> last record restored): the reading rate without the fixed start-up',
     },
     summary: summaries,
@@ -166,14 +171,16 @@ async function main(): Promise<number> {
     query,
     restore,
     ingest,
+    deliver,
     leftoverTopicsDeleted: leftovers.topics,
   };
   const paths = writeResult(result, startedAt);
 
   process.stdout.write(`\n${formatReport(params, machineAtStart, summaries, ratioRows, { query, restore })}\n\n`);
   if (ingest) process.stdout.write(`${formatIngest(ingest)}\n\n`);
+  if (deliver) process.stdout.write(`${formatDeliver(deliver)}\n\n`);
   log(`result written to ${paths.file} (and ${paths.latest}) in ${Math.round(result.durationMs / 1000)} s`);
-  const complete = summaries.every((s) => s.complete) && (query?.complete ?? true) && (restore?.complete ?? true) && (ingest?.complete ?? true);
+  const complete = summaries.every((s) => s.complete) && (query?.complete ?? true) && (restore?.complete ?? true) && (ingest?.complete ?? true) && (deliver?.complete ?? true);
   return complete ? 0 : 1;
 }
 

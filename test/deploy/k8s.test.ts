@@ -32,12 +32,13 @@ import { type OrdoConfig, loadConfig } from '../../src/config/config.js';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BUILDS = { base: 'k8s/base', keda: 'k8s/overlays/keda', secured: 'k8s/overlays/secured' } as const;
 type BuildName = keyof typeof BUILDS;
-const ROLES = ['pipeline', 'api', 'merge', 'ingest'] as const;
+const ROLES = ['pipeline', 'api', 'merge', 'ingest', 'deliver'] as const;
 type Role = (typeof ROLES)[number];
 /** The roles that serve HTTP to clients: the port and host their configuration listens on. */
 const HTTP_ROLES = {
   api: (config: OrdoConfig) => ({ port: config.apiPort, host: config.apiHost }),
   ingest: (config: OrdoConfig) => ({ port: config.ingest.port, host: config.ingest.host }),
+  deliver: (config: OrdoConfig) => ({ port: config.deliver.port, host: config.deliver.host }),
 } as const;
 
 // Defaults from docs/configuration.md, for settings the ConfigMap leaves out.
@@ -446,7 +447,7 @@ describe.each(Object.keys(BUILDS) as BuildName[])('k8s %s', (name) => {
     expect(() => parseTokensFile(content ?? '')).not.toThrow();
   });
 
-  it('gives api and ingest one tokens file, so a token with both scopes works on both', () => {
+  it('gives api, ingest and deliver one tokens file, so a token with several scopes works on each', () => {
     const b = build(name);
     const source = (role: Role) => {
       const deployment = b.deployment(role);
@@ -457,6 +458,7 @@ describe.each(Object.keys(BUILDS) as BuildName[])('k8s %s', (name) => {
       return { secretName, key: file.slice(`${mount?.mountPath}/`.length) };
     };
     expect(source('ingest')).toEqual(source('api'));
+    expect(source('deliver')).toEqual(source('api'));
   });
 
   it.each(Object.entries(HTTP_ROLES))('serves the %s HTTP port its configuration names, behind a Service', (role, listen) => {
@@ -474,18 +476,42 @@ describe.each(Object.keys(BUILDS) as BuildName[])('k8s %s', (name) => {
     expect(routed.map((s) => s.metadata?.name), `Service of ordo-${role}`).toEqual([`ordo-${role}`]);
   });
 
-  it('runs ingest as several replicas with their own transactional ids, rolled without losing capacity', () => {
+  // Two pods with one node id: ingest transactional ids are <group>-ingest-<node>-<n>, so they
+  // would fence each other; a deliver session id names its owner node and forwarded requests
+  // are keyed by node, so both would answer for the same sessions.
+  it.each(['ingest', 'deliver'] as const)('runs %s as several replicas, each its own node, rolled without losing capacity', (role) => {
     const b = build(name);
-    const ingest = b.deployment('ingest');
-    expect(b.minReplicas(ingest)).toBeGreaterThanOrEqual(2);
-    expect(ingest.spec?.strategy?.type ?? 'RollingUpdate').toBe('RollingUpdate');
-    expect(ingest.spec?.strategy?.rollingUpdate?.maxUnavailable).toBe(0);
-    // Transactional ids are <group>-ingest-<node>-<n>: two pods with one node id would fence
-    // each other. The pod name (checked for every role above) is unique per pod.
-    expect(containers(ingest)[0]?.env?.find((e) => e.name === 'ORDO_NODE_ID')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name');
+    const deployment = b.deployment(role);
+    expect(b.minReplicas(deployment)).toBeGreaterThanOrEqual(2);
+    expect(deployment.spec?.strategy?.type ?? 'RollingUpdate').toBe('RollingUpdate');
+    expect(deployment.spec?.strategy?.rollingUpdate?.maxUnavailable).toBe(0);
+    // The pod name (checked for every role above) is unique per pod.
+    expect(containers(deployment)[0]?.env?.find((e) => e.name === 'ORDO_NODE_ID')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name');
     // Two replicas on one node would both go with it.
-    const spread = ingest.spec?.template.spec?.topologySpreadConstraints ?? [];
-    expect(spread.some((c) => c.topologyKey === 'kubernetes.io/hostname' && selects(c.labelSelector, podLabels(ingest)))).toBe(true);
+    const spread = deployment.spec?.template.spec?.topologySpreadConstraints ?? [];
+    expect(spread.some((c) => c.topologyKey === 'kubernetes.io/hostname' && selects(c.labelSelector, podLabels(deployment)))).toBe(true);
+  });
+
+  it('keeps the deliver\'s worst case (every stream\'s buffer full) and its heap inside its memory limit', () => {
+    const b = build(name);
+    const container = containers(b.deployment('deliver'))[0]!;
+    const { maxStreams, bufferBytes } = b.config('deliver').deliver;
+    const heap = /--max-old-space-size=(\d+)/.exec(b.env(container).get('NODE_OPTIONS') ?? '');
+    expect(heap, 'ordo-deliver NODE_OPTIONS sets the heap').not.toBeNull();
+    const limit = quantity(container.resources?.limits?.memory);
+    // A client that does not read is cut off past bufferBytes (an `overflow` event): socket
+    // buffers outside the V8 heap never exceed maxStreams x bufferBytes.
+    expect(Number(heap![1]) * 2 ** 20 + maxStreams * bufferBytes, `ORDO_DELIVER_MAX_STREAMS x ORDO_DELIVER_BUFFER_BYTES + heap vs limit ${limit}`).toBeLessThan(limit);
+  });
+
+  it('gives the deliver longer to drain than a long poll waits after the preStop sleep', () => {
+    const b = build(name);
+    const deliver = b.deployment('deliver');
+    const container = containers(deliver)[0]!;
+    const seconds = deliver.spec?.template.spec?.terminationGracePeriodSeconds ?? 30;
+    const sleepMs = (container.lifecycle?.preStop?.sleep?.seconds ?? 0) * 1000;
+    // A session read that began just before SIGTERM may wait ORDO_DELIVER_MAX_WAIT_MS for records.
+    expect(seconds * 1000).toBeGreaterThan(sleepMs + b.config('deliver').deliver.maxWaitMs);
   });
 
   it('gives every role an environment its configuration accepts', () => {

@@ -19,6 +19,7 @@ import {
   freePort,
   loadDashboard,
   loadRules,
+  metricNames,
   substituteVariables,
   variableQueries,
 } from '../support/prometheus.js';
@@ -151,6 +152,20 @@ describe('Prometheus rules and the Grafana dashboard against a real worker', () 
 
   it('answers every dashboard query with data', async () => {
     const dashboard = loadDashboard();
+    // TODO(lead): the Delivery role row (ordo_deliver_* panels) needs a real `ordo deliver`
+    // process here, scraped as a third job, once startDeliverRole and the CLI role exist. Until
+    // then its queries are only evaluated (no error) and checked statically by
+    // test/deploy/prometheus-rules.test.ts. Lightest way to numbers in every panel: have the
+    // role start its labelled series at 0 (deliverStreams and deliverOverflows per stream,
+    // deliverRecords per stream and via, deliverForwards per outcome, deliverTakeovers per
+    // outcome), as the ingest does for `accepted`; that also lets rate() in the alerts see a
+    // first overflow or forward timeout. Then one deliver process started before the input is
+    // produced (create the global topic if the role waits for it), one SSE stream from
+    // `latest` kept open through the scrapes (streams, records via sse, delay at the tail,
+    // stream requests `opened`) and one session created, read and acked (sessions, session
+    // requests, records via session) suffice. Then delete DELIVER_PENDING.
+    const DELIVER_PENDING = (expr: string): boolean => metricNames(expr).some((m) => m.startsWith('ordo_deliver_'));
+    const pending: string[] = [];
     // $job as Grafana expands a multi-value selection of both jobs.
     const values = { job: `(${JOB}|${INGEST_JOB})`, group, topic: input, __rate_interval: '1m', __interval: '5s', __range: '5m' };
 
@@ -160,6 +175,7 @@ describe('Prometheus rules and the Grafana dashboard against a real worker', () 
       const expr = substituteVariables(q.expr, values);
       const { status, result, error } = await prometheus!.query(expr);
       if (status !== 'success') failures.push(`${q.panel} [${q.refId}]: ${error}\n    ${expr}`);
+      else if (DELIVER_PENDING(expr)) pending.push(`${q.panel} [${q.refId}]`);
       else if (result.length === 0) failures.push(`${q.panel} [${q.refId}]: no data\n    ${expr}`);
       else if (!result.some((s) => Number.isFinite(Number(s.value[1])))) nanOnly.push(`${q.panel} [${q.refId}]`);
     }
@@ -174,6 +190,8 @@ describe('Prometheus rules and the Grafana dashboard against a real worker', () 
     // The workload exercises every panel, so each has at least one real number, not only NaN
     // (a quantile over a window without observations).
     expect(nanOnly, `dashboard queries with only NaN values:\n  ${nanOnly.join('\n  ')}`).toEqual([]);
+    // The Delivery row is there and was evaluated (without error) as far as it can be without a deliver process.
+    expect(pending.length, 'Delivery row queries').toBeGreaterThanOrEqual(12);
   });
 
   it('evaluates every alert rule without error, and the alerts this workload trips are active', async () => {
@@ -204,8 +222,11 @@ describe('Prometheus rules and the Grafana dashboard against a real worker', () 
     for (const name of active) expect(states.get(name), `${name} should be active`).not.toBe('inactive');
     const deadLetters = (await prometheus!.rules()).find((r) => r.name === 'OrdoDeadLetters')?.alerts ?? [];
     expect(new Set(deadLetters.map((a) => a.labels.reason))).toEqual(new Set(['invalid-value', 'undecodable', 'clock-skew']));
-    // A healthy, caught-up worker: none of these.
-    for (const name of ['OrdoTargetDown', 'OrdoJobDown', 'OrdoTargetsAbsent', 'OrdoWorkerNotRunning', 'OrdoStateRestoreSlow', 'OrdoConsumerLagHigh', 'OrdoConsumerLagCritical', 'OrdoIngestFailing']) {
+    // A healthy, caught-up worker: none of these. The deliver alerts stay quiet although the
+    // pipeline and the ingest export every ordo_deliver_* gauge at 0 (live nodes included).
+    const quiet = ['OrdoTargetDown', 'OrdoJobDown', 'OrdoTargetsAbsent', 'OrdoWorkerNotRunning', 'OrdoStateRestoreSlow', 'OrdoConsumerLagHigh', 'OrdoConsumerLagCritical', 'OrdoIngestFailing'];
+    quiet.push('OrdoDeliverOverflowing', 'OrdoDeliverAtCapacity', 'OrdoDeliverForwardsFailing', 'OrdoDeliverNodesUnseen', 'OrdoDeliverTakeoversFrequent');
+    for (const name of quiet) {
       expect(states.get(name), `${name} should be inactive`).toBe('inactive');
     }
   });
