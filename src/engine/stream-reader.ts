@@ -60,7 +60,6 @@ export function tooManyReaders(): QueryError {
 export class SourceReader implements StreamReader {
   private readonly state: ReaderState;
   private follower: PartitionFollower | undefined;
-  private paused = false;
   private isClosed = false;
   /** The catch-up consumer failed for good. */
   private error: Error | undefined;
@@ -80,6 +79,11 @@ export class SourceReader implements StreamReader {
     return this.state.mode;
   }
 
+  /** Bytes fetched by its catch-up consumer and not read yet (bounded by the source's readerBufferBytes plus one fetch). */
+  get bufferedBytes(): number {
+    return this.state.bufferedBytes;
+  }
+
   /** Whether a catch-up consumer is open for this reader. */
   get catchingUp(): boolean {
     return this.follower !== undefined;
@@ -97,7 +101,7 @@ export class SourceReader implements StreamReader {
       group: `${h.group}-catch-up`,
       logger: h.logger,
       positions: () => this.state.positions(),
-      paused: () => (this.paused ? new Set(this.state.partitions()) : new Set()),
+      full: () => this.state.bufferedBytes >= this.host.bufferBytes,
       onBatch: (partition, first, last, records) => this.onBatch(follower, partition, first, last, records),
       onFailure: (error) => {
         if (this.follower !== follower) return;
@@ -106,7 +110,6 @@ export class SourceReader implements StreamReader {
       },
     });
     this.follower = follower;
-    this.paused = false;
     follower.start().catch((error: unknown) => {
       if (this.follower !== follower) return;
       h.logger.error('stream catch-up consumer did not start', { topic: h.topic, group: follower.groupId, error });
@@ -124,10 +127,6 @@ export class SourceReader implements StreamReader {
       return;
     }
     if (this.state.tryTail()) this.endCatchUp();
-    else if (!this.paused && this.state.bufferedBytes >= this.host.bufferBytes) {
-      this.paused = true;
-      from.refreshPauses();
-    }
     this.notify();
   }
 
@@ -160,10 +159,7 @@ export class SourceReader implements StreamReader {
       const failure = this.host.failure();
       if (failure !== undefined) throw failure;
       const taken = this.state.take(max);
-      if (this.paused && this.follower !== undefined && this.state.bufferedBytes * 2 < this.host.bufferBytes) {
-        this.paused = false;
-        this.follower.refreshPauses();
-      }
+      if (this.state.bufferedBytes < this.host.bufferBytes) this.follower?.release();
       if (taken.fellBehind) this.host.logger.debug('a stream reader fell behind the tail; catching up', { topic: this.host.topic });
       if (taken.records.length > 0) return taken.records;
       if (this.error !== undefined) throw this.error;

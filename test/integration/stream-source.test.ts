@@ -2,6 +2,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { Message, Producer } from 'kafkajs';
 import { QueryError } from '../../src/errors.js';
 import { StreamSource, type StreamReader, type StreamSourceOptions } from '../../src/engine/stream-source.js';
+import { SourceReader } from '../../src/engine/stream-reader.js';
 import type { SourceRecord } from '../../src/model/records.js';
 import { noopLogger } from '../../src/observability/logger.js';
 import { createTopics, deleteTopicsWithPrefix, testKafka, uniqueName } from '../support/cluster.js';
@@ -241,6 +242,26 @@ describe('StreamSource (real broker)', () => {
     await behind.close();
     const late = await readAll(atTail, 20);
     expect(late.map((r) => r.value!.toString())).toEqual(Array.from({ length: 20 }, (_, i) => `late-${i}`));
+  });
+
+  it('bounds what a catch-up reader that does not read holds (its buffer plus one fetch), and delivers all once it reads', async () => {
+    const topic = await newTopic(1);
+    const producer = kafka.producer();
+    await producer.connect();
+    cleanups.push(() => producer.disconnect());
+    const value = (i: number): string => `${i}:`.padEnd(5_000, 'x');
+    for (let i = 0; i < 20; i++) await producer.send({ topic, messages: Array.from({ length: 100 }, (_, j) => ({ value: value(i * 100 + j), partition: 0 })) });
+    const { source } = await startSource(topic, { readerBufferBytes: 256 * 1024 });
+    const reader = await source.open(new Map([[0, 0n]]));
+    expect(reader).toBeInstanceOf(SourceReader);
+    // Nothing read for 2 s: the consumer holds after its buffer fills (10 MB are there).
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const held = (reader as SourceReader).bufferedBytes;
+    expect(held).toBeGreaterThan(0);
+    expect(held).toBeLessThan(256 * 1024 + 1_048_576 + 100_000);
+    const records = await readAll(reader, 2_000);
+    expect(records.map((r) => r.value!.toString())).toEqual(Array.from({ length: 2_000 }, (_, i) => value(i)));
+    expect(source.openCatchUps()).toBe(0);
   });
 
   it("answers 410 cursor-expired with the earliest cursor for deleted records, 400 cursor-ahead past the end", async () => {
