@@ -1,5 +1,5 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { Message, Producer } from 'kafkajs';
+import { type ConsumerConfig, type ConsumerRunConfig, type Kafka, KafkaJSError, type Message, type Producer } from 'kafkajs';
 import { QueryError } from '../../src/errors.js';
 import { StreamSource, type StreamReader, type StreamSourceOptions } from '../../src/engine/stream-source.js';
 import { SourceReader } from '../../src/engine/stream-reader.js';
@@ -364,6 +364,62 @@ describe('StreamSource (real broker)', () => {
     const members = await groupMembers(`${groupId}-catch-up-`);
     expect(members.size).toBeGreaterThanOrEqual(3);
     expect([...members.values()].every((n) => n === 0)).toBe(true);
+  });
+
+  it('waits at start for a topic that does not exist yet, then follows it from its end', async () => {
+    const topic = uniqueName(PREFIX);
+    const source = new StreamSource({ kafka, topic, groupId: uniqueName('ordo-stream-test'), tailRecords: 10, maxCatchUps: 1, logger: noopLogger, onFailure: (e) => failures.push(e) });
+    cleanups.push(() => source.stop());
+    let started = false;
+    const starting = source.start().then(() => (started = true));
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(started).toBe(false);
+    await createTopics(kafka, [topic], PARTITIONS);
+    await starting;
+    expect(source.partitions()).toBe(PARTITIONS);
+    const reader = await source.open(positions(await source.bounds(), 'end'));
+    const writer = new Writer(topic);
+    await writer.transaction(1);
+    expect(sorted(byPartition(await readAll(reader, PARTITIONS)))).toEqual(sorted(writer.expected()));
+    expect(source.openCatchUps()).toBe(0);
+  });
+
+  it('fails for good when the tail cannot go on (a refusal kafkajs does not retry): onFailure, next() and open() reject', async () => {
+    const topic = await newTopic();
+    // The tail consumer's batches fail, once armed, as a broker refusing the read would.
+    let armed = false;
+    const refused = Object.assign(new KafkaJSError('simulated: not authorized to read the topic', { retriable: false }), { type: 'TOPIC_AUTHORIZATION_FAILED' });
+    const faulty = Object.create(kafka) as Kafka;
+    faulty.consumer = (config: ConsumerConfig) => {
+      const consumer = kafka.consumer(config);
+      if (!config.groupId.includes('-tail-')) return consumer;
+      const run = consumer.run.bind(consumer);
+      consumer.run = (runConfig?: ConsumerRunConfig) =>
+        run({
+          ...runConfig,
+          eachBatch: async (payload) => {
+            if (armed) throw refused;
+            await runConfig!.eachBatch!(payload);
+          },
+        });
+      return consumer;
+    };
+    const seen: unknown[] = [];
+    const { source } = await startSource(topic, { kafka: faulty, onFailure: (error) => seen.push(error) });
+    const end = positions(await source.bounds(), 'end');
+    const reader = await source.open(end);
+    const waiting = reader.next(10, 30_000);
+    armed = true;
+    await new Writer(topic).transaction(1);
+    // kafkajs wraps the refusal (KafkaJSNonRetriableError, the refusal as its cause); the same error everywhere.
+    const error = await waiting.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(String(error)).toMatch(/simulated: not authorized to read the topic/);
+    expect(seen).toEqual([error]);
+    await expect(reader.next(10, 0)).rejects.toBe(error);
+    await expect(source.open(end)).rejects.toBe(error);
   });
 
   it('resolves a pending next() with [] when the reader closes or the signal aborts', async () => {
