@@ -18,7 +18,7 @@ export interface ReaderHost {
   rings: ReadonlyMap<number, PartitionRing>;
   /** False when the tail keeps no records: readers never switch to it. */
   switchable: boolean;
-  /** Unread bytes a catch-up reader buffers before its consumer pauses. */
+  /** Unread bytes a catch-up reader buffers before its consumer holds (fetches no more). */
   bufferBytes: number;
   /** Takes a catch-up slot (false: all taken). */
   acquireCatchUp(): boolean;
@@ -42,6 +42,8 @@ export interface StreamReader {
   next(max: number, waitMs: number, signal?: AbortSignal): Promise<SourceRecord[]>;
   close(): Promise<void>;
 }
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
@@ -179,7 +181,8 @@ export class SourceReader implements StreamReader {
     try {
       await new Promise<void>((resolve) => {
         this.wake = resolve;
-        timer = setTimeout(resolve, ms);
+        // setTimeout fires at once for more than 2^31-1 ms: a longer wait is woken by that bound and goes on waiting.
+        timer = setTimeout(resolve, Math.min(ms, MAX_TIMER_MS));
         if (signal) {
           onAbort = resolve;
           signal.addEventListener('abort', onAbort, { once: true });
