@@ -34,7 +34,10 @@ export interface StreamSourceOptions {
 export interface PartitionBounds {
   /** The earliest offset still stored (the log start). */
   earliest: bigint;
-  /** The end: the next offset to be written (read_committed: the last stable offset). */
+  /**
+   * The end as read_committed readers see it: the last stable offset (the high watermark
+   * unless a transaction is open; its records lie at and after this end until it commits).
+   */
   end: bigint;
 }
 
