@@ -30,6 +30,8 @@ export interface ReaderHost {
   /** Calls `wake` at the tail's next append (once); returns the unsubscribe. */
   onTail(wake: () => void): () => void;
   closed(reader: StreamReader): void;
+  /** Deletes a consumer group left for good (best effort: the broker would drop it within its retention check anyway). */
+  forget(groupId: string): Promise<void>;
 }
 
 export interface StreamReader {
@@ -138,7 +140,7 @@ export class SourceReader implements StreamReader {
     if (follower === undefined) return;
     this.follower = undefined;
     this.host.releaseCatchUp();
-    void follower.stop();
+    void follower.stop().then(() => this.host.forget(follower.groupId));
     this.notify();
   }
 

@@ -62,6 +62,7 @@ export class StreamSource {
   private readonly liveness: Liveness;
   private readonly log: Logger;
   private readerHost: ReaderHost | undefined;
+  private readonly forgetting = new Set<Promise<void>>();
 
   constructor(private readonly options: StreamSourceOptions) {
     if (!Number.isInteger(options.tailRecords) || options.tailRecords < 0) throw new RangeError(`tailRecords ${options.tailRecords} is not a non-negative integer`);
@@ -166,7 +167,29 @@ export class StreamSource {
     this.stopped = true;
     await Promise.all([...this.readers].map((r) => r.close()));
     await this.tail?.stop();
+    const tailGroup = this.tail?.groupId;
+    if (tailGroup !== undefined) await this.forget(tailGroup);
+    await Promise.all(this.forgetting);
     await this.admin?.disconnect().catch(() => undefined);
+  }
+
+  /**
+   * Every catch-up reader joins a group of its own: delete each once its consumer left, so
+   * they do not pile up in the broker until its retention check (10 minutes by default)
+   * drops them. Best effort: without the Delete ACL on the groups they are left to that.
+   */
+  private forget(groupId: string): Promise<void> {
+    const admin = this.admin;
+    if (admin === undefined) return Promise.resolve();
+    const done = admin
+      .deleteGroups([groupId])
+      .then(
+        () => undefined,
+        (error: unknown) => this.log.debug('could not delete a stream reader group', { group: groupId, error }),
+      )
+      .finally(() => this.forgetting.delete(done));
+    this.forgetting.add(done);
+    return done;
   }
 
   private expiredError(bounds: ReadonlyMap<number, PartitionBounds>, detail: string): QueryError {
@@ -214,6 +237,7 @@ export class StreamSource {
         return () => this.tailWaiters.delete(once);
       },
       closed: (reader) => this.readers.delete(reader as SourceReader),
+      forget: (groupId) => this.forget(groupId),
     };
   }
 }

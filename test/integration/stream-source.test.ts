@@ -359,16 +359,15 @@ describe('StreamSource (real broker)', () => {
     await c.close();
     expect(source.openCatchUps()).toBe(0);
     expect(Math.max(...catchUps)).toBe(2);
-    // Every catch-up consumer left its group: none lingers in the broker.
+    // Every catch-up consumer left its group, and the group is deleted: none lingers in the broker.
     await new Promise((resolve) => setTimeout(resolve, 1_000));
-    const members = await groupMembers(`${groupId}-catch-up-`);
-    expect(members.size).toBeGreaterThanOrEqual(3);
-    expect([...members.values()].every((n) => n === 0)).toBe(true);
+    expect(await groupMembers(`${groupId}-catch-up-`)).toEqual(new Map());
   });
 
   it('waits at start for a topic that does not exist yet, then follows it from its end', async () => {
     const topic = uniqueName(PREFIX);
-    const source = new StreamSource({ kafka, topic, groupId: uniqueName('ordo-stream-test'), tailRecords: 10, maxCatchUps: 1, logger: noopLogger, onFailure: (e) => failures.push(e) });
+    const groupId = uniqueName('ordo-stream-test');
+    const source = new StreamSource({ kafka, topic, groupId, tailRecords: 10, maxCatchUps: 1, logger: noopLogger, onFailure: (e) => failures.push(e) });
     cleanups.push(() => source.stop());
     let started = false;
     const starting = source.start().then(() => (started = true));
@@ -382,6 +381,11 @@ describe('StreamSource (real broker)', () => {
     await writer.transaction(1);
     expect(sorted(byPartition(await readAll(reader, PARTITIONS)))).toEqual(sorted(writer.expected()));
     expect(source.openCatchUps()).toBe(0);
+    // Stopped, it leaves no group behind (the tail's is deleted).
+    expect((await groupMembers(`${groupId}-tail-`)).size).toBe(1);
+    await source.stop();
+    expect(await groupMembers(`${groupId}-`)).toEqual(new Map());
+    expect(await reader.next(1, 0)).toEqual([]);
   });
 
   it('fails for good when the tail cannot go on (a refusal kafkajs does not retry): onFailure, next() and open() reject', async () => {
