@@ -4,6 +4,7 @@ import { encodeCursor, type Positions } from '../model/stream-cursor.js';
 import { QueryError } from '../errors.js';
 import { partitionCount } from '../kafka/topics.js';
 import { sleep } from './batch.js';
+import { causes, classify } from './error-policy.js';
 import { Liveness } from './liveness.js';
 import { retrying } from './retry.js';
 import { SourceReader, asError, type ReaderHost, type StreamReader } from './stream-reader.js';
@@ -63,6 +64,7 @@ export class StreamSource {
   private readonly log: Logger;
   private readerHost: ReaderHost | undefined;
   private readonly forgetting = new Set<Promise<void>>();
+  private forgetRefused = false;
 
   constructor(private readonly options: StreamSourceOptions) {
     if (!Number.isInteger(options.tailRecords) || options.tailRecords < 0) throw new RangeError(`tailRecords ${options.tailRecords} is not a non-negative integer`);
@@ -180,12 +182,20 @@ export class StreamSource {
    */
   private forget(groupId: string): Promise<void> {
     const admin = this.admin;
-    if (admin === undefined) return Promise.resolve();
+    if (admin === undefined || this.forgetRefused) return Promise.resolve();
     const done = admin
       .deleteGroups([groupId])
       .then(
         () => undefined,
-        (error: unknown) => this.log.debug('could not delete a stream reader group', { group: groupId, error }),
+        (error: unknown) => {
+          // Refused (no Delete ACL): do not ask again. Each refusal would also be a fresh
+          // authorization failure for the error policy's witness, which reads a coordinator
+          // not found soon after one as a missing ACL.
+          if (deleteRefused(error) && !this.forgetRefused) {
+            this.forgetRefused = true;
+            this.log.info('stream reader groups are not deleted (refused); the broker drops them after its retention check', { group: groupId, error });
+          } else this.log.debug('could not delete a stream reader group', { group: groupId, error });
+        },
       )
       .finally(() => this.forgetting.delete(done));
     this.forgetting.add(done);
@@ -240,4 +250,10 @@ export class StreamSource {
       forget: (groupId) => this.forget(groupId),
     };
   }
+}
+
+/** A DeleteGroups refusal (kafkajs reports each group's error in `groups`, not as a cause). */
+export function deleteRefused(error: unknown): boolean {
+  const groups = (error as { groups?: { error?: unknown }[] } | null)?.groups ?? [];
+  return [error, ...groups.map((g) => g.error).filter((e) => e !== undefined)].some((e) => classify(e) === 'fatal' && causes(e).some((c) => c.type?.endsWith('AUTHORIZATION_FAILED') === true));
 }
