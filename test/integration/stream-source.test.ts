@@ -209,6 +209,27 @@ describe('StreamSource (real broker)', () => {
     expect(source.openCatchUps()).toBe(0);
   });
 
+  it('delivers a transaction that was open when the source started (the end is the last stable offset) once it commits', async () => {
+    const topic = await newTopic();
+    const writer = new Writer(topic);
+    await writer.transaction(1);
+    const producer = kafka.producer({ transactionalId: `${topic}-open`, idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    cleanups.push(() => producer.disconnect());
+    const open = await producer.transaction();
+    await open.send({ topic, messages: [0, 1, 2].map((partition) => ({ value: `${partition}:open`, partition })) });
+    const { source, catchUps } = await startSource(topic);
+    // The open transaction's records lie at and after the end: a reader at the end gets them once committed.
+    expect([...(await source.bounds()).values()].map((b) => b.end)).toEqual([2n, 2n, 2n]);
+    const reader = await source.open(positions(await source.bounds(), 'end'));
+    await writer.transaction(1);
+    await open.commit();
+    const values = (await readAll(reader, 6)).map((r) => r.value!.toString());
+    expect(values.filter((v) => v.endsWith(':open')).sort()).toEqual(['0:open', '1:open', '2:open']);
+    expect(values.filter((v) => !v.endsWith(':open')).sort()).toEqual(sorted(writer.expected()).map(([, v]) => v[1]).sort());
+    expect(catchUps.filter((n) => n > 0)).toEqual([]);
+  });
+
   it('catches up a reader that fell off the tail (a ring smaller than what it left unread)', async () => {
     const topic = await newTopic();
     const writer = new Writer(topic);
