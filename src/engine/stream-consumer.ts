@@ -5,6 +5,9 @@ import type { SourceRecord } from '../model/records.js';
 import { toSourceRecord } from './batch.js';
 import { classify, fatalMessage } from './error-policy.js';
 
+/** How often a held batch heartbeats (well within the 30 s session timeout). */
+const HELD_HEARTBEAT_MS = 3_000;
+
 export interface PartitionFollowerOptions {
   kafka: Kafka;
   topic: string;
@@ -15,8 +18,13 @@ export interface PartitionFollowerOptions {
   logger: Logger;
   /** Where to read each partition from, asked at every group join (a rejoin forgets uncommitted positions). Partitions absent are paused. */
   positions(): ReadonlyMap<number, bigint>;
-  /** Partitions to keep paused (besides those without a position), asked at every join and by `refreshPauses`. */
-  paused?(): ReadonlySet<number>;
+  /**
+   * The caller's buffer is full: the batch just handed over is held (and with it the
+   * fetching, since kafkajs fetches again only once its batches are processed) until
+   * `release()`. A held batch costs no sleep on release, unlike pause/resume (kafkajs sleeps
+   * a whole fetch wait while every partition is paused).
+   */
+  full?(): boolean;
   /**
    * A fetched batch, in offset order per partition: `first`/`last` are its first and last
    * offsets counting markers and aborted records (a batch of only those comes with no records).
@@ -43,6 +51,7 @@ export class PartitionFollower {
   private failed = false;
   private stopping: Promise<void> | undefined;
   private starting: Promise<void> | undefined;
+  private held: (() => void) | undefined;
   readonly groupId: string;
 
   constructor(private readonly options: PartitionFollowerOptions) {
@@ -72,7 +81,7 @@ export class PartitionFollower {
       if (this.stopped) return;
       const positions = o.positions();
       for (const [partition, offset] of positions) c.seek({ topic: o.topic, partition, offset: offset.toString() });
-      this.refreshPauses();
+      this.pauseUnread();
     });
     // A fetch of only transaction markers or aborted records never reaches eachBatch.
     c.on(c.events.END_BATCH_PROCESS, (event) => {
@@ -99,36 +108,46 @@ export class PartitionFollower {
     await c.run({
       autoCommit: false,
       eachBatchAutoResolve: true,
-      eachBatch: async ({ batch }) => {
+      eachBatch: async ({ batch, heartbeat }) => {
         if (this.stopped || batch.messages.length === 0) return;
         const records = batch.messages.map((m) => toSourceRecord(batch.topic, batch.partition, m));
         o.onBatch(batch.partition, BigInt(batch.firstOffset() ?? batch.messages[0]!.offset), BigInt(batch.lastOffset()), records);
-        await Promise.resolve();
+        while (!this.stopped && o.full?.() === true) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, HELD_HEARTBEAT_MS);
+            this.held = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+          this.held = undefined;
+          // A held batch must not cost the group membership.
+          if (!this.stopped) await heartbeat();
+        }
       },
     });
   }
 
-  /** Applies `paused()` (and pauses partitions without a position): a caller whose buffer filled or drained. */
-  refreshPauses(): void {
-    if (this.stopped) return;
+  /** The caller's buffer has room again: a held batch goes on. */
+  release(): void {
+    this.held?.();
+  }
+
+  /** Pauses the partitions the caller does not read (no position). */
+  private pauseUnread(): void {
     const o = this.options;
     const positions = o.positions();
-    const paused = o.paused?.() ?? new Set<number>();
-    const pause: number[] = [];
-    const resume: number[] = [];
-    for (let p = 0; p < o.partitions; p++) (paused.has(p) || !positions.has(p) ? pause : resume).push(p);
-    try {
-      if (pause.length > 0) this.consumer.pause([{ topic: o.topic, partitions: pause }]);
-      if (resume.length > 0) this.consumer.resume([{ topic: o.topic, partitions: resume }]);
-    } catch {
-      // Not running yet: the join applies the pauses.
-    }
+    const unread: number[] = [];
+    for (let p = 0; p < o.partitions; p++) if (!positions.has(p)) unread.push(p);
+    if (unread.length > 0) this.consumer.pause([{ topic: o.topic, partitions: unread }]);
   }
 
   /** Leaves the group and disconnects (the same promise for every call). */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.stopped = true;
+      // kafkajs' disconnect waits for the batch in hand: let a held one go.
+      this.release();
       await this.starting?.catch(() => undefined);
       await this.consumer.disconnect().catch((error: unknown) => this.options.logger.warn('stream reader disconnect failed', { topic: this.options.topic, group: this.groupId, error }));
     })();

@@ -47,6 +47,8 @@ export interface Taken {
 export class ReaderState {
   private readonly parts = new Map<number, PartitionState>();
   private readonly buffer: SourceRecord[] = [];
+  /** recordBytes of each buffered record (computed once). */
+  private readonly sizes: number[] = [];
   private bufferHead = 0;
   private bytes = 0;
   private tail = false;
@@ -95,8 +97,10 @@ export class ReaderState {
     for (const record of records) {
       const offset = BigInt(record.offset);
       if (offset < state.have || offset > last) continue;
+      const size = recordBytes(record);
       this.buffer.push(record);
-      this.bytes += recordBytes(record);
+      this.sizes.push(size);
+      this.bytes += size;
       state.buffered += 1;
       state.have = offset + 1n;
     }
@@ -122,16 +126,18 @@ export class ReaderState {
     while (records.length < max && this.bufferHead < this.buffer.length) {
       const record = this.buffer[this.bufferHead]!;
       this.buffer[this.bufferHead] = undefined as unknown as SourceRecord;
+      this.bytes -= this.sizes[this.bufferHead]!;
       this.bufferHead += 1;
-      this.bytes -= recordBytes(record);
       this.parts.get(record.partition)!.buffered -= 1;
       records.push(record);
     }
     if (this.bufferHead === this.buffer.length) {
       this.buffer.length = 0;
+      this.sizes.length = 0;
       this.bufferHead = 0;
     } else if (this.bufferHead > 1024 && this.bufferHead * 2 > this.buffer.length) {
       this.buffer.splice(0, this.bufferHead);
+      this.sizes.splice(0, this.bufferHead);
       this.bufferHead = 0;
     }
     if (!this.tail) return { records, fellBehind: false };

@@ -18,7 +18,7 @@ export interface ReaderHost {
   rings: ReadonlyMap<number, PartitionRing>;
   /** False when the tail keeps no records: readers never switch to it. */
   switchable: boolean;
-  /** Unread bytes a catch-up reader buffers before its consumer pauses. */
+  /** Unread bytes a catch-up reader buffers before its consumer holds (fetches no more). */
   bufferBytes: number;
   /** Takes a catch-up slot (false: all taken). */
   acquireCatchUp(): boolean;
@@ -30,6 +30,8 @@ export interface ReaderHost {
   /** Calls `wake` at the tail's next append (once); returns the unsubscribe. */
   onTail(wake: () => void): () => void;
   closed(reader: StreamReader): void;
+  /** Deletes a consumer group left for good (best effort: the broker would drop it within its retention check anyway). */
+  forget(groupId: string): Promise<void>;
 }
 
 export interface StreamReader {
@@ -42,6 +44,8 @@ export interface StreamReader {
   next(max: number, waitMs: number, signal?: AbortSignal): Promise<SourceRecord[]>;
   close(): Promise<void>;
 }
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
@@ -60,7 +64,6 @@ export function tooManyReaders(): QueryError {
 export class SourceReader implements StreamReader {
   private readonly state: ReaderState;
   private follower: PartitionFollower | undefined;
-  private paused = false;
   private isClosed = false;
   /** The catch-up consumer failed for good. */
   private error: Error | undefined;
@@ -80,6 +83,11 @@ export class SourceReader implements StreamReader {
     return this.state.mode;
   }
 
+  /** Bytes fetched by its catch-up consumer and not read yet (bounded by the source's readerBufferBytes plus one fetch). */
+  get bufferedBytes(): number {
+    return this.state.bufferedBytes;
+  }
+
   /** Whether a catch-up consumer is open for this reader. */
   get catchingUp(): boolean {
     return this.follower !== undefined;
@@ -97,7 +105,7 @@ export class SourceReader implements StreamReader {
       group: `${h.group}-catch-up`,
       logger: h.logger,
       positions: () => this.state.positions(),
-      paused: () => (this.paused ? new Set(this.state.partitions()) : new Set()),
+      full: () => this.state.bufferedBytes >= this.host.bufferBytes,
       onBatch: (partition, first, last, records) => this.onBatch(follower, partition, first, last, records),
       onFailure: (error) => {
         if (this.follower !== follower) return;
@@ -106,7 +114,6 @@ export class SourceReader implements StreamReader {
       },
     });
     this.follower = follower;
-    this.paused = false;
     follower.start().catch((error: unknown) => {
       if (this.follower !== follower) return;
       h.logger.error('stream catch-up consumer did not start', { topic: h.topic, group: follower.groupId, error });
@@ -124,10 +131,6 @@ export class SourceReader implements StreamReader {
       return;
     }
     if (this.state.tryTail()) this.endCatchUp();
-    else if (!this.paused && this.state.bufferedBytes >= this.host.bufferBytes) {
-      this.paused = true;
-      from.refreshPauses();
-    }
     this.notify();
   }
 
@@ -137,7 +140,7 @@ export class SourceReader implements StreamReader {
     if (follower === undefined) return;
     this.follower = undefined;
     this.host.releaseCatchUp();
-    void follower.stop();
+    void follower.stop().then(() => this.host.forget(follower.groupId));
     this.notify();
   }
 
@@ -160,10 +163,7 @@ export class SourceReader implements StreamReader {
       const failure = this.host.failure();
       if (failure !== undefined) throw failure;
       const taken = this.state.take(max);
-      if (this.paused && this.follower !== undefined && this.state.bufferedBytes * 2 < this.host.bufferBytes) {
-        this.paused = false;
-        this.follower.refreshPauses();
-      }
+      if (this.state.bufferedBytes < this.host.bufferBytes) this.follower?.release();
       if (taken.fellBehind) this.host.logger.debug('a stream reader fell behind the tail; catching up', { topic: this.host.topic });
       if (taken.records.length > 0) return taken.records;
       if (this.error !== undefined) throw this.error;
@@ -183,7 +183,8 @@ export class SourceReader implements StreamReader {
     try {
       await new Promise<void>((resolve) => {
         this.wake = resolve;
-        timer = setTimeout(resolve, ms);
+        // setTimeout fires at once for more than 2^31-1 ms: a longer wait is woken by that bound and goes on waiting.
+        timer = setTimeout(resolve, Math.min(ms, MAX_TIMER_MS));
         if (signal) {
           onAbort = resolve;
           signal.addEventListener('abort', onAbort, { once: true });

@@ -4,6 +4,7 @@ import { encodeCursor, type Positions } from '../model/stream-cursor.js';
 import { QueryError } from '../errors.js';
 import { partitionCount } from '../kafka/topics.js';
 import { sleep } from './batch.js';
+import { causes, classify } from './error-policy.js';
 import { Liveness } from './liveness.js';
 import { retrying } from './retry.js';
 import { SourceReader, asError, type ReaderHost, type StreamReader } from './stream-reader.js';
@@ -34,7 +35,10 @@ export interface StreamSourceOptions {
 export interface PartitionBounds {
   /** The earliest offset still stored (the log start). */
   earliest: bigint;
-  /** The end: the next offset to be written (read_committed: the last stable offset). */
+  /**
+   * The end as read_committed readers see it: the last stable offset (the high watermark
+   * unless a transaction is open; its records lie at and after this end until it commits).
+   */
   end: bigint;
 }
 
@@ -59,6 +63,8 @@ export class StreamSource {
   private readonly liveness: Liveness;
   private readonly log: Logger;
   private readerHost: ReaderHost | undefined;
+  private readonly forgetting = new Set<Promise<void>>();
+  private forgetRefused = false;
 
   constructor(private readonly options: StreamSourceOptions) {
     if (!Number.isInteger(options.tailRecords) || options.tailRecords < 0) throw new RangeError(`tailRecords ${options.tailRecords} is not a non-negative integer`);
@@ -163,7 +169,37 @@ export class StreamSource {
     this.stopped = true;
     await Promise.all([...this.readers].map((r) => r.close()));
     await this.tail?.stop();
+    const tailGroup = this.tail?.groupId;
+    if (tailGroup !== undefined) await this.forget(tailGroup);
+    await Promise.all(this.forgetting);
     await this.admin?.disconnect().catch(() => undefined);
+  }
+
+  /**
+   * Every catch-up reader joins a group of its own: delete each once its consumer left, so
+   * they do not pile up in the broker until its retention check (10 minutes by default)
+   * drops them. Best effort: without the Delete ACL on the groups they are left to that.
+   */
+  private forget(groupId: string): Promise<void> {
+    const admin = this.admin;
+    if (admin === undefined || this.forgetRefused) return Promise.resolve();
+    const done = admin
+      .deleteGroups([groupId])
+      .then(
+        () => undefined,
+        (error: unknown) => {
+          // Refused (no Delete ACL): do not ask again. Each refusal would also be a fresh
+          // authorization failure for the error policy's witness, which reads a coordinator
+          // not found soon after one as a missing ACL.
+          if (deleteRefused(error) && !this.forgetRefused) {
+            this.forgetRefused = true;
+            this.log.info('stream reader groups are not deleted (refused); the broker drops them after its retention check', { group: groupId, error });
+          } else this.log.debug('could not delete a stream reader group', { group: groupId, error });
+        },
+      )
+      .finally(() => this.forgetting.delete(done));
+    this.forgetting.add(done);
+    return done;
   }
 
   private expiredError(bounds: ReadonlyMap<number, PartitionBounds>, detail: string): QueryError {
@@ -211,6 +247,13 @@ export class StreamSource {
         return () => this.tailWaiters.delete(once);
       },
       closed: (reader) => this.readers.delete(reader as SourceReader),
+      forget: (groupId) => this.forget(groupId),
     };
   }
+}
+
+/** A DeleteGroups refusal (kafkajs reports each group's error in `groups`, not as a cause). */
+export function deleteRefused(error: unknown): boolean {
+  const groups = (error as { groups?: { error?: unknown }[] } | null)?.groups ?? [];
+  return [error, ...groups.map((g) => g.error).filter((e) => e !== undefined)].some((e) => classify(e) === 'fatal' && causes(e).some((c) => c.type?.endsWith('AUTHORIZATION_FAILED') === true));
 }

@@ -148,6 +148,16 @@ describe('ReaderState', () => {
     expect(state.bufferedBytes).toBe(recordBytes(records[2]!));
   });
 
+  it('keeps order and byte counts across the compaction of a long buffer', () => {
+    const state = new ReaderState(new Map([[0, 0n]]), new Map([[0, new PartitionRing(10, 10_000n)]]), true);
+    state.accept(0, 0n, 2_999n, Array.from({ length: 3_000 }, (_, o) => record(0, o)));
+    const taken = [...state.take(1_600).records, ...state.take(1_000).records];
+    state.accept(0, 3_000n, 3_099n, Array.from({ length: 100 }, (_, o) => record(0, 3_000 + o)));
+    taken.push(...state.take(10_000).records);
+    expect(taken.map((r) => Number(r.offset))).toEqual(Array.from({ length: 3_100 }, (_, o) => o));
+    expect(state.bufferedBytes).toBe(0);
+  });
+
   it('reports falling behind when the ring evicted a record it had not taken, and resumes from there', () => {
     const ring = new PartitionRing(2, 0n);
     const state = new ReaderState(new Map([[0, 0n]]), new Map([[0, ring]]), true);

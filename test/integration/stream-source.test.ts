@@ -1,7 +1,8 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { Message, Producer } from 'kafkajs';
+import { type ConsumerConfig, type ConsumerRunConfig, type Kafka, KafkaJSError, type Message, type Producer } from 'kafkajs';
 import { QueryError } from '../../src/errors.js';
 import { StreamSource, type StreamReader, type StreamSourceOptions } from '../../src/engine/stream-source.js';
+import { SourceReader } from '../../src/engine/stream-reader.js';
 import type { SourceRecord } from '../../src/model/records.js';
 import { noopLogger } from '../../src/observability/logger.js';
 import { createTopics, deleteTopicsWithPrefix, testKafka, uniqueName } from '../support/cluster.js';
@@ -208,6 +209,27 @@ describe('StreamSource (real broker)', () => {
     expect(source.openCatchUps()).toBe(0);
   });
 
+  it('delivers a transaction that was open when the source started (the end is the last stable offset) once it commits', async () => {
+    const topic = await newTopic();
+    const writer = new Writer(topic);
+    await writer.transaction(1);
+    const producer = kafka.producer({ transactionalId: `${topic}-open`, idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    cleanups.push(() => producer.disconnect());
+    const open = await producer.transaction();
+    await open.send({ topic, messages: [0, 1, 2].map((partition) => ({ value: `${partition}:open`, partition })) });
+    const { source, catchUps } = await startSource(topic);
+    // The open transaction's records lie at and after the end: a reader at the end gets them once committed.
+    expect([...(await source.bounds()).values()].map((b) => b.end)).toEqual([2n, 2n, 2n]);
+    const reader = await source.open(positions(await source.bounds(), 'end'));
+    await writer.transaction(1);
+    await open.commit();
+    const values = (await readAll(reader, 6)).map((r) => r.value!.toString());
+    expect(values.filter((v) => v.endsWith(':open')).sort()).toEqual(['0:open', '1:open', '2:open']);
+    expect(values.filter((v) => !v.endsWith(':open')).sort()).toEqual(sorted(writer.expected()).map(([, v]) => v[1]).sort());
+    expect(catchUps.filter((n) => n > 0)).toEqual([]);
+  });
+
   it('catches up a reader that fell off the tail (a ring smaller than what it left unread)', async () => {
     const topic = await newTopic();
     const writer = new Writer(topic);
@@ -241,6 +263,26 @@ describe('StreamSource (real broker)', () => {
     await behind.close();
     const late = await readAll(atTail, 20);
     expect(late.map((r) => r.value!.toString())).toEqual(Array.from({ length: 20 }, (_, i) => `late-${i}`));
+  });
+
+  it('bounds what a catch-up reader that does not read holds (its buffer plus one fetch), and delivers all once it reads', async () => {
+    const topic = await newTopic(1);
+    const producer = kafka.producer();
+    await producer.connect();
+    cleanups.push(() => producer.disconnect());
+    const value = (i: number): string => `${i}:`.padEnd(5_000, 'x');
+    for (let i = 0; i < 20; i++) await producer.send({ topic, messages: Array.from({ length: 100 }, (_, j) => ({ value: value(i * 100 + j), partition: 0 })) });
+    const { source } = await startSource(topic, { readerBufferBytes: 256 * 1024 });
+    const reader = await source.open(new Map([[0, 0n]]));
+    expect(reader).toBeInstanceOf(SourceReader);
+    // Nothing read for 2 s: the consumer holds after its buffer fills (10 MB are there).
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const held = (reader as SourceReader).bufferedBytes;
+    expect(held).toBeGreaterThan(0);
+    expect(held).toBeLessThan(256 * 1024 + 1_048_576 + 100_000);
+    const records = await readAll(reader, 2_000);
+    expect(records.map((r) => r.value!.toString())).toEqual(Array.from({ length: 2_000 }, (_, i) => value(i)));
+    expect(source.openCatchUps()).toBe(0);
   });
 
   it("answers 410 cursor-expired with the earliest cursor for deleted records, 400 cursor-ahead past the end", async () => {
@@ -338,11 +380,71 @@ describe('StreamSource (real broker)', () => {
     await c.close();
     expect(source.openCatchUps()).toBe(0);
     expect(Math.max(...catchUps)).toBe(2);
-    // Every catch-up consumer left its group: none lingers in the broker.
+    // Every catch-up consumer left its group, and the group is deleted: none lingers in the broker.
     await new Promise((resolve) => setTimeout(resolve, 1_000));
-    const members = await groupMembers(`${groupId}-catch-up-`);
-    expect(members.size).toBeGreaterThanOrEqual(3);
-    expect([...members.values()].every((n) => n === 0)).toBe(true);
+    expect(await groupMembers(`${groupId}-catch-up-`)).toEqual(new Map());
+  });
+
+  it('waits at start for a topic that does not exist yet, then follows it from its end', async () => {
+    const topic = uniqueName(PREFIX);
+    const groupId = uniqueName('ordo-stream-test');
+    const source = new StreamSource({ kafka, topic, groupId, tailRecords: 10, maxCatchUps: 1, logger: noopLogger, onFailure: (e) => failures.push(e) });
+    cleanups.push(() => source.stop());
+    let started = false;
+    const starting = source.start().then(() => (started = true));
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(started).toBe(false);
+    await createTopics(kafka, [topic], PARTITIONS);
+    await starting;
+    expect(source.partitions()).toBe(PARTITIONS);
+    const reader = await source.open(positions(await source.bounds(), 'end'));
+    const writer = new Writer(topic);
+    await writer.transaction(1);
+    expect(sorted(byPartition(await readAll(reader, PARTITIONS)))).toEqual(sorted(writer.expected()));
+    expect(source.openCatchUps()).toBe(0);
+    // Stopped, it leaves no group behind (the tail's is deleted).
+    expect((await groupMembers(`${groupId}-tail-`)).size).toBe(1);
+    await source.stop();
+    expect(await groupMembers(`${groupId}-`)).toEqual(new Map());
+    expect(await reader.next(1, 0)).toEqual([]);
+  });
+
+  it('fails for good when the tail cannot go on (a refusal kafkajs does not retry): onFailure, next() and open() reject', async () => {
+    const topic = await newTopic();
+    // The tail consumer's batches fail, once armed, as a broker refusing the read would.
+    let armed = false;
+    const refused = Object.assign(new KafkaJSError('simulated: not authorized to read the topic', { retriable: false }), { type: 'TOPIC_AUTHORIZATION_FAILED' });
+    const faulty = Object.create(kafka) as Kafka;
+    faulty.consumer = (config: ConsumerConfig) => {
+      const consumer = kafka.consumer(config);
+      if (!config.groupId.includes('-tail-')) return consumer;
+      const run = consumer.run.bind(consumer);
+      consumer.run = (runConfig?: ConsumerRunConfig) =>
+        run({
+          ...runConfig,
+          eachBatch: async (payload) => {
+            if (armed) throw refused;
+            await runConfig!.eachBatch!(payload);
+          },
+        });
+      return consumer;
+    };
+    const seen: unknown[] = [];
+    const { source } = await startSource(topic, { kafka: faulty, onFailure: (error) => seen.push(error) });
+    const end = positions(await source.bounds(), 'end');
+    const reader = await source.open(end);
+    const waiting = reader.next(10, 30_000);
+    armed = true;
+    await new Writer(topic).transaction(1);
+    // kafkajs wraps the refusal (KafkaJSNonRetriableError, the refusal as its cause); the same error everywhere.
+    const error = await waiting.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(String(error)).toMatch(/simulated: not authorized to read the topic/);
+    expect(seen).toEqual([error]);
+    await expect(reader.next(10, 0)).rejects.toBe(error);
+    await expect(source.open(end)).rejects.toBe(error);
   });
 
   it('resolves a pending next() with [] when the reader closes or the signal aborts', async () => {
