@@ -36,6 +36,8 @@ import { parseFilter, parseFrom, parseStreamName, resolveStart } from './stream-
 /** A reader of a stream topic (StreamSource's, src/engine/stream-source.ts). */
 export interface SessionReader {
   next(max: number, waitMs: number, signal?: AbortSignal): Promise<SourceRecord[]>;
+  /** Reading older records than the source keeps in memory (its first records need a Kafka fetch). */
+  readonly catchingUp?: boolean;
   close(): Promise<void>;
 }
 
@@ -94,6 +96,9 @@ interface Candidate {
   record: SourceRecord;
   view: RecordView;
 }
+
+/** How long a read behind the in-memory tail waits at least for its first records (a consumer join and a fetch). */
+const CATCH_UP_WAIT_MS = 5_000;
 
 export class Sessions {
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -252,8 +257,10 @@ export class Sessions {
     const scanned = new CursorTracker(mode, from, partitions);
     const found: Candidate[] = [];
     let lastPassed: SourceRecord | undefined;
-    const deadline = this.now() + query.waitMs;
     const reader = await source.open(from);
+    // A reader behind the in-memory tail has nothing until its consumer has joined and
+    // fetched: waitMs=0 would answer [] although records exist. Wait for them a little.
+    const deadline = this.now() + (reader.catchingUp === true ? Math.max(query.waitMs, CATCH_UP_WAIT_MS) : query.waitMs);
     try {
       for (;;) {
         // [] once waitMs passed with nothing (or the role stops): answer what there is.
