@@ -20,6 +20,7 @@ import { OrdoMetrics } from '../src/metrics/metrics.js';
 import { jsonLogger } from '../src/observability/logger.js';
 import { startApiRole } from '../src/roles/api.js';
 import { startIngestRole } from '../src/roles/ingest.js';
+import { startDeliverRole } from '../src/roles/deliver.js';
 import { createPipelineWorker } from '../src/roles/pipeline.js';
 import { type UsageAggregate, usageAggregateType } from '../src/usage/aggregation.js';
 import { SchemaCatalog } from '../src/schema/schema-catalog.js';
@@ -75,6 +76,12 @@ const config = loadConfig({
   ORDO_AGGREGATES_TOPIC: `${run}-usage-aggregates`,
   ORDO_WATERMARKS_TOPIC: `${run}-usage-events-watermarks`,
   ORDO_GLOBAL_TOPIC: `${run}-usage-events-global`,
+  ORDO_SESSIONS_TOPIC: `${run}-deliver-sessions`,
+  ORDO_NODES_TOPIC: `${run}-deliver-nodes`,
+  ORDO_FORWARD_TOPIC: `${run}-deliver-forward`,
+  ORDO_REPLIES_TOPIC: `${run}-deliver-replies`,
+  ORDO_DELIVER_PORT: '0',
+  ORDO_DELIVER_HOST: '127.0.0.1',
   ORDO_METERS_FILE: metersFile,
   ORDO_API_PORT: '0',
   ORDO_API_HOST: '127.0.0.1', // queried from this process only (and no warning about an open API)
@@ -189,6 +196,8 @@ async function main(): Promise<void> {
       .map((a) => ({ meter: a.meter, subject: a.subject, groupBy: JSON.stringify(a.groupBy), window: `${a.windowSize} ${new Date(a.windowStart).toISOString().slice(0, 16)}`, value: a.value, count: String(a.count), version: String(a.version) })),
   );
 
+  await streamResumingOnAnotherReplica(logger);
+
   console.log('\nmetrics (excerpt):');
   for (const line of (await metrics.registry.metrics()).split('\n')) {
     if (/^ordo_(events_|clock_skew_rejected|transaction_commit_seconds_count)/.test(line)) console.log(`  ${line}`);
@@ -212,6 +221,60 @@ async function main(): Promise<void> {
       `${sent - ordered.length - dlq.length - late.length} duplicate dropped; ${aggregates.size} aggregates` +
       (verbose ? '' : ' (npm run demo -- --verbose shows the workers\' logs)'),
   );
+}
+
+/**
+ * The deliver role: two replicas serve the ordered stream over Server-Sent Events. A client
+ * reads acme's first events from replica A, drops the connection, and resumes on replica B
+ * with the last event id it saw (Last-Event-ID): no gap, no repeat.
+ */
+async function streamResumingOnAnotherReplica(logger: ReturnType<typeof jsonLogger>): Promise<void> {
+  const a = await startDeliverRole({ ...config, nodeId: 'deliver-a' }, { logger, metrics: new OrdoMetrics() });
+  const b = await startDeliverRole({ ...config, nodeId: 'deliver-b' }, { logger, metrics: new OrdoMetrics() });
+  const rows: Record<string, string>[] = [];
+  const take = async (replica: string, port: number, lastId: string | undefined, count: number): Promise<string | undefined> => {
+    const url = `http://127.0.0.1:${port}/v1/streams/ordered/events?subject=acme${lastId === undefined ? '&from=earliest' : ''}`;
+    let last = lastId;
+    for await (const event of sse(url, lastId === undefined ? {} : { 'last-event-id': lastId }, count)) {
+      const record = JSON.parse(event.data) as { value: UsageEvent; headers: Record<string, string> };
+      rows.push({ replica, 'SSE id (cursor)': event.id, 'ordo-seq': record.headers['ordo-seq'] ?? '-', id: record.value.id, type: record.value.type });
+      last = event.id;
+    }
+    return last;
+  };
+  const last = await take('A', a.port, undefined, 2);
+  await take('B (Last-Event-ID)', b.port, last, 2);
+  console.log(`\n== GET /v1/streams/ordered/events?subject=acme (the deliver role: 2 events from replica A, the connection dropped, resumed on replica B) ==`);
+  table(rows);
+  await a.stop();
+  await b.stop();
+}
+
+/** The first `count` `record` events of an SSE stream (a minimal reader; browsers have EventSource). */
+async function* sse(url: string, headers: Record<string, string>, count: number): AsyncGenerator<{ id: string; data: string }> {
+  const controller = new AbortController();
+  const res = await fetch(url, { headers: { accept: 'text/event-stream', ...headers }, signal: controller.signal });
+  if (!res.ok || !res.body) throw new Error(`${url}: ${res.status} ${await res.text()}`);
+  const decoder = new TextDecoder();
+  let buffer = '';
+  let seen = 0;
+  const timer = setTimeout(() => controller.abort(), 30_000);
+  try {
+    for await (const chunk of res.body) {
+      buffer += decoder.decode(chunk as Uint8Array, { stream: true });
+      let end;
+      while ((end = buffer.indexOf('\n\n')) !== -1) {
+        const fields = new Map(buffer.slice(0, end).split('\n').map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1).trimStart()]));
+        buffer = buffer.slice(end + 2);
+        if (fields.get('event') !== 'record') continue;
+        yield { id: fields.get('id') ?? '', data: fields.get('data') ?? '' };
+        if (++seen === count) return;
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+    controller.abort();
+  }
 }
 
 interface Seen {

@@ -12,10 +12,11 @@ import type { OrdoConfig } from './config/config.js';
 import type { Logger } from './observability/logger.js';
 import { startApiRole } from './roles/api.js';
 import { startIngestRole } from './roles/ingest.js';
+import { startDeliverRole } from './roles/deliver.js';
 import { createMergeWorker } from './roles/merge.js';
 import { createPipelineWorker } from './roles/pipeline.js';
 
-const ROLES = ['pipeline', 'api', 'merge', 'ingest'] as const;
+const ROLES = ['pipeline', 'api', 'merge', 'ingest', 'deliver'] as const;
 /** A repeat of the first signal within this is the same request (see onSignal). */
 const DUPLICATE_SIGNAL_MS = 1_000;
 type Role = (typeof ROLES)[number];
@@ -33,6 +34,8 @@ roles:
              global topic (ORDO_GLOBAL_TOPIC) in total order; run exactly one
   ingest     accept CloudEvents over HTTP (ORDO_INGEST_PORT) into the input
              topic, one transaction per request, with consistency tokens
+  deliver    serve the ordered and global streams over HTTP (ORDO_DELIVER_PORT):
+             SSE streams that resume on any replica, receiver sessions
 
 commands (ordo <command> --help):
   events produce|tail   publish UsageEvents; read any Ordo topic, decoded
@@ -155,6 +158,10 @@ async function startRole(role: Role, config: OrdoConfig, deps: { logger: Logger;
   if (role === 'ingest') {
     const ingest = await startIngestRole(config, deps);
     return { state: () => ingest.state(), ready: () => ingest.state() === 'running', live: () => ingest.live(), stuck: () => ingest.stuck(), error: () => undefined, stop: () => ingest.stop(), done: ingest.done };
+  }
+  if (role === 'deliver') {
+    const deliver = await startDeliverRole(config, deps);
+    return { state: () => deliver.state(), ready: () => deliver.state() === 'running', live: () => deliver.live(), stuck: () => deliver.stuck(), error: () => undefined, stop: () => deliver.stop(), done: deliver.done };
   }
   if (role === 'merge') {
     const merge = createMergeWorker(config, deps);

@@ -307,10 +307,7 @@ describe('docker-compose.yml', () => {
     expect(result.status, result.stderr).toBe(0);
     const section = result.stdout.split(/\n\s*\n/).find((block) => block.startsWith('roles:')) ?? '';
     const roles = [...section.matchAll(/^ {2}([a-z][a-z-]*)\s{2,}/gm)].map((m) => m[1]);
-    // TODO(lead): remove NOT_YET_IN_CLI once src/cli.ts has the `deliver` role (startDeliverRole).
-    const NOT_YET_IN_CLI = new Set(['deliver']);
     for (const [name, role] of Object.entries(ORDO_ROLES)) {
-      if (NOT_YET_IN_CLI.has(role) && !roles.includes(role)) continue;
       expect(roles, `${name} runs \`ordo ${role}\``).toContain(role);
     }
   });

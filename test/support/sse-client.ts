@@ -36,7 +36,7 @@ export async function readSse(
         return { status: res.status, events, comments, ended: 'server' };
       }
       if (chunk.done) return { status: res.status, events, comments, ended: 'server' };
-      buffer += decoder.decode(chunk.value, { stream: true });
+      buffer += decoder.decode(chunk.value as Uint8Array, { stream: true });
       let newline;
       while ((newline = buffer.indexOf('\n')) !== -1) {
         const line = buffer.slice(0, newline).replace(/\r$/, '');
