@@ -106,7 +106,10 @@ export class Forwarder {
       throw ready.error;
     }
     if (this.stopped) return;
-    const producer = (this.producer = o.kafka.producer({ idempotent: true, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner }));
+    // Not idempotent: kafkajs then retries a send for ever, and a forward must fail within its
+    // timeout. A request sent twice is served twice (session reads and acks are repeatable); a
+    // second answer finds no one waiting and is dropped.
+    const producer = (this.producer = o.kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner }));
     await producer.connect();
     const consumer = (this.consumer = o.kafka.consumer({
       groupId: this.groupId,

@@ -100,6 +100,8 @@ export interface NodeRegistryOptions {
 
 /** How long start() waits to read the nodes topic to its end. */
 const CATCH_UP_MS = 30_000;
+/** How long stop() tries to write the leaving record. */
+const LEAVE_MS = 5_000;
 
 /**
  * The live deliver replicas: each writes a heartbeat {node, at} to the compacted nodes topic
@@ -118,6 +120,7 @@ export class NodeRegistry {
   private started = false;
   private stopped = false;
   private failed = false;
+  private beating = false;
 
   constructor(private readonly options: NodeRegistryOptions) {
     this.table = new NodeTable(options.ttlMs);
@@ -149,7 +152,8 @@ export class NodeRegistry {
       clearTimeout(timer);
     }
     if (this.stopped) return;
-    this.producer = o.kafka.producer({ idempotent: true, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+    // Not idempotent: kafkajs then retries a send for ever; a heartbeat is retried by the next tick instead.
+    this.producer = o.kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
     await this.producer.connect();
     await this.write({ node: o.nodeId, at: this.now(), ...(o.url !== undefined ? { url: o.url } : {}) });
     this.started = true;
@@ -170,9 +174,16 @@ export class NodeRegistry {
     if (this.timer) clearInterval(this.timer);
     this.heartbeatFailures.close();
     if (wasStarted && options.leave !== false && !this.failed) {
-      await this.write({ node: o.nodeId, at: this.now(), leaving: true }).catch((error: unknown) => {
-        o.logger.warn('leaving record not written: the other nodes take over after the node TTL', { node: o.nodeId, error });
+      // Bounded: a broker that is away must not hold up the shutdown (the others then wait the TTL).
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new TransientError(`not written within ${LEAVE_MS} ms`)), LEAVE_MS);
       });
+      await Promise.race([this.write({ node: o.nodeId, at: this.now(), leaving: true }), timeout])
+        .catch((error: unknown) => {
+          o.logger.warn('leaving record not written: the other nodes take over after the node TTL', { node: o.nodeId, error });
+        })
+        .finally(() => clearTimeout(timer));
     }
     await this.producer?.disconnect().catch(() => undefined);
     await this.reader.stop();
@@ -200,6 +211,9 @@ export class NodeRegistry {
 
   private async beat(): Promise<void> {
     const o = this.options;
+    // A heartbeat still being sent (the broker is slow or away) is not joined by another.
+    if (this.beating) return;
+    this.beating = true;
     try {
       await this.write({ node: o.nodeId, at: this.now(), ...(o.url !== undefined ? { url: o.url } : {}) });
       this.heartbeatFailures.succeeded();
@@ -209,6 +223,8 @@ export class NodeRegistry {
       // others think this node gone and take its sessions over anyway.
       const next = this.heartbeatFailures.failed(error);
       if (!next.ok) this.fail(next.error);
+    } finally {
+      this.beating = false;
     }
     this.report();
   }
