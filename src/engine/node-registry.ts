@@ -140,22 +140,19 @@ export class NodeRegistry {
   /** Reads the nodes topic to its end (so every node's last heartbeat is known), then writes this node's first heartbeat. */
   async start(): Promise<void> {
     const o = this.options;
-    await this.reader.start();
-    if (this.stopped) return;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new TransientError(`could not read ${o.topic} to its end within ${CATCH_UP_MS} ms`)), CATCH_UP_MS);
-    });
     try {
-      await Promise.race([this.reader.caughtUp(), timeout]);
-    } finally {
-      clearTimeout(timer);
+      await this.reader.start();
+      if (this.stopped) return;
+      await within(this.reader.caughtUp(), CATCH_UP_MS, `could not read ${o.topic} to its end`);
+      if (this.stopped) return;
+      // Not idempotent: kafkajs then retries a send for ever; a heartbeat is retried by the next tick instead.
+      this.producer = o.kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+      await this.producer.connect();
+      await this.write({ node: o.nodeId, at: this.now(), ...(o.url !== undefined ? { url: o.url } : {}) });
+    } catch (error) {
+      await this.stop({ leave: false });
+      throw error;
     }
-    if (this.stopped) return;
-    // Not idempotent: kafkajs then retries a send for ever; a heartbeat is retried by the next tick instead.
-    this.producer = o.kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
-    await this.producer.connect();
-    await this.write({ node: o.nodeId, at: this.now(), ...(o.url !== undefined ? { url: o.url } : {}) });
     this.started = true;
     o.logger.info('node registered', { node: o.nodeId, topic: o.topic, liveNodes: this.liveNodes() });
     this.report();
@@ -175,15 +172,9 @@ export class NodeRegistry {
     this.heartbeatFailures.close();
     if (wasStarted && options.leave !== false && !this.failed) {
       // Bounded: a broker that is away must not hold up the shutdown (the others then wait the TTL).
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new TransientError(`not written within ${LEAVE_MS} ms`)), LEAVE_MS);
+      await within(this.write({ node: o.nodeId, at: this.now(), leaving: true }), LEAVE_MS, 'leaving record not written').catch((error: unknown) => {
+        o.logger.warn('leaving record not written: the other nodes take over after the node TTL', { node: o.nodeId, error });
       });
-      await Promise.race([this.write({ node: o.nodeId, at: this.now(), leaving: true }), timeout])
-        .catch((error: unknown) => {
-          o.logger.warn('leaving record not written: the other nodes take over after the node TTL', { node: o.nodeId, error });
-        })
-        .finally(() => clearTimeout(timer));
     }
     await this.producer?.disconnect().catch(() => undefined);
     await this.reader.stop();
@@ -268,5 +259,18 @@ export class NodeRegistry {
 
   private now(): number {
     return (this.options.now ?? Date.now)();
+  }
+}
+
+/** `promise`, or a TransientError after `ms`. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new TransientError(`${what} within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
