@@ -100,6 +100,8 @@ export interface NodeRegistryOptions {
 
 /** How long start() waits to read the nodes topic to its end. */
 const CATCH_UP_MS = 30_000;
+/** How long stop() tries to write the leaving record. */
+const LEAVE_MS = 5_000;
 
 /**
  * The live deliver replicas: each writes a heartbeat {node, at} to the compacted nodes topic
@@ -118,6 +120,7 @@ export class NodeRegistry {
   private started = false;
   private stopped = false;
   private failed = false;
+  private beating = false;
 
   constructor(private readonly options: NodeRegistryOptions) {
     this.table = new NodeTable(options.ttlMs);
@@ -137,21 +140,19 @@ export class NodeRegistry {
   /** Reads the nodes topic to its end (so every node's last heartbeat is known), then writes this node's first heartbeat. */
   async start(): Promise<void> {
     const o = this.options;
-    await this.reader.start();
-    if (this.stopped) return;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new TransientError(`could not read ${o.topic} to its end within ${CATCH_UP_MS} ms`)), CATCH_UP_MS);
-    });
     try {
-      await Promise.race([this.reader.caughtUp(), timeout]);
-    } finally {
-      clearTimeout(timer);
+      await this.reader.start();
+      if (this.stopped) return;
+      await within(this.reader.caughtUp(), CATCH_UP_MS, `could not read ${o.topic} to its end`);
+      if (this.stopped) return;
+      // Not idempotent: kafkajs then retries a send for ever; a heartbeat is retried by the next tick instead.
+      this.producer = o.kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+      await this.producer.connect();
+      await this.write({ node: o.nodeId, at: this.now(), ...(o.url !== undefined ? { url: o.url } : {}) });
+    } catch (error) {
+      await this.stop({ leave: false });
+      throw error;
     }
-    if (this.stopped) return;
-    this.producer = o.kafka.producer({ idempotent: true, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
-    await this.producer.connect();
-    await this.write({ node: o.nodeId, at: this.now(), ...(o.url !== undefined ? { url: o.url } : {}) });
     this.started = true;
     o.logger.info('node registered', { node: o.nodeId, topic: o.topic, liveNodes: this.liveNodes() });
     this.report();
@@ -170,7 +171,8 @@ export class NodeRegistry {
     if (this.timer) clearInterval(this.timer);
     this.heartbeatFailures.close();
     if (wasStarted && options.leave !== false && !this.failed) {
-      await this.write({ node: o.nodeId, at: this.now(), leaving: true }).catch((error: unknown) => {
+      // Bounded: a broker that is away must not hold up the shutdown (the others then wait the TTL).
+      await within(this.write({ node: o.nodeId, at: this.now(), leaving: true }), LEAVE_MS, 'leaving record not written').catch((error: unknown) => {
         o.logger.warn('leaving record not written: the other nodes take over after the node TTL', { node: o.nodeId, error });
       });
     }
@@ -200,6 +202,9 @@ export class NodeRegistry {
 
   private async beat(): Promise<void> {
     const o = this.options;
+    // A heartbeat still being sent (the broker is slow or away) is not joined by another.
+    if (this.beating) return;
+    this.beating = true;
     try {
       await this.write({ node: o.nodeId, at: this.now(), ...(o.url !== undefined ? { url: o.url } : {}) });
       this.heartbeatFailures.succeeded();
@@ -209,6 +214,8 @@ export class NodeRegistry {
       // others think this node gone and take its sessions over anyway.
       const next = this.heartbeatFailures.failed(error);
       if (!next.ok) this.fail(next.error);
+    } finally {
+      this.beating = false;
     }
     this.report();
   }
@@ -252,5 +259,18 @@ export class NodeRegistry {
 
   private now(): number {
     return (this.options.now ?? Date.now)();
+  }
+}
+
+/** `promise`, or a TransientError after `ms`. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new TransientError(`${what} within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
