@@ -87,6 +87,7 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     for (const name of [t.sessions, t.nodes, t.forward, t.replies]) topic(name, ['Read', 'Write'], 'sessions, live nodes and forwarded requests of the deliver replicas');
     created([t.sessions, t.nodes, t.forward, t.replies]);
     acls.push({ resource: 'Group', pattern: 'prefixed', name: `${deliverGroupPrefix(config)}-`, operation: 'Read', why: 'the readers of this replica (streams, sessions, nodes, forwards), each a group of its own per start (offsets never committed)' });
+    acls.push({ resource: 'Group', pattern: 'prefixed', name: `${deliverGroupPrefix(config)}-`, operation: 'Delete', why: 'deletes the groups of its catch-up readers when they end', optional: 'cleanup' });
     ledger(deliverLedgerConfig(config).groupId);
   } else {
     topic(t.aggregates, ['Read'], 'the read model follows it');

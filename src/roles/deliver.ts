@@ -176,6 +176,8 @@ export async function startDeliverRole(config: OrdoConfig, deps: { logger: Logge
     ttlMs: d.nodeTtlMs,
     groupId: `${groups}-nodes`,
     logger,
+    liveness,
+    onFailure: (error) => failed(error),
     onLiveNodes: (n) => metrics.deliverLiveNodes.set(n),
   });
   const forwarder = new Forwarder({
@@ -186,6 +188,8 @@ export async function startDeliverRole(config: OrdoConfig, deps: { logger: Logge
     groupId: `${groups}-forward`,
     timeoutMs: d.forwardTimeoutMs,
     logger,
+    liveness,
+    onFailure: (error) => failed(error),
     metrics,
     serve: (request) => sessions.serveForwarded(request),
   });
