@@ -16,27 +16,21 @@
  *      filtered to one subject (`subject=cust-<k>`), together receiving all N;
  *  (d) end-to-end latency at BENCH_LATENCY_RATE ev/s: produce time (a `bench-sent-at` header)
  *      to receipt, by one SSE client from `latest` and by a kafkajs consumer, side by side.
- * The deliver server runs in this process (auth none, 127.0.0.1); the SSE clients in a worker
- * thread of it (their own event loop, as a client elsewhere would be), the kafkajs consumer
- * on the main thread.
+ * The deliver role runs in this process (startDeliverRole, auth none, 127.0.0.1); the SSE
+ * clients in a worker thread of it (their own event loop, as a client elsewhere would be), the
+ * kafkajs consumers on the main thread.
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Consumer, Kafka, Message, Producer } from 'kafkajs';
-import { noAuthentication } from '../src/auth/authenticator.js';
 import { HybridClock } from '../src/clock/hybrid-clock.js';
 import { formatServiceTime } from '../src/clock/service-time.js';
-import { RecordDecoder } from '../src/commands/record-view.js';
 import { loadConfig } from '../src/config/config.js';
-import type { RecordViews } from '../src/deliver/delivery.js';
-import { startDeliverServer } from '../src/deliver/server.js';
-import { StreamSource } from '../src/engine/stream-source.js';
-import { createKafka } from '../src/kafka/client.js';
 import { OrdoMetrics } from '../src/metrics/metrics.js';
 import { HEADER } from '../src/model/records.js';
 import { noopLogger } from '../src/observability/logger.js';
-import { schemaIdsOf } from '../src/processors/decode.js';
+import { startDeliverRole } from '../src/roles/deliver.js';
 import { SchemaCatalog } from '../src/schema/schema-catalog.js';
 import { usageEventSchema, usageEventType } from '../src/schema/usage-event.js';
 import { frame } from '../src/schema/wire-format.js';
@@ -187,10 +181,23 @@ export async function runDeliver(params: BenchParams, runPrefix: string, log: (l
     result.error = (error as Error).message;
   } finally {
     await producer.disconnect().catch(() => undefined);
-    await cleanUp(kafka, prefix).catch(() => undefined);
+    await cleanUp(kafka, prefix, await groupsOf(kafka, prefix)).catch(() => undefined);
     for (const subject of subjectsRegistered) await deleteSubject(params.registryUrl, subject);
   }
   return result;
+}
+
+/** The consumer groups named after `prefix`: the phase's consumers and the deliver roles' (sessions, nodes, forwards, ledger). */
+async function groupsOf(kafka: Kafka, prefix: string): Promise<string[]> {
+  const admin = kafka.admin();
+  try {
+    await withTimeout(admin.connect(), 15_000, 'admin connect');
+    return (await withTimeout(admin.listGroups(), 15_000, 'list groups')).groups.map((g) => g.groupId).filter((g) => g.startsWith(prefix));
+  } catch {
+    return [];
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
 }
 
 /** The report's lines for the deliver phase. */
@@ -272,53 +279,50 @@ interface RunningServer {
 }
 
 /**
- * The deliver HTTP server over one StreamSource of `topic` (served as the ordered stream),
- * as the role wires them, with Ordo's default limits but the tail (`tailRecords` per
- * partition). The global stream is the same source: nothing here asks for it.
+ * The `deliver` role over `topic` as its ordered stream, in this process, with Ordo's default
+ * limits but the tail (`tailRecords` per partition), its own sessions, nodes, forward, reply
+ * and schema-ledger topics (named after `topic`, so the phase's clean-up deletes them), and a
+ * global topic that is never created: nothing here reads the global stream. Resolves once the
+ * ordered stream is served (the role runs before its stream sources follow their topics).
  */
 async function startServer(params: BenchParams, topic: string, tailRecords: number): Promise<RunningServer> {
   const config = loadConfig({
     ...process.env,
     KAFKA_BROKERS: params.brokers.join(','),
     SCHEMA_REGISTRY_URL: params.registryUrl,
-    ORDO_ORDERED_TOPIC: topic,
     ORDO_GROUP_ID: `${topic}-g`,
+    ORDO_ORDERED_TOPIC: topic,
+    ORDO_GLOBAL_TOPIC: `${topic}-global`,
+    ORDO_SESSIONS_TOPIC: `${topic}-sessions`,
+    ORDO_NODES_TOPIC: `${topic}-nodes`,
+    ORDO_FORWARD_TOPIC: `${topic}-forward`,
+    ORDO_REPLIES_TOPIC: `${topic}-replies`,
+    ORDO_SCHEMAS_TOPIC: `${topic}-schemas`,
     ORDO_NODE_ID: 'bench-deliver',
     ORDO_API_AUTH: 'none',
     ORDO_DELIVER_PORT: '0',
     ORDO_DELIVER_HOST: '127.0.0.1',
     ORDO_DELIVER_TAIL_RECORDS: String(tailRecords),
   });
-  const kafka = createKafka({ brokers: config.brokers, clientId: `${config.clientId}-bench-deliver`, logger: noopLogger, security: config.security.kafka });
-  const source = new StreamSource({
-    kafka, topic, groupId: `${topic}-deliver`, tailRecords: config.deliver.tailRecords, maxCatchUps: config.deliver.maxCatchUps, logger: noopLogger,
-  });
-  await withTimeout(source.start(), 60_000, `stream source of ${topic}`);
-  const catalog = new SchemaCatalog({ url: config.registryUrl, security: config.security.registry });
-  const decoder = new RecordDecoder(catalog);
-  const views: RecordViews = async (records) => {
-    await catalog.prefetch(schemaIdsOf(records));
-    return records.map((record) => decoder.view(record));
+  const role = await withTimeout(startDeliverRole(config, { logger: noopLogger, metrics: new OrdoMetrics() }), 60_000, `the deliver role over ${topic}`);
+  const url = `http://127.0.0.1:${role.port}`;
+  const stop = async (): Promise<void> => {
+    await withTimeout(role.stop(), 60_000, 'deliver role stop').catch(() => undefined);
   };
-  const server = await startDeliverServer({
-    port: config.deliver.port,
-    host: config.deliver.host,
-    auth: noAuthentication,
-    logger: noopLogger,
-    nodeId: config.nodeId,
-    sources: { ordered: source, global: source },
-    views,
-    sessions: undefined,
-    limits: { maxStreams: config.deliver.maxStreams, heartbeatMs: config.deliver.heartbeatMs, bufferBytes: config.deliver.bufferBytes },
-    metrics: new OrdoMetrics(),
-  });
-  return {
-    url: `http://127.0.0.1:${server.port}`,
-    stop: async () => {
-      await withTimeout(server.close(), 30_000, 'deliver server close').catch(() => undefined);
-      await withTimeout(source.stop(), 30_000, 'stream source stop').catch(() => undefined);
-    },
-  };
+  try {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const res = await fetch(`${url}/v1/streams/ordered/events?from=latest`, { signal: AbortSignal.timeout(10_000) });
+      await res.body?.cancel();
+      if (res.status === 200) break;
+      if (res.status !== 503 || Date.now() > deadline) throw new Error(`the deliver role over ${topic} answers ${res.status} to a stream request`);
+      await sleep(100);
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { url, stop };
 }
 
 /** (a): a kafkajs consumer group of its own reads `topic` from earliest until it has `n` records. */

@@ -7,10 +7,10 @@ import { BROKERS, REGISTRY_URL, testKafka, uniqueName } from '../support/cluster
  * The deliver bench phase (bench/deliver.ts) with a small N against the real broker and an
  * in-process deliver server: every reader gets every record once and in order (the clients
  * check the cursors), the latency readers miss nothing, the figures are numbers, and the
- * phase leaves no topic behind.
+ * phase leaves no topic or consumer group behind.
  */
 describe('the deliver bench phase', () => {
-  it('completes with every record once per reader, numbers for every figure, and no topic left', async () => {
+  it('completes with every record once per reader, numbers for every figure, and no topic or group left', async () => {
     const params = loadParams({
       KAFKA_BROKERS: BROKERS.join(','),
       SCHEMA_REGISTRY_URL: REGISTRY_URL,
@@ -45,6 +45,7 @@ describe('the deliver bench phase', () => {
     await admin.connect();
     try {
       expect((await admin.listTopics()).filter((t) => t.startsWith(runPrefix))).toEqual([]);
+      expect((await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(runPrefix))).toEqual([]);
     } finally {
       await admin.disconnect();
     }
