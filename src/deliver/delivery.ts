@@ -28,6 +28,29 @@ export function matchesFilter(filter: StreamFilter, view: RecordView): boolean {
   return true;
 }
 
+/**
+ * Decodes only the records whose key can pass: a subject filter or a token's subject scope is
+ * decided on the record key, and decoding (Avro, schema lookup) costs far more than the
+ * check. Returns a view per record, undefined for those the key rules out.
+ */
+export async function viewsOfPassing(
+  records: readonly SourceRecord[],
+  filter: StreamFilter,
+  allows: ((subject: string) => boolean) | undefined,
+  views: RecordViews,
+): Promise<(RecordView | undefined)[]> {
+  if (filter.subjects === undefined && allows === undefined) return views([...records]);
+  const subjects = filter.subjects === undefined ? undefined : new Set(filter.subjects);
+  const passes = records.map((r) => {
+    if (r.key === null) return false;
+    const subject = r.key.toString('utf8');
+    return (subjects === undefined || subjects.has(subject)) && (allows === undefined || allows(subject));
+  });
+  const decoded = await views(records.filter((_, i) => passes[i]));
+  let next = 0;
+  return passes.map((pass) => (pass ? decoded[next++] : undefined));
+}
+
 /** One record as a client receives it: the SSE event's data and a session read's item. */
 export interface DeliveredRecord extends RecordView {
   stream: StreamName;

@@ -9,7 +9,7 @@ import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { SourceRecord } from '../model/records.js';
 import { CursorError, CursorTracker, type Positions, type StreamName, cursorMode, decodeCursor, encodeCursor, startPositions } from '../model/stream-cursor.js';
 import { type Logger, noopLogger } from '../observability/logger.js';
-import { type DeliverAnswer, type DeliverRequest, type DeliveredRecord, FORWARDED_BY_HEADER, type RecordViews, SERVED_BY_HEADER, matchesFilter } from './delivery.js';
+import { type DeliverAnswer, type DeliverRequest, type DeliveredRecord, FORWARDED_BY_HEADER, type RecordViews, SERVED_BY_HEADER, matchesFilter, viewsOfPassing } from './delivery.js';
 import { decodeSessionId, newSessionId } from './session-id.js';
 import { type InflightBatch, type SessionState, claimState, isExpired, nextState } from './session-state.js';
 import { parseFilter, parseFrom, parseStreamName, resolveStart } from './stream-request.js';
@@ -266,13 +266,14 @@ export class Sessions {
         // [] once waitMs passed with nothing (or the role stops): answer what there is.
         const records = await reader.next(query.max, Math.max(0, deadline - this.now()), this.stopping.signal);
         if (records.length === 0) break;
-        const views = await this.options.views(records);
+        const views = await this.viewsOf(state, principal, records);
         for (const [i, record] of records.entries()) {
-          const matches = this.matches(state, principal, views[i]!);
+          const view = views[i];
+          const matches = view !== undefined && this.matches(state, principal, view);
           if (matches && found.length === query.max) break;
           scanned.pass(record);
           lastPassed = record;
-          if (matches) found.push({ record, view: views[i]! });
+          if (matches) found.push({ record, view });
         }
         if (found.length > 0 || this.now() >= deadline || this.stopping.signal.aborted) break;
       }
@@ -310,8 +311,11 @@ export class Sessions {
           }
           const records = (await reader.next(this.options.limits.maxRecords, 1_000, this.stopping.signal)).filter((r) => BigInt(r.offset) < (until.get(r.partition) ?? 0n));
           for (const r of records) reached.set(r.partition, BigInt(r.offset) + 1n);
-          const views = await this.options.views(records);
-          for (const [i, record] of records.entries()) if (this.matches(state, principal, views[i]!)) found.push({ record, view: views[i]! });
+          const views = await this.viewsOf(state, principal, records);
+          for (const [i, record] of records.entries()) {
+            const view = views[i];
+            if (view !== undefined && this.matches(state, principal, view)) found.push({ record, view });
+          }
         }
       } finally {
         await reader.close().catch((error: unknown) => this.logger.warn('closing a session reader failed', { error }));
@@ -450,6 +454,11 @@ export class Sessions {
   private async forward(node: string, request: DeliverRequest, waitMs = 0): Promise<DeliverAnswer> {
     const answer = await this.options.router.forward(node, request, waitMs);
     return { ...answer, headers: { ...answer.headers, [SERVED_BY_HEADER]: answer.headers[SERVED_BY_HEADER] ?? node, [FORWARDED_BY_HEADER]: this.options.nodeId } };
+  }
+
+  /** The records' views, undecoded (undefined) where the key already rules a record out. */
+  private viewsOf(state: SessionState, principal: Principal, records: SourceRecord[]): Promise<(RecordView | undefined)[]> {
+    return viewsOfPassing(records, state.filter, principal.subjects.all ? undefined : (subject) => principal.subjects.allows(subject), this.options.views);
   }
 
   private matches(state: SessionState, principal: Principal, view: RecordView): boolean {

@@ -5,7 +5,7 @@ import type { OrdoMetrics } from '../metrics/metrics.js';
 import { type CursorTracker, type StreamName, encodeCursor } from '../model/stream-cursor.js';
 import type { SourceRecord } from '../model/records.js';
 import type { Logger } from '../observability/logger.js';
-import { type DeliveredRecord, type RecordViews, type StreamFilter, matchesFilter } from './delivery.js';
+import { type DeliveredRecord, type RecordViews, type StreamFilter, matchesFilter, viewsOfPassing } from './delivery.js';
 
 /**
  * One Server-Sent Events stream of the deliver role (docs/delivery.md#push-with-resume): the
@@ -115,13 +115,13 @@ export class SseStream {
 
   private async deliver(records: SourceRecord[], atTail: boolean): Promise<void> {
     const { stream, tracker, filter, allows, metrics } = this.options;
-    const views = await this.options.views(records);
+    const views = await viewsOfPassing(records, filter, allows, this.options.views);
     if (this.ended !== undefined) return;
     let delivered = 0;
     for (const [i, record] of records.entries()) {
-      const view = views[i]!;
+      const view = views[i];
       tracker.pass(record);
-      if (!matchesFilter(filter, view) || (allows !== undefined && (view.key === null || !allows(view.key)))) continue;
+      if (view === undefined || !matchesFilter(filter, view)) continue;
       // A batch can be larger than the buffer: a reading client takes it record by record.
       await this.drained();
       if (this.ended !== undefined) break;

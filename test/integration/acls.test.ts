@@ -8,6 +8,7 @@ import { type AclRole, type RoleAcl, roleAcls } from '../../src/roles/acls.js';
 import { encodeConsistencyToken } from '../../src/model/consistency-token.js';
 import { apiGroupId, startApiRole } from '../../src/roles/api.js';
 import { startIngestRole } from '../../src/roles/ingest.js';
+import { deliverGroupPrefix, startDeliverRole } from '../../src/roles/deliver.js';
 import { createMergeWorker } from '../../src/roles/merge.js';
 import { createPipelineWorker } from '../../src/roles/pipeline.js';
 import { createTopics, decodeEvent, deleteTopicsWithPrefix, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
@@ -95,10 +96,42 @@ interface Running {
   done: Promise<string>;
   ready(): boolean;
   stop(): Promise<unknown>;
-  /** The api role's query port. */
+  /** The api role's query port; the deliver role's. */
   port?: number;
   /** The ingest role: posts one event. */
   post?: () => Promise<Response>;
+}
+
+/** The deliver role with exactly its ACLs: the global stream read through a session (created, read, acked) and over SSE. */
+async function checkDeliver(port: number, expected: number): Promise<void> {
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  let created: Response;
+  // The global topic's source may still be starting: 503 stream-unavailable until then.
+  while ((created = await fetch(`${base}/v1/streams/global/sessions`, { method: 'POST', body: JSON.stringify({ from: 'earliest' }) })).status === 503 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  expect(created.status, await created.clone().text()).toBe(201);
+  const { sessionId } = (await created.json()) as { sessionId: string };
+  const read = await fetch(`${base}/v1/sessions/${sessionId}/records?max=1000&waitMs=5000`);
+  const batch = (await read.json()) as { records: unknown[]; cursor: string };
+  expect(read.status, JSON.stringify(batch)).toBe(200);
+  expect(batch.records).toHaveLength(expected);
+  expect((await fetch(`${base}/v1/sessions/${sessionId}/ack`, { method: 'POST', body: JSON.stringify({ cursor: batch.cursor }) })).status).toBe(200);
+  const controller = new AbortController();
+  const sse = await fetch(`${base}/v1/streams/global/events?from=earliest`, { signal: controller.signal });
+  expect(sse.status).toBe(200);
+  const reader = sse.body!.getReader();
+  let text = '';
+  const timer = setTimeout(() => controller.abort(), 20_000);
+  while (!text.includes('event: record')) {
+    const chunk = await reader.read();
+    if (chunk.done) break;
+    text += new TextDecoder().decode(chunk.value as Uint8Array);
+  }
+  clearTimeout(timer);
+  controller.abort();
+  expect(text).toMatch(/id: g\.1\.\d+\nevent: record\n/);
 }
 
 /** Starts `role` in process; a start that throws counts as `failed` with the error logged. */
@@ -124,6 +157,10 @@ async function startRole(role: AclRole, config: OrdoConfig, logger: Logger): Pro
         });
       return { done: ingest.done, ready: () => ingest.state() === 'running', stop: () => ingest.stop(), post };
     }
+    if (role === 'deliver') {
+      const deliver = await startDeliverRole({ ...config, deliver: { ...config.deliver, port: 0, host: '127.0.0.1' } }, { logger, metrics: new OrdoMetrics() });
+      return { done: deliver.done, ready: () => deliver.state() === 'running', stop: () => deliver.stop(), port: deliver.port };
+    }
     const api = await startApiRole(config, { logger, metrics: new OrdoMetrics() });
     return { done: api.done, ready: () => api.state() === 'running', stop: () => api.stop(), port: api.port };
   } catch (error) {
@@ -146,7 +183,7 @@ afterAll(async () => {
 });
 
 describe('the minimal ACL set of each role', () => {
-  it('is enough: pipeline, merge, api and ingest each run with exactly their set', async () => {
+  it('is enough: pipeline, merge, api, ingest and deliver each run with exactly their set', async () => {
     const prefix = uniqueName('acl-ok');
     prefixes.push(prefix);
     const config = configFor(prefix);
@@ -155,7 +192,7 @@ describe('the minimal ACL set of each role', () => {
     const workload = makeUsageWorkload(encode, { count: 80, subjects: 3, now: Date.now(), latenessMs: 7 * 86_400_000, spreadDays: 1, idPrefix: 'acl' });
     await produceToNewTopic(kafka, config.topics.input, workload.messages);
 
-    for (const role of ['pipeline', 'merge', 'api', 'ingest'] as const) {
+    for (const role of ['pipeline', 'merge', 'api', 'ingest', 'deliver'] as const) {
       await grantExactly(required(role, config));
       const { logger, lines } = collectingLogger();
       const running = await startRole(role, config, logger);
@@ -176,6 +213,7 @@ describe('the minimal ACL set of each role', () => {
           expect(res.status, await res.clone().text()).toBe(200);
         }
         if (running.post) expect((await running.post()).status, `${role}: ${lines.slice(-5).join('\n')}`).toBe(202);
+        if (role === 'deliver') await checkDeliver(running.port!, workload.accepted.size);
         expect(lines.filter((l) => /AUTHORIZATION_FAILED|not authorized/i.test(l)), role).toEqual([]);
       } finally {
         await running.stop();
@@ -199,6 +237,7 @@ const REMOVALS: { role: AclRole; pick: (a: RoleAcl, c: OrdoConfig) => boolean; l
   { role: 'api', label: 'Read on the aggregates topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.aggregates },
   { role: 'ingest', label: 'Write on the transactional ids', pick: (a) => a.resource === 'TransactionalId' },
   { role: 'api', label: 'Read on the consumer group', pick: (a, c) => a.resource === 'Group' && a.name === `${apiGroupId(c)}-` },
+  { role: 'deliver', label: 'Read on its consumer groups', pick: (a, c) => a.resource === 'Group' && a.name === `${deliverGroupPrefix(c)}-` && a.operation === 'Read' },
   { role: 'pipeline', label: 'Read on the schema id ledger topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.schemas && a.operation === 'Read' },
 ];
 
