@@ -118,24 +118,37 @@ export class SseStream {
     const views = await viewsOfPassing(records, filter, allows, this.options.views);
     if (this.ended !== undefined) return;
     let delivered = 0;
-    for (const [i, record] of records.entries()) {
-      const view = views[i];
-      tracker.pass(record);
-      if (view === undefined || !matchesFilter(filter, view)) continue;
-      // A batch can be larger than the buffer: a reading client takes it record by record.
-      await this.drained();
-      if (this.ended !== undefined) break;
-      const cursor = encodeCursor(tracker.cursorAfter(record));
-      const item: DeliveredRecord = { ...view, stream, cursor };
-      this.write(`id: ${cursor}\nevent: record\ndata: ${formatJson(item)}\n\n`);
-      this.lastId = cursor;
-      delivered += 1;
-      if (atTail) metrics?.deliverDelay.observe({ stream }, Math.max(0, Date.now() - record.timestamp) / 1000);
-      if (this.options.res.writableLength > this.options.bufferBytes) {
-        metrics?.deliverRecords.inc({ stream, via: 'sse' }, delivered);
-        this.overflow();
-        return;
+    const res = this.options.res;
+    // One socket write per batch rather than per record: corked while the batch is written,
+    // uncorked whenever the client must drain first (corked bytes would never drain).
+    res.cork();
+    try {
+      for (const [i, record] of records.entries()) {
+        const view = views[i];
+        tracker.pass(record);
+        if (view === undefined || !matchesFilter(filter, view)) continue;
+        // A batch can be larger than the buffer: a reading client takes it record by record.
+        if (res.writableNeedDrain) {
+          res.uncork();
+          await this.drained();
+          res.cork();
+        }
+        if (this.ended !== undefined) break;
+        const cursor = encodeCursor(tracker.cursorAfter(record));
+        const item: DeliveredRecord = { ...view, stream, cursor };
+        this.write(`id: ${cursor}\nevent: record\ndata: ${formatJson(item)}\n\n`);
+        this.lastId = cursor;
+        delivered += 1;
+        if (atTail) metrics?.deliverDelay.observe({ stream }, Math.max(0, Date.now() - record.timestamp) / 1000);
+        if (res.writableLength > this.options.bufferBytes) {
+          metrics?.deliverRecords.inc({ stream, via: 'sse' }, delivered);
+          res.uncork();
+          this.overflow();
+          return;
+        }
       }
+    } finally {
+      if (res.writableCorked > 0) res.uncork();
     }
     if (delivered > 0) metrics?.deliverRecords.inc({ stream, via: 'sse' }, delivered);
   }
