@@ -2,10 +2,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { CompressionTypes, Partitioners, type Admin, type Consumer, type Kafka, type Producer } from 'kafkajs';
 import { FORWARDED_BY_HEADER, SERVED_BY_HEADER, type DeliverAnswer, type DeliverRequest } from '../deliver/delivery.js';
 import { QueryError } from '../errors.js';
-import { partitionCount } from '../kafka/topics.js';
+import { waitForTopic } from '../kafka/topics.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import { sleep } from './batch.js';
 import { causes, classify, fatalMessage } from './error-policy.js';
 import { decodeForwardedReply, decodeForwardedRequest, encodeForwardedReply, encodeForwardedRequest, type ForwardedRequest } from './forwarder-wire.js';
 import { Liveness } from './liveness.js';
@@ -94,7 +93,7 @@ export class Forwarder {
     const ready = await retrying(
       async () => {
         await admin.connect();
-        for (const topic of [o.forwardTopic, o.replyTopic]) await this.waitForTopic(admin, topic);
+        for (const topic of [o.forwardTopic, o.replyTopic]) await waitForTopic(admin, topic, { stopped: () => this.stopped, logger: o.logger });
         for (const topic of [o.forwardTopic, o.replyTopic]) {
           for (const { partition, high } of await admin.fetchTopicOffsets(topic)) this.next.set(`${topic}:${partition}`, { topic, partition, offset: high });
         }
@@ -285,14 +284,6 @@ export class Forwarder {
     if (!this.producer) throw new Error('Forwarder used before start');
     const compression = Buffer.byteLength(value) > COMPRESS_ABOVE_BYTES ? CompressionTypes.GZIP : CompressionTypes.None;
     await this.producer.send({ topic: this.options.replyTopic, acks: -1, compression, messages: [{ key: to, value }] });
-  }
-
-  private async waitForTopic(admin: Admin, topic: string): Promise<void> {
-    for (let waited = 0; (await partitionCount(admin, topic, { probeAccess: true })) === undefined; waited++) {
-      if (this.stopped) return;
-      if (waited % 30 === 0) this.options.logger.info('waiting for the topic to exist', { topic });
-      await sleep(1_000);
-    }
   }
 
   private fail(error: unknown): void {

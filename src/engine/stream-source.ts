@@ -2,8 +2,7 @@ import type { Admin, Kafka } from 'kafkajs';
 import type { Logger } from '../observability/logger.js';
 import { encodeCursor, type Positions } from '../model/stream-cursor.js';
 import { QueryError } from '../errors.js';
-import { partitionCount } from '../kafka/topics.js';
-import { sleep } from './batch.js';
+import { waitForTopic } from '../kafka/topics.js';
 import { causes, classify } from './error-policy.js';
 import { Liveness } from './liveness.js';
 import { retrying } from './retry.js';
@@ -80,16 +79,9 @@ export class StreamSource {
     const ready = await retrying(
       async () => {
         await admin.connect();
-        for (let waited = 0; ; waited++) {
-          const count = await partitionCount(admin, o.topic, { probeAccess: true });
-          if (count !== undefined) {
-            this.count = count;
-            break;
-          }
-          if (this.stopped) return undefined;
-          if (waited % 30 === 0) this.log.info('waiting for the topic to exist');
-          await sleep(1_000);
-        }
+        const count = await waitForTopic(admin, o.topic, { stopped: () => this.stopped, logger: this.log });
+        if (count === undefined) return undefined;
+        this.count = count;
         return this.bounds();
       },
       { what: 'stream source start', meta: { topic: o.topic }, log: this.log, liveness: this.liveness, abandoned: () => this.stopped },

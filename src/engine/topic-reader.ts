@@ -2,8 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
 import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../model/records.js';
-import { partitionCount } from '../kafka/topics.js';
-import { sleep } from './batch.js';
+import { waitForTopic } from '../kafka/topics.js';
 import { classify, fatalMessage } from './error-policy.js';
 import { Liveness } from './liveness.js';
 import { RepeatedFailures, retrying } from './retry.js';
@@ -88,7 +87,7 @@ export class TopicReader {
     const ready = await retrying(
       async () => {
         await admin.connect();
-        await this.waitForTopic(admin);
+        await waitForTopic(admin, o.topic, { stopped: () => this.stopped, logger: o.logger });
         await this.refreshEnds();
       },
       { what: 'topic reader start', meta: { topic: o.topic }, log: o.logger, liveness: this.liveness, abandoned: () => this.stopped },
@@ -146,18 +145,6 @@ export class TopicReader {
       );
     }, o.refreshMs ?? 2_000);
     this.timer.unref();
-  }
-
-  /**
-   * The writer (e.g. the pipeline) may not have created the topic yet: wait for it (not a
-   * failure). A topic we may not Describe is not "missing": that is a NotAuthorizedError.
-   */
-  private async waitForTopic(admin: Admin): Promise<void> {
-    for (let waited = 0; (await partitionCount(admin, this.options.topic, { probeAccess: true })) === undefined; waited++) {
-      if (this.stopped) return;
-      if (waited % 30 === 0) this.options.logger.info('waiting for the topic to exist', { topic: this.options.topic });
-      await sleep(1_000);
-    }
   }
 
   /** Resolves once every partition is applied up to the end offsets known at the time of the call. */

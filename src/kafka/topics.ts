@@ -1,5 +1,6 @@
 import type { Admin, ITopicConfig } from 'kafkajs';
 import { ConfigError, NotAuthorizedError, TransientError } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
 
 export interface TopicSpec {
   topic: string;
@@ -102,6 +103,21 @@ export async function waitUntilServed(admin: Admin, topics: readonly string[]): 
  * the name in the admin's metadata targets, and a later createTopics on the same admin then
  * trips over it while it is being created.
  */
+/**
+ * Waits until `topic` exists and returns its partition count: its writer (another role) may
+ * not have created it yet, which is not a failure. Says so every 30 s. A topic this client
+ * may not Describe is not "missing": that is a NotAuthorizedError. Undefined once `stopped`.
+ */
+export async function waitForTopic(admin: Admin, topic: string, options: { stopped: () => boolean; logger: Pick<Logger, 'info'> }): Promise<number | undefined> {
+  for (let waited = 0; ; waited++) {
+    const count = await partitionCount(admin, topic, { probeAccess: true });
+    if (count !== undefined) return count;
+    if (options.stopped()) return undefined;
+    if (waited % 30 === 0) options.logger.info('waiting for the topic to exist', { topic });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
+}
+
 export async function partitionCount(admin: Admin, topic: string, options: { probeAccess?: boolean } = {}): Promise<number | undefined> {
   const topics = await admin.listTopics();
   if (!topics.includes(topic) && !options.probeAccess) return undefined;

@@ -10,7 +10,8 @@ import type { RecordViews } from '../deliver/delivery.js';
 import { fatalMessage } from '../engine/error-policy.js';
 import { Forwarder } from '../engine/forwarder.js';
 import { Lifecycle, exportLifecycle } from '../engine/lifecycle.js';
-import { Liveness, type StuckReport } from '../engine/liveness.js';
+import { Liveness } from '../engine/liveness.js';
+import type { IngestRole, IngestState } from './ingest.js';
 import { NodeRegistry } from '../engine/node-registry.js';
 import { retrying } from '../engine/retry.js';
 import { startSchemaLedger } from '../engine/schema-ledger.js';
@@ -59,17 +60,9 @@ export function deliverTopicSpecs(config: Pick<OrdoConfig, 'topics' | 'deliver'>
   ];
 }
 
-export type DeliverState = 'starting' | 'restoring' | 'running' | 'draining' | 'stopped' | 'failed';
-
-export interface DeliverRole {
-  /** HTTP port of the deliver API. */
-  readonly port: number;
-  state(): DeliverState;
-  live(): boolean;
-  stuck(): StuckReport | undefined;
-  readonly done: Promise<'stopped' | 'failed'>;
-  stop(): Promise<void>;
-}
+/** The handle of a role serving HTTP: the same as the ingest role's (its port, state, liveness, drain). */
+export type DeliverState = IngestState;
+export type DeliverRole = IngestRole;
 
 /**
  * The `deliver` role: the ordered and global streams over HTTP (docs/delivery.md). One
