@@ -124,7 +124,6 @@ export async function startDeliverRole(config: OrdoConfig, deps: { logger: Logge
     return records.map((record) => decoder.view(record));
   };
 
-  const catchUps: Record<StreamName, number> = { ordered: 0, global: 0 };
   const started: Record<StreamName, boolean> = { ordered: false, global: false };
   const streamSource = (stream: StreamName): StreamSource =>
     new StreamSource({
@@ -135,10 +134,8 @@ export async function startDeliverRole(config: OrdoConfig, deps: { logger: Logge
       maxCatchUps: d.maxCatchUps,
       logger,
       liveness,
-      onCatchUps: (open) => {
-        catchUps[stream] = open;
-        metrics.deliverCatchUps.set(catchUps.ordered + catchUps.global);
-      },
+      // The gauge counts both streams' catch-up readers: each source keeps its own count.
+      onCatchUps: () => metrics.deliverCatchUps.set(STREAMS.reduce((open, s) => open + sources[s].openCatchUps(), 0)),
       onFailure: (error) => failed(error),
     });
   const sources: Record<StreamName, StreamSource> = { ordered: streamSource('ordered'), global: streamSource('global') };
