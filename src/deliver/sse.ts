@@ -30,6 +30,8 @@ export interface StreamReader {
   /** The next records in delivery order, at most `max`; waits up to `waitMs` for the first; [] when none came or `signal` aborted. */
   next(max: number, waitMs: number, signal?: AbortSignal): Promise<SourceRecord[]>;
   close(): Promise<void>;
+  /** Reading records older than the source keeps in memory (a Kafka reader of its own); absent: never. */
+  readonly catchingUp?: boolean;
 }
 
 export interface SseStreamOptions {
@@ -94,7 +96,8 @@ export class SseStream {
         }
         const records = await reader.next(BATCH, waitMs, this.abort.signal);
         if (this.ended !== undefined) break;
-        if (records.length > 0) await this.deliver(records, records.length < BATCH);
+        // Delay is measured at the tail only: a catching-up reader's records are old by design.
+        if (records.length > 0) await this.deliver(records, reader.catchingUp !== true);
       }
     } catch (error) {
       if (this.ended === undefined) this.fail(error);

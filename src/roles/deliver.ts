@@ -91,6 +91,8 @@ export async function startDeliverRole(config: OrdoConfig, deps: { logger: Logge
     metrics.deliverStreams.set({ stream }, 0);
     metrics.deliverStreamRequests.inc({ stream, outcome: 'opened' }, 0);
     metrics.deliverOverflows.inc({ stream }, 0);
+    // A histogram first seen with its final counts has no rate: its quantiles would be NaN.
+    metrics.deliverDelay.zero({ stream });
   }
   metrics.deliverForwards.inc({ outcome: 'answered' }, 0);
   metrics.deliverTakeovers.inc({ outcome: 'won' }, 0);

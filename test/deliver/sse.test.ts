@@ -78,7 +78,7 @@ describe('deliver SSE streams', () => {
     expect(client.events.map((e) => e.id)).toEqual(records.map((r) => `g.${r.headers['ordo-global-seq']}.${r.offset}`));
     expect(records.every((r) => r.stream === 'global' && r.cursor === `g.${r.headers['ordo-global-seq']}.${r.offset}`)).toBe(true);
     expect(await metric(metrics, 'ordo_deliver_records_total', { stream: 'global', via: 'sse' })).toBe(25);
-    // Read at the end of the topic (batches short of full): each record's delay is observed.
+    // Read at the tail (no catch-up reader): each record's delay is observed.
     const delays = (await metrics.registry.getSingleMetric('ordo_deliver_delay_seconds')!.get()).values;
     expect(delays.find((v) => (v as { metricName?: string }).metricName === 'ordo_deliver_delay_seconds_count' && v.labels.stream === 'global')?.value).toBe(25);
     expect(await metric(metrics, 'ordo_deliver_streams', { stream: 'global' })).toBe(1);
