@@ -22,7 +22,7 @@ export class OrdoError extends Error {
 
 /** DLQ reasons: stable strings written to the `ordo-dlq-reason` header. */
 /** Why a record went to the DLQ (header `ordo-dlq-reason`, label of ordo_events_dead_lettered_total). */
-export const DEAD_LETTER_REASONS = ['undecodable', 'unknown-schema', 'incompatible-schema', 'invalid-event', 'clock-skew', 'bad-service-time', 'invalid-value'] as const;
+export const DEAD_LETTER_REASONS = ['undecodable', 'unknown-schema', 'incompatible-schema', 'invalid-event', 'clock-skew', 'bad-service-time', 'invalid-value', 'subject-deleted', 'invalid-correction', 'correction-unknown-original'] as const;
 export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 
 /** A record that cannot be processed: data, not a crash. Goes to the DLQ. */

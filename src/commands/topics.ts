@@ -9,6 +9,7 @@ import { mergeTopics } from '../roles/merge.js';
 import { pipelineTopics } from '../roles/pipeline.js';
 import { ingestTopicSpecs } from '../roles/ingest.js';
 import { deliverTopicSpecs } from '../roles/deliver.js';
+import { deletionsTopicSpec, duplicatesTopicSpec, replaysTopicSpec } from '../accountability/topics.js';
 
 export interface PlannedTopic extends TopicSpec {
   /** The roles that create, write or read it. */
@@ -38,6 +39,18 @@ export function topicPlan(config: OrdoConfig, partitions: number): PlannedTopic[
   add('ingest', ingestTopicSpecs({ ...config, topicPartitions: partitions }));
   add('deliver', [{ topic: config.topics.ordered, partitions }, { topic: config.topics.global, partitions: 1 }, ...deliverTopicSpecs(config)]);
   for (const role of ['pipeline', 'api', 'ingest', 'deliver']) add(role, [schemaLedgerTopicSpec(config.topics.schemas)]);
+  // Accountability: the pipeline writes duplicates and sweeps deletions; the api indexes
+  // receipts (ordered, DLQ, late, duplicates), replays dead letters and takes deletions.
+  add('pipeline', [duplicatesTopicSpec(config, partitions), deletionsTopicSpec(config)]);
+  add('api', [
+    { topic: config.topics.ordered, partitions },
+    { topic: config.topics.dlq, partitions },
+    { topic: config.topics.late, partitions },
+    duplicatesTopicSpec(config, partitions),
+    deletionsTopicSpec(config),
+    replaysTopicSpec(config),
+  ]);
+  add('deliver', [deletionsTopicSpec(config)]);
   return [...byTopic.values()];
 }
 

@@ -39,6 +39,12 @@ export interface TopicNames {
   forward: string;
   /** Answers to forwarded requests, keyed by the node that forwarded (short retention). */
   replies: string;
+  /** Subject deletions (compacted, keyed by the deleted subject or `<subject><separator>*`; src/deletion/). */
+  deletions: string;
+  /** Dead letters replayed to the input (compacted, keyed by `<dlq partition>/<offset>`): a second replay answers 409. */
+  replays: string;
+  /** Duplicates the pipeline dropped: at most one record per transaction, for receipts (short retention). */
+  duplicates: string;
 }
 
 /**
@@ -104,6 +110,43 @@ export interface OrdoConfig {
   ingest: IngestConfig;
   // --- deliver (the `deliver` role, src/roles/deliver.ts) ---
   deliver: DeliverConfig;
+  // --- accountability (issue 14: receipts, trails, deletions) ---
+  receipts: ReceiptsConfig;
+  trails: TrailsConfig;
+  deletion: DeletionConfig;
+}
+
+/** The api role's index of what happened to each event (src/receipts/). */
+export interface ReceiptsConfig {
+  /** Where the index lives (lmdb); undefined: `<ORDO_STATE_DIR>/receipts-<node>`, or a fresh temporary directory without a state dir. */
+  dir: string | undefined;
+  /** Receipts older than this (by record timestamp) leave the index; at least the dedupe window. */
+  retentionMs: number;
+}
+
+/** Where an event's correlation (task) id comes from. */
+export type TrailKey = { kind: 'traceparent' } | { kind: 'header'; name: string } | { kind: 'dimension'; name: string };
+
+/** Trails: the events of one task (correlation id) across services. */
+export interface TrailsConfig {
+  key: TrailKey;
+  /** Event types that complete a trail. */
+  terminalTypes: string[];
+  /** A trail not completed with no event for this long is stalled. */
+  stallMs: number;
+}
+
+export const DELETED_SUBJECT_POLICIES = ['dead-letter', 'new-epoch'] as const;
+export type DeletedSubjectPolicy = (typeof DELETED_SUBJECT_POLICIES)[number];
+
+/** Subject deletion: one write to the deletions topic, a lazy sweep of the state. */
+export interface DeletionConfig {
+  /** Separates a subject from its children (`acme/team-1` is a child of `acme`). */
+  separator: string;
+  /** An event for a deleted subject after its deletion: dead-lettered (`subject-deleted`), or the start of a new epoch. */
+  policy: DeletedSubjectPolicy;
+  /** State entries a task removes per transaction while sweeping a deletion. */
+  sweepBatch: number;
 }
 
 /** The delivery of the ordered and global streams over HTTP: SSE streams, receiver sessions, routing between replicas. */
@@ -177,6 +220,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     nodes: read.string('ORDO_NODES_TOPIC', 'ordo-deliver-nodes', TOPIC, 'a valid Kafka topic name'),
     forward: read.string('ORDO_FORWARD_TOPIC', 'ordo-deliver-forward', TOPIC, 'a valid Kafka topic name'),
     replies: read.string('ORDO_REPLIES_TOPIC', 'ordo-deliver-replies', TOPIC, 'a valid Kafka topic name'),
+    deletions: read.string('ORDO_DELETIONS_TOPIC', 'ordo-deletions', TOPIC, 'a valid Kafka topic name'),
+    replays: read.string('ORDO_REPLAYS_TOPIC', 'ordo-dlq-replays', TOPIC, 'a valid Kafka topic name'),
+    duplicates: read.string('ORDO_DUPLICATES_TOPIC', 'usage-events-duplicates', TOPIC, 'a valid Kafka topic name'),
   };
   const config: OrdoConfig = {
     brokers,
@@ -242,12 +288,39 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxRecords: read.int('ORDO_DELIVER_MAX_RECORDS', 1_000, 1, 100_000),
       maxWaitMs: read.int('ORDO_DELIVER_MAX_WAIT_MS', 30_000, 0, 300_000),
     },
+    // --- accountability ---
+    receipts: {
+      dir: read.string('ORDO_RECEIPTS_DIR', '') || undefined,
+      retentionMs: read.int('ORDO_RECEIPTS_RETENTION_MS', 7 * DAY_MS, 60_000, 3660 * DAY_MS),
+    },
+    trails: {
+      key: parseTrailKey(read.string('ORDO_TRAIL_KEY', 'traceparent')),
+      terminalTypes: read.list('ORDO_TRAIL_TERMINAL_TYPES', []),
+      stallMs: read.int('ORDO_TRAIL_STALL_MS', 300_000, 1_000, 30 * DAY_MS),
+    },
+    deletion: {
+      separator: read.string('ORDO_DELETION_SEPARATOR', '/', /^[^\s*]{1,8}$/, '1-8 characters, no whitespace or *'),
+      policy: read.oneOf('ORDO_DELETED_SUBJECT_POLICY', 'dead-letter', DELETED_SUBJECT_POLICIES),
+      sweepBatch: read.int('ORDO_DELETION_SWEEP_BATCH', 1_000, 1, 100_000),
+    },
   };
   checkCrossFieldRules(config);
   return config;
 }
 
+const TRAIL_KEY = /^(?:traceparent|header:[A-Za-z0-9._-]{1,128}|dimension:[A-Za-z0-9._-]{1,128})$/;
+
+function parseTrailKey(text: string): TrailKey {
+  if (!TRAIL_KEY.test(text)) throw new ConfigError('ORDO_TRAIL_KEY', `"${text}" is not traceparent, header:<name> or dimension:<name>`);
+  if (text === 'traceparent') return { kind: 'traceparent' };
+  const [kind, name] = [text.slice(0, text.indexOf(':')), text.slice(text.indexOf(':') + 1)];
+  return kind === 'header' ? { kind: 'header', name: name.toLowerCase() } : { kind: 'dimension', name };
+}
+
 function checkCrossFieldRules(config: OrdoConfig): void {
+  if (config.receipts.retentionMs < config.dedupeWindowMs) {
+    throw new ConfigError('ORDO_RECEIPTS_RETENTION_MS', `${config.receipts.retentionMs} ms must be at least ORDO_DEDUPE_WINDOW_MS (${config.dedupeWindowMs} ms): a duplicate must find its accepted copy`);
+  }
   if (config.deliver.nodeHeartbeatMs * 2 > config.deliver.nodeTtlMs) {
     throw new ConfigError('ORDO_DELIVER_NODE_HEARTBEAT_MS', `${config.deliver.nodeHeartbeatMs} ms must be at most half of ORDO_DELIVER_NODE_TTL_MS (${config.deliver.nodeTtlMs} ms), or a live node would look gone`);
   }

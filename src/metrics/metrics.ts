@@ -58,6 +58,20 @@ export class OrdoMetrics {
   readonly deliverForwardedServed: Counter;
   readonly deliverTakeovers: Counter<'outcome'>;
   readonly deliverLiveNodes: Gauge;
+  // --- accountability (receipts, trails, replays, corrections, deletions) ---
+  readonly receiptsIndexed: Counter<'outcome'>;
+  readonly receiptsEntries: Gauge;
+  readonly receiptsLag: Gauge;
+  readonly receiptLookups: Counter<'outcome'>;
+  readonly trailsOpen: Gauge;
+  readonly trailsStalled: Gauge;
+  readonly trailDuration: Histogram;
+  readonly dlqReplays: Counter<'outcome'>;
+  readonly corrections: Counter<'kind' | 'outcome'>;
+  readonly deletionRequests: Counter<'outcome'>;
+  readonly deletionsPending: Gauge;
+  readonly deletionTombstones: Counter;
+  readonly deletionSeconds: Histogram;
   readonly clockSkew: Histogram;
   readonly clockSkewRejected: Counter;
   readonly transactionSeconds: Histogram<'outcome'>;
@@ -130,6 +144,32 @@ export class OrdoMetrics {
     this.deliverForwardedServed = new Counter({ name: 'ordo_deliver_forwarded_served_total', help: 'Forwarded requests this replica answered for another replica.', registers });
     this.deliverTakeovers = new Counter({ name: 'ordo_deliver_takeovers_total', help: 'Session takeovers from a gone owner attempted by this replica, by outcome (won, lost).', labelNames: ['outcome'], registers });
     this.deliverLiveNodes = new Gauge({ name: 'ordo_deliver_live_nodes', help: 'Deliver replicas with a heartbeat within ORDO_DELIVER_NODE_TTL_MS, this one included.', registers });
+    this.receiptsIndexed = new Counter({ name: 'ordo_receipts_indexed_total', help: 'Records the api role indexed as receipts, by outcome (accepted, duplicate, dead-lettered, late).', labelNames: ['outcome'], registers });
+    this.receiptsEntries = new Gauge({ name: 'ordo_receipts_index_entries', help: 'Receipts (source, id) held by the api role\'s index, within ORDO_RECEIPTS_RETENTION_MS.', registers });
+    this.receiptsLag = new Gauge({ name: 'ordo_receipts_lag_records', help: 'Records of the ordered, dead-letter, late and duplicates topics the receipts index has not applied yet.', registers });
+    this.receiptLookups = new Counter({ name: 'ordo_receipt_lookups_total', help: 'Receipt lookups (GET /v1/events/{source}/{id}), by the answer\'s status (accepted, duplicate, dead-lettered, late, not-seen).', labelNames: ['outcome'], registers });
+    this.trailsOpen = new Gauge({ name: 'ordo_trails_open', help: 'Trails (correlation ids) with events and no terminal event yet, within the receipts retention.', registers });
+    this.trailsStalled = new Gauge({ name: 'ordo_trails_stalled', help: 'Open trails with no event for ORDO_TRAIL_STALL_MS.', registers });
+    this.trailDuration = new Histogram({
+      name: 'ordo_trail_duration_seconds',
+      help: 'From the first to the terminal event of a completed trail (service time).',
+      buckets: [0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 86_400],
+      registers,
+    });
+    this.dlqReplays = new Counter({ name: 'ordo_dlq_replays_total', help: 'Dead letters replayed to the input topic, by outcome (replayed, already-replayed, not-found).', labelNames: ['outcome'], registers });
+    this.corrections = new Counter({ name: 'ordo_corrections_total', help: 'Corrections of past events, by kind (void, amend) and outcome (applied, pending: waiting for the original, late, dead-lettered).', labelNames: ['kind', 'outcome'], registers });
+    this.deletionRequests = new Counter({ name: 'ordo_deletion_requests_total', help: 'Subject deletion requests, by outcome (accepted, repeated, refused).', labelNames: ['outcome'], registers });
+    this.deletionsPending = new Gauge({ name: 'ordo_deletions_pending', help: 'Deletions whose sweep this worker\'s tasks have not finished yet.', registers });
+    this.deletionTombstones = new Counter({ name: 'ordo_deletion_records_tombstoned_total', help: 'Aggregates tombstoned and state entries removed by deletion sweeps.', registers });
+    this.deletionSeconds = new Histogram({
+      name: 'ordo_deletion_duration_seconds',
+      help: 'From a deletion\'s request to the end of a task\'s sweep of it.',
+      buckets: [0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600],
+      registers,
+    });
+    for (const outcome of ['accepted', 'duplicate', 'dead-lettered', 'late']) this.receiptsIndexed.inc({ outcome }, 0);
+    for (const outcome of ['replayed', 'already-replayed', 'not-found']) this.dlqReplays.inc({ outcome }, 0);
+    for (const kind of ['void', 'amend']) for (const outcome of ['applied', 'late', 'dead-lettered']) this.corrections.inc({ kind, outcome }, 0);
     this.apiRequestsRefused = new Counter({ name: 'ordo_api_requests_refused_total', help: 'API requests refused by authentication or authorization, by error kind (401/403/503).', labelNames: ['kind'], registers });
     this.apiConsistencyWait = new Histogram({
       name: 'ordo_api_consistency_wait_seconds',

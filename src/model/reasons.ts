@@ -12,7 +12,7 @@ export const LATE_POLICIES = ['flag', 'route'] as const;
 export type LatePolicy = (typeof LATE_POLICIES)[number];
 
 /** Why an event went to the late topic (`ordo-late-reason`, label of ordo_events_late_total). */
-export const LATE_REASONS = ['too-late', 'out-of-order'] as const;
+export const LATE_REASONS = ['too-late', 'out-of-order', 'subject-deleted', 'correction-too-late'] as const;
 
 /** The late topic's `ordo-late-reason` for an event that missed its order slot. */
 export const OUT_OF_ORDER = 'out-of-order' satisfies (typeof LATE_REASONS)[number];

@@ -6,6 +6,7 @@ import { schemaLedgerTopicSpec } from '../../src/engine/schema-ledger.js';
 import { workerTopicSpecs } from '../../src/engine/worker.js';
 import { pipelineTopics } from '../../src/roles/pipeline.js';
 import { deliverTopicSpecs } from '../../src/roles/deliver.js';
+import { deletionsTopicSpec, duplicatesTopicSpec, replaysTopicSpec } from '../../src/accountability/topics.js';
 import { contents, readDoc } from '../support/markdown.js';
 import { topicTable, topicVariable } from '../support/topic-table.js';
 
@@ -19,6 +20,9 @@ describe('ordo topics', () => {
       ...mergeTopicSpecs({ groupId: 'g-merge', globalTopic: config.topics.global, watermarksTopic: config.topics.watermarks, dlqTopic: config.topics.dlq, storeNames: ['held', 'merge-meta'] }, 12),
       schemaLedgerTopicSpec(config.topics.schemas),
       ...deliverTopicSpecs(config),
+      deletionsTopicSpec(config),
+      replaysTopicSpec(config),
+      duplicatesTopicSpec(config, 12),
     ];
     expect(new Set(plan.map((t) => t.topic))).toEqual(new Set(engine.map((t) => t.topic)));
     expect(plan).toHaveLength(new Set(plan.map((t) => t.topic)).size);
@@ -29,7 +33,10 @@ describe('ordo topics', () => {
     expect(plan.find((t) => t.topic === 'usage-events-global')).toMatchObject({ partitions: 1, roles: ['merge', 'deliver'] });
     expect(plan.find((t) => t.topic === 'ordo-deliver-sessions')).toMatchObject({ partitions: 1, compacted: true, roles: ['deliver'] });
     expect(plan.find((t) => t.topic === 'ordo-deliver-forward')).toMatchObject({ partitions: 1, configs: { 'retention.ms': '3600000' }, roles: ['deliver'] });
-    expect(plan.find((t) => t.topic === 'usage-events-ordered')).toMatchObject({ partitions: 12, compacted: false, roles: ['pipeline', 'merge', 'deliver'] });
+    expect(plan.find((t) => t.topic === 'usage-events-ordered')).toMatchObject({ partitions: 12, compacted: false, roles: ['pipeline', 'merge', 'deliver', 'api'] });
+    expect(plan.find((t) => t.topic === 'ordo-deletions')).toMatchObject({ partitions: 1, compacted: true, roles: ['pipeline', 'api', 'deliver'] });
+    expect(plan.find((t) => t.topic === 'ordo-dlq-replays')).toMatchObject({ partitions: 1, compacted: true, roles: ['api'] });
+    expect(plan.find((t) => t.topic === 'usage-events-duplicates')).toMatchObject({ partitions: 12, configs: { 'retention.ms': '604800000' }, roles: ['pipeline', 'api'] });
     const changelogs = plan.filter((t) => t.topic.endsWith('-changelog'));
     expect(changelogs.every((t) => t.compacted && t.mustMatchPartitions)).toBe(true);
   });

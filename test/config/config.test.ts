@@ -27,7 +27,7 @@ describe('loadConfig defaults', () => {
       clientId: 'ordo',
       registryUrl: 'http://127.0.0.1:8081/apis/ccompat/v7',
       groupId: 'ordo-pipeline',
-      topics: { input: 'usage-events', ordered: 'usage-events-ordered', dlq: 'usage-events-dlq', late: 'usage-events-late', aggregates: 'usage-aggregates', watermarks: 'usage-events-watermarks', global: 'usage-events-global', schemas: 'ordo-schemas', sessions: 'ordo-deliver-sessions', nodes: 'ordo-deliver-nodes', forward: 'ordo-deliver-forward', replies: 'ordo-deliver-replies' },
+      topics: { input: 'usage-events', ordered: 'usage-events-ordered', dlq: 'usage-events-dlq', late: 'usage-events-late', aggregates: 'usage-aggregates', watermarks: 'usage-events-watermarks', global: 'usage-events-global', schemas: 'ordo-schemas', sessions: 'ordo-deliver-sessions', nodes: 'ordo-deliver-nodes', forward: 'ordo-deliver-forward', replies: 'ordo-deliver-replies', deletions: 'ordo-deletions', replays: 'ordo-dlq-replays', duplicates: 'usage-events-duplicates' },
       topicPartitions: 6,
       replicationFactor: 1,
       createTopics: true,
@@ -73,6 +73,9 @@ describe('loadConfig defaults', () => {
         maxRecords: 1_000,
         maxWaitMs: 30_000,
       },
+      receipts: { dir: undefined, retentionMs: 604_800_000 },
+      trails: { key: { kind: 'traceparent' }, terminalTypes: [], stallMs: 300_000 },
+      deletion: { separator: '/', policy: 'dead-letter', sweepBatch: 1_000 },
     } satisfies Omit<OrdoConfig, 'nodeId'>);
     // The node id defaults to the host name (a pod name on Kubernetes).
     expect(nodeId).toBe(hostname().slice(0, 128) || 'ordo');
@@ -156,11 +159,22 @@ describe('loadConfig parses every variable', () => {
       ORDO_DELIVER_FORWARD_TIMEOUT_MS: '2000',
       ORDO_DELIVER_MAX_RECORDS: '500',
       ORDO_DELIVER_MAX_WAIT_MS: '10000',
+      ORDO_DELETIONS_TOPIC: 'deletions.v1',
+      ORDO_REPLAYS_TOPIC: 'replays.v1',
+      ORDO_DUPLICATES_TOPIC: 'duplicates.v1',
+      ORDO_RECEIPTS_DIR: '/var/lib/ordo/receipts',
+      ORDO_RECEIPTS_RETENTION_MS: '86400000',
+      ORDO_TRAIL_KEY: 'header:X-Task-Id',
+      ORDO_TRAIL_TERMINAL_TYPES: 'job.done, job.failed',
+      ORDO_TRAIL_STALL_MS: '60000',
+      ORDO_DELETION_SEPARATOR: '::',
+      ORDO_DELETED_SUBJECT_POLICY: 'new-epoch',
+      ORDO_DELETION_SWEEP_BATCH: '50',
     });
     expect(config).toEqual({
       brokers: ['kafka-0.kafka:9092', 'kafka-1.kafka:9093', '10.0.0.7:19092'],
       registryUrl: 'https://registry.internal:8443/apis/ccompat/v7',
-      topics: { input: 'in.events', ordered: 'out_ordered', dlq: 'dead-letters', late: 'late.v2', aggregates: 'aggregates.v1', watermarks: 'wm.v1', global: 'global.v1', schemas: 'schema-ids.v1', sessions: 'sessions.v1', nodes: 'nodes.v1', forward: 'forward.v1', replies: 'replies.v1' },
+      topics: { input: 'in.events', ordered: 'out_ordered', dlq: 'dead-letters', late: 'late.v2', aggregates: 'aggregates.v1', watermarks: 'wm.v1', global: 'global.v1', schemas: 'schema-ids.v1', sessions: 'sessions.v1', nodes: 'nodes.v1', forward: 'forward.v1', replies: 'replies.v1', deletions: 'deletions.v1', replays: 'replays.v1', duplicates: 'duplicates.v1' },
       clientId: 'ordo-client:1@a',
       groupId: 'billing.pipeline',
       nodeId: 'ordo-pipeline-7f9c:0',
@@ -209,6 +223,9 @@ describe('loadConfig parses every variable', () => {
         maxRecords: 500,
         maxWaitMs: 10_000,
       },
+      receipts: { dir: '/var/lib/ordo/receipts', retentionMs: 86_400_000 },
+      trails: { key: { kind: 'header', name: 'x-task-id' }, terminalTypes: ['job.done', 'job.failed'], stallMs: 60_000 },
+      deletion: { separator: '::', policy: 'new-epoch', sweepBatch: 50 },
     } satisfies OrdoConfig);
   });
 
