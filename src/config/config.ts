@@ -114,6 +114,8 @@ export interface OrdoConfig {
   receipts: ReceiptsConfig;
   trails: TrailsConfig;
   deletion: DeletionConfig;
+  /** Corrections (void/amend of past events): the pipeline keeps what it needs to undo an accepted event within the allowed lateness. */
+  corrections: { enabled: boolean };
 }
 
 /** The api role's index of what happened to each event (src/receipts/). */
@@ -303,6 +305,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       policy: read.oneOf('ORDO_DELETED_SUBJECT_POLICY', 'dead-letter', DELETED_SUBJECT_POLICIES),
       sweepBatch: read.int('ORDO_DELETION_SWEEP_BATCH', 1_000, 1, 100_000),
     },
+    corrections: { enabled: read.bool('ORDO_CORRECTIONS', true) },
   };
   checkCrossFieldRules(config);
   return config;

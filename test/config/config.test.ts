@@ -76,6 +76,7 @@ describe('loadConfig defaults', () => {
       receipts: { dir: undefined, retentionMs: 604_800_000 },
       trails: { key: { kind: 'traceparent' }, terminalTypes: [], stallMs: 300_000 },
       deletion: { separator: '/', policy: 'dead-letter', sweepBatch: 1_000 },
+      corrections: { enabled: true },
     } satisfies Omit<OrdoConfig, 'nodeId'>);
     // The node id defaults to the host name (a pod name on Kubernetes).
     expect(nodeId).toBe(hostname().slice(0, 128) || 'ordo');
@@ -170,6 +171,7 @@ describe('loadConfig parses every variable', () => {
       ORDO_DELETION_SEPARATOR: '::',
       ORDO_DELETED_SUBJECT_POLICY: 'new-epoch',
       ORDO_DELETION_SWEEP_BATCH: '50',
+      ORDO_CORRECTIONS: 'false',
     });
     expect(config).toEqual({
       brokers: ['kafka-0.kafka:9092', 'kafka-1.kafka:9093', '10.0.0.7:19092'],
@@ -226,6 +228,7 @@ describe('loadConfig parses every variable', () => {
       receipts: { dir: '/var/lib/ordo/receipts', retentionMs: 86_400_000 },
       trails: { key: { kind: 'header', name: 'x-task-id' }, terminalTypes: ['job.done', 'job.failed'], stallMs: 60_000 },
       deletion: { separator: '::', policy: 'new-epoch', sweepBatch: 50 },
+      corrections: { enabled: false },
     } satisfies OrdoConfig);
   });
 
