@@ -13,6 +13,7 @@ import type { ConsistencyOutcome } from './consistency.js';
 import { parseConsistentWith, parseUsageQuery } from './query-params.js';
 import type { InputPosition } from '../model/consistency-token.js';
 import { type ReadModel, type UsageAnswer, unknownMeter } from './read-model.js';
+import { type ApiRoute, matchRoute, readJsonBody } from './routes.js';
 
 /** How far the read model is behind the aggregates topic (the reader's progress), returned with every usage answer. */
 export type Freshness = ReaderProgress;
@@ -54,6 +55,8 @@ export interface ApiServerOptions {
   consistency?: ConsistencyOptions;
   /** Who may ask (ORDO_API_AUTH): every route needs scope `read`, usage answers are subject-scoped. */
   auth: Authenticator;
+  /** Routes beyond the usage queries (receipts, trails, dead letters, deletions: src/api/routes.ts). */
+  routes?: readonly ApiRoute[];
   /** Called for every request the auth layer refuses (metrics). */
   onRefused?: (error: AuthError) => void;
   logger?: Logger;
@@ -104,9 +107,23 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: ApiSer
   const target = req.url ?? '/';
   const mark = target.indexOf('?');
   const pathname = mark === -1 ? target : target.slice(0, mark);
+  const extra = matchRoute(options.routes ?? [], pathname);
+  if (extra !== undefined) {
+    const route = extra.routes.find((r) => r.method === req.method);
+    if (route === undefined) {
+      const allowed = extra.routes.map((r) => r.method).join(', ');
+      res.setHeader('allow', allowed);
+      throw new QueryError('method-not-allowed', `${req.method} is not allowed on ${quote(pathname)}; only ${allowed}`, 405);
+    }
+    requireScope(principal, route.scope);
+    const params = new URLSearchParams(mark === -1 ? '' : target.slice(mark + 1));
+    await route.handle(extra.params, { principal, params, json: () => readJsonBody(req), req }, res);
+    return;
+  }
   const route = match(pathname);
   if (route === undefined) {
-    throw new QueryError('not-found', `no route ${quote(pathname)}; routes: ${API_ROUTES.map((r) => `GET ${r}`).join(', ')}`, 404);
+    const all = [...API_ROUTES.map((r) => `GET ${r}`), ...(options.routes ?? []).map((r) => `${r.method} ${r.path}`)];
+    throw new QueryError('not-found', `no route ${quote(pathname)}; routes: ${all.join(', ')}`, 404);
   }
   if (req.method !== 'GET') {
     res.setHeader('allow', 'GET');
