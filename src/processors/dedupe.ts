@@ -1,6 +1,6 @@
 import { millisOf } from '../clock/service-time.js';
 import type { KeyValueStore } from '../model/store.js';
-import type { StampedEvent } from '../model/records.js';
+import type { OutputRecord, StampedEvent } from '../model/records.js';
 import { Sweeper } from './sweep.js';
 
 /** Store of claimed ids: key from dedupeKey, value the stamp millisecond it was first seen. */
@@ -23,8 +23,9 @@ export class DedupeStep {
     this.sweeper = new Sweeper(SWEEP_EVERY_MS, (_key, seenAt, now) => seenAt <= now - windowMs);
   }
 
-  run<E extends StampedEvent>(events: readonly E[], store: KeyValueStore<number>): { fresh: E[]; duplicates: number; expired: number } {
+  run<E extends StampedEvent>(events: readonly E[], store: KeyValueStore<number>): { fresh: E[]; duplicates: number; dropped: E[]; expired: number } {
     const fresh: E[] = [];
+    const dropped: E[] = [];
     let duplicates = 0;
     let now = Number.NEGATIVE_INFINITY;
     for (const e of events) {
@@ -34,14 +35,26 @@ export class DedupeStep {
       const previous = store.get(key);
       if (previous !== undefined && previous > seenAt - this.windowMs) {
         duplicates += 1;
+        dropped.push(e);
         continue;
       }
       store.put(key, seenAt);
       fresh.push(e);
     }
     const expired = events.length > 0 ? this.sweeper.run(store, now) : 0;
-    return { fresh, duplicates, expired };
+    return { fresh, duplicates, dropped, expired };
   }
+}
+
+/**
+ * The batch's dropped re-sends as one record of the duplicates topic (written in the batch's
+ * transaction, so it exists exactly when the drop does): key the input partition, value
+ * `{"duplicates":[{"source","id","partition","offset","seenAt"}]}`. Receipts count re-sends
+ * from it; accepted events cost no such write.
+ */
+export function toDuplicatesRecord(dropped: readonly StampedEvent[], topic: string, partition: number): OutputRecord {
+  const duplicates = dropped.map((e) => ({ source: e.event.source, id: e.event.id, partition: e.source.partition, offset: e.source.offset, seenAt: millisOf(e.stamp.time) }));
+  return { topic, key: String(partition), value: JSON.stringify({ duplicates }), headers: {} };
 }
 
 /** Length-prefixed, so no (source, id) pair collides with another whatever they contain. */

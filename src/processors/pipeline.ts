@@ -10,7 +10,7 @@ import type { UsageAggregate } from '../usage/aggregation.js';
 import type { MeterCatalog } from '../usage/meters.js';
 import { AGGREGATES_STORE, AggregateStep, UNIQUE_STORE, aggregateCodec, isFinal } from './aggregate.js';
 import { toDeadLetterRecord, toLateRecord } from './dead-letter.js';
-import { DEDUPE_STORE, DedupeStep, dedupeKey } from './dedupe.js';
+import { DEDUPE_STORE, DedupeStep, dedupeKey, toDuplicatesRecord } from './dedupe.js';
 import { DecodeStep, schemaIdsOf } from './decode.js';
 import { EncodeStep } from './encode.js';
 import { heldPositionsCodec } from './held-positions.js';
@@ -39,6 +39,8 @@ export interface PipelineWiring {
   meters: MeterCatalog;
   /** Where an idle partition publishes its frontier for the `merge` role. */
   watermarksTopic: string;
+  /** Where a batch's dropped re-sends are listed (one record per transaction, for receipts); undefined: not listed. */
+  duplicatesTopic?: string;
 }
 
 /** The chain's settings that come straight from the config (documented in src/config/config.ts). */
@@ -236,6 +238,8 @@ export class PipelineProcessor implements TaskProcessor {
     for (const late of aggregated.late) outputs.push(toLateRecord(late, lateTopic, node));
     for (const late of ordered.late) outputs.push(toLateRecord(late, lateTopic, node));
     for (const d of dead) outputs.push(toDeadLetterRecord(d, dlqTopic, node));
+    const { duplicatesTopic } = this.settings;
+    if (duplicatesTopic !== undefined && deduped.dropped.length > 0) outputs.push(toDuplicatesRecord(deduped.dropped, duplicatesTopic, context.partition));
     if (stamped.items.length > 0) context.meta.put(META_CLOCK_HWM, formatServiceTime(this.clock.last));
     return {
       outputs,

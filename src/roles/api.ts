@@ -21,6 +21,8 @@ import { SchemaCatalog } from '../schema/schema-catalog.js';
 import { unframe } from '../schema/wire-format.js';
 import { type UsageAggregate, usageAggregateType } from '../usage/aggregation.js';
 import { MeterCatalog, loadMetersFile } from '../usage/meters.js';
+import { ReceiptsService } from '../receipts/receipts-service.js';
+import { receiptRoutes } from '../receipts/routes.js';
 
 /** The api role's consumer group: one per replica (each keeps its own read model). */
 /** The api role's schema ledger reads as its own group (`<group>-api-schemas-<node>`), apart from the pipeline's. */
@@ -38,6 +40,8 @@ export interface ApiRole {
   /** HTTP port the query API listens on. */
   readonly port: number;
   readonly readModel: ReadModel;
+  /** The receipts and trails index (src/receipts/). */
+  readonly receipts: ReceiptsService;
   /** restoring until the read model has caught up with the topic as it was at start. */
   state(): ApiState;
   /** Not failed and nothing stuck: what /healthz answers. */
@@ -119,6 +123,24 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     onFailure: (error) => void failed(error),
   });
   const consistency = consistencyWaiter(config, kafka, reader, deps.logger);
+  const receipts = new ReceiptsService({
+    kafka,
+    config,
+    catalog,
+    meters,
+    logger: deps.logger.child({ component: 'receipts' }),
+    metrics: deps.metrics,
+    // Under the read model's group prefix: the api's group ACL covers it.
+    group: `${apiGroupId(config)}-receipts`,
+    onFailure: (error) => void failed(error),
+  });
+  try {
+    await receipts.start();
+  } catch (error) {
+    await receipts.stop();
+    await ledger.stop();
+    throw error;
+  }
   const server = await startApiServer({
     port: config.apiPort,
     host: config.apiHost,
@@ -140,6 +162,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       },
     },
     logger: deps.logger,
+    routes: receiptRoutes(receipts),
   });
   lifecycle.transition('restoring');
   const state = (): ApiState => lifecycle.state as ApiState;
@@ -158,6 +181,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       auth.close();
       await consistency.stop();
       await reader.stop();
+      await receipts.stop();
       await ledger.stop();
       finish('failed');
     })());
@@ -175,6 +199,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   return {
     port: server.port,
     readModel,
+    receipts,
     state,
     live: () => state() !== 'failed' && liveness.stuck() === undefined,
     stuck: () => liveness.stuck(),
@@ -193,6 +218,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
           await consistency.stop();
         }
         await reader.stop();
+        await receipts.stop();
         await ledger.stop();
         if (state() === 'draining') lifecycle.transition('stopped');
         finish(state() === 'failed' ? 'failed' : 'stopped');

@@ -15,6 +15,8 @@ import { MeterCatalog, loadMetersFile } from '../usage/meters.js';
 import type avro from 'avsc';
 import type { Kafka } from 'kafkajs';
 import { SchemaCatalog } from '../schema/schema-catalog.js';
+import { duplicatesTopicSpec } from '../accountability/topics.js';
+import { ensureTopics, partitionCount } from '../kafka/topics.js';
 import { usageEventSchema } from '../schema/usage-event.js';
 
 /** Wires the `pipeline` role: registers the output schema, then runs the worker. */
@@ -29,6 +31,7 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
   try {
     outputSchemaId = await registerWithRetry(catalog, `${config.topics.ordered}-value`, usageEventSchema, deps.logger, config.stuckAfterMs);
     aggregateSchemaId = await registerWithRetry(catalog, `${config.topics.aggregates}-value`, usageAggregateSchema, deps.logger, config.stuckAfterMs);
+    await ensureDuplicatesTopic(config, kafka, deps.logger);
   } catch (error) {
     await ledger.stop();
     throw error;
@@ -53,6 +56,7 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
         catalog,
         meters,
         watermarksTopic: config.topics.watermarks,
+        duplicatesTopic: config.topics.duplicates,
       }),
     logger: deps.logger,
     metrics: deps.metrics,
@@ -72,6 +76,27 @@ export function pipelineTopics(config: Pick<OrdoConfig, 'topics' | 'allowedLaten
     // topic; the dedupe store is rebuilt from the ordered and late topics).
     storeNames: stores.filter((s) => s.changelog === undefined && !s.rebuilt).map((s) => s.name),
   };
+}
+
+/**
+ * The duplicates topic (receipts) is an output written by input partition number, with the
+ * receipts' retention: created here with its spec (the worker's outputs carry no configs).
+ */
+async function ensureDuplicatesTopic(config: OrdoConfig, kafka: Kafka, logger: Logger): Promise<void> {
+  const result = await retrying(
+    async () => {
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        const partitions = (await partitionCount(admin, config.topics.input)) ?? config.topicPartitions;
+        await ensureTopics(admin, [duplicatesTopicSpec(config, partitions)], { create: config.createTopics, replicationFactor: config.replicationFactor });
+      } finally {
+        await admin.disconnect();
+      }
+    },
+    { what: 'duplicates topic setup', meta: { topic: config.topics.duplicates }, log: logger, liveness: new Liveness(config.stuckAfterMs) },
+  );
+  if (!result.ok) throw result.why === 'abandoned' ? new OrdoError('duplicates topic setup abandoned') : result.error;
 }
 
 /**
