@@ -5,9 +5,11 @@ import { waitForTopic } from '../kafka/topics.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { SourceRecord } from '../model/records.js';
 import type { Logger } from '../observability/logger.js';
-import { DecodeStep, schemaIdsOf } from '../processors/decode.js';
+import { schemaIdsOf } from '../processors/decode.js';
+import { ResolverCache } from '../schema/resolvers.js';
+import { unframe } from '../schema/wire-format.js';
 import type { SchemaCatalog } from '../schema/schema-catalog.js';
-import type { UsageEvent } from '../schema/usage-event.js';
+import { type UsageEvent, usageEventType } from '../schema/usage-event.js';
 import type { MeterCatalog } from '../usage/meters.js';
 import { type ReceiptAnswer, type TrailAnswer, receiptAnswer, trailAnswer } from './answers.js';
 import { type EntryContext, type Receipt, type ReceiptTopic, toEntries } from './entries.js';
@@ -69,7 +71,7 @@ export class ReceiptsService {
   private draining: Promise<void> | undefined;
   private readonly waiters: (() => void)[] = [];
   private readonly admin: Admin;
-  private readonly decodeStep: DecodeStep;
+  private readonly resolvers = new ResolverCache(usageEventType);
   private readonly context: EntryContext;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -81,7 +83,6 @@ export class ReceiptsService {
     this.topics = { ordered: t.ordered, dlq: t.dlq, late: t.late, duplicates: t.duplicates };
     this.index = new ReceiptIndex({ dir: receiptsDir(options.config), topics: this.topics, terminalTypes: options.config.trails.terminalTypes });
     this.admin = options.kafka.admin();
-    this.decodeStep = new DecodeStep(options.catalog);
     this.now = options.now ?? Date.now;
     this.context = { decode: (value) => this.decode(value), meters: options.meters, trailKey: options.config.trails.key };
     for (const topic of Object.keys(this.topics) as ReceiptTopic[]) this.applied.set(topic, this.index.positions(topic));
@@ -265,12 +266,22 @@ export class ReceiptsService {
     this.wake();
   }
 
+  /**
+   * Leniently, unlike the pipeline's DecodeStep: a dead letter rejected for its content (a
+   * bad value, a missing field's check) still names its source and id, and is indexed
+   * under them. Only bytes that are no UsageEvent at all are not.
+   */
   private decode(value: Buffer | null): UsageEvent | undefined {
-    const record: SourceRecord = { topic: '', partition: 0, offset: '0', key: null, value, headers: {}, timestamp: 0 };
     try {
-      return this.decodeStep.run([record]).items[0]?.event;
+      const { schemaId, body } = unframe(value);
+      const writer = this.options.catalog.writerType(schemaId);
+      if (writer === undefined || writer === null) return undefined;
+      const resolver = this.resolvers.resolverFor(writer);
+      if (resolver instanceof Error) return undefined;
+      const event = usageEventType.fromBuffer(body, resolver, true) as UsageEvent;
+      return typeof event.source === 'string' && typeof event.id === 'string' ? event : undefined;
     } catch {
-      return undefined; // a schema id not prefetched (not Avro): not an event
+      return undefined;
     }
   }
 
