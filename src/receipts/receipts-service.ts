@@ -1,5 +1,7 @@
 import type { Admin, Kafka } from 'kafkajs';
 import type { OrdoConfig } from '../config/config.js';
+import { Liveness } from '../engine/liveness.js';
+import { retrying } from '../engine/retry.js';
 import { PartitionFollower } from '../engine/stream-consumer.js';
 import { waitForTopic } from '../kafka/topics.js';
 import type { OrdoMetrics } from '../metrics/metrics.js';
@@ -30,7 +32,7 @@ export interface ReceiptsFreshness {
 
 export interface ReceiptsServiceOptions {
   kafka: Kafka;
-  config: Pick<OrdoConfig, 'topics' | 'receipts' | 'trails' | 'stateDir' | 'nodeId'>;
+  config: Pick<OrdoConfig, 'topics' | 'receipts' | 'trails' | 'stateDir' | 'nodeId' | 'stuckAfterMs'>;
   catalog: SchemaCatalog;
   meters: MeterCatalog;
   logger: Logger;
@@ -94,6 +96,24 @@ export class ReceiptsService {
    * exists. Resolves once the check is done; followers of topics still missing start later.
    */
   async start(): Promise<void> {
+    // A broker still starting (or a leader moving) is retried like everywhere (engine/retry.ts).
+    const checked = await retrying(() => this.checkPositions(), {
+      what: 'receipts index check',
+      log: this.options.logger,
+      liveness: new Liveness(this.options.config.stuckAfterMs),
+      abandoned: () => this.stopped,
+    });
+    if (!checked.ok) {
+      if (checked.why === 'abandoned') return;
+      throw checked.error;
+    }
+    for (const role of Object.keys(this.topics) as ReceiptTopic[]) void this.follow(role);
+    this.timer = setInterval(() => this.tick(), TICK_MS);
+    this.timer.unref();
+    await this.refreshEnds().catch((error: unknown) => this.options.logger.warn('receipts: end offset refresh failed', { error }));
+  }
+
+  private async checkPositions(): Promise<void> {
     await this.admin.connect();
     let stale = false;
     const existing = new Set(await this.admin.listTopics());
@@ -112,10 +132,6 @@ export class ReceiptsService {
       this.index.reset();
       for (const topic of this.applied.keys()) this.applied.set(topic, new Map());
     }
-    for (const role of Object.keys(this.topics) as ReceiptTopic[]) void this.follow(role);
-    this.timer = setInterval(() => this.tick(), TICK_MS);
-    this.timer.unref();
-    await this.refreshEnds();
   }
 
   /** Resolves once every topic that exists is applied up to its end offsets at the time of the call. */

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type IndexEntries, type Receipt, type ReceiptTopic, eventKey, letterKey } from '../../src/receipts/entries.js';
 import { ReceiptIndex } from '../../src/receipts/receipt-index.js';
+import { receiptsDir } from '../../src/receipts/receipts-service.js';
 import { tempDirs } from '../support/temp-dirs.js';
 
 const tempDir = tempDirs('ordo-receipts-test-');
@@ -60,6 +61,12 @@ describe('the receipts index (lmdb)', () => {
     expect(other.rebuilt).toBe(true);
     expect(other.positions('ordered').size).toBe(0);
     expect(other.receipts('svc', 'a')).toEqual([]);
+  });
+
+  it('lives in ORDO_RECEIPTS_DIR, else under the state dir per node, else in a temporary dir', () => {
+    expect(receiptsDir({ receipts: { dir: '/r', retentionMs: 1 }, stateDir: '/s', nodeId: 'n' })).toBe('/r');
+    expect(receiptsDir({ receipts: { dir: undefined, retentionMs: 1 }, stateDir: '/s', nodeId: 'ordo/0' })).toBe('/s/receipts-ordo_0');
+    expect(receiptsDir({ receipts: { dir: undefined, retentionMs: 1 }, stateDir: undefined, nodeId: 'n' })).toBeUndefined();
   });
 
   it('prunes by record time in bounded steps, receipts, trail events and summaries alike', () => {
