@@ -136,6 +136,15 @@ describe('receipts and trails through the real pipeline and api role', () => {
     expect(done.body).toMatchObject({ id: TRACE_DONE, status: 'completed', counts: { total: 2, bySource: { 'svc-a': 1, 'svc-b': 1 }, byOutcome: { accepted: 2 } } });
     expect((done.body.events as { id: string }[]).map((e) => e.id)).toEqual(['job-1', 'job-2']);
     expect(done.body.durationMs as number).toBeGreaterThanOrEqual(0);
+    const durations = (await metrics.registry.getSingleMetric('ordo_trail_duration_seconds')?.get())?.values ?? [];
+    expect(durations.find((v) => (v as { metricName?: string }).metricName === 'ordo_trail_duration_seconds_count')?.value).toBe(1);
+
+    // The pipeline created the duplicates topic with the receipts' retention.
+    const admin = kafka.admin();
+    await admin.connect();
+    const described = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: config.topics.duplicates, configNames: ['retention.ms'] }] });
+    await admin.disconnect();
+    expect(described.resources[0]?.configEntries.find((c) => c.configName === 'retention.ms')?.configValue).toBe(String(config.receipts.retentionMs));
 
     // No event for STALL_MS: stalled, on the trail and in the gauge.
     for (let i = 0; ; i++) {
