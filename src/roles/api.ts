@@ -21,6 +21,7 @@ import { SchemaCatalog } from '../schema/schema-catalog.js';
 import { unframe } from '../schema/wire-format.js';
 import { type UsageAggregate, usageAggregateType } from '../usage/aggregation.js';
 import { MeterCatalog, loadMetersFile } from '../usage/meters.js';
+import { startDeadLetterReplay } from '../replay/start-replay.js';
 
 /** The api role's consumer group: one per replica (each keeps its own read model). */
 /** The api role's schema ledger reads as its own group (`<group>-api-schemas-<node>`), apart from the pipeline's. */
@@ -30,6 +31,11 @@ export function apiLedgerConfig<C extends Pick<OrdoConfig, 'groupId'>>(config: C
 
 export function apiGroupId(config: Pick<OrdoConfig, 'groupId' | 'nodeId'>): string {
   return `${config.groupId}-api-${config.nodeId}`.slice(0, 249);
+}
+
+/** The transactional id of this replica's dead-letter replays (src/replay): `<group>-api-<node>-replay`. */
+export function replayTransactionalId(config: Pick<OrdoConfig, 'groupId' | 'nodeId'>): string {
+  return `${config.groupId}-api-${config.nodeId}-replay`;
 }
 
 export type ApiState = 'restoring' | 'running' | 'draining' | 'stopped' | 'failed';
@@ -119,6 +125,21 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     onFailure: (error) => void failed(error),
   });
   const consistency = consistencyWaiter(config, kafka, reader, deps.logger);
+  // Dead-letter replay (src/replay): its producer and topic come up before the server answers.
+  const replay = await startDeadLetterReplay(config, {
+    kafka,
+    catalog,
+    group: apiGroupId(config),
+    transactionalId: replayTransactionalId(config),
+    logger: deps.logger,
+    metrics: deps.metrics,
+    liveness,
+    onFailure: (error) => void failed(error),
+  }).catch(async (error: unknown) => {
+    await ledger.stop();
+    auth.close();
+    throw error;
+  });
   const server = await startApiServer({
     port: config.apiPort,
     host: config.apiHost,
@@ -127,6 +148,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     meters,
     readModel,
     freshness: () => reader.progress(),
+    routes: replay.routes,
     consistency: {
       inputTopic: config.topics.input,
       waitMs: config.apiConsistencyWaitMs,
@@ -158,12 +180,15 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       auth.close();
       await consistency.stop();
       await reader.stop();
+      await replay.stop();
       await ledger.stop();
       finish('failed');
     })());
   const started = reader.start();
+  replay.follow();
   started
     .then(() => reader.caughtUp())
+    .then(() => replay.caughtUp())
     .then(() => {
       if (state() !== 'restoring') return;
       lifecycle.transition('running');
@@ -179,7 +204,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     live: () => state() !== 'failed' && liveness.stuck() === undefined,
     stuck: () => liveness.stuck(),
     done,
-    caughtUp: () => started.then(() => reader.caughtUp()),
+    caughtUp: () => started.then(() => reader.caughtUp()).then(() => replay.caughtUp()),
     stop() {
       stopping ??= (async () => {
         if (state() !== 'failed') lifecycle.transition('draining');
@@ -193,6 +218,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
           await consistency.stop();
         }
         await reader.stop();
+        await replay.stop();
         await ledger.stop();
         if (state() === 'draining') lifecycle.transition('stopped');
         finish(state() === 'failed' ? 'failed' : 'stopped');
