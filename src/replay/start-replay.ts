@@ -3,6 +3,7 @@ import { replaysTopicSpec } from '../accountability/topics.js';
 import type { ApiRoute } from '../api/routes.js';
 import type { OrdoConfig } from '../config/config.js';
 import type { Liveness } from '../engine/liveness.js';
+import { fatalMessage } from '../engine/error-policy.js';
 import { retrying } from '../engine/retry.js';
 import { TopicReader } from '../engine/topic-reader.js';
 import { OrdoError } from '../errors.js';
@@ -53,6 +54,7 @@ export async function startDeadLetterReplay(
   const writer = new ReplayWriter({ kafka: deps.kafka, inputTopic: config.topics.input, replaysTopic: config.topics.replays, transactionalId: deps.transactionalId, logger: log });
   const started = await retrying(() => writer.start(), { what: 'replay producer start', meta: { transactionalId: deps.transactionalId }, log, liveness: deps.liveness });
   if (!started.ok) {
+    if (started.why !== 'abandoned') log.error(`dead-letter replay start failed: ${fatalMessage(started.error, `the transactional id ${deps.transactionalId}`)}`, { error: started.error });
     await writer.stop();
     throw started.why === 'abandoned' ? new OrdoError('replay start abandoned') : started.error;
   }
