@@ -6,7 +6,13 @@ import { OrdoMetrics } from '../../src/metrics/metrics.js';
 import { noopLogger } from '../../src/observability/logger.js';
 import { type ApiRole, startApiRole } from '../../src/roles/api.js';
 import type { UsageEvent } from '../../src/schema/usage-event.js';
-import { type ReadRecord, createTopics, decodeEvent, deleteTopicsWithPrefix, header, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
+import { DeadLetterSource } from '../../src/replay/dead-letter-source.js';
+import { LetterCodec } from '../../src/replay/letter-codec.js';
+import { ReplaySet } from '../../src/replay/replay-record.js';
+import { ReplayService } from '../../src/replay/replay-service.js';
+import { ReplayWriter } from '../../src/replay/replay-writer.js';
+import { SchemaCatalog } from '../../src/schema/schema-catalog.js';
+import { REGISTRY_URL, type ReadRecord, createTopics, decodeEvent, deleteTopicsWithPrefix, header, readAll, testKafka, uniqueName, usageEventEncoder } from '../support/cluster.js';
 import { utcWindow } from '../support/usage-oracle.js';
 import { writeTestMeters } from '../support/usage-workload.js';
 import { startPipeline, testConfig } from '../support/worker.js';
@@ -30,6 +36,9 @@ let encode: (event: UsageEvent) => Buffer;
 let letters: ReadRecord[] = [];
 /** The service time (ms) of the clock-skew letters: from then on they are replayable unchanged. */
 let aheadMs = 0;
+/** How many of the two racing replays were written (1 or 2), and whether `api`'s was. */
+let raceWinners = 0;
+let apiRaceReplays = 0;
 
 const event = (id: string, subject: string, value: string): UsageEvent => ({ id, source: 'replay-test', type: 'api.request', subject, time: started, value, dimensions: { user: 'u-1', region: 'eu' } });
 
@@ -51,6 +60,22 @@ function letterOf(id: string): ReadRecord {
   const found = letters.find((l) => l.value !== null && l.value.length > 5 && l.value[0] === 0 && decodeEvent(l.value).id === id);
   if (found === undefined) throw new Error(`no letter for ${id}`);
   return found;
+}
+
+/** A replay service over its own producer and an empty set of replays: a replica that has not read the replays topic. */
+async function staleReplica(node: string): Promise<{ service: ReplayService; stop(): Promise<void> }> {
+  const logger = noopLogger;
+  const source = new DeadLetterSource({ kafka, topic: config.topics.dlq, group: `${config.groupId}-${node}`, logger });
+  const writer = new ReplayWriter({ kafka, inputTopic: config.topics.input, replaysTopic: config.topics.replays, transactionalId: `${config.groupId}-${node}-replay`, logger });
+  await writer.start();
+  const service = new ReplayService({ source, writer, replays: new ReplaySet(), codec: new LetterCodec(new SchemaCatalog(REGISTRY_URL), config.topics.input), ready: () => true, logger });
+  return {
+    service,
+    stop: async () => {
+      await source.stop();
+      await writer.stop();
+    },
+  };
 }
 
 const range = () => ({ from: new Date(started - 60_000).toISOString(), to: new Date(Date.now() + 60_000).toISOString() });
@@ -78,14 +103,15 @@ describe('dead-letter replay', () => {
         { key: 'acme', value: encode(event('ok-1', 'acme', '5')) },
         // invalid-value: not a plain decimal
         { key: 'acme', value: encode(event('bad-1', 'acme', '12,5')), headers: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' } },
+        { key: 'hooli', value: encode(event('bad-2', 'hooli', 'seven')) },
         // clock-skew: a service time 3 s ahead
         ...['skew-1', 'skew-2', 'skew-3'].map((id) => ({ key: 'globex', value: encode(event(id, 'globex', '1')), headers: { 'service-time': ahead, 'service-node': 'upstream' } })),
         // undecodable
         { key: 'initech', value: Buffer.from('not an Avro record') },
       ],
     });
-    letters = await readAll(kafka, config.topics.dlq, 5, { timeoutMs: 60_000, settleMs: 500 });
-    expect(letters.map((l) => header(l, 'ordo-dlq-reason')).sort()).toEqual(['clock-skew', 'clock-skew', 'clock-skew', 'invalid-value', 'undecodable']);
+    letters = await readAll(kafka, config.topics.dlq, 6, { timeoutMs: 60_000, settleMs: 500 });
+    expect(letters.map((l) => header(l, 'ordo-dlq-reason')).sort()).toEqual(['clock-skew', 'clock-skew', 'clock-skew', 'invalid-value', 'invalid-value', 'undecodable']);
   }, 120_000);
 
   afterAll(async () => {
@@ -123,7 +149,7 @@ describe('dead-letter replay', () => {
     expect(error.message).toContain(`partition ${replay.input.partition} offset ${replay.input.offset}`);
 
     // On the input: the original key and headers, without the DLQ's, naming the letter.
-    const input = (await readAll(kafka, config.topics.input, 7, { settleMs: 500 })).filter((r) => r.partition === replay.input.partition && r.offset === replay.input.offset);
+    const input = (await readAll(kafka, config.topics.input, 8, { settleMs: 500 })).filter((r) => r.partition === replay.input.partition && r.offset === replay.input.offset);
     expect(input).toHaveLength(1);
     expect(input[0]!.key?.toString()).toBe('acme');
     expect(Object.keys(input[0]!.headers ?? {}).sort()).toEqual(['ordo-replay-of', 'traceparent']);
@@ -135,7 +161,7 @@ describe('dead-letter replay', () => {
     expect(ordered.map((r) => decodeEvent(r.value).id).filter((id) => id === 'bad-1')).toHaveLength(1);
   }, 60_000);
 
-  it('another replica knows it from the replays topic: 409 there too', async () => {
+  it('another replica knows it from the replays topic (409 there too); two replicas racing on one letter count it once', async () => {
     const letter = letterOf('bad-1');
     const other = await startApiRole({ ...config, nodeId: 'ordo-test-2', apiPort: 0, apiHost: '127.0.0.1' }, { logger: noopLogger, metrics: new OrdoMetrics() });
     try {
@@ -143,6 +169,42 @@ describe('dead-letter replay', () => {
       const answer = await call(other, 'POST', `/v1/dead-letters/${letter.partition}/${letter.offset}/replay`);
       expect(answer.status).toBe(409);
       expect((answer.body.error as { kind: string }).kind).toBe('already-replayed');
+
+      // Both at once, with different corrections: each replica may not have read the other's
+      // replay record yet, so both may write; the pipeline keeps the first (same source and id).
+      const racing = letterOf('bad-2');
+      const path = `/v1/dead-letters/${racing.partition}/${racing.offset}/replay`;
+      const answers = await Promise.all([call(api!, 'POST', path, { value: { value: '7' } }), call(other, 'POST', path, { value: { value: '8' } })]);
+      const statuses = answers.map((a) => a.status);
+      raceWinners = answers.filter((a) => a.status === 200).length;
+      console.info(`replay race: answers ${statuses.join(', ')}`);
+      expect(statuses.every((s) => s === 200 || s === 409), JSON.stringify(answers)).toBe(true);
+      expect(raceWinners).toBeGreaterThanOrEqual(1);
+      apiRaceReplays = answers[0].status === 200 ? 1 : 0;
+      const tokens = answers.filter((a) => a.status === 200).map((a) => a.body.consistencyToken as string);
+      const totals = await spend('hooli', tokens);
+      expect(totals).toHaveLength(1);
+      expect(totals[0]!.count).toBe(1);
+      expect(['7', '8']).toContain(totals[0]!.value);
+      // A replica that has not read the replays topic at all writes it once more (what a
+      // race won by both replicas does): the pipeline drops it as a duplicate.
+      const stale = await staleReplica('stale');
+      try {
+        const third = await stale.service.replayOne({ partition: racing.partition, offset: racing.offset }, { value: { value: '9' } }, 'stale');
+        expect(third.replay.corrected).toBe(true);
+        expect(await spend('hooli', [...tokens, third.consistencyToken])).toEqual(totals);
+        const copies = (await readAll(kafka, config.topics.input, 9, { settleMs: 500 })).filter((r) => r.value !== null && r.value[0] === 0 && decodeEvent(r.value).id === 'bad-2');
+        expect(copies.length).toBe(1 + raceWinners + 1); // the original and every replay: all on the input, counted once
+      } finally {
+        await stale.stop();
+      }
+      // Whatever was written, once read by both replicas, answers 409 on both.
+      for (const role of [api!, other]) {
+        const deadline = Date.now() + 10_000;
+        let again = await call(role, 'POST', path);
+        while (again.status !== 409 && Date.now() < deadline) again = await call(role, 'POST', path);
+        expect(again.status).toBe(409);
+      }
     } finally {
       await other.stop();
     }
@@ -157,7 +219,7 @@ describe('dead-letter replay', () => {
     expect(dry.body).toMatchObject({ dryRun: true, matched: 3, alreadyReplayed: 0, toReplay: 3, limit: 10_000 });
     expect((dry.body.examples as { reason: string }[]).map((e) => e.reason)).toEqual(['clock-skew', 'clock-skew', 'clock-skew']);
     const dryValue = await call(api!, 'POST', '/v1/dead-letters/replay', { reason: 'invalid-value', ...range(), dryRun: true });
-    expect(dryValue.body).toMatchObject({ matched: 1, alreadyReplayed: 1, toReplay: 0 });
+    expect(dryValue.body).toMatchObject({ matched: 2, alreadyReplayed: 2, toReplay: 0 });
     expect(await spend('globex')).toEqual([]);
 
     // Their service time is now in the past: unchanged, they are accepted.
@@ -177,16 +239,16 @@ describe('dead-letter replay', () => {
     expect(twice.body).toMatchObject({ matched: 3, replayed: 0, alreadyReplayed: 3 });
     await new Promise((r) => setTimeout(r, 1_500));
     expect(await spend('globex')).toEqual([{ value: '3', count: 3 }]);
-    // None of them came back to the DLQ: the 5 letters are all there is.
-    expect(await readAll(kafka, config.topics.dlq, 5, { settleMs: 500 })).toHaveLength(5);
+    // None of them came back to the DLQ: the 6 letters are all there is.
+    expect(await readAll(kafka, config.topics.dlq, 6, { settleMs: 500 })).toHaveLength(6);
   }, 60_000);
 
   it('lists letters by reason and range, with their replay', async () => {
     const all = await call(api!, 'GET', `/v1/dead-letters?${new URLSearchParams(range()).toString()}`);
     expect(all.status, JSON.stringify(all.body)).toBe(200);
     const listed = all.body.deadLetters as { reason: string; replay: unknown; event: UsageEvent | null; source: { topic: string } }[];
-    expect(listed.map((l) => l.reason).sort()).toEqual(['clock-skew', 'clock-skew', 'clock-skew', 'invalid-value', 'undecodable']);
-    expect(listed.filter((l) => l.replay !== null)).toHaveLength(4);
+    expect(listed.map((l) => l.reason).sort()).toEqual(['clock-skew', 'clock-skew', 'clock-skew', 'invalid-value', 'invalid-value', 'undecodable']);
+    expect(listed.filter((l) => l.replay !== null)).toHaveLength(5);
     expect(listed.find((l) => l.reason === 'undecodable')!.event).toBeNull();
     expect(listed.every((l) => l.source.topic === config.topics.input)).toBe(true);
     const one = await call(api!, 'GET', `/v1/dead-letters?${new URLSearchParams({ ...range(), reason: 'undecodable', limit: '1' }).toString()}`);
@@ -218,7 +280,7 @@ describe('dead-letter replay', () => {
     // Nothing of that was replayed: the undecodable letter is still replayable.
     const dry = await call(api!, 'POST', '/v1/dead-letters/replay', { reason: 'undecodable', ...range(), dryRun: true });
     expect(dry.body).toMatchObject({ matched: 1, toReplay: 1 });
-    expect(await counter('replayed')).toBe(4);
+    expect(await counter('replayed')).toBe(4 + apiRaceReplays);
     expect(await counter('already-replayed')).toBeGreaterThanOrEqual(4);
     expect(await counter('not-found')).toBe(3);
   }, 60_000);
