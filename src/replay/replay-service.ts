@@ -14,10 +14,12 @@ import { REPLAYS_PER_TRANSACTION, type ReplayWrite, type ReplayWriter } from './
 export type ReplayOutcome = 'replayed' | 'already-replayed' | 'not-found';
 
 export interface ReplayServiceOptions {
-  source: DeadLetterSource;
-  writer: ReplayWriter;
+  source: Pick<DeadLetterSource, 'read' | 'bounds' | 'offsetsAt' | 'scan'>;
+  writer: Pick<ReplayWriter, 'run' | 'write'>;
   replays: ReplaySet;
-  codec: LetterCodec;
+  codec: Pick<LetterCodec, 'decode' | 'encode'>;
+  /** The pipeline's input topic: only its letters are replayed there (the merge role dead-letters records of the ordered topic). */
+  inputTopic: string;
   /** The replays topic has been read to its end once (before, no 409 could be trusted). */
   ready(): boolean;
   onOutcome?: (outcome: ReplayOutcome, count: number) => void;
@@ -69,6 +71,12 @@ export class ReplayService {
       throw new QueryError('dead-letter-not-found', `no dead letter at ${letter.partition}/${letter.offset}: ${record === undefined ? where : 'the record there is not a dead letter (no ordo-dlq-reason header)'}`, 404);
     }
     this.refuseReplayed(view);
+    if (!this.fromInput(view)) {
+      throw new QueryError(
+        'not-replayable',
+        `the dead letter at ${letter.partition}/${letter.offset} came from ${view.source === null ? 'an unknown topic (no ordo-source-* headers)' : `topic ${quote(view.source.topic)}`}, not from the input topic ${quote(this.o.inputTopic)}: only the pipeline's own letters are replayed to the input`,
+      );
+    }
     const original = await this.o.codec.decode(record.value);
     const corrected = correctedEvent(body, original);
     if (corrected === undefined && record.value === null) {
@@ -82,6 +90,10 @@ export class ReplayService {
     });
     this.count('replayed');
     return { replay: replay!, letter: await this.answer(record, view, replay!), consistencyToken: encodeConsistencyToken(replay!.input) };
+  }
+
+  private fromInput(view: DeadLetterView): boolean {
+    return view.source !== null && view.source.topic === this.o.inputTopic;
   }
 
   private refuseReplayed(view: DeadLetterView): void {
@@ -136,6 +148,7 @@ export class ReplayService {
     let matched = 0;
     let alreadyReplayed = 0;
     let noValue = 0;
+    let notReplayable = 0;
     let complete = true;
     await this.o.source.scan(await this.rangesOf(filter), (record) => {
       const view = viewDeadLetter(record);
@@ -144,6 +157,7 @@ export class ReplayService {
       if (examples.length < BULK_EXAMPLES) examples.push({ record, view });
       if (this.o.replays.get(view.partition, view.offset) !== undefined) alreadyReplayed += 1;
       else if (record.value === null) noValue += 1;
+      else if (!this.fromInput(view)) notReplayable += 1;
       else if (!dryRun) {
         if (pending.length >= MAX_BULK_REPLAY) {
           complete = false;
@@ -157,7 +171,7 @@ export class ReplayService {
     const shown = await Promise.all(examples.map((e) => this.answer(e.record, e.view, this.o.replays.get(e.view.partition, e.view.offset) ?? null)));
     if (dryRun) {
       // A dry run scans the whole range: `toReplay` is what a replay would write (at most MAX_BULK_REPLAY per request).
-      return { dryRun: true, ...range, matched, alreadyReplayed, withoutValue: noValue, toReplay: matched - alreadyReplayed - noValue, limit: MAX_BULK_REPLAY, examples: shown };
+      return { dryRun: true, ...range, matched, alreadyReplayed, withoutValue: noValue, notReplayable, toReplay: matched - alreadyReplayed - noValue - notReplayable, limit: MAX_BULK_REPLAY, examples: shown };
     }
     let replayed = 0;
     for (let i = 0; i < pending.length; i += REPLAYS_PER_TRANSACTION) {
@@ -173,7 +187,7 @@ export class ReplayService {
     this.count('replayed', replayed);
     this.count('already-replayed', alreadyReplayed);
     this.o.logger.info('dead letters replayed', { ...range, by, replayed, alreadyReplayed, complete });
-    return { dryRun: false, ...range, matched, replayed, alreadyReplayed, withoutValue: noValue, complete, limit: MAX_BULK_REPLAY, examples: shown };
+    return { dryRun: false, ...range, matched, replayed, alreadyReplayed, withoutValue: noValue, notReplayable, complete, limit: MAX_BULK_REPLAY, examples: shown };
   }
 
   /** The letters of a range (optionally of one reason), oldest first per partition, at most `limit`. */

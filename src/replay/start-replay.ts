@@ -77,6 +77,7 @@ export async function startDeadLetterReplay(
     writer,
     replays,
     codec: new LetterCodec(deps.catalog, config.topics.input),
+    inputTopic: config.topics.input,
     ready: () => ready,
     onOutcome: (outcome, n) => deps.metrics.dlqReplays.inc({ outcome }, n),
     logger: log,

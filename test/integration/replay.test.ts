@@ -68,7 +68,7 @@ async function staleReplica(node: string): Promise<{ service: ReplayService; sto
   const source = new DeadLetterSource({ kafka, topic: config.topics.dlq, group: `${config.groupId}-${node}`, logger });
   const writer = new ReplayWriter({ kafka, inputTopic: config.topics.input, replaysTopic: config.topics.replays, transactionalId: `${config.groupId}-${node}-replay`, logger });
   await writer.start();
-  const service = new ReplayService({ source, writer, replays: new ReplaySet(), codec: new LetterCodec(new SchemaCatalog(REGISTRY_URL), config.topics.input), ready: () => true, logger });
+  const service = new ReplayService({ source, writer, replays: new ReplaySet(), codec: new LetterCodec(new SchemaCatalog(REGISTRY_URL), config.topics.input), inputTopic: config.topics.input, ready: () => true, logger });
   return {
     service,
     stop: async () => {
