@@ -62,11 +62,11 @@ export class ReplayService {
   /** One letter, with the body of its request (`{"value": {...}}` or nothing). */
   async replayOne(letter: { partition: number; offset: string }, body: unknown, by: string): Promise<{ replay: ReplayRecord; letter: LetterAnswer; consistencyToken: string }> {
     this.requireReady();
-    const record = await this.o.source.read(letter.partition, BigInt(letter.offset));
+    const record = await this.kafka('reading the dead letter', () => this.o.source.read(letter.partition, BigInt(letter.offset)));
     const view = record === undefined ? undefined : viewDeadLetter(record);
     if (record === undefined || view === undefined) {
       this.count('not-found');
-      const bounds = (await this.o.source.bounds()).get(letter.partition);
+      const bounds = (await this.kafka('reading the dead-letter offsets', () => this.o.source.bounds())).get(letter.partition);
       const where = bounds === undefined ? `the dead-letter topic has no partition ${letter.partition}` : `partition ${letter.partition} holds offsets ${bounds.from} to ${bounds.to - 1n} (the earlier ones are deleted by retention)`;
       throw new QueryError('dead-letter-not-found', `no dead letter at ${letter.partition}/${letter.offset}: ${record === undefined ? where : 'the record there is not a dead letter (no ordo-dlq-reason header)'}`, 404);
     }
@@ -90,6 +90,21 @@ export class ReplayService {
     });
     this.count('replayed');
     return { replay: replay!, letter: await this.answer(record, view, replay!), consistencyToken: encodeConsistencyToken(replay!.input) };
+  }
+
+  /**
+   * A Kafka call of a request: a QueryError passes (404, 503 too-many-readers...); any other
+   * failure (a broker down, a transaction aborted) is 503 with Retry-After, logged, never a 500.
+   * A failed replay wrote nothing: its transaction was aborted.
+   */
+  private async kafka<T>(what: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (error instanceof QueryError) throw error;
+      this.o.logger.warn(`dead-letter replay: ${what} failed; answered 503`, { error });
+      throw new QueryError('dead-letters-unavailable', `${what} failed: ${(error as Error).message}; nothing was replayed by this step; retry`, 503, { headers: { 'retry-after': '5' } });
+    }
   }
 
   private fromInput(view: DeadLetterView): boolean {
@@ -122,14 +137,14 @@ export class ReplayService {
 
   /** Writes and remembers (this replica answers 409 at once; the others when they read the record). */
   private async commit(writes: ReplayWrite[]): Promise<ReplayRecord[]> {
-    const records = await this.o.writer.write(writes);
+    const records = await this.kafka('writing the replay', () => this.o.writer.write(writes));
     for (const r of records) this.o.replays.add(r);
     return records;
   }
 
   /** Per partition the offsets whose DLQ timestamps may lie in [from, to): from the broker's time index. */
   private async rangesOf(filter: LetterFilter): Promise<Map<number, OffsetRange>> {
-    const [starts, ends] = await Promise.all([this.o.source.offsetsAt(filter.fromMs), this.o.source.offsetsAt(filter.toMs)]);
+    const [starts, ends] = await this.kafka('finding the offsets of the range', () => Promise.all([this.o.source.offsetsAt(filter.fromMs), this.o.source.offsetsAt(filter.toMs)]));
     const ranges = new Map<number, OffsetRange>();
     for (const [partition, from] of starts) ranges.set(partition, { from, to: ends.get(partition) ?? from });
     return ranges;
@@ -150,7 +165,8 @@ export class ReplayService {
     let noValue = 0;
     let notReplayable = 0;
     let complete = true;
-    await this.o.source.scan(await this.rangesOf(filter), (record) => {
+    const ranges = await this.rangesOf(filter);
+    await this.kafka('reading the dead letters', () => this.o.source.scan(ranges, (record) => {
       const view = viewDeadLetter(record);
       if (view === undefined || !matchesFilter(view, filter)) return true;
       matched += 1;
@@ -166,26 +182,28 @@ export class ReplayService {
         pending.push({ record, view });
       }
       return true;
-    });
+    }));
     const range = { reason: filter.reason, from: new Date(filter.fromMs).toISOString(), to: new Date(filter.toMs).toISOString() };
     const shown = await Promise.all(examples.map((e) => this.answer(e.record, e.view, this.o.replays.get(e.view.partition, e.view.offset) ?? null)));
     if (dryRun) {
       // A dry run scans the whole range: `toReplay` is what a replay would write (at most MAX_BULK_REPLAY per request).
       return { dryRun: true, ...range, matched, alreadyReplayed, withoutValue: noValue, notReplayable, toReplay: matched - alreadyReplayed - noValue - notReplayable, limit: MAX_BULK_REPLAY, examples: shown };
     }
+    this.count('already-replayed', alreadyReplayed);
     let replayed = 0;
     for (let i = 0; i < pending.length; i += REPLAYS_PER_TRANSACTION) {
       const chunk = pending.slice(i, i + REPLAYS_PER_TRANSACTION);
       const writes = await Promise.all(chunk.map((p) => this.toWrite(p.record, p.view, undefined, by)));
+      // A failure here answers 503: the transactions before it stay committed (and counted), so the same request again goes on.
       const written = await this.o.writer.run(async () => {
         const fresh = writes.filter((w) => this.o.replays.get(w.record.partition, w.record.offset) === undefined);
         alreadyReplayed += writes.length - fresh.length;
+        this.count('already-replayed', writes.length - fresh.length);
         return this.commit(fresh);
       });
       replayed += written.length;
+      this.count('replayed', written.length);
     }
-    this.count('replayed', replayed);
-    this.count('already-replayed', alreadyReplayed);
     this.o.logger.info('dead letters replayed', { ...range, by, replayed, alreadyReplayed, complete });
     return { dryRun: false, ...range, matched, replayed, alreadyReplayed, withoutValue: noValue, notReplayable, complete, limit: MAX_BULK_REPLAY, examples: shown };
   }
@@ -194,7 +212,8 @@ export class ReplayService {
   async list(filter: LetterFilter, limit: number): Promise<{ deadLetters: LetterAnswer[]; complete: boolean }> {
     const found: { record: SourceRecord; view: DeadLetterView }[] = [];
     let complete = true;
-    await this.o.source.scan(await this.rangesOf(filter), (record) => {
+    const ranges = await this.rangesOf(filter);
+    await this.kafka('reading the dead letters', () => this.o.source.scan(ranges, (record) => {
       const view = viewDeadLetter(record);
       if (view === undefined || !matchesFilter(view, filter)) return true;
       if (found.length >= limit) {
@@ -203,7 +222,7 @@ export class ReplayService {
       }
       found.push({ record, view });
       return true;
-    });
+    }));
     return { deadLetters: await Promise.all(found.map((f) => this.answer(f.record, f.view, this.o.replays.get(f.view.partition, f.view.offset) ?? null))), complete };
   }
 

@@ -101,6 +101,8 @@ describe('a bulk replay', () => {
     expect(h.written.slice(1).map((w) => w.length)).toEqual([500, 500, 199]);
     expect(h.replays.size).toBe(1_200);
     expect(await h.service.replayBulk({ filter, dryRun: false }, 'ops')).toMatchObject({ replayed: 0, alreadyReplayed: 1_200 });
+    // Dry runs count nothing; each replay request counts what it replayed and found replayed.
+    expect(h.outcomes).toEqual({ replayed: 1 + 1_199, 'already-replayed': 1 + 1_200 });
   });
 
   it('replays at most MAX_BULK_REPLAY per request; the same request again goes on', async () => {
