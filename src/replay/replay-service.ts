@@ -67,8 +67,7 @@ export class ReplayService {
     if (record === undefined || view === undefined) {
       this.count('not-found');
       const bounds = (await this.kafka('reading the dead-letter offsets', () => this.o.source.bounds())).get(letter.partition);
-      const where = bounds === undefined ? `the dead-letter topic has no partition ${letter.partition}` : `partition ${letter.partition} holds offsets ${bounds.from} to ${bounds.to - 1n} (the earlier ones are deleted by retention)`;
-      throw new QueryError('dead-letter-not-found', `no dead letter at ${letter.partition}/${letter.offset}: ${record === undefined ? where : 'the record there is not a dead letter (no ordo-dlq-reason header)'}`, 404);
+      throw new QueryError('dead-letter-not-found', `no dead letter at ${letter.partition}/${letter.offset}: ${record === undefined ? nothingAt(BigInt(letter.offset), letter.partition, bounds) : 'the record there is not a dead letter (no ordo-dlq-reason header)'}`, 404);
     }
     this.refuseReplayed(view);
     if (!this.fromInput(view)) {
@@ -230,4 +229,13 @@ export class ReplayService {
     const { timestamp, ...rest } = view;
     return { ...rest, deadLetteredAt: new Date(timestamp).toISOString(), key: record.key === null ? null : record.key.toString('utf8'), event: (await this.o.codec.decode(record.value)) ?? null, replay };
   }
+}
+
+/** Why there is no record at an offset, for the 404's message. */
+function nothingAt(offset: bigint, partition: number, bounds: OffsetRange | undefined): string {
+  if (bounds === undefined) return `the dead-letter topic has no partition ${partition}`;
+  if (bounds.from >= bounds.to) return `partition ${partition} is empty`;
+  if (offset >= bounds.to) return `partition ${partition} ends at offset ${bounds.to - 1n}`;
+  if (offset < bounds.from) return `partition ${partition} starts at offset ${bounds.from} (the earlier ones are deleted by retention)`;
+  return `offset ${offset} is a transaction marker or an aborted record`;
 }

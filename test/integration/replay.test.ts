@@ -275,6 +275,8 @@ describe('dead-letter replay', () => {
       const answer = await call(api!, 'POST', path, body);
       expect([path, answer.status, (answer.body.error as { kind: string }).kind]).toEqual([path, status, kind]);
     }
+    const marker = await call(api!, 'POST', `/v1/dead-letters/${undecodable.partition}/${highest + 1}/replay`);
+    expect((marker.body.error as { message: string }).message).toContain('is a transaction marker or an aborted record');
     const wrongMethod = await call(api!, 'GET', '/v1/dead-letters/replay');
     expect(wrongMethod.status).toBe(405);
     // Nothing of that was replayed: the undecodable letter is still replayable.
@@ -282,6 +284,6 @@ describe('dead-letter replay', () => {
     expect(dry.body).toMatchObject({ matched: 1, toReplay: 1 });
     expect(await counter('replayed')).toBe(4 + apiRaceReplays);
     expect(await counter('already-replayed')).toBeGreaterThanOrEqual(4);
-    expect(await counter('not-found')).toBe(3);
+    expect(await counter('not-found')).toBe(4);
   }, 60_000);
 });
