@@ -1,4 +1,4 @@
-import { type Producer, Partitioners, type PartitionMetadata } from 'kafkajs';
+import { type Producer, Partitioners, type PartitionMetadata, type Transaction } from 'kafkajs';
 
 /** A record for the input topic, keyed (by subject). */
 export interface KeyedMessage {
@@ -38,21 +38,28 @@ export async function sendInOneTransaction(producer: Producer, topic: string, me
   const transaction = await producer.transaction();
   const out: WrittenPosition[] = [];
   try {
-    for (let from = 0; from < messages.length; from += SEND_CHUNK) {
-      const chunk = messages.slice(from, from + SEND_CHUNK);
-      const results = await transaction.send({ topic, messages: chunk });
-      const base = new Map(results.map((r) => [r.partition, BigInt(r.baseOffset ?? '0')]));
-      const seen = new Map<number, bigint>();
-      for (const m of chunk) {
-        const position = seen.get(m.partition) ?? 0n;
-        seen.set(m.partition, position + 1n);
-        out.push({ topic, partition: m.partition, offset: ((base.get(m.partition) ?? 0n) + position).toString() });
-      }
-    }
+    for (let from = 0; from < messages.length; from += SEND_CHUNK) out.push(...(await sendPlaced(transaction, topic, messages.slice(from, from + SEND_CHUNK))));
     await transaction.commit();
   } catch (error) {
     await transaction.abort().catch(() => undefined);
     throw error;
   }
   return out;
+}
+
+/**
+ * One send within an open transaction (at most SEND_CHUNK messages, each with its partition):
+ * each message's position, in the order given. Within one send a partition's records form
+ * one batch, so they take consecutive offsets from its base offset.
+ */
+export async function sendPlaced(transaction: Transaction, topic: string, messages: readonly { key: string | Buffer | null; value: Buffer | string; headers: Record<string, string>; partition: number }[]): Promise<WrittenPosition[]> {
+  if (messages.length > SEND_CHUNK) throw new RangeError(`${messages.length} messages in one send; at most ${SEND_CHUNK}`);
+  const results = await transaction.send({ topic, messages: [...messages] });
+  const base = new Map(results.map((r) => [r.partition, BigInt(r.baseOffset ?? '0')]));
+  const seen = new Map<number, bigint>();
+  return messages.map((m) => {
+    const position = seen.get(m.partition) ?? 0n;
+    seen.set(m.partition, position + 1n);
+    return { topic, partition: m.partition, offset: ((base.get(m.partition) ?? 0n) + position).toString() };
+  });
 }

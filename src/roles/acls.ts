@@ -4,7 +4,7 @@ import { mergeTransactionalId } from '../engine/merge-worker.js';
 import { META_STORE, changelogTopic, transactionalIdPrefix } from '../engine/task.js';
 import { HELD_STORE, MERGE_META_STORE } from '../processors/merge.js';
 import { pipelineTopics } from './pipeline.js';
-import { apiGroupId, apiLedgerConfig } from './api.js';
+import { apiGroupId, apiLedgerConfig, replayTransactionalId } from './api.js';
 import { mergeGroupId } from './merge.js';
 import { ingestLedgerConfig, ingestTransactionalIdPrefix } from './ingest.js';
 import { deliverGroupPrefix, deliverLedgerConfig } from './deliver.js';
@@ -91,12 +91,18 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     ledger(deliverLedgerConfig(config).groupId);
   } else {
     topic(t.aggregates, ['Read'], 'the read model follows it');
-    acls.push({ resource: 'Group', pattern: 'prefixed', name: `${apiGroupId(config)}-`, operation: 'Read', why: 'the read model of this replica, one group per start (offsets never committed)' });
+    acls.push({ resource: 'Group', pattern: 'prefixed', name: `${apiGroupId(config)}-`, operation: 'Read', why: 'the readers of this replica (read model, replays, dead-letter scans), each a group of its own per start (offsets never committed)' });
     ledger(apiLedgerConfig(config).groupId);
     // Read-your-writes (api/consistency.ts): OffsetFetch of the pipeline's positions. Not Read,
     // which would let the api commit offsets for the pipeline's group.
     acls.push({ resource: 'Group', pattern: 'literal', name: config.groupId, operation: 'Describe', why: "read-your-writes: reads the pipeline group's committed positions" });
-    topic(t.input, ['Describe'], 'read-your-writes: the committed positions on the input topic');
+    // Dead-letter replay (src/replay): reads letters, writes them back with their replay record
+    // in one transaction. Write on the input implies the Describe read-your-writes needs there.
+    topic(t.input, ['Write'], 'dead-letter replay: the replayed events; read-your-writes: the committed positions on the input topic');
+    topic(t.dlq, ['Read'], 'dead-letter replay: the letters');
+    topic(t.replays, ['Read', 'Write'], 'dead-letter replay: what was replayed, followed by every replica');
+    created([t.replays]);
+    acls.push({ resource: 'TransactionalId', pattern: 'literal', name: replayTransactionalId(config), operation: 'Write', why: 'dead-letter replay: the transactional producer of this replica' });
   }
   return acls;
 }

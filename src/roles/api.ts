@@ -23,6 +23,7 @@ import { type UsageAggregate, usageAggregateType } from '../usage/aggregation.js
 import { MeterCatalog, loadMetersFile } from '../usage/meters.js';
 import { ReceiptsService } from '../receipts/receipts-service.js';
 import { receiptRoutes } from '../receipts/routes.js';
+import { startDeadLetterReplay } from '../replay/start-replay.js';
 
 /** The api role's consumer group: one per replica (each keeps its own read model). */
 /** The api role's schema ledger reads as its own group (`<group>-api-schemas-<node>`), apart from the pipeline's. */
@@ -32,6 +33,11 @@ export function apiLedgerConfig<C extends Pick<OrdoConfig, 'groupId'>>(config: C
 
 export function apiGroupId(config: Pick<OrdoConfig, 'groupId' | 'nodeId'>): string {
   return `${config.groupId}-api-${config.nodeId}`.slice(0, 249);
+}
+
+/** The transactional id of this replica's dead-letter replays (src/replay): `<group>-api-<node>-replay`. */
+export function replayTransactionalId(config: Pick<OrdoConfig, 'groupId' | 'nodeId'>): string {
+  return `${config.groupId}-api-${config.nodeId}-replay`;
 }
 
 export type ApiState = 'restoring' | 'running' | 'draining' | 'stopped' | 'failed';
@@ -141,6 +147,22 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     await ledger.stop();
     throw error;
   }
+  // Dead-letter replay (src/replay): its producer and topic come up before the server answers.
+  const replay = await startDeadLetterReplay(config, {
+    kafka,
+    catalog,
+    group: apiGroupId(config),
+    transactionalId: replayTransactionalId(config),
+    logger: deps.logger,
+    metrics: deps.metrics,
+    liveness,
+    onFailure: (error) => void failed(error),
+  }).catch(async (error: unknown) => {
+    await receipts.stop();
+    await ledger.stop();
+    auth.close();
+    throw error;
+  });
   const server = await startApiServer({
     port: config.apiPort,
     host: config.apiHost,
@@ -162,7 +184,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       },
     },
     logger: deps.logger,
-    routes: receiptRoutes(receipts),
+    routes: [...receiptRoutes(receipts), ...replay.routes],
   });
   lifecycle.transition('restoring');
   const state = (): ApiState => lifecycle.state as ApiState;
@@ -182,12 +204,15 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       await consistency.stop();
       await reader.stop();
       await receipts.stop();
+      await replay.stop();
       await ledger.stop();
       finish('failed');
     })());
   const started = reader.start();
+  replay.follow();
   started
     .then(() => reader.caughtUp())
+    .then(() => replay.caughtUp())
     .then(() => {
       if (state() !== 'restoring') return;
       lifecycle.transition('running');
@@ -204,7 +229,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     live: () => state() !== 'failed' && liveness.stuck() === undefined,
     stuck: () => liveness.stuck(),
     done,
-    caughtUp: () => started.then(() => reader.caughtUp()),
+    caughtUp: () => started.then(() => reader.caughtUp()).then(() => replay.caughtUp()),
     stop() {
       stopping ??= (async () => {
         if (state() !== 'failed') lifecycle.transition('draining');
@@ -219,6 +244,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
         }
         await reader.stop();
         await receipts.stop();
+        await replay.stop();
         await ledger.stop();
         if (state() === 'draining') lifecycle.transition('stopped');
         finish(state() === 'failed' ? 'failed' : 'stopped');

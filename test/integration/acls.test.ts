@@ -237,6 +237,8 @@ const REMOVALS: { role: AclRole; pick: (a: RoleAcl, c: OrdoConfig) => boolean; l
   { role: 'api', label: 'Read on the aggregates topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.aggregates },
   { role: 'ingest', label: 'Write on the transactional ids', pick: (a) => a.resource === 'TransactionalId' },
   { role: 'api', label: 'Read on the consumer group', pick: (a, c) => a.resource === 'Group' && a.name === `${apiGroupId(c)}-` },
+  { role: 'api', label: 'Write on the replay transactional id', pick: (a) => a.resource === 'TransactionalId' },
+  { role: 'api', label: 'Read on the replays topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.replays && a.operation === 'Read' },
   { role: 'deliver', label: 'Read on its consumer groups', pick: (a, c) => a.resource === 'Group' && a.name === `${deliverGroupPrefix(c)}-` && a.operation === 'Read' },
   { role: 'pipeline', label: 'Read on the schema id ledger topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.schemas && a.operation === 'Read' },
 ];
