@@ -96,7 +96,7 @@ export class DeletionFollower {
         const marker = record.value === null ? undefined : parseSwept(record.value);
         if (marker === undefined) continue;
         let byTask = this.swept.get(marker.id);
-        if (byTask === undefined) this.swept.set(marker.id, (byTask = new Map()));
+        if (byTask === undefined) this.swept.set(marker.id, (byTask = new Map<string, SweptMarker>()));
         byTask.set(`${marker.topic}/${marker.partition}`, marker);
         continue;
       }
