@@ -21,6 +21,7 @@ import { SchemaCatalog } from '../schema/schema-catalog.js';
 import { unframe } from '../schema/wire-format.js';
 import { type UsageAggregate, usageAggregateType } from '../usage/aggregation.js';
 import { MeterCatalog, loadMetersFile } from '../usage/meters.js';
+import { startDeletionApi } from '../deletion/deletion-api.js';
 
 /** The api role's consumer group: one per replica (each keeps its own read model). */
 /** The api role's schema ledger reads as its own group (`<group>-api-schemas-<node>`), apart from the pipeline's. */
@@ -72,6 +73,11 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   // Aggregates name their schema by registry id too: the same ledger as the pipeline's guards them.
   const ledger = await startSchemaLedger(apiLedgerConfig(config), kafka, deps.logger);
   const catalog = new SchemaCatalog({ url: config.registryUrl, security: config.security.registry }, undefined, ledger);
+  // Deletions in force before the first answer: a deleted subject answers 410 from the start.
+  const deletion = await startDeletionApi(config, kafka, deps).catch(async (error: unknown) => {
+    await ledger.stop();
+    throw error;
+  });
   let conflict: SchemaConflictError | undefined;
 
   const apply = async (records: SourceRecord[]): Promise<void> => {
@@ -126,6 +132,8 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     onRefused: (error) => deps.metrics.apiRequestsRefused.inc({ kind: error.kind }),
     meters,
     readModel,
+    routes: deletion.routes,
+    deleted: deletion.deleted,
     freshness: () => reader.progress(),
     consistency: {
       inputTopic: config.topics.input,
@@ -158,6 +166,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       auth.close();
       await consistency.stop();
       await reader.stop();
+      await deletion.stop();
       await ledger.stop();
       finish('failed');
     })());
@@ -193,6 +202,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
           await consistency.stop();
         }
         await reader.stop();
+        await deletion.stop();
         await ledger.stop();
         if (state() === 'draining') lifecycle.transition('stopped');
         finish(state() === 'failed' ? 'failed' : 'stopped');
