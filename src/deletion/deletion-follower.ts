@@ -31,6 +31,7 @@ export class DeletionFollower {
   /** Deletion id -> `<topic>/<partition>` -> marker. */
   private readonly swept = new Map<string, Map<string, SweptMarker>>();
   private readonly listeners: ((deletion: Deletion) => void)[] = [];
+  private changes = 0;
 
   constructor(private readonly options: DeletionFollowerOptions) {
     this.set = new DeletionSet(options.separator);
@@ -69,6 +70,11 @@ export class DeletionFollower {
     return this.reader.progress();
   }
 
+  /** Changes with every deletion added or withdrawn (the pipeline's sweepers recompute their work then). */
+  get version(): number {
+    return this.changes;
+  }
+
   /** A deletion this replica just wrote: in force here at once, before the reader sees it. */
   add(key: string, deletion: Deletion): void {
     this.applyOne(key, deletion);
@@ -101,6 +107,7 @@ export class DeletionFollower {
         continue;
       }
       if (record.value === null) {
+        if (this.set.get(key) !== undefined) this.changes += 1;
         this.set.apply(key, null);
         continue;
       }
@@ -118,6 +125,7 @@ export class DeletionFollower {
     const known = this.set.get(key);
     if (known !== undefined && known.requestedAt <= deletion.requestedAt) return;
     this.set.apply(key, deletion);
+    this.changes += 1;
     if (known === undefined) for (const listener of this.listeners) listener(deletion);
   }
 }

@@ -91,7 +91,11 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       return;
     }
     for (const record of records) {
-      if (record.key === null || record.value === null) continue; // aggregates are never deleted; ignore stray tombstones
+      if (record.key === null) continue;
+      if (record.value === null) {
+        readModel.remove(record.key.toString('utf8')); // a subject deletion's sweep (src/deletion/)
+        continue;
+      }
       try {
         const { schemaId, body } = unframe(record.value);
         const writer = catalog.writerType(schemaId);
