@@ -157,10 +157,11 @@ export interface DeletionApi {
 export async function startDeletionApi(
   config: Pick<OrdoConfig, 'topics' | 'deletion' | 'groupId' | 'nodeId' | 'stuckAfterMs' | 'createTopics' | 'replicationFactor'>,
   kafka: Kafka,
-  deps: { logger: Logger; metrics?: Pick<OrdoMetrics, 'deletionRequests'> },
+  /** groupId: the follower's group prefix (under the api replica's own, which its ACL covers). */
+  deps: { logger: Logger; metrics?: Pick<OrdoMetrics, 'deletionRequests'>; groupId: string },
 ): Promise<DeletionApi> {
   await ensureDeletionsTopic(config, kafka, deps.logger);
-  const follower = await startDeletionFollower(config, kafka, deps.logger, 'api');
+  const follower = await startDeletionFollower(config, kafka, deps.logger, deps.groupId);
   // Idempotent, acks=all: one record per request, never duplicated by a retry; no transaction needed.
   const producer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
   const admin = kafka.admin();

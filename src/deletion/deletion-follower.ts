@@ -130,23 +130,24 @@ export class DeletionFollower {
   }
 }
 
-/** The follower's consumer group prefix: one per role and node. */
-export function deletionsGroupId(config: Pick<OrdoConfig, 'groupId' | 'nodeId'>, role: string): string {
-  return `${config.groupId}-deletions-${role}-${config.nodeId}`.slice(0, 240);
+/** The pipeline's follower group prefix (the api and deliver roles use one under their own group prefixes). */
+export function pipelineDeletionsGroupId(config: Pick<OrdoConfig, 'groupId' | 'nodeId'>): string {
+  return `${config.groupId}-deletions-${config.nodeId}`.slice(0, 240);
 }
 
-/** Starts a follower for a role (after the role ensured the deletions topic). */
+/** Starts a follower for a role (after the role ensured the deletions topic) and reads the topic to its end. */
 export async function startDeletionFollower(
-  config: Pick<OrdoConfig, 'topics' | 'deletion' | 'groupId' | 'nodeId' | 'stuckAfterMs'>,
+  config: Pick<OrdoConfig, 'topics' | 'deletion' | 'stuckAfterMs'>,
   kafka: Kafka,
   logger: Logger,
-  role: string,
+  /** The reader's group prefix (it joins `<groupId>-<8 hex>`, one per start). */
+  groupId: string,
 ): Promise<DeletionFollower> {
   const follower = new DeletionFollower({
     kafka,
     topic: config.topics.deletions,
     separator: config.deletion.separator,
-    groupId: deletionsGroupId(config, role),
+    groupId,
     logger: logger.child({ topic: config.topics.deletions }),
     stuckAfterMs: config.stuckAfterMs,
   });

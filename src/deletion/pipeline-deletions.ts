@@ -4,7 +4,7 @@ import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { aggregateScanner } from './aggregate-scan.js';
 import { ensureDeletionsTopic } from './deletion-api.js';
-import { startDeletionFollower } from './deletion-follower.js';
+import { pipelineDeletionsGroupId, startDeletionFollower } from './deletion-follower.js';
 import { DeletionSweeper } from './sweep.js';
 
 /** The pipeline role's part in deletions: the followed set, and a sweeper per task. */
@@ -20,7 +20,7 @@ export async function startPipelineDeletions(
   deps: { logger: Logger; metrics: Pick<OrdoMetrics, 'deletionsPending' | 'deletionTombstones' | 'deletionSeconds'> },
 ): Promise<PipelineDeletions> {
   await ensureDeletionsTopic(config, kafka, deps.logger);
-  const follower = await startDeletionFollower(config, kafka, deps.logger, 'pipeline');
+  const follower = await startDeletionFollower(config, kafka, deps.logger, pipelineDeletionsGroupId(config));
   const scan = aggregateScanner(kafka, { topic: config.topics.aggregates, groupId: config.groupId, logger: deps.logger.child({ component: 'deletion-sweep' }) });
   const { metrics } = deps;
   // Deletions some task of the pipeline (any worker) has not marked swept yet, as this worker reads the markers.

@@ -74,7 +74,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   const ledger = await startSchemaLedger(apiLedgerConfig(config), kafka, deps.logger);
   const catalog = new SchemaCatalog({ url: config.registryUrl, security: config.security.registry }, undefined, ledger);
   // Deletions in force before the first answer: a deleted subject answers 410 from the start.
-  const deletion = await startDeletionApi(config, kafka, deps).catch(async (error: unknown) => {
+  const deletion = await startDeletionApi(config, kafka, { ...deps, groupId: `${apiGroupId(config)}-deletions` }).catch(async (error: unknown) => {
     await ledger.stop();
     throw error;
   });
