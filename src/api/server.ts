@@ -14,7 +14,7 @@ import { parseConsistentWith, parseUsageQuery } from './query-params.js';
 import type { InputPosition } from '../model/consistency-token.js';
 import { type ReadModel, type UsageAnswer, unknownMeter } from './read-model.js';
 import { type ApiRoute, matchRoute, readJsonBody } from './routes.js';
-import { type DeletedLookup, subjectDeletedError } from '../deletion/subject-deleted.js';
+import { type DeletedLookup, refuseDeleted, withoutDeleted } from '../deletion/subject-deleted.js';
 
 /** How far the read model is behind the aggregates topic (the reader's progress), returned with every usage answer. */
 export type Freshness = ReaderProgress;
@@ -149,7 +149,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: ApiSer
   if (params.has('consistentWith') && consistency === undefined) throw new QueryError('bad-parameter', 'consistentWith: this server does not follow a pipeline');
   const wanted = consistency === undefined ? undefined : parseConsistentWith(params, consistency.inputTopic);
   // A subject-scoped token: other subjects answer 403, no subject means its own (never all).
-  const { subjects, allows } = withoutDeleted(narrowSubjects(principal, asked.subjects), asked.subjects, options.deleted);
+  const { subjects, allows } = withoutDeletedSubjects(narrowSubjects(principal, asked.subjects), asked.subjects, options.deleted);
   if (wanted !== undefined && wanted.positions.length > 0) {
     // Asked once before the wait too, so that a query the read model refuses answers at once.
     options.readModel.query({ ...asked, subjects, allowsSubject: allows });
@@ -161,21 +161,14 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: ApiSer
 }
 
 /** A subject asked by name that is deleted answers 410; the others (a token's list, all subjects) leave deleted ones out. */
-function withoutDeleted(
+function withoutDeletedSubjects(
   narrowed: ReturnType<typeof narrowSubjects>,
   asked: readonly string[] | undefined,
   deleted: DeletedLookup | undefined,
 ): ReturnType<typeof narrowSubjects> {
   if (deleted === undefined) return narrowed;
-  for (const subject of asked ?? []) {
-    const deletion = deleted(subject);
-    if (deletion !== undefined) throw subjectDeletedError(subject, deletion);
-  }
-  const scope = narrowed.allows;
-  return {
-    subjects: narrowed.subjects?.filter((s) => deleted(s) === undefined),
-    allows: (subject) => deleted(subject) === undefined && (scope === undefined || scope(subject)),
-  };
+  refuseDeleted(asked, deleted);
+  return { subjects: narrowed.subjects?.filter((s) => deleted(s) === undefined), allows: withoutDeleted(narrowed.allows, deleted) };
 }
 
 /**

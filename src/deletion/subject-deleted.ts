@@ -12,3 +12,18 @@ export function subjectDeletedError(subject: string, deletion: Deletion): QueryE
 
 /** Looks a subject up in the deletions in force (a role's DeletionSet). */
 export type DeletedLookup = (subject: string) => Deletion | undefined;
+
+/** 410 for the first deleted subject among those asked by name (a filter, a query's subjects). */
+export function refuseDeleted(subjects: readonly string[] | undefined, deleted: DeletedLookup | undefined): void {
+  if (deleted === undefined) return;
+  for (const subject of subjects ?? []) {
+    const deletion = deleted(subject);
+    if (deletion !== undefined) throw subjectDeletedError(subject, deletion);
+  }
+}
+
+/** A subject check that also leaves deleted subjects out (undefined stays undefined without deletions). */
+export function withoutDeleted(allows: ((subject: string) => boolean) | undefined, deleted: DeletedLookup | undefined): ((subject: string) => boolean) | undefined {
+  if (deleted === undefined) return allows;
+  return (subject) => deleted(subject) === undefined && (allows === undefined || allows(subject));
+}
