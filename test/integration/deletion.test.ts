@@ -64,7 +64,8 @@ describe('subject deletion through the real pipeline and api', () => {
     api = await startApiRole({ ...config, apiPort: 0 }, { logger: noopLogger, metrics: new OrdoMetrics() });
     await api.caughtUp();
     const base = `http://127.0.0.1:${api.port}`;
-    const window = `from=${new Date(now - 86_400_000).toISOString()}&to=${new Date(now + 3_600_000).toISOString()}`;
+    const day = Math.floor(now / 86_400_000) * 86_400_000; // whole days: the windows a query tiles
+    const window = `from=${new Date(day - 86_400_000).toISOString()}&to=${new Date(day + 86_400_000).toISOString()}`;
     const usage = (query: string) => fetch(`${base}/v1/meters/api-spend/usage?${window}&${query}`);
     expect((await usage('subject=acme')).status).toBe(200);
 
