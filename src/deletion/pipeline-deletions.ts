@@ -57,6 +57,7 @@ export async function startPipelineDeletions(
         scan,
         now: Date.now,
         onRemoved: (count) => metrics.deletionTombstones.inc(count),
+        onScanError: (error) => deps.logger.warn('reading the aggregates topic for a deletion sweep failed; reading it again', { error }),
         onSwept: (deletion, marker) => {
           metrics.deletionSeconds.observe(Math.max(0, marker.sweptAt - deletion.requestedAt) / 1000);
           deps.logger.info('deletion swept', { deletion: deletion.id, subject: deletion.subject, partition: marker.partition, removed: marker.removed, late: marker.late });

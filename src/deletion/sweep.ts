@@ -51,6 +51,8 @@ export interface SweepSettings {
   /** Called as a sweep step is staged (for metrics): entries removed, and a deletion finished on this task. */
   onRemoved?: (count: number) => void;
   onSwept?: (deletion: Deletion, marker: SweptMarker) => void;
+  /** A read of the aggregates topic failed (it is tried again with a later step). */
+  onScanError?: (error: unknown) => void;
   now: () => number;
 }
 
@@ -260,9 +262,10 @@ export class DeletionSweeper {
       return;
     }
     if (this.scanError !== undefined) {
-      const error = this.scanError;
+      // A broker blip must not fail the task: say so, and read again (this step goes on without the keys).
+      this.settings.onScanError?.(this.scanError);
       this.scanError = undefined;
-      throw error instanceof Error ? error : new Error('the aggregates topic scan failed', { cause: error });
+      return;
     }
     const { separator } = this.settings;
     const coveredBy = (key: string): Deletion | undefined => {
@@ -277,7 +280,7 @@ export class DeletionSweeper {
         this.scanning = undefined;
       },
       (error: unknown) => {
-        // Surfaced by the next step (the task fails and restarts; the sweep resumes).
+        // Reported by the next step, which then starts another read.
         this.scanError = error;
         this.scanning = undefined;
       },

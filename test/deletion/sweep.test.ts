@@ -261,3 +261,40 @@ describe('DeletionSweeper in the pipeline', () => {
     expect(out.filter((o) => o.topic === TOPICS.dlq).map((o) => String(o.headers['ordo-dlq-error']))).toEqual([expect.stringMatching(/reached Ordo before/)]);
   });
 });
+
+describe('DeletionSweeper scan failures', () => {
+  it('a failed read of the aggregates topic is reported and read again; the sweep then finishes', async () => {
+    const view = new View();
+    const set = view.set;
+    let failures = 1;
+    const errors: unknown[] = [];
+    const sweeper = new DeletionSweeper({
+      deletions: view,
+      separator: '/',
+      policy: 'dead-letter',
+      sweepBatch: 10,
+      aggregatesTopic: 'aggregates',
+      lateTopic: 'late',
+      deletionsTopic: 'deletions',
+      node: 'n0',
+      scan: () => (failures-- > 0 ? Promise.reject(new Error('broker away')) : Promise.resolve(new Map([[JSON.stringify(['m', 'acme', {}, 'DAY', 'x']), true]]))),
+      onScanError: (error) => errors.push(error),
+      now: () => 1,
+    });
+    view.delete('acme', false, 0);
+    expect(set.size).toBe(1);
+    const stores = { meta: new InMemoryStore<string>('meta', stringCodec), aggregates: new InMemoryStore('a', { encode: () => Buffer.alloc(0), decode: () => ({}) as never }), unique: new InMemoryStore('u', { encode: () => Buffer.alloc(0), decode: () => 0 }), sequences: new InMemoryStore('s', stringCodec) };
+    const held = { evict: () => [] };
+    const outputs: OutputRecord[] = [];
+    for (let i = 0; i < 10 && !outputs.some((o) => o.topic === 'deletions'); i++) {
+      outputs.push(...(sweeper.step({ topic: 'in', partition: 0 }, stores, held)?.outputs ?? []));
+      for (const store of Object.values(stores)) store.commit();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(errors).toHaveLength(1);
+    expect(outputs.map((o) => [o.topic, o.value === null ? null : 'marker'])).toEqual([
+      ['aggregates', null],
+      ['deletions', 'marker'],
+    ]);
+  });
+});
