@@ -122,6 +122,28 @@ export class ReadModel {
     aggregates.set(key, aggregate);
   }
 
+  /**
+   * A tombstone of the aggregates topic (a subject deletion's sweep): the aggregate leaves.
+   * The key says where it is (meter, subject, window): see usage/aggregation.ts aggregateKey.
+   */
+  remove(key: string): void {
+    let parts: unknown;
+    try {
+      parts = JSON.parse(key);
+    } catch {
+      return;
+    }
+    if (!Array.isArray(parts) || parts.length !== 5) return;
+    const [meter, subject, , size, startIso] = parts as [string, string, unknown, WindowSize, string];
+    const id = bucketId(meter, size, Date.parse(startIso));
+    const bucket = this.buckets.get(id);
+    const aggregates = bucket?.get(subject);
+    if (bucket === undefined || aggregates === undefined || !aggregates.delete(key)) return;
+    this.held -= 1;
+    if (aggregates.size === 0) bucket.delete(subject);
+    if (bucket.size === 0) this.buckets.delete(id);
+  }
+
   query(q: UsageQuery): UsageAnswer {
     const meter = this.meters.get(q.meter);
     if (meter === undefined) throw unknownMeter(q.meter, this.meters);

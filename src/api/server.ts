@@ -14,6 +14,7 @@ import { parseConsistentWith, parseUsageQuery } from './query-params.js';
 import type { InputPosition } from '../model/consistency-token.js';
 import { type ReadModel, type UsageAnswer, unknownMeter } from './read-model.js';
 import { type ApiRoute, matchRoute, readJsonBody } from './routes.js';
+import { type DeletedLookup, refuseDeleted, withoutDeleted } from '../deletion/subject-deleted.js';
 
 /** How far the read model is behind the aggregates topic (the reader's progress), returned with every usage answer. */
 export type Freshness = ReaderProgress;
@@ -57,6 +58,8 @@ export interface ApiServerOptions {
   auth: Authenticator;
   /** Routes beyond the usage queries (receipts, trails, dead letters, deletions: src/api/routes.ts). */
   routes?: readonly ApiRoute[];
+  /** Deleted subjects (src/deletion/): asked by name they answer 410 `subject-deleted`; across subjects they are left out. */
+  deleted?: DeletedLookup;
   /** Called for every request the auth layer refuses (metrics). */
   onRefused?: (error: AuthError) => void;
   logger?: Logger;
@@ -146,7 +149,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: ApiSer
   if (params.has('consistentWith') && consistency === undefined) throw new QueryError('bad-parameter', 'consistentWith: this server does not follow a pipeline');
   const wanted = consistency === undefined ? undefined : parseConsistentWith(params, consistency.inputTopic);
   // A subject-scoped token: other subjects answer 403, no subject means its own (never all).
-  const { subjects, allows } = narrowSubjects(principal, asked.subjects);
+  const { subjects, allows } = withoutDeletedSubjects(narrowSubjects(principal, asked.subjects), asked.subjects, options.deleted);
   if (wanted !== undefined && wanted.positions.length > 0) {
     // Asked once before the wait too, so that a query the read model refuses answers at once.
     options.readModel.query({ ...asked, subjects, allowsSubject: allows });
@@ -155,6 +158,17 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: ApiSer
   const answer = options.readModel.query({ ...asked, subjects, allowsSubject: allows });
   const body: UsageResponse = { ...answer, freshness: options.freshness(), ...(wanted !== undefined && wanted.tokens.length > 0 ? { consistentWith: wanted.tokens } : {}) };
   send(res, 200, body);
+}
+
+/** A subject asked by name that is deleted answers 410; the others (a token's list, all subjects) leave deleted ones out. */
+function withoutDeletedSubjects(
+  narrowed: ReturnType<typeof narrowSubjects>,
+  asked: readonly string[] | undefined,
+  deleted: DeletedLookup | undefined,
+): ReturnType<typeof narrowSubjects> {
+  if (deleted === undefined) return narrowed;
+  refuseDeleted(asked, deleted);
+  return { subjects: narrowed.subjects?.filter((s) => deleted(s) === undefined), allows: withoutDeleted(narrowed.allows, deleted) };
 }
 
 /**

@@ -5,6 +5,7 @@ import type { Authenticator } from '../auth/authenticator.js';
 import type { Principal } from '../auth/principal.js';
 import { requireScope } from '../auth/scopes.js';
 import { narrowSubjects } from '../auth/subject-scope.js';
+import { type DeletedLookup, refuseDeleted, withoutDeleted } from '../deletion/subject-deleted.js';
 import type { DeliverConfig } from '../config/config.js';
 import { QueryError } from '../errors.js';
 import { type ListeningServer, answerClientErrors, answerError, listen, quoteClient as quote, sendJson } from '../http/json.js';
@@ -48,6 +49,8 @@ export interface DeliverServerOptions {
   nodeId: string;
   sources: Record<StreamName, DeliverSource>;
   views: RecordViews;
+  /** Deleted subjects (src/deletion/): a stream filtered to one answers 410, others leave them out. */
+  deleted?: DeletedLookup;
   /** The receiver sessions; undefined: their routes answer 404. */
   sessions: { handle(request: DeliverRequest): Promise<DeliverAnswer> } | undefined;
   limits: Pick<DeliverConfig, 'maxStreams' | 'heartbeatMs' | 'bufferBytes'>;
@@ -225,7 +228,11 @@ async function prepareStream(
   const what = lastEventId !== undefined ? 'Last-Event-ID' : 'from';
   const start = parseFrom(lastEventId ?? asked.from, what);
   // A subject-scoped token: other subjects answer 403, none asked means its own.
-  const { subjects, allows } = narrowSubjects(principal, asked.filter.subjects);
+  const narrowed = narrowSubjects(principal, asked.filter.subjects);
+  // A deleted subject asked by name: 410; unfiltered streams leave deleted subjects out.
+  refuseDeleted(narrowed.subjects, options.deleted);
+  const { subjects } = narrowed;
+  const allows = withoutDeleted(narrowed.allows, options.deleted);
   const filter = { ...asked.filter, ...(subjects === undefined ? {} : { subjects }) };
   const source = options.sources[stream];
   const positions = await resolveStart(start, stream, source, what, subjects);

@@ -1,6 +1,7 @@
 import { AuthError } from '../auth/auth-error.js';
 import type { Principal } from '../auth/principal.js';
 import { narrowSubjects } from '../auth/subject-scope.js';
+import { type DeletedLookup, refuseDeleted, withoutDeleted } from '../deletion/subject-deleted.js';
 import type { RecordView } from '../commands/record-view.js';
 import type { DeliverConfig } from '../config/config.js';
 import { QueryError } from '../errors.js';
@@ -77,6 +78,8 @@ export interface SessionsOptions {
   now?: () => number;
   /** How often expired sessions are looked for (default: a quarter of the TTL, at most 10 s). */
   sweepMs?: number;
+  /** Deleted subjects (src/deletion/): a session filtered to one answers 410, others leave them out. */
+  deleted?: DeletedLookup;
 }
 
 type Route = 'create' | 'records' | 'ack' | 'delete';
@@ -163,6 +166,7 @@ export class Sessions {
     const narrowed = narrowSubjects(request.principal, filter.subjects);
     if (narrowed.subjects === undefined) delete filter.subjects;
     else filter.subjects = narrowed.subjects;
+    refuseDeleted(filter.subjects, this.options.deleted);
     const start = parseFrom(body.from);
     const source = this.options.sources[stream];
     let cursor: string;
@@ -194,6 +198,7 @@ export class Sessions {
         throw unknownSession(id);
       }
       if (state.principal !== request.principal.name || state.deleted === true) throw unknownSession(id);
+      refuseDeleted(state.filter.subjects, this.options.deleted);
       if (state.owner === me) {
         const served = await this.locked(id, () => this.serve(route, id, request, read));
         if (served !== MOVED) return served;
@@ -458,11 +463,14 @@ export class Sessions {
 
   /** The records' views, undecoded (undefined) where the key already rules a record out. */
   private viewsOf(state: SessionState, principal: Principal, records: SourceRecord[]): Promise<(RecordView | undefined)[]> {
-    return viewsOfPassing(records, state.filter, principal.subjects.all ? undefined : (subject) => principal.subjects.allows(subject), this.options.views);
+    const allows = principal.subjects.all ? undefined : (subject: string): boolean => principal.subjects.allows(subject);
+    return viewsOfPassing(records, state.filter, withoutDeleted(allows, this.options.deleted), this.options.views);
   }
 
   private matches(state: SessionState, principal: Principal, view: RecordView): boolean {
     // The principal's scope again: a prefix scope (`team-a/*`) is not a list the filter could hold.
+    const deleted = this.options.deleted;
+    if (deleted !== undefined && view.key !== null && deleted(view.key) !== undefined) return false;
     return matchesFilter(state.filter, view) && (principal.subjects.all || (view.key !== null && principal.subjects.allows(view.key)));
   }
 

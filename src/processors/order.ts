@@ -219,6 +219,24 @@ export class OrderStep {
   }
 
   /**
+   * Takes up to `limit` held events whose subject `drop` selects out of the buffer (a subject
+   * deletion's sweep), and rewrites the held positions: they leave with this batch's
+   * transaction, where the caller sends them (never dropped silently).
+   */
+  evict(drop: (subject: string) => boolean, limit: number, buffer: KeyValueStore<HeldPosition[]>): HeldEvent[] {
+    const out: HeldEvent[] = [];
+    const kept: HeldEvent[] = [];
+    for (const event of this.heap.values()) (out.length < limit && drop(event.subject) ? out : kept).push(event);
+    if (out.length === 0) return out;
+    this.heap.clear();
+    this.bufferedKeys.clear();
+    for (const event of kept) this.push(event);
+    if (this.heap.size === 0) buffer.delete(HELD_KEY);
+    else buffer.put(HELD_KEY, [...this.heap.values()].map((e) => ({ offset: e.offset, stamp: e.stamp })));
+    return out.sort(compareBuffered);
+  }
+
+  /**
    * `ordo-watermark` on each emitted record: what the partition promises about the records
    * after it. That is the least order key (ms) still to come in this batch, else the
    * frontier (everything held is above it). So the promise holds however a reader's fetches

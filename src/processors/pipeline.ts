@@ -18,6 +18,7 @@ import { HELD_KEY, type HeldEvent, type HeldPosition, type OrderItem, OrderStep,
 import type { SourceRecord } from '../model/records.js';
 import { type StampStats, StampStep, withStamp } from './stamp.js';
 import { usageEventType } from '../schema/usage-event.js';
+import type { DeletionSweeper, SweepResult } from '../deletion/sweep.js';
 
 export const META_CLOCK_HWM = 'clock-hwm';
 
@@ -41,6 +42,8 @@ export interface PipelineWiring {
   watermarksTopic: string;
   /** Where a batch's dropped re-sends are listed (one record per transaction, for receipts); undefined: not listed. */
   duplicatesTopic?: string;
+  /** Subject deletions (src/deletion/sweep.ts): the policy for their events and the lazy sweep; one per task. */
+  sweeper?: DeletionSweeper;
 }
 
 /** The chain's settings that come straight from the config (documented in src/config/config.ts). */
@@ -171,7 +174,9 @@ export class PipelineProcessor implements TaskProcessor {
         topic: orderedTopic,
         from: orderedFrom !== undefined ? { offset: orderedFrom } : { offset: tailFrom, timestamp: since + 1 },
         onRecord: (record) => {
-          if (orderedFrom !== undefined || BigInt(record.offset) >= tailFrom) replayOrdered(record, sequences);
+          const subject = record.key?.toString('utf8') ?? '';
+          const swept = this.settings.sweeper?.replaysOrdered(context.meta, subject, record.timestamp) === false;
+          if ((orderedFrom !== undefined || BigInt(record.offset) >= tailFrom) && !swept) replayOrdered(record, sequences);
           if (record.timestamp > since) {
             const event = usageEventType.fromBuffer(unframe(record.value).body) as { source: string; id: string };
             claim(event.source, event.id, record.timestamp);
@@ -215,14 +220,15 @@ export class PipelineProcessor implements TaskProcessor {
     const decoded = this.decode.run(records);
     const stats: StampStats = { skewsMs: [], rejectedForSkew: 0 };
     const stamped = this.stamp.run(decoded.items, stats);
-    const measured = this.aggregate.measure(stamped.items);
+    const admitted = this.settings.sweeper?.admit(stamped.items, context.meta) ?? { items: stamped.items, dead: [] };
+    const measured = this.aggregate.measure(admitted.items);
     const deduped = this.dedupe.run(measured.items, context.store<number>(DEDUPE_STORE));
     const aggregated = this.aggregate.apply(
       deduped.fresh,
       context.store<UsageAggregate>(AGGREGATES_STORE),
       context.store<number>(UNIQUE_STORE),
     );
-    const dead = [...decoded.dead, ...stamped.dead, ...measured.dead];
+    const dead = [...decoded.dead, ...stamped.dead, ...admitted.dead, ...measured.dead];
     const encoded = this.encode.run(aggregated.events);
     const items: OrderItem[] = aggregated.events.map((e, i) => ({
       subject: e.event.subject,
@@ -240,6 +246,8 @@ export class PipelineProcessor implements TaskProcessor {
     for (const d of dead) outputs.push(toDeadLetterRecord(d, dlqTopic, node));
     const { duplicatesTopic } = this.settings;
     if (duplicatesTopic !== undefined && deduped.dropped.length > 0) outputs.push(toDuplicatesRecord(deduped.dropped, duplicatesTopic, context.partition));
+    const swept = this.sweep(context);
+    if (swept) outputs.push(...swept.outputs);
     if (stamped.items.length > 0) context.meta.put(META_CLOCK_HWM, formatServiceTime(this.clock.last));
     return {
       outputs,
@@ -248,7 +256,7 @@ export class PipelineProcessor implements TaskProcessor {
         clockSkewsMs: stats.skewsMs,
         clockSkewRejected: stats.rejectedForSkew,
         duplicates: deduped.duplicates,
-        late: [...aggregated.late, ...ordered.late],
+        late: [...aggregated.late, ...ordered.late, ...(swept?.late ?? [])],
         expired: deduped.expired + aggregated.expired,
         violations: ordered.violations,
         forcedEmits: ordered.forced,
@@ -268,17 +276,29 @@ export class PipelineProcessor implements TaskProcessor {
     const now = this.clock.physical.now();
     const ordered = this.order.run([], this.orderStores(context), now);
     const outputs = [...ordered.emitted];
+    const swept = this.sweep(context);
+    if (swept) outputs.push(...swept.outputs);
     const { watermarksTopic, watermarkIntervalMs } = this.settings;
     if (watermarkIntervalMs > 0 && now - this.watermarkPublishedAt >= watermarkIntervalMs && Number.isFinite(this.order.frontier)) {
       outputs.push({ topic: watermarksTopic, key: String(context.partition), value: String(this.order.frontier), headers: {} });
       this.watermarkPublishedAt = now;
     }
-    if (outputs.length === 0) return undefined;
+    if (outputs.length === 0 && swept === undefined) return undefined;
     if (ordered.emitted.length > 0) context.meta.put(META_CLOCK_HWM, formatServiceTime(this.clock.last));
     return {
       outputs,
-      report: { deadLetters: [], violations: ordered.violations, forcedEmits: ordered.forced, buffered: this.order.buffered, originTimesMs: ordered.emittedOriginMs },
+      report: { deadLetters: [], late: swept?.late, violations: ordered.violations, forcedEmits: ordered.forced, buffered: this.order.buffered, originTimesMs: ordered.emittedOriginMs },
     };
+  }
+
+  /** One bounded step of the deleted subjects' sweep, in this batch's (or tick's) transaction. */
+  private sweep(context: TaskContext): SweepResult | undefined {
+    const buffer = context.store<HeldPosition[]>(REORDER_STORE);
+    return this.settings.sweeper?.step(
+      context,
+      { meta: context.meta, aggregates: context.store<UsageAggregate>(AGGREGATES_STORE), unique: context.store<number>(UNIQUE_STORE), sequences: context.store<string>(SEQUENCE_STORE) },
+      { evict: (drop, limit) => this.order.evict(drop, limit, buffer) },
+    );
   }
 
   private orderStores(context: TaskContext): Parameters<OrderStep['run']>[1] {

@@ -24,6 +24,7 @@ import { MeterCatalog, loadMetersFile } from '../usage/meters.js';
 import { ReceiptsService } from '../receipts/receipts-service.js';
 import { receiptRoutes } from '../receipts/routes.js';
 import { startDeadLetterReplay } from '../replay/start-replay.js';
+import { startDeletionApi } from '../deletion/deletion-api.js';
 
 /** The api role's consumer group: one per replica (each keeps its own read model). */
 /** The api role's schema ledger reads as its own group (`<group>-api-schemas-<node>`), apart from the pipeline's. */
@@ -82,6 +83,11 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   // Aggregates name their schema by registry id too: the same ledger as the pipeline's guards them.
   const ledger = await startSchemaLedger(apiLedgerConfig(config), kafka, deps.logger);
   const catalog = new SchemaCatalog({ url: config.registryUrl, security: config.security.registry }, undefined, ledger);
+  // Deletions in force before the first answer: a deleted subject answers 410 from the start.
+  const deletion = await startDeletionApi(config, kafka, { ...deps, groupId: `${apiGroupId(config)}-deletions` }).catch(async (error: unknown) => {
+    await ledger.stop();
+    throw error;
+  });
   let conflict: SchemaConflictError | undefined;
 
   const apply = async (records: SourceRecord[]): Promise<void> => {
@@ -95,7 +101,11 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       return;
     }
     for (const record of records) {
-      if (record.key === null || record.value === null) continue; // aggregates are never deleted; ignore stray tombstones
+      if (record.key === null) continue;
+      if (record.value === null) {
+        readModel.remove(record.key.toString('utf8')); // a subject deletion's sweep (src/deletion/)
+        continue;
+      }
       try {
         const { schemaId, body } = unframe(record.value);
         const writer = catalog.writerType(schemaId);
@@ -144,6 +154,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     await receipts.start();
   } catch (error) {
     await receipts.stop();
+    await deletion.stop();
     await ledger.stop();
     throw error;
   }
@@ -159,6 +170,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     onFailure: (error) => void failed(error),
   }).catch(async (error: unknown) => {
     await receipts.stop();
+    await deletion.stop();
     await ledger.stop();
     auth.close();
     throw error;
@@ -170,6 +182,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     onRefused: (error) => deps.metrics.apiRequestsRefused.inc({ kind: error.kind }),
     meters,
     readModel,
+    deleted: deletion.deleted,
     freshness: () => reader.progress(),
     consistency: {
       inputTopic: config.topics.input,
@@ -184,7 +197,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       },
     },
     logger: deps.logger,
-    routes: [...receiptRoutes(receipts), ...replay.routes],
+    routes: [...receiptRoutes(receipts, { deleted: deletion.deleted }), ...replay.routes, ...deletion.routes],
   });
   lifecycle.transition('restoring');
   const state = (): ApiState => lifecycle.state as ApiState;
@@ -205,6 +218,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       await reader.stop();
       await receipts.stop();
       await replay.stop();
+      await deletion.stop();
       await ledger.stop();
       finish('failed');
     })());
@@ -245,6 +259,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
         await reader.stop();
         await receipts.stop();
         await replay.stop();
+        await deletion.stop();
         await ledger.stop();
         if (state() === 'draining') lifecycle.transition('stopped');
         finish(state() === 'failed' ? 'failed' : 'stopped');

@@ -1,4 +1,7 @@
 import type { Kafka } from 'kafkajs';
+import { deletionsTopicSpec } from '../accountability/topics.js';
+import { DeletionFollower } from '../deletion/deletion-follower.js';
+import type { Deletion } from '../deletion/deletions.js';
 import { createAuthenticator } from '../auth/authenticator.js';
 import { isLoopbackHost } from '../config/api-auth.js';
 import type { OrdoConfig } from '../config/config.js';
@@ -98,7 +101,7 @@ export async function startDeliverRole(config: OrdoConfig, deps: { logger: Logge
   metrics.deliverTakeovers.inc({ outcome: 'won' }, 0);
   const kafka = deps.kafka ?? createKafka({ brokers: config.brokers, clientId: config.clientId, logger, security: config.security.kafka });
   const groups = deliverGroupPrefix(config);
-  const specs = deliverTopicSpecs(config);
+  const specs = [...deliverTopicSpecs(config), deletionsTopicSpec(config)];
 
   const created = await retrying(
     async () => {
@@ -185,7 +188,11 @@ export async function startDeliverRole(config: OrdoConfig, deps: { logger: Logge
     metrics,
     serve: (request) => sessions.serveForwarded(request),
   });
+  // Deleted subjects: 410 for streams and sessions filtered to one, left out of the others.
+  const deletions = new DeletionFollower({ kafka, topic: config.topics.deletions, separator: config.deletion.separator, groupId: `${groups}-deletions`, logger, stuckAfterMs: config.stuckAfterMs });
+  const deleted = (subject: string): Deletion | undefined => deletions.set.match(subject);
   const sessions: Sessions = new Sessions({
+    deleted,
     nodeId: config.nodeId,
     sources: streams,
     views,
@@ -215,6 +222,7 @@ export async function startDeliverRole(config: OrdoConfig, deps: { logger: Logge
     await store.start();
     await registry.start();
     await forwarder.start();
+    await deletions.start();
     sessions.start();
     server = await startDeliverServer({
       port: d.port,
@@ -226,6 +234,7 @@ export async function startDeliverRole(config: OrdoConfig, deps: { logger: Logge
       sources: streams,
       views,
       sessions,
+      deleted,
       limits: d,
       metrics,
     });
@@ -245,6 +254,7 @@ export async function startDeliverRole(config: OrdoConfig, deps: { logger: Logge
     await registry.stop().catch(() => undefined);
     await store.stop().catch(() => undefined);
     await Promise.all(STREAMS.map((s) => sources[s].stop().catch(() => undefined)));
+    await deletions.stop().catch(() => undefined);
     await ledger.stop().catch(() => undefined);
     auth.close();
   }

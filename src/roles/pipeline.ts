@@ -18,6 +18,7 @@ import { SchemaCatalog } from '../schema/schema-catalog.js';
 import { duplicatesTopicSpec } from '../accountability/topics.js';
 import { ensureTopics, partitionCount } from '../kafka/topics.js';
 import { usageEventSchema } from '../schema/usage-event.js';
+import { startPipelineDeletions } from '../deletion/pipeline-deletions.js';
 
 /** Wires the `pipeline` role: registers the output schema, then runs the worker. */
 export async function createPipelineWorker(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics; kafka?: Kafka }): Promise<Worker> {
@@ -38,11 +39,17 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
   }
   deps.logger.info('meters loaded', { meters: meters.meters.map((m) => m.slug), file: config.metersFile ?? null });
   const clock = new HybridClock({ node: config.nodeId, physical: systemClock, maxSkewMs: config.maxSkewMs });
+  // Deletions in force before the first task starts (its restore and policy depend on them).
+  const deletions = await startPipelineDeletions(config, kafka, deps).catch(async (error: unknown) => {
+    await ledger.stop();
+    throw error;
+  });
   const worker = new Worker({
     ...config,
     kafka,
     ...pipelineTopics(config),
-    punctuateIntervalMs: punctuateInterval(config.reorderWindowMs, config.watermarkIntervalMs),
+    // Idle partitions also sweep deleted subjects: never without ticks.
+    punctuateIntervalMs: punctuateInterval(config.reorderWindowMs, config.watermarkIntervalMs) ?? 1_000,
     processorFactory: () =>
       new PipelineProcessor({
         ...config,
@@ -57,11 +64,12 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
         meters,
         watermarksTopic: config.topics.watermarks,
         duplicatesTopic: config.topics.duplicates,
+        sweeper: deletions.sweeper(clock.node),
       }),
     logger: deps.logger,
     metrics: deps.metrics,
   });
-  void worker.lifecycle.whenDone().then(() => ledger.stop());
+  void worker.lifecycle.whenDone().then(() => Promise.all([ledger.stop(), deletions.stop()]));
   return worker;
 }
 
