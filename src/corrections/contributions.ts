@@ -140,6 +140,11 @@ export class WindowIndex {
       fold(work, { value: m.value, newMember, eventTime: m.eventTime, orderTime: m.orderTime, orderNode: m.orderNode });
     }
     const aggregate = finish(work);
+    if (aggregate.count === 0) {
+      // Every event of the window was voided or moved out: no event times, so the window's start (and value 0).
+      aggregate.firstEventTime = entry.coords.windowStart;
+      aggregate.lastEventTime = entry.coords.windowStart;
+    }
     aggregate.version = (previous?.version ?? 0) + corrections;
     aggregate.corrections = (previous?.corrections ?? 0) + corrections;
     return aggregate;

@@ -292,13 +292,11 @@ export class CorrectionStep {
     const windows = new Set(kind === 'void' ? removedFrom : [...removedFrom, ...this.index.windowsOf(updated).map((x) => x.key)]);
     for (const key of windows) touched.get(key)!.corrections += 1;
     stores.contributions.put(targetKey, updated);
-    let applied = e;
-    const originalTime = parseServiceTime(original.o);
-    if (e.orderKey.time < originalTime || (e.orderKey.time === originalTime && e.orderKey.node <= original.n)) {
-      // It came before its original (or ties it): it takes Ordo's stamp now, so it orders after.
-      const stamp: Stamp = { time: this.settings.clock.now(), node: this.settings.clock.node };
-      applied = { ...e, stamp, orderKey: stamp };
-    }
+    // Ordo's stamp as it is applied: after its original (the clock witnessed the original's
+    // key), and after every correction applied before it, so the ordered topic carries the
+    // corrections of an event in the order they were applied (a restore replays that order).
+    const stamp: Stamp = { time: this.settings.clock.now(), node: this.settings.clock.node };
+    const applied: MeasuredEvent = { ...e, stamp, orderKey: stamp };
     stores.contributions.put(ownKey, { s: e.event.subject, k: kind, t: millisOf(applied.stamp.time), st: millisOf(applied.stamp.time), o: orderText(applied.orderKey.time), n: applied.orderKey.node, r: [], u: millisOf(applied.stamp.time) });
     result.applied.push(applied);
     result.counts.push({ kind, outcome: 'applied' });
@@ -430,6 +428,7 @@ export class CorrectionStep {
     }
     const by: [string, string] = [event.source, event.id];
     if (target.kind === 'void') this.put(targetKey, { ...original, r: [], v: by }, contributions);
+    else if (original.v !== undefined) this.put(targetKey, { ...original, a: by }, contributions); // applied before the void (a later amend is refused)
     else {
       const r = keptReadings(measureReadings(this.settings.meters, event));
       this.put(targetKey, { ...original, t: event.time, r, a: by, u: Math.max(original.u, reachOf(this.settings.meters, event.time, r)) }, contributions);

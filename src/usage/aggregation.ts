@@ -98,6 +98,13 @@ export interface AggregateWork {
 
 /** Starts a batch's work on an aggregate: a copy of the stored one, or a new empty one. */
 export function startWork(previous: UsageAggregate | undefined, at: AggregateCoordinates): AggregateWork {
+  if (previous !== undefined && previous.count === 0) {
+    // Every event of it was voided (corrections): it starts over, its version and correction count go on.
+    const work = startWork(undefined, at);
+    work.aggregate.version = previous.version;
+    work.aggregate.corrections = previous.corrections ?? 0;
+    return work;
+  }
   if (previous === undefined) {
     const aggregate: UsageAggregate = {
       meter: at.meter,
