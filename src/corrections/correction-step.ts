@@ -87,6 +87,8 @@ export class CorrectionStep {
   private pendingCount = 0;
   private readonly sweeper: Sweeper<Contribution>;
   private pendingCheckedAt = Number.NEGATIVE_INFINITY;
+  /** Final windows leave the index at most once a minute of stamp time, like the stores' sweeps. */
+  private indexSweptAt = Number.NEGATIVE_INFINITY;
   /** Restore: replayed corrections whose original had not been replayed yet. */
   private deferred: { key: string; target: CorrectionTarget; event: UsageEvent; stampMs: number; order: { o: string; n: string } }[] = [];
   private readonly restored = new Map<string, Contribution>();
@@ -215,9 +217,11 @@ export class CorrectionStep {
 
     if (Number.isFinite(now)) {
       this.expirePending(now, stores, result);
-      const expired = this.sweeper.run(stores.contributions, now);
-      if (expired > 0) this.index.sweep(now, this.settings.allowedLatenessMs);
-      result.expired += expired;
+      result.expired += this.sweeper.run(stores.contributions, now);
+      if (now - this.indexSweptAt >= SWEEP_EVERY_MS) {
+        this.index.sweep(now, this.settings.allowedLatenessMs);
+        this.indexSweptAt = now;
+      }
     }
     return result;
   }
