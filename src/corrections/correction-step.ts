@@ -9,7 +9,7 @@ import { frame, unframe } from '../schema/wire-format.js';
 import type { UsageAggregate } from '../usage/aggregation.js';
 import type { MeterCatalog } from '../usage/meters.js';
 import { type Contribution, type KeptReading, WindowIndex, orderText, reachOf } from './contributions.js';
-import { type CorrectionKind, type CorrectionTarget, readCorrection } from './correction.js';
+import { type CorrectionKind, type CorrectionTarget, headerText, readCorrection } from './correction.js';
 import { type PendingCorrection, pendingKey } from './pending.js';
 import { Sweeper } from '../processors/sweep.js';
 
@@ -464,9 +464,4 @@ function measureReadings(meters: MeterCatalog, event: UsageEvent): Reading[] {
     if (typeof reading !== 'string') readings.push(reading);
   }
   return readings;
-}
-
-function headerText(value: HeaderValue): string | undefined {
-  const last = Array.isArray(value) ? value[value.length - 1] : value;
-  return last === undefined ? undefined : last.toString();
 }

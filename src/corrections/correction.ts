@@ -26,9 +26,9 @@ export const MAX_TARGET_BYTES = 1024;
  * `invalid-correction`). A correction of itself is malformed: it has no original.
  */
 export function readCorrection(headers: Headers, own: { source: string; id: string }): CorrectionTarget | string | undefined {
-  const kind = text(headers[CORRECTION_HEADER.kind]);
-  const source = text(headers[CORRECTION_HEADER.source]);
-  const id = text(headers[CORRECTION_HEADER.id]);
+  const kind = headerText(headers[CORRECTION_HEADER.kind]);
+  const source = headerText(headers[CORRECTION_HEADER.source]);
+  const id = headerText(headers[CORRECTION_HEADER.id]);
   if (kind === undefined && source === undefined && id === undefined) return undefined;
   if (kind === undefined) return `${CORRECTION_HEADER.source}/${CORRECTION_HEADER.id} without ${CORRECTION_HEADER.kind}: a correction says whether it voids or amends`;
   if (!(CORRECTION_KINDS as readonly string[]).includes(kind)) return `${CORRECTION_HEADER.kind} is ${JSON.stringify(kind.slice(0, 40))}, not one of ${CORRECTION_KINDS.join(', ')}`;
@@ -40,7 +40,8 @@ export function readCorrection(headers: Headers, own: { source: string; id: stri
   return { kind: kind as CorrectionKind, source: source!, id: id! };
 }
 
-function text(value: HeaderValue): string | undefined {
+/** A header's (last) value as text. */
+export function headerText(value: HeaderValue): string | undefined {
   const last = Array.isArray(value) ? value[value.length - 1] : value;
   return last === undefined ? undefined : last.toString();
 }

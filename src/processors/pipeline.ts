@@ -20,6 +20,7 @@ import { type StampStats, StampStep, withStamp } from './stamp.js';
 import { usageEventType } from '../schema/usage-event.js';
 import { CONTRIBUTIONS_STORE, type Contribution, contributionCodec } from '../corrections/contributions.js';
 import { CorrectionStep } from '../corrections/correction-step.js';
+import { headerText } from '../corrections/correction.js';
 import { pendingStore } from '../corrections/pending.js';
 import { HEADER } from '../model/records.js';
 
@@ -339,6 +340,5 @@ export class PipelineProcessor implements TaskProcessor {
 
 /** A late-topic record the order step routed away (`out-of-order`): it was aggregated all the same. */
 function isOutOfOrder(record: SourceRecord): boolean {
-  const reason = record.headers[HEADER.lateReason];
-  return (Array.isArray(reason) ? reason[reason.length - 1] : reason)?.toString() === 'out-of-order';
+  return headerText(record.headers[HEADER.lateReason]) === 'out-of-order';
 }
