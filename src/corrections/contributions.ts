@@ -44,146 +44,178 @@ export const contributionCodec: StoreCodec<Contribution> = {
   decode: (b) => JSON.parse(b.toString('utf8')) as Contribution,
 };
 
-/** One event's part of one window, as recomputing the window needs it. */
-interface WindowMember {
-  value: Decimal | undefined;
-  member: string | undefined;
-  eventTime: number;
-  orderTime: bigint;
-  orderNode: string;
+/** One event's reading of one meter (shared by every window size of the meter). */
+interface Member {
+  c: Contribution;
+  r: KeptReading;
 }
 
-interface WindowEntry {
+/** Every event within reach of one (meter, subject, group values): the windows of each size are time slices of it. */
+interface Series {
+  members: Map<string, Member>;
+}
+
+/** A window a correction touched, by aggregate key. */
+interface WindowRef {
+  prefix: string;
   coords: AggregateCoordinates;
-  members: Map<string, WindowMember>;
 }
 
 /**
- * Per open window, every event's contribution: what makes a correction exact for every
- * aggregation. Removing an event and recomputing the window from what remains gives the
- * same aggregate as if the event had never come (MIN/MAX need the remaining values,
- * LATEST the remaining order keys, UNIQUE_COUNT the remaining members, first/last event
- * time the remaining times; SUM/COUNT/AVG would subtract, but share the recompute so every
- * field stays exact).
+ * Per (meter, subject, group values), every event's reading still within reach of a
+ * correction: what makes a correction exact for every aggregation. Removing an event and
+ * recomputing a window from the events that remain in it gives the same aggregate as if the
+ * event had never come (MIN/MAX need the remaining values, LATEST the remaining order keys,
+ * UNIQUE_COUNT the remaining members, first/last event time the remaining times;
+ * SUM/COUNT/AVG would subtract, but share the recompute so every field stays exact). A
+ * window is the slice of its series by event time, so an event costs one entry per meter,
+ * not one per meter and window size.
  *
  * Memory only, derived from the contributions store: it mirrors the committed store plus the
  * batch in progress. A failed batch ends the task and its processor (like the reorder heap),
  * and the next one rebuilds this from the restored store.
  */
 export class WindowIndex {
-  private readonly windows = new Map<string, WindowEntry>();
+  private readonly series = new Map<string, Series>();
   private memberCount = 0;
+  /** Windows touched by corrections in the batch in progress (coordinates for the recompute). */
+  private readonly refs = new Map<string, WindowRef>();
+  private readonly isoCache = new Map<number, string>();
 
   constructor(private readonly meters: MeterCatalog) {}
 
-  /** Events kept across windows (one per event and window): what the index costs. */
+  /** Readings kept (one per event and meter): what the index costs. */
   get size(): number {
     return this.memberCount;
   }
 
   get windowCount(): number {
-    return this.windows.size;
+    return this.series.size;
   }
 
-  /** Adds an event's current readings; returns the aggregate keys touched. */
-  add(eventKey: string, c: Contribution): string[] {
+  /** Adds an event's current readings; with `keys`, returns the aggregate keys of its windows. */
+  add(eventKey: string, c: Contribution, keys = false): string[] {
     const touched: string[] = [];
-    for (const w of this.windowsOf(c)) {
-      let entry = this.windows.get(w.key);
-      if (entry === undefined) {
-        entry = { coords: w.coords, members: new Map() };
-        this.windows.set(w.key, entry);
-      }
-      if (!entry.members.has(eventKey)) this.memberCount += 1;
-      entry.members.set(eventKey, w.member);
-      touched.push(w.key);
+    for (const r of c.r) {
+      const prefix = keyPrefix(r[0], c.s, r[1]);
+      let series = this.series.get(prefix);
+      if (series === undefined) this.series.set(prefix, (series = { members: new Map() }));
+      if (!series.members.has(eventKey)) this.memberCount += 1;
+      series.members.set(eventKey, { c, r });
+      if (keys) this.windowKeys(prefix, c, r, touched);
     }
     return touched;
   }
 
-  /** Removes an event's current readings; returns the aggregate keys touched. */
+  /** Removes an event's current readings; returns the aggregate keys of its windows. */
   remove(eventKey: string, c: Contribution): string[] {
     const touched: string[] = [];
-    for (const w of this.windowsOf(c)) {
-      const entry = this.windows.get(w.key);
-      if (entry?.members.delete(eventKey)) this.memberCount -= 1;
-      touched.push(w.key);
+    for (const r of c.r) {
+      const prefix = keyPrefix(r[0], c.s, r[1]);
+      const series = this.series.get(prefix);
+      if (series?.members.delete(eventKey)) {
+        this.memberCount -= 1;
+        if (series.members.size === 0) this.series.delete(prefix);
+      }
+      this.windowKeys(prefix, c, r, touched);
     }
     return touched;
   }
 
-  /** The window's coordinates (known once any event was in it). */
-  coordinates(key: string): AggregateCoordinates | undefined {
-    return this.windows.get(key)?.coords;
+  /** The aggregate keys of the windows an entry's readings fall in. */
+  windowsOf(c: Contribution): string[] {
+    const touched: string[] = [];
+    for (const r of c.r) this.windowKeys(keyPrefix(r[0], c.s, r[1]), c, r, touched);
+    return touched;
   }
 
-  /** The distinct UNIQUE_COUNT members still in the window. */
+  /** The coordinates of a window touched in this batch. */
+  coordinates(key: string): AggregateCoordinates | undefined {
+    return this.refs.get(key)?.coords;
+  }
+
+  /** The distinct UNIQUE_COUNT members still in a window touched in this batch. */
   members(key: string): Set<string> {
     const out = new Set<string>();
-    for (const m of this.windows.get(key)?.members.values() ?? []) if (m.member !== undefined) out.add(m.member);
+    for (const m of this.inWindow(key)) if (m.r[3] !== null) out.add(m.r[3]);
     return out;
   }
 
   /**
-   * The window's aggregate from its remaining events, folded in order-key order (fold is
-   * order-independent but for ties of LATEST, which the order key breaks anyway). Version
-   * and correction count continue from `previous`.
+   * A window's aggregate from its remaining events (fold is order-independent but for exact
+   * ties of LATEST's order key). Version and correction count continue from `previous`.
    */
   recompute(key: string, previous: UsageAggregate | undefined, corrections: number): UsageAggregate {
-    const entry = this.windows.get(key);
-    if (entry === undefined) throw new Error(`no window ${key} in the corrections index`);
-    const work = startWork(undefined, entry.coords);
+    const ref = this.refs.get(key);
+    if (ref === undefined) throw new Error(`window ${key} was not touched in this batch`);
+    const work = startWork(undefined, ref.coords);
     const seen = new Set<string>();
-    for (const m of entry.members.values()) {
-      const newMember = m.member !== undefined && !seen.has(m.member);
-      if (m.member !== undefined) seen.add(m.member);
-      fold(work, { value: m.value, newMember, eventTime: m.eventTime, orderTime: m.orderTime, orderNode: m.orderNode });
+    for (const { c, r } of this.inWindow(key)) {
+      const member = r[3] ?? undefined;
+      const newMember = member !== undefined && !seen.has(member);
+      if (member !== undefined) seen.add(member);
+      fold(work, { value: r[2] === null ? undefined : Decimal.parse(r[2]), newMember, eventTime: c.t, orderTime: parseServiceTime(c.o), orderNode: c.n });
     }
     const aggregate = finish(work);
     if (aggregate.count === 0) {
       // Every event of the window was voided or moved out: no event times, so the window's start (and value 0).
-      aggregate.firstEventTime = entry.coords.windowStart;
-      aggregate.lastEventTime = entry.coords.windowStart;
+      aggregate.firstEventTime = ref.coords.windowStart;
+      aggregate.lastEventTime = ref.coords.windowStart;
     }
     aggregate.version = (previous?.version ?? 0) + corrections;
     aggregate.corrections = (previous?.corrections ?? 0) + corrections;
     return aggregate;
   }
 
-  /** Drops windows that can no longer change (ended more than the lateness before `now`). */
+  /** The batch is done: forget the windows it touched. */
+  endBatch(): void {
+    this.refs.clear();
+    if (this.isoCache.size > 50_000) this.isoCache.clear();
+  }
+
+  /** Drops readings no correction can reach any more (every window of the event final at `now`). */
   sweep(now: number, allowedLatenessMs: number): void {
-    for (const [key, entry] of this.windows) {
-      if (entry.coords.windowEnd <= now - allowedLatenessMs) {
-        this.memberCount -= entry.members.size;
-        this.windows.delete(key);
+    for (const [prefix, series] of this.series) {
+      for (const [key, m] of series.members) {
+        if (m.c.u <= now - allowedLatenessMs) {
+          series.members.delete(key);
+          this.memberCount -= 1;
+        }
       }
+      if (series.members.size === 0) this.series.delete(prefix);
     }
   }
 
   clear(): void {
-    this.windows.clear();
+    this.series.clear();
+    this.refs.clear();
     this.memberCount = 0;
   }
 
-  /** The windows an entry's readings fall in, per meter and window size the meter keeps. */
-  windowsOf(c: Contribution): { key: string; coords: AggregateCoordinates; member: WindowMember }[] {
-    const out: { key: string; coords: AggregateCoordinates; member: WindowMember }[] = [];
-    const orderTime = parseServiceTime(c.o);
-    for (const [slug, groupBy, value, member] of c.r) {
-      const meter = this.meters.get(slug);
-      if (meter === undefined) continue; // a meter removed from the file: its windows are not kept any more
-      const prefix = keyPrefix(slug, c.s, groupBy);
-      const m: WindowMember = { value: value === null ? undefined : Decimal.parse(value), member: member ?? undefined, eventTime: c.t, orderTime, orderNode: c.n };
-      for (const size of meter.windows) {
-        const start = windowStart(c.t, size);
-        out.push({
-          key: windowKey(prefix, size, new Date(start).toISOString()),
-          coords: { meter: slug, aggregation: meter.aggregation, subject: c.s, groupBy, windowSize: size, windowStart: start, windowEnd: windowEnd(start, size) },
-          member: m,
-        });
+  private *inWindow(key: string): Iterable<Member> {
+    const ref = this.refs.get(key);
+    if (ref === undefined) return;
+    const { windowStart: start, windowEnd: end } = ref.coords;
+    for (const m of this.series.get(ref.prefix)?.members.values() ?? []) if (m.c.t >= start && m.c.t < end) yield m;
+  }
+
+  private windowKeys(prefix: string, c: Contribution, r: KeptReading, out: string[]): void {
+    const meter = this.meters.get(r[0]);
+    if (meter === undefined) return; // a meter removed from the file: its windows are not kept any more
+    for (const size of meter.windows) {
+      const start = windowStart(c.t, size);
+      const key = windowKey(prefix, size, this.iso(start));
+      if (!this.refs.has(key)) {
+        this.refs.set(key, { prefix, coords: { meter: r[0], aggregation: meter.aggregation, subject: c.s, groupBy: r[1], windowSize: size, windowStart: start, windowEnd: windowEnd(start, size) } });
       }
+      out.push(key);
     }
-    return out;
+  }
+
+  private iso(ms: number): string {
+    let text = this.isoCache.get(ms);
+    if (text === undefined) this.isoCache.set(ms, (text = new Date(ms).toISOString()));
+    return text;
   }
 }
 

@@ -103,9 +103,9 @@ export class CorrectionStep {
     return this.settings.enabled;
   }
 
-  /** Events kept per window (one per event and window it is in), and corrections waiting. */
-  get kept(): { windowMembers: number; windows: number; pending: number } {
-    return { windowMembers: this.index.size, windows: this.index.windowCount, pending: this.pendingCount };
+  /** Readings kept (one per event and meter), their series (meter, subject, group values), and corrections waiting. */
+  get kept(): { readings: number; series: number; pending: number } {
+    return { readings: this.index.size, series: this.index.windowCount, pending: this.pendingCount };
   }
 
   /**
@@ -215,6 +215,7 @@ export class CorrectionStep {
       }
     }
 
+    this.index.endBatch();
     if (Number.isFinite(now)) {
       this.expirePending(now, stores, result);
       result.expired += this.sweeper.run(stores.contributions, now);
@@ -290,10 +291,10 @@ export class CorrectionStep {
     else {
       const r = keptReadings(e.readings);
       updated = { ...original, t: e.event.time, r, a: by, u: Math.max(original.u, reachOf(this.settings.meters, e.event.time, r)) };
-      note(this.index.add(targetKey, updated), updated);
+      note(this.index.add(targetKey, updated, true), updated);
     }
     // Each correction counts once per window it changed (an amend within one window: once).
-    const windows = new Set(kind === 'void' ? removedFrom : [...removedFrom, ...this.index.windowsOf(updated).map((x) => x.key)]);
+    const windows = new Set(kind === 'void' ? removedFrom : [...removedFrom, ...this.index.windowsOf(updated)]);
     for (const key of windows) touched.get(key)!.corrections += 1;
     stores.contributions.put(targetKey, updated);
     // Ordo's stamp as it is applied: after its original (the clock witnessed the original's
