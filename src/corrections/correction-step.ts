@@ -314,8 +314,19 @@ export class CorrectionStep {
     return { ...stamped, readings: p.target.kind === 'void' ? [] : measureReadings(this.settings.meters, p.event) };
   }
 
+  /**
+   * An idle partition's tick (wall clock `now`): corrections that waited longer than the
+   * hold are dead-lettered even when no batch comes, so a correction of an event that never
+   * existed is answered within the hold.
+   */
+  expireIdle(now: number, stores: Pick<CorrectionStores, 'pending' | 'dedupe'>): Pick<CorrectionResult, 'dead' | 'counts'> {
+    const result: CorrectionResult = { applied: [], late: [], dead: [], outputs: [], counts: [], expired: 0 };
+    if (this.settings.enabled) this.expirePending(now, stores, result);
+    return { dead: result.dead, counts: result.counts };
+  }
+
   /** A correction that waited longer than the hold for its original: dead-lettered `correction-unknown-original`. */
-  private expirePending(now: number, stores: CorrectionStores, result: CorrectionResult): void {
+  private expirePending(now: number, stores: Pick<CorrectionStores, 'pending' | 'dedupe'>, result: CorrectionResult): void {
     if (this.pendingCount === 0 || now - this.pendingCheckedAt < 1_000) return;
     this.pendingCheckedAt = now;
     const hold = this.settings.holdMs ?? HOLD_MS;

@@ -325,11 +325,20 @@ export class PipelineProcessor implements TaskProcessor {
       outputs.push({ topic: watermarksTopic, key: String(context.partition), value: String(this.order.frontier), headers: {} });
       this.watermarkPublishedAt = now;
     }
+    const waited = this.corrections.expireIdle(now, { pending: pendingStore(context.meta), dedupe: context.store<number>(DEDUPE_STORE) });
+    for (const d of waited.dead) outputs.push(toDeadLetterRecord(d, this.settings.dlqTopic, this.clock.node));
     if (outputs.length === 0) return undefined;
     if (ordered.emitted.length > 0) context.meta.put(META_CLOCK_HWM, formatServiceTime(this.clock.last));
     return {
       outputs,
-      report: { deadLetters: [], violations: ordered.violations, forcedEmits: ordered.forced, buffered: this.order.buffered, originTimesMs: ordered.emittedOriginMs },
+      report: {
+        deadLetters: waited.dead,
+        corrections: waited.counts,
+        violations: ordered.violations,
+        forcedEmits: ordered.forced,
+        buffered: this.order.buffered,
+        originTimesMs: ordered.emittedOriginMs,
+      },
     };
   }
 

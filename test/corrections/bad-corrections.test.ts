@@ -102,6 +102,19 @@ describe('bad corrections in the pipeline: a named reason, never counted', () =>
     ]);
   });
 
+  it('on an idle partition too: the tick dead-letters a correction that waited longer than the hold', async () => {
+    const { topics, context, physical, p } = await runBatches([[eventRecord(fix('c1'), correctionHeaders('void', 'svc', 'never'))]], { holdMs: 60_000 });
+    physical.ms += 30_000;
+    expect(p.punctuate(context)).toBeUndefined();
+    physical.ms += 31_000;
+    const tick = p.punctuate(context)!;
+    commitTo(topics, context, tick.outputs, physical.ms);
+    expect(reasons(topics.topics.get(DLQ), 'ordo-dlq-reason')).toEqual(['correction-unknown-original']);
+    expect(tick.report.corrections).toEqual([{ kind: 'void', outcome: 'dead-lettered' }]);
+    expect(tick.report.deadLetters).toHaveLength(1);
+    expect(p.punctuate(context)).toBeUndefined(); // gone from the store: nothing twice
+  });
+
   it('beyond the allowed lateness: the late topic, reason correction-too-late', async () => {
     const physical = new FakeClock(T0);
     const topics = new MemoryTopics();
