@@ -69,7 +69,7 @@ export interface BenchParams {
  * ordo-pipeline runs the default reorder window (1 s); ordo-window-<ms> the same pipeline
  * with ORDO_REORDER_WINDOW_MS=<ms> (0: events are only sorted within a batch).
  */
-export const SYSTEMS = ['kafka-producer-perf', 'java-eos-passthrough', 'baseline-plain', 'baseline-tx', 'ordo-window-0', 'ordo-window-250', 'ordo-pipeline', 'ordo-window-3000', 'ordo-aggregate'] as const;
+export const SYSTEMS = ['kafka-producer-perf', 'java-eos-passthrough', 'baseline-plain', 'baseline-tx', 'ordo-window-0', 'ordo-window-250', 'ordo-pipeline', 'ordo-window-3000', 'ordo-aggregate', 'ordo-aggregate-no-corrections'] as const;
 /** The reorder window of each Ordo system without aggregation. */
 export const WINDOW_MS: Partial<Record<SystemName, number>> = { 'ordo-window-0': 0, 'ordo-window-250': 250, 'ordo-pipeline': 1_000, 'ordo-window-3000': 3_000 };
 export type SystemName = (typeof SYSTEMS)[number];

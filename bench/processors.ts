@@ -52,7 +52,7 @@ export interface ProcessorOptions {
  * Aggregation is on only with a meters file (ordo-aggregate); otherwise it is off even if
  * ORDO_METERS_FILE is set in the environment, so ordo-pipeline stays the same system.
  */
-export function ordoConfig(params: BenchParams, prefix: string, metersFile?: string, reorderWindowMs?: number): OrdoConfig {
+export function ordoConfig(params: BenchParams, prefix: string, metersFile?: string, reorderWindowMs?: number, extra: Record<string, string> = {}): OrdoConfig {
   return loadConfig({
     ...process.env,
     KAFKA_BROKERS: params.brokers.join(','),
@@ -73,6 +73,7 @@ export function ordoConfig(params: BenchParams, prefix: string, metersFile?: str
     ORDO_METRICS_PORT: '0',
     ORDO_LOG_LEVEL: 'silent',
     ...(reorderWindowMs === undefined ? {} : { ORDO_REORDER_WINDOW_MS: String(reorderWindowMs) }),
+    ...extra,
   });
 }
 
@@ -99,6 +100,9 @@ export function createProcessor(system: SystemName, params: BenchParams, prefix:
     case 'ordo-aggregate':
       // At reorder window 0, like the issue 11 targets: aggregation's cost against ordo-window-0, not the window's.
       return new OrdoProcessor(system, ordoConfig(params, prefix, benchMetersFile(), 0));
+    case 'ordo-aggregate-no-corrections':
+      // The same, unable to correct: what keeping each event's contribution costs (ordo-aggregate is the default, corrections on).
+      return new OrdoProcessor(system, ordoConfig(params, prefix, benchMetersFile(), 0, { ORDO_CORRECTIONS: 'false' }));
   }
 }
 

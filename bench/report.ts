@@ -84,6 +84,8 @@ const RATIOS: [SystemName, SystemName][] = [
   ['ordo-aggregate', 'baseline-tx'],
   ['ordo-aggregate', 'baseline-plain'],
   ['ordo-aggregate', 'ordo-window-0'],
+  // Corrections (issue 14): keeping every event's contribution, against not.
+  ['ordo-aggregate', 'ordo-aggregate-no-corrections'],
   // Ordering: each reorder window against the raw passthrough and against window 0.
   ['ordo-window-0', 'baseline-plain'],
   ['ordo-window-250', 'baseline-plain'],

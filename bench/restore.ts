@@ -128,6 +128,7 @@ export function changelogAggregate(i: number, subjects: number, base: number): {
     lastServiceTime: formatServiceTime(makeServiceTime(end - 500, i % 100)),
     lastServiceNode: NODE,
     version: count,
+    corrections: 0,
   };
   return { key: aggregateKey(aggregate), aggregate };
 }

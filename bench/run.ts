@@ -29,6 +29,7 @@ const SHORT: Record<SystemName, string> = {
   'ordo-pipeline': 'ordo',
   'ordo-window-3000': 'w3000',
   'ordo-aggregate': 'agg',
+  'ordo-aggregate-no-corrections': 'agg-nc',
 };
 
 function log(line: string): void {
@@ -155,6 +156,7 @@ async function main(): Promise<number> {
       writes: 'per throughput phase, after the system stopped: committed records (read_committed, from the beginning to the end offsets; transaction markers and aborted records not counted) of every topic of the phase but the input; outputs = all but *-changelog topics (ordered/out, aggregates, dlq, late, watermarks), state = *-changelog topics; per input event = records / N',
       ratios: 'numerator / denominator; throughput < 1 and latency > 1 mean the numerator is slower',
       'ordo-aggregate': 'the ordo-window-0 system (reorder window 0) with the bench meters (bench/meters.ts) in ORDO_METERS_FILE: every event updates one aggregate per meter and window size; aggregates and store changelogs go in the same transaction as the ordered output. ordo-aggregate / ordo-window-0 is the cost of aggregation itself',
+      'ordo-aggregate-no-corrections': 'ordo-aggregate with ORDO_CORRECTIONS=false: no contributions kept for corrections (docs/corrections.md). ordo-aggregate / ordo-aggregate-no-corrections is the cost of being able to correct (no correction in the stream)',
       queryLatencyMs: 'per request: fetch() called -> whole response body read, one request in flight, keep-alive, GET /v1/meters/{slug}/usage on the real API server (127.0.0.1) over a ReadModel holding the aggregates of N folded events; the query kinds are requested in turn and the Ns alternate request by request; nearest-rank percentiles',
       queryRatio: 'latency at the largest N / latency at the smallest N (p50, p99); about 1 means the read cost does not grow with events',
       windowsRead: "the answer's windowsRead: stored-window lookups for the query (the read cost); equal for every N by construction of the workload",

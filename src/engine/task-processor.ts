@@ -85,6 +85,8 @@ export interface BatchReport {
   duplicates?: number;
   /** Events routed to the late topic, with the reason. */
   late?: { reason: string }[];
+  /** Corrections seen in this batch, by kind and outcome (ordo_corrections_total). */
+  corrections?: readonly { kind: string; outcome: string }[];
   /** State entries expired (deleted) in this batch. */
   expired?: number;
   /** Ordering violations seen, one reason per event (ordo_ordering_violations_total). */

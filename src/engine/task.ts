@@ -194,6 +194,7 @@ export class Task {
     if (report.forcedEmits) metrics.reorderForced.inc(report.forcedEmits);
     if (report.buffered !== undefined) metrics.reorderBuffered.set({ partition: String(partition) }, report.buffered);
     if (report.expired) metrics.stateExpired.inc(report.expired);
+    for (const c of report.corrections ?? []) metrics.corrections.inc({ kind: c.kind, outcome: c.outcome });
     this.gaugeStores();
     const now = Date.now();
     const origins = report.originTimesMs ?? records.map((r) => r.timestamp);

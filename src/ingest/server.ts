@@ -10,6 +10,8 @@ import type { AcceptedEvent } from '../model/ingest-answer.js';
 import type { TimeContext } from '../model/records.js';
 import type { Logger } from '../observability/logger.js';
 import { readTimeContext } from '../processors/decode.js';
+import { CORRECTION_ROUTES, correctionEvent } from './corrections.js';
+import type { CorrectionKind } from '../corrections/correction.js';
 import { BATCH, type CheckedEvent, type IngestEvent, type ItemError, SINGLE, itemsOf, mediaType, parseCloudEvents } from './cloudevents.js';
 
 export type { AcceptedEvent } from '../model/ingest-answer.js';
@@ -46,6 +48,8 @@ export interface IngestServerOptions {
 
 /** The routes served, as OpenAPI path templates (docs/openapi.yaml describes each). */
 export const INGEST_ROUTES = ['/v1/events', '/v1/connectors/{name}'] as const;
+/** Also served: corrections of accepted events (docs/corrections-openapi.yaml, to be folded into docs/openapi.yaml). */
+export { CORRECTION_ROUTES } from './corrections.js';
 
 const CONTENT_TYPES = [SINGLE, BATCH];
 
@@ -86,7 +90,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: Ingest
   const pathname = pathOf(req);
   const route = match(pathname);
   if (route === undefined) {
-    throw new QueryError('not-found', `no route ${quoteClient(pathname)}; routes: ${INGEST_ROUTES.map((r) => `POST ${r}`).join(', ')}`, 404);
+    throw new QueryError('not-found', `no route ${quoteClient(pathname)}; routes: ${[...INGEST_ROUTES, ...CORRECTION_ROUTES].map((r) => `POST ${r}`).join(', ')}`, 404);
   }
   if (req.method !== 'POST') {
     res.setHeader('allow', 'POST');
@@ -106,6 +110,15 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: Ingest
     parsed = JSON.parse(body.toString('utf8'));
   } catch (error) {
     throw new QueryError('malformed-json', `the body is not JSON: ${(error as Error).message}`);
+  }
+  if (route.name === 'correction') {
+    // A void or amend of an accepted event: one correction event, written like any other (docs/corrections.md).
+    counted(1);
+    const correction = correctionEvent(route.kind, route.original, parsed, (options.now ?? Date.now)());
+    checkSubjects(principal, [correction]);
+    const answer = await options.accept([correction], timeContext(req), principal);
+    sendJson(res, 202, { events: answer.events }, { 'service-time': answer.serviceTime, 'service-node': answer.serviceNode });
+    return;
   }
   let items: unknown[] | undefined;
   if (route.name === 'events') {
@@ -138,11 +151,18 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: Ingest
   sendJson(res, 202, { events: answer.events }, { 'service-time': answer.serviceTime, 'service-node': answer.serviceNode });
 }
 
-type Route = { name: 'events' } | { name: 'connector'; connector: string };
+type Route = { name: 'events' } | { name: 'connector'; connector: string } | { name: 'correction'; kind: CorrectionKind; original: { source: string; id: string } };
 
 function match(pathname: string): Route | undefined {
   if (pathname === '/v1/events') return { name: 'events' };
   const parts = pathname.split('/');
+  if (parts.length === 6 && parts[0] === '' && parts[1] === 'v1' && parts[2] === 'events' && (parts[5] === 'void' || parts[5] === 'amend') && parts[3] !== '' && parts[4] !== '') {
+    try {
+      return { name: 'correction', kind: parts[5], original: { source: decodeURIComponent(parts[3]!), id: decodeURIComponent(parts[4]!) } };
+    } catch {
+      throw new QueryError('bad-parameter', `the original's source or id in ${quoteClient(pathname)} is not valid percent-encoding`);
+    }
+  }
   if (parts.length === 4 && parts[0] === '' && parts[1] === 'v1' && parts[2] === 'connectors' && parts[3] !== '') {
     try {
       return { name: 'connector', connector: decodeURIComponent(parts[3]!) };

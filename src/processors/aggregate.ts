@@ -1,7 +1,7 @@
 import { millisOf } from '../clock/service-time.js';
 import type { KeyValueStore, StoreCodec } from '../model/store.js';
 import { frame } from '../schema/wire-format.js';
-import { type AggregateWork, type Measurement, type UsageAggregate, finish, fold, keyPrefix, startWork, usageAggregateType, windowKey } from '../usage/aggregation.js';
+import { type AggregateWork, type Measurement, type UsageAggregate, finish, fold, keyPrefix, startWork, usageAggregateType, usageAggregateTypeBeforeCorrections, windowKey } from '../usage/aggregation.js';
 import { Decimal } from '../usage/decimal.js';
 import type { Meter, MeterCatalog } from '../usage/meters.js';
 import { windowEnd, windowStart } from '../usage/windows.js';
@@ -15,7 +15,12 @@ export const UNIQUE_STORE = 'unique';
 
 export const aggregateCodec: StoreCodec<UsageAggregate> = {
   encode: (v) => usageAggregateType.toBuffer(v),
-  decode: (b) => usageAggregateType.fromBuffer(b) as UsageAggregate,
+  decode: (b) => {
+    const read = usageAggregateType.decode(b, 0);
+    if (read.offset === b.length) return read.value as UsageAggregate;
+    // Written before the `corrections` field existed (the buffer ends before it): none applied.
+    return { ...(usageAggregateTypeBeforeCorrections.fromBuffer(b) as Omit<UsageAggregate, 'corrections'>), corrections: 0 };
+  },
 };
 
 export interface AggregateSettings {
@@ -195,7 +200,7 @@ export function isFinal(windowEnd: number, now: number, allowedLatenessMs: numbe
 }
 
 /** The meter's reading of one event, or why the event cannot be measured. */
-function readMeter(meter: Meter, e: StampedEvent): Reading | string {
+export function readMeter(meter: Meter, e: StampedEvent): Reading | string {
   const groupBy: Record<string, string> = {};
   for (const [name, dimension] of Object.entries(meter.groupBy)) {
     if (Object.hasOwn(e.event.dimensions, dimension)) groupBy[name] = e.event.dimensions[dimension] as string;

@@ -19,6 +19,11 @@ import type { SourceRecord } from '../model/records.js';
 import { type StampStats, StampStep, withStamp } from './stamp.js';
 import { usageEventType } from '../schema/usage-event.js';
 import type { DeletionSweeper, SweepResult } from '../deletion/sweep.js';
+import { CONTRIBUTIONS_STORE, type Contribution, contributionCodec } from '../corrections/contributions.js';
+import { CorrectionStep } from '../corrections/correction-step.js';
+import { headerText } from '../corrections/correction.js';
+import { pendingStore } from '../corrections/pending.js';
+import { HEADER } from '../model/records.js';
 
 export const META_CLOCK_HWM = 'clock-hwm';
 
@@ -48,7 +53,9 @@ export interface PipelineWiring {
 
 /** The chain's settings that come straight from the config (documented in src/config/config.ts). */
 export type PipelineSettings = PipelineWiring &
-  Pick<OrdoConfig, 'dedupeWindowMs' | 'allowedLatenessMs' | 'maxFutureMs' | 'reorderWindowMs' | 'reorderMaxEvents' | 'latePolicy' | 'watermarkIntervalMs'>;
+  Pick<OrdoConfig, 'dedupeWindowMs' | 'allowedLatenessMs' | 'maxFutureMs' | 'reorderWindowMs' | 'reorderMaxEvents' | 'latePolicy' | 'watermarkIntervalMs'> &
+  /** ORDO_CORRECTIONS (default on); the hold of early corrections is CorrectionStep's default unless given (tests). */
+  Partial<Pick<OrdoConfig, 'corrections'>> & { correctionHoldMs?: number; correctionMaxPending?: number };
 
 /** How often the sequences store's changed entries are written to its changelog. */
 export const SEQUENCES_SNAPSHOT_MS = 10_000;
@@ -64,6 +71,9 @@ export const SEQUENCES_SNAPSHOT_MS = 10_000;
  * - `reorder`: the positions (input offset, arrival stamp) of the held events, one entry;
  *   the events themselves are read from the input again on restore.
  * - `unique`: its own changelog (a write per new member only).
+ * - `contributions` (corrections): no changelog; rebuilt from the ordered topic (and the
+ *   late topic's `out-of-order` events, which were aggregated too) and the held events.
+ * - corrections waiting for their original: in `meta` (a write per correction that came before its original).
  */
 export function pipelineStores(settings: Pick<PipelineSettings, 'aggregatesTopic' | 'allowedLatenessMs' | 'orderedTopic' | 'lateTopic'>): StoreSpec[] {
   const lateness = settings.allowedLatenessMs;
@@ -81,6 +91,7 @@ export function pipelineStores(settings: Pick<PipelineSettings, 'aggregatesTopic
     { name: UNIQUE_STORE, codec: numberCodec },
     { name: REORDER_STORE, codec: heldPositionsCodec },
     { name: SEQUENCE_STORE, codec: stringCodec, snapshot: { everyMs: SEQUENCES_SNAPSHOT_MS, tailTopics: [settings.orderedTopic] } },
+    { name: CONTRIBUTIONS_STORE, codec: contributionCodec, rebuilt: { from: [settings.orderedTopic, settings.lateTopic] } },
   ] as StoreSpec[];
 }
 
@@ -109,6 +120,7 @@ export class PipelineProcessor implements TaskProcessor {
   private readonly aggregate: AggregateStep;
   private readonly encode: EncodeStep;
   private readonly order: OrderStep;
+  private readonly corrections: CorrectionStep;
   /** When this task last published its frontier to the watermarks topic (wall clock). */
   private watermarkPublishedAt = Number.NEGATIVE_INFINITY;
 
@@ -127,6 +139,17 @@ export class PipelineProcessor implements TaskProcessor {
       maxFutureMs: settings.maxFutureMs,
     });
     this.encode = new EncodeStep(settings.orderedTopic, settings.outputSchemaId);
+    this.corrections = new CorrectionStep({
+      enabled: settings.corrections?.enabled ?? true,
+      meters: settings.meters,
+      allowedLatenessMs: settings.allowedLatenessMs,
+      maxFutureMs: settings.maxFutureMs,
+      aggregatesTopic: settings.aggregatesTopic,
+      aggregateSchemaId: settings.aggregateSchemaId,
+      clock: this.clock,
+      holdMs: settings.correctionHoldMs,
+      maxPending: settings.correctionMaxPending,
+    });
     this.order = new OrderStep({
       reorderWindowMs: settings.reorderWindowMs,
       maxBuffered: settings.reorderMaxEvents,
@@ -148,6 +171,7 @@ export class PipelineProcessor implements TaskProcessor {
     const dedupe = context.store<number>(DEDUPE_STORE);
     const sequences = context.store<string>(SEQUENCE_STORE);
     const positions = context.store<HeldPosition[]>(REORDER_STORE).get(HELD_KEY) ?? [];
+    const correctionStores = { contributions: context.store<Contribution>(CONTRIBUTIONS_STORE), pending: pendingStore(context.meta) };
     if (hwm === undefined || parseServiceTime(hwm) === 0n) {
       // Nothing was ever stamped here: nothing emitted, claimed or held.
       this.order.restore([], context.meta);
@@ -169,10 +193,17 @@ export class PipelineProcessor implements TaskProcessor {
     const late: SourceRecord[] = [];
     const heldAt = new Map(positions.map((p) => [p.offset.toString(), p]));
     const heldRecords: SourceRecord[] = [];
+    // Corrections need what each accepted event contributed: every ordered record (and
+    // `out-of-order` late one, aggregated too) still within reach of a correction. One
+    // source per topic (the replay reads each topic once), from the earlier start.
+    const hwmMs = millisOf(parseServiceTime(hwm));
+    const corrections = this.corrections.enabled;
+    const from = corrections ? Math.min(since + 1, this.corrections.replayFrom(hwmMs)) : since + 1;
+    const contributed = (record: SourceRecord): void => void (corrections && this.corrections.replayRecord(record, correctionStores.contributions, hwmMs));
     const sources: Parameters<Replay['read']>[0][number][] = [
       {
         topic: orderedTopic,
-        from: orderedFrom !== undefined ? { offset: orderedFrom } : { offset: tailFrom, timestamp: since + 1 },
+        from: orderedFrom !== undefined ? { offset: orderedFrom } : { offset: tailFrom, timestamp: from },
         onRecord: (record) => {
           const subject = record.key?.toString('utf8') ?? '';
           const swept = this.settings.sweeper?.replaysOrdered(context.meta, subject, record.timestamp) === false;
@@ -181,9 +212,17 @@ export class PipelineProcessor implements TaskProcessor {
             const event = usageEventType.fromBuffer(unframe(record.value).body) as { source: string; id: string };
             claim(event.source, event.id, record.timestamp);
           }
+          contributed(record);
         },
       },
-      { topic: lateTopic, from: lateFrom !== undefined ? { offset: lateFrom } : { timestamp: since + 1 }, onRecord: (record) => void (record.timestamp > since && late.push(record)) },
+      {
+        topic: lateTopic,
+        from: lateFrom !== undefined ? { offset: lateFrom } : { timestamp: from },
+        onRecord: (record) => {
+          if (record.timestamp > since) late.push(record);
+          if (isOutOfOrder(record)) contributed(record);
+        },
+      },
     ];
     if (positions.length > 0) {
       const offsets = positions.map((p) => p.offset);
@@ -201,13 +240,18 @@ export class PipelineProcessor implements TaskProcessor {
           `(offsets ${positions[0]!.offset}…): the input's retention removed held records, or they no longer decode`,
       );
     }
-    const stamped = decoded.items.map((d) => withStamp(d, heldAt.get(d.source.offset)!.stamp));
+    // A correction's order key is its stamp (CorrectionStep.classify drops its time context), live and restored alike.
+    const stamped = this.corrections.classify(decoded.items).items.map((d) => withStamp(d, heldAt.get(d.source.offset)!.stamp));
     const encoded = this.encode.run(stamped);
     const held: HeldEvent[] = stamped.map((e, i) => {
       claim(e.event.source, e.event.id, millisOf(e.stamp.time));
       return { subject: e.event.subject, time: e.orderKey.time, node: e.orderKey.node, offset: BigInt(e.source.offset), record: encoded[i]!, producer: e.producer, stamp: e.stamp };
     });
     this.order.restore(held, context.meta);
+    if (corrections) {
+      this.corrections.replayHeld([...stamped].sort((a, b) => (a.orderKey.time < b.orderKey.time ? -1 : a.orderKey.time > b.orderKey.time ? 1 : 0)), correctionStores.contributions, hwmMs);
+      this.corrections.finishRestore(correctionStores, hwmMs, claim);
+    }
   }
 
   prepare(records: readonly SourceRecord[]): Promise<void> {
@@ -218,19 +262,29 @@ export class PipelineProcessor implements TaskProcessor {
     const { dlqTopic, lateTopic } = this.settings;
     const node = this.clock.node;
     const decoded = this.decode.run(records);
+    const classified = this.corrections.classify(decoded.items);
     const stats: StampStats = { skewsMs: [], rejectedForSkew: 0 };
-    const stamped = this.stamp.run(decoded.items, stats);
+    const stamped = this.stamp.run(classified.items, stats);
     const admitted = this.settings.sweeper?.admit(stamped.items, context.meta) ?? { items: stamped.items, dead: [] };
-    const measured = this.aggregate.measure(admitted.items);
-    const deduped = this.dedupe.run(measured.items, context.store<number>(DEDUPE_STORE));
-    const aggregated = this.aggregate.apply(
-      deduped.fresh,
-      context.store<UsageAggregate>(AGGREGATES_STORE),
-      context.store<number>(UNIQUE_STORE),
-    );
-    const dead = [...decoded.dead, ...stamped.dead, ...admitted.dead, ...measured.dead];
-    const encoded = this.encode.run(aggregated.events);
-    const items: OrderItem[] = aggregated.events.map((e, i) => ({
+    const measured = this.corrections.measure(this.aggregate, admitted.items);
+    const dedupeStore = context.store<number>(DEDUPE_STORE);
+    const deduped = this.dedupe.run(measured.items, dedupeStore);
+    const fresh = this.corrections.split(deduped.fresh);
+    const aggregateStore = context.store<UsageAggregate>(AGGREGATES_STORE);
+    const uniqueStore = context.store<number>(UNIQUE_STORE);
+    const aggregated = this.aggregate.apply(fresh.events, aggregateStore, uniqueStore);
+    const corrected = this.corrections.apply(aggregated.events, fresh.corrections, {
+      contributions: context.store<Contribution>(CONTRIBUTIONS_STORE),
+      pending: pendingStore(context.meta),
+      aggregates: aggregateStore,
+      unique: uniqueStore,
+      dedupe: dedupeStore,
+    });
+    const dead = [...decoded.dead, ...classified.dead, ...stamped.dead, ...admitted.dead, ...measured.dead, ...corrected.dead];
+    // Applied corrections go to the ordered topic too, each ordered after its original.
+    const accepted = corrected.applied.length > 0 ? [...aggregated.events, ...corrected.applied] : aggregated.events;
+    const encoded = this.encode.run(accepted);
+    const items: OrderItem[] = accepted.map((e, i) => ({
       subject: e.event.subject,
       orderKey: e.orderKey,
       stamp: e.stamp,
@@ -240,8 +294,9 @@ export class PipelineProcessor implements TaskProcessor {
     }));
     const ordered = this.order.run(items, this.orderStores(context));
     const outputs = ordered.emitted; // nothing reads `ordered.emitted` after this: no copy on the hot path
-    outputs.push(...aggregated.outputs);
+    outputs.push(...CorrectionStep.mergeOutputs(aggregated.outputs, corrected.outputs));
     for (const late of aggregated.late) outputs.push(toLateRecord(late, lateTopic, node));
+    for (const late of corrected.late) outputs.push(toLateRecord(late, lateTopic, node));
     for (const late of ordered.late) outputs.push(toLateRecord(late, lateTopic, node));
     for (const d of dead) outputs.push(toDeadLetterRecord(d, dlqTopic, node));
     const { duplicatesTopic } = this.settings;
@@ -256,8 +311,9 @@ export class PipelineProcessor implements TaskProcessor {
         clockSkewsMs: stats.skewsMs,
         clockSkewRejected: stats.rejectedForSkew,
         duplicates: deduped.duplicates,
-        late: [...aggregated.late, ...ordered.late, ...(swept?.late ?? [])],
-        expired: deduped.expired + aggregated.expired,
+        late: [...aggregated.late, ...ordered.late, ...corrected.late, ...(swept?.late ?? [])],
+        expired: deduped.expired + aggregated.expired + corrected.expired,
+        corrections: corrected.counts,
         violations: ordered.violations,
         forcedEmits: ordered.forced,
         buffered: this.order.buffered,
@@ -283,11 +339,21 @@ export class PipelineProcessor implements TaskProcessor {
       outputs.push({ topic: watermarksTopic, key: String(context.partition), value: String(this.order.frontier), headers: {} });
       this.watermarkPublishedAt = now;
     }
+    const waited = this.corrections.expireIdle(now, { pending: pendingStore(context.meta), dedupe: context.store<number>(DEDUPE_STORE) });
+    for (const d of waited.dead) outputs.push(toDeadLetterRecord(d, this.settings.dlqTopic, this.clock.node));
     if (outputs.length === 0 && swept === undefined) return undefined;
     if (ordered.emitted.length > 0) context.meta.put(META_CLOCK_HWM, formatServiceTime(this.clock.last));
     return {
       outputs,
-      report: { deadLetters: [], late: swept?.late, violations: ordered.violations, forcedEmits: ordered.forced, buffered: this.order.buffered, originTimesMs: ordered.emittedOriginMs },
+      report: {
+        deadLetters: waited.dead,
+        corrections: waited.counts,
+        late: swept?.late,
+        violations: ordered.violations,
+        forcedEmits: ordered.forced,
+        buffered: this.order.buffered,
+        originTimesMs: ordered.emittedOriginMs,
+      },
     };
   }
 
@@ -304,4 +370,9 @@ export class PipelineProcessor implements TaskProcessor {
   private orderStores(context: TaskContext): Parameters<OrderStep['run']>[1] {
     return { buffer: context.store<HeldPosition[]>(REORDER_STORE), sequences: context.store<string>(SEQUENCE_STORE), meta: context.meta };
   }
+}
+
+/** A late-topic record the order step routed away (`out-of-order`): it was aggregated all the same. */
+function isOutOfOrder(record: SourceRecord): boolean {
+  return headerText(record.headers[HEADER.lateReason]) === 'out-of-order';
 }

@@ -25,11 +25,22 @@ export interface UsageAggregate {
   lastServiceTime: string;
   lastServiceNode: string;
   version: number;
+  /** Corrections (void, amend) applied to this aggregate (docs/corrections.md). */
+  corrections: number;
 }
 
 export const USAGE_AGGREGATE_SCHEMA_PATH = new URL('../../schemas/usage-aggregate.avsc', import.meta.url);
 export const usageAggregateSchema = JSON.parse(readFileSync(USAGE_AGGREGATE_SCHEMA_PATH, 'utf8')) as avro.Schema;
 export const usageAggregateType = avro.Type.forSchema(usageAggregateSchema);
+/**
+ * The schema before `corrections` existed: aggregates it wrote lack the trailing field, so a
+ * restore of `usage-aggregates` written by an older version reads them with this one
+ * (aggregateCodec) and counts 0 corrections.
+ */
+export const usageAggregateTypeBeforeCorrections = avro.Type.forSchema({
+  ...(usageAggregateSchema as avro.schema.RecordType),
+  fields: (usageAggregateSchema as avro.schema.RecordType).fields.filter((f) => f.name !== 'corrections'),
+});
 
 /** Where an aggregate belongs: one meter, subject, set of group values and UTC window. */
 export interface AggregateCoordinates {
@@ -87,6 +98,13 @@ export interface AggregateWork {
 
 /** Starts a batch's work on an aggregate: a copy of the stored one, or a new empty one. */
 export function startWork(previous: UsageAggregate | undefined, at: AggregateCoordinates): AggregateWork {
+  if (previous !== undefined && previous.count === 0) {
+    // Every event of it was voided (corrections): it starts over, its version and correction count go on.
+    const work = startWork(undefined, at);
+    work.aggregate.version = previous.version;
+    work.aggregate.corrections = previous.corrections ?? 0;
+    return work;
+  }
   if (previous === undefined) {
     const aggregate: UsageAggregate = {
       meter: at.meter,
@@ -104,6 +122,7 @@ export function startWork(previous: UsageAggregate | undefined, at: AggregateCoo
       lastServiceTime: formatServiceTime(0n),
       lastServiceNode: '',
       version: 0,
+      corrections: 0,
     };
     return { aggregate, sum: Decimal.ZERO, extreme: undefined, distinct: 0n, lastTime: -1n };
   }
@@ -127,6 +146,7 @@ export function startWork(previous: UsageAggregate | undefined, at: AggregateCoo
       lastServiceTime: p.lastServiceTime,
       lastServiceNode: p.lastServiceNode,
       version: p.version,
+      corrections: p.corrections ?? 0,
     },
     sum: Decimal.parse(previous.sum ?? '0'),
     extreme: a === 'MIN' || a === 'MAX' || a === 'LATEST' ? Decimal.parse(previous.value) : undefined,
@@ -181,7 +201,8 @@ export function finish(work: AggregateWork): UsageAggregate {
       break;
     case 'AVG':
       agg.sum = work.sum.toString();
-      agg.value = work.sum.divide(BigInt(agg.count)).toString();
+      // A window whose every event was voided averages nothing: 0, like an empty SUM.
+      agg.value = agg.count === 0 ? '0' : work.sum.divide(BigInt(agg.count)).toString();
       break;
     case 'COUNT':
       agg.value = String(agg.count);
@@ -235,7 +256,7 @@ export function combine(a: AggregatePart, b: AggregatePart): AggregatePart {
       break;
     case 'AVG':
       sum = Decimal.parse(a.sum ?? '0').add(Decimal.parse(b.sum ?? '0')).toString();
-      value = Decimal.parse(sum).divide(BigInt(count)).toString();
+      value = count === 0 ? '0' : Decimal.parse(sum).divide(BigInt(count)).toString();
       break;
     case 'COUNT':
       value = String(count);

@@ -13,7 +13,7 @@ const event = { id: 'e1', source: 's', type: 'api.request', subject: 'acme', tim
 
 const aggregate: UsageAggregate = {
   meter: 'api-requests', subject: 'acme', groupBy: { method: 'GET' }, windowSize: 'DAY', windowStart: 0, windowEnd: 86_400_000, aggregation: 'COUNT',
-  value: '2', sum: null, count: 2, firstEventTime: 1, lastEventTime: 2, lastServiceTime: '01a22ce2446e0000', lastServiceNode: 'n1', version: 2,
+  value: '2', sum: null, count: 2, firstEventTime: 1, lastEventTime: 2, lastServiceTime: '01a22ce2446e0000', lastServiceNode: 'n1', version: 2, corrections: 0,
 };
 
 describe('ordo events tail: decoding any Ordo topic', () => {

@@ -14,7 +14,7 @@ const meter: Meter = { slug: 'calls', description: undefined, eventTypes: ['api.
 const DAY = Date.UTC(2026, 10, 1);
 
 function aggregate(subject: string) {
-  return { meter: 'calls', subject, groupBy: {}, windowSize: 'DAY' as const, windowStart: DAY, windowEnd: DAY + 86_400_000, aggregation: 'COUNT' as const, value: '2', sum: null, count: 2, firstEventTime: DAY, lastEventTime: DAY, lastServiceTime: '0'.repeat(16), lastServiceNode: 'n', version: 2 };
+  return { meter: 'calls', subject, groupBy: {}, windowSize: 'DAY' as const, windowStart: DAY, windowEnd: DAY + 86_400_000, aggregation: 'COUNT' as const, value: '2', sum: null, count: 2, firstEventTime: DAY, lastEventTime: DAY, lastServiceTime: '0'.repeat(16), lastServiceNode: 'n', version: 2, corrections: 0 };
 }
 
 describe('DELETE /v1/subjects/{subject} and GET /v1/deletions/{id} over a real server (the topic write faked)', () => {

@@ -83,7 +83,7 @@ function stampOf(out: OutputRecord): bigint {
 
 describe('PipelineProcessor', () => {
   it('declares its dedupe, aggregate and unique-member stores', () => {
-    expect(pipeline().processor.stores.map((s) => s.name)).toEqual(['dedupe', 'aggregates', 'unique', 'reorder', 'sequences']);
+    expect(pipeline().processor.stores.map((s) => s.name)).toEqual(['dedupe', 'aggregates', 'unique', 'reorder', 'sequences', 'contributions']);
   });
 
   it('sends a mixed batch to the ordered topic and the DLQ', async () => {
