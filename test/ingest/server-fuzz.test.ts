@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAuthenticator } from '../../src/auth/authenticator.js';
 import { HybridClock } from '../../src/clock/hybrid-clock.js';
 import { formatServiceTime } from '../../src/clock/service-time.js';
+import { ClockSkewError, QueryError } from '../../src/errors.js';
 import type { ListeningServer } from '../../src/http/json.js';
 import type { IngestEvent } from '../../src/ingest/cloudevents.js';
 import { startIngestServer } from '../../src/ingest/server.js';
@@ -28,7 +29,13 @@ beforeAll(async () => {
     requestTimeoutMs: 2_000,
     logger: noopLogger,
     accept: (events, context) => {
-      if (context) clock.receive(context.time);
+      // As the ingest role does (src/roles/ingest.ts): a time context too far ahead is the caller's 400.
+      try {
+        if (context) clock.receive(context.time);
+      } catch (error) {
+        if (error instanceof ClockSkewError) return Promise.reject(new QueryError('clock-skew', error.message));
+        throw error;
+      }
       written.push(events);
       const stamps = events.map(() => formatServiceTime(clock.now()));
       return Promise.resolve({
