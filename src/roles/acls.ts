@@ -8,6 +8,7 @@ import { apiGroupId, apiLedgerConfig, replayTransactionalId } from './api.js';
 import { mergeGroupId } from './merge.js';
 import { ingestLedgerConfig, ingestTransactionalIdPrefix } from './ingest.js';
 import { deliverGroupPrefix, deliverLedgerConfig } from './deliver.js';
+import { pipelineDeletionsGroupId } from '../deletion/deletion-follower.js';
 
 /**
  * The minimal Kafka ACLs each role needs (docs/operations.md#acls lists them; a test runs
@@ -68,6 +69,12 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     consumerGroup(config.groupId, true);
     acls.push({ resource: 'TransactionalId', pattern: 'prefixed', name: transactionalIdPrefix(config.groupId, t.input), operation: 'Write', why: 'one transactional producer per input partition' });
     ledger(config.groupId);
+    // Accountability: re-sends dropped per transaction (receipts); deletions followed, and each
+    // task's "swept" marker written to the deletions topic in its transaction.
+    topic(t.duplicates, ['Write'], 'the re-sends a transaction dropped as duplicates (receipts)');
+    topic(t.deletions, ['Read', 'Write'], 'subject deletions followed; sweep markers written in the task transaction');
+    created([t.duplicates, t.deletions]);
+    acls.push({ resource: 'Group', pattern: 'prefixed', name: `${pipelineDeletionsGroupId(config)}-`, operation: 'Read', why: 'the deletions reader of this worker, one group per start (offsets never committed)' });
   } else if (role === 'merge') {
     const group = mergeGroupId(config);
     const changelogs = [HELD_STORE, MERGE_META_STORE].map((store) => changelogTopic(group, store));
@@ -85,7 +92,8 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
   } else if (role === 'deliver') {
     for (const name of [t.ordered, t.global]) topic(name, ['Read'], 'the stream delivered to clients');
     for (const name of [t.sessions, t.nodes, t.forward, t.replies]) topic(name, ['Read', 'Write'], 'sessions, live nodes and forwarded requests of the deliver replicas');
-    created([t.sessions, t.nodes, t.forward, t.replies]);
+    topic(t.deletions, ['Read'], 'deleted subjects answer 410 and leave the streams');
+    created([t.sessions, t.nodes, t.forward, t.replies, t.deletions]);
     acls.push({ resource: 'Group', pattern: 'prefixed', name: `${deliverGroupPrefix(config)}-`, operation: 'Read', why: 'the readers of this replica (streams, sessions, nodes, forwards), each a group of its own per start (offsets never committed)' });
     acls.push({ resource: 'Group', pattern: 'prefixed', name: `${deliverGroupPrefix(config)}-`, operation: 'Delete', why: 'deletes the groups of its catch-up readers when they end', optional: 'cleanup' });
     ledger(deliverLedgerConfig(config).groupId);
@@ -101,7 +109,10 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     topic(t.input, ['Write'], 'dead-letter replay: the replayed events; read-your-writes: the committed positions on the input topic');
     topic(t.dlq, ['Read'], 'dead-letter replay: the letters');
     topic(t.replays, ['Read', 'Write'], 'dead-letter replay: what was replayed, followed by every replica');
-    created([t.replays]);
+    // Receipts and trails: an index over what the pipeline writes. Deletions: taken and followed.
+    for (const name of [t.ordered, t.late, t.duplicates]) topic(name, ['Read'], 'receipts and trails index it');
+    topic(t.deletions, ['Read', 'Write'], 'DELETE /v1/subjects writes a deletion; deleted subjects answer 410');
+    created([t.replays, t.deletions]);
     acls.push({ resource: 'TransactionalId', pattern: 'literal', name: replayTransactionalId(config), operation: 'Write', why: 'dead-letter replay: the transactional producer of this replica' });
   }
   return acls;
