@@ -66,7 +66,7 @@ const checks: Record<string, Check> = {
     expect(stdout).toMatch(/user_id/); // the error message names the missing dimension
   },
   'dlq-produce': ({ stdout }) => expect(stdout).toMatch(/ partition \d+ offset \d+ key initech /),
-  'dlq-replay': ({ stdout }) => expect(stdout).toMatch(/ partition \d+ offset \d+ key initech /),
+  'dlq-replay': ({ stdout }) => expect(JSON.parse(stdout)).toMatchObject({ replay: { reason: 'invalid-value', corrected: true } }),
   topics: ({ stdout }) => {
     expect(stdout).toMatch(/-changelog\s+12\s+3\s+compact\s+pipeline/);
     expect(stdout).toMatch(/-global\s+1\s+3\s+delete\s+merge/);
