@@ -3,6 +3,7 @@ import type { Principal } from '../auth/principal.js';
 import type { Scope } from '../auth/scopes.js';
 import { QueryError } from '../errors.js';
 import { quoteClient as quote } from '../http/json.js';
+import { readBoundedBody } from '../http/body.js';
 
 /** Longest path parameter (an event id, a source, a subject, a trail id), in UTF-8 bytes. */
 export const MAX_PARAM_BYTES = 1_024;
@@ -71,19 +72,10 @@ function decodeParam(name: string, raw: string): string {
 
 /** The JSON body of a request, at most MAX_API_BODY_BYTES. */
 export async function readJsonBody(req: IncomingMessage): Promise<unknown> {
-  const declared = req.headers['content-length'];
-  const tooLarge = (): QueryError => new QueryError('too-large', `the body is larger than ${MAX_API_BODY_BYTES} bytes`, 413, { headers: { connection: 'close' } });
-  if (declared !== undefined && Number(declared) > MAX_API_BODY_BYTES) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_API_BODY_BYTES) throw tooLarge();
-    chunks.push(chunk);
-  }
-  if (size === 0) return undefined;
+  const body = await readBoundedBody(req, MAX_API_BODY_BYTES);
+  if (body.length === 0) return undefined;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    return JSON.parse(body.toString('utf8')) as unknown;
   } catch (error) {
     throw new QueryError('bad-body', `the body is not JSON: ${(error as Error).message}`);
   }

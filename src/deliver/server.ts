@@ -1,3 +1,4 @@
+import { readBoundedBody } from '../http/body.js';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import { getDefaultHighWaterMark } from 'node:stream';
 import type { AuthError } from '../auth/auth-error.js';
@@ -256,17 +257,7 @@ async function prepareStream(
   });
 }
 
-/** The body as text, at most MAX_BODY_BYTES (413 beyond, by the declared length before reading, else while reading). */
+/** The body as text, at most MAX_BODY_BYTES (413 beyond). */
 async function readBody(req: IncomingMessage): Promise<string> {
-  const tooLarge = (): QueryError => new QueryError('too-large', `the body is larger than ${MAX_BODY_BYTES} bytes`, 413, { headers: { connection: 'close' } });
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > MAX_BODY_BYTES) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw tooLarge();
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+  return (await readBoundedBody(req, MAX_BODY_BYTES)).toString('utf8');
 }

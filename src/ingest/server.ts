@@ -1,3 +1,4 @@
+import { readBoundedBody } from '../http/body.js';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import { AuthError } from '../auth/auth-error.js';
 import type { MappedPayloads } from '../connectors/mapper.js';
@@ -173,20 +174,9 @@ function match(pathname: string): Route | undefined {
   return undefined;
 }
 
-/** The body, at most `maxBytes` (413 beyond, by the declared length before reading, else while reading). */
-async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  const tooLarge = (): QueryError =>
-    new QueryError('too-large', `the body is larger than ${maxBytes} bytes (ORDO_INGEST_MAX_BYTES); split the batch`, 413, { headers: { connection: 'close' } });
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > maxBytes) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) throw tooLarge();
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
+/** The body, at most `maxBytes` (413 beyond). */
+function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  return readBoundedBody(req, maxBytes, ' (ORDO_INGEST_MAX_BYTES); split the batch');
 }
 
 /** The caller's `service-time` / `service-node`, parsed as strictly as the pipeline parses them on records. */
