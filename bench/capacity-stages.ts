@@ -79,10 +79,17 @@ class Chain {
   /** One batch; `time` (if given) adds each step's ms to the totals. Returns the records written. */
   batch(records: readonly SourceRecord[], time?: Record<Stage, number>): number {
     const s = this.stores;
-    let t = performance.now();
+    // CPU time, not wall time: on a shared machine the wall clock also counts time the
+    // process was not running. cpuUsage is the whole process (GC threads included), in µs.
+    const cpu = (): number => {
+      const u = process.cpuUsage();
+      return (u.user + u.system) / 1000;
+    };
+    let t = time ? cpu() : 0;
     const lap = (stage: Stage): void => {
-      const now = performance.now();
-      if (time) time[stage] += now - t;
+      if (!time) return;
+      const now = cpu();
+      time[stage] += now - t;
       t = now;
     };
     const decoded = this.decode.run(records);
@@ -147,7 +154,7 @@ export async function measureStages(options: { events: number; batch: number; ro
   const micros = Object.fromEntries(STAGES.map((s) => [s, round3(((median(perRound.map((r) => r[s])) ?? 0) * 1000) / events)])) as Record<Stage, number>;
   const totals = perRound.map((r) => round3((STAGES.reduce((a, s) => a + r[s], 0) * 1000) / events));
   return {
-    method: 'the chain of PipelineProcessor.process step by step (decode, classify/split/apply corrections, stamp, measure, dedupe, aggregate, encode, order, store changelog encoding + commit) over InMemoryStores, bench meters, reorder window 0, one task; performance.now() around each step; one unrecorded round, then the median per step over the rounds',
+    method: 'the chain of PipelineProcessor.process step by step (decode, classify/split/apply corrections, stamp, measure, dedupe, aggregate, encode, order, store changelog encoding + commit) over InMemoryStores, bench meters, reorder window 0, one task; process.cpuUsage() (user + system, the whole process) around each step; one unrecorded round, then the median per step over the rounds',
     events, batch, rounds, subjects,
     microsPerEvent: micros,
     totalMicrosPerEvent: round3(STAGES.reduce((a, s) => a + micros[s], 0)),
@@ -191,6 +198,43 @@ export async function measureHeld(n: number, subjects: number): Promise<HeldMemo
     held,
     heapBytes: withHeld - before,
     bytesPerHeldEvent: held > 0 ? Math.round((withHeld - before) / held) : 0,
+  };
+}
+
+export interface ContributionMemory {
+  method: string;
+  events: number;
+  contributions: number;
+  heapBytes: number;
+  bytesPerContribution: number;
+}
+
+/** Heap per kept contribution (corrections on: one per accepted event within the lateness), with the correction step's window index. Needs global.gc. */
+export async function measureContributions(n: number, subjects: number): Promise<ContributionMemory> {
+  const gc = globalThis.gc;
+  if (gc === undefined) throw new Error('measureContributions needs global.gc (node --expose-gc)');
+  const heap = (): number => {
+    gc();
+    gc();
+    return process.memoryUsage().heapUsed;
+  };
+  const before = heap();
+  const chain = new Chain(0);
+  let records: SourceRecord[] | undefined = sourceRecords(n, subjects, Date.now(), 0);
+  for (let from = 0; from < n; from += 2_000) {
+    chain.batch(records.slice(from, from + 2_000));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  records = undefined;
+  for (const store of [chain.stores.dedupe, chain.stores.aggregates, chain.stores.unique, chain.stores.sequences, chain.stores.buffer]) store.wipe();
+  const after = heap();
+  const contributions = chain.stores.contributions.size;
+  return {
+    method: 'the real chain (corrections on) fed n bench events, reorder window 0; then every store but contributions wiped; heap after two full GCs minus heap before the chain existed, / contributions kept: the entry (decoded, with its readings) and the correction step\'s window index',
+    events: n,
+    contributions,
+    heapBytes: after - before,
+    bytesPerContribution: contributions > 0 ? Math.round((after - before) / contributions) : 0,
   };
 }
 

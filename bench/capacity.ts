@@ -21,7 +21,7 @@ import { noopLogger } from '../src/observability/logger.js';
 import { aggregateCodec } from '../src/processors/aggregate.js';
 import { createMergeWorker } from '../src/roles/merge.js';
 import { type AnchorSetup, prepareAnchors } from './anchors.js';
-import { measureHeld, measureStages } from './capacity-stages.js';
+import { measureContributions, measureHeld, measureStages } from './capacity-stages.js';
 import { EventFactory, deleteSubject } from './events.js';
 import { benchKafka, cleanUp, createTopics, nowMs, uniqueName, waitUntil, withTimeout } from './kafka.js';
 import { measureMemory } from './memory.js';
@@ -151,7 +151,7 @@ interface DiskRound {
 async function inspectPhase(kafka: Kafka, params: BenchParams, anchors: AnchorSetup, prefix: string, t: ThroughputResult, disk: DiskRound[], merges: MergeRun[]): Promise<void> {
   const written = t.writes?.topics ?? [];
   const names = written.filter((w) => w.records > 0).map((w) => w.name);
-  const sizes = logDirSizes(anchors, params.brokers, names.map((n) => `${prefix}-${n}`));
+  const sizes = logDirSizes(anchors, params.brokers, [...names, 'in'].map((n) => `${prefix}-${n}`));
   const round: DiskRound = { topics: {} };
   if (typeof sizes === 'string') round.note = sizes;
   for (const w of written) {
@@ -160,6 +160,8 @@ async function inspectPhase(kafka: Kafka, params: BenchParams, anchors: AnchorSe
     round.topics[w.name] = { records: w.records, bytes, bytesPerRecord: typeof sizes === 'string' ? null : round2(bytes / w.records), compressed: {} };
   }
   if (typeof sizes !== 'string') {
+    const input = sizes.get(`${prefix}-in`) ?? 0;
+    round.topics.in = { records: t.events, bytes: input, bytesPerRecord: round2(input / t.events), compressed: {} };
     for (const name of ['ordered', 'aggregates', 'g-unique-changelog']) {
       const topic = round.topics[name];
       if (topic === undefined) continue;
@@ -280,6 +282,7 @@ async function measureBroker(params: BenchParams, rounds: number): Promise<Recor
     },
     diskBytesPerRecord: {
       method: 'bytes of the topic on the broker (kafka-log-dirs, org.apache.kafka.tools.LogDirsCommand: segment bytes incl. batch headers, transaction markers and aborted records) / committed records, before any compaction; as written (Ordo\'s producers do not compress), and for copies of the same records (same partitions, batches of the pipeline\'s size) into topics with compression.type zstd and lz4 (the broker compresses). The bench events are repetitive: the compressed figures are a best case',
+      input: bytesPer('in'),
       ordered: bytesPer('ordered'),
       aggregates: bytesPer('aggregates'),
       uniqueChangelog: bytesPer('g-unique-changelog'),
@@ -327,6 +330,7 @@ async function main(): Promise<number> {
     log('heap per entry (bench/memory.ts) and per held event');
     const memory = await measureMemory(params, 'in process (node --expose-gc), bench/memory.ts measureMemory');
     const held = await measureHeld(heldEvents, params.subjects);
+    const contributions = await measureContributions(heldEvents, params.subjects);
     sections.memory = {
       method: memory.method,
       bytesPerAggregateInStore: memory.bytesPerAggregateInStore,
@@ -334,7 +338,9 @@ async function main(): Promise<number> {
       bytesPerDedupeId: memory.bytesPerDedupeId,
       bytesPerUniqueMember: memory.bytesPerUniqueMember,
       bytesPerHeldEvent: held.bytesPerHeldEvent,
+      bytesPerContribution: contributions.bytesPerContribution,
       held,
+      contributions,
       raw: memory,
     };
   }

@@ -1,0 +1,86 @@
+import type { CapacityPlan } from './capacity-model.js';
+
+/** 1.2k, 3.4M, 5.6G: counts for people. */
+export function count(v: number): string {
+  const abs = Math.abs(v);
+  for (const [limit, suffix] of [[1e12, 'T'], [1e9, 'G'], [1e6, 'M'], [1e3, 'k']] as const) {
+    if (abs >= limit) return `${trim(v / limit)}${suffix}`;
+  }
+  return trim(v);
+}
+
+/** Bytes in binary units. */
+export function bytes(v: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let i = 0;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${trim(v)} ${units[i]}`;
+}
+
+export function seconds(v: number): string {
+  if (v < 1) return '< 1 s';
+  if (v < 120) return `${Math.round(v)} s`;
+  if (v < 7_200) return `${trim(v / 60)} min`;
+  if (v < 172_800) return `${trim(v / 3_600)} h`;
+  return `${trim(v / 86_400)} d`;
+}
+
+function trim(v: number): string {
+  const digits = Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2;
+  return String(Number(v.toFixed(digits)));
+}
+
+function rate(bytesPerSecond: number): string {
+  return `${trim(bytesPerSecond / 1e6)} MB/s`;
+}
+
+/** The rows of the table: a label and the cell of each plan. */
+const ROWS: [string, (p: CapacityPlan) => string][] = [
+  ['partitions', (p) => String(p.partitions)],
+  ['aggregates updated per event / records written per event', (p) => `${p.aggregatesPerEvent} / ${trim(p.aggregateRecordsPerEvent)}`],
+  ["brokers' write rate (all replicas)", (p) => rate(p.brokerWriteBytesPerSecond)],
+  ['kept on the brokers (all replicas, all topics)', (p) => bytes(p.storedBytes)],
+  ...topicRows(),
+  ['pipeline: CPU per event', (p) => `${trim(p.pipeline.microsPerEvent)} µs`],
+  ['pipeline: cores busy / replicas', (p) => `${trim(p.pipeline.cores)} / ${p.pipeline.replicas}`],
+  ['pipeline: open aggregates / dedupe ids / contributions', (p) => `${count(p.pipeline.openAggregates)} / ${count(p.pipeline.dedupeIds)} / ${count(p.pipeline.contributions)}`],
+  ['pipeline: state per replica (heap)', (p) => bytes(p.pipeline.memoryPerReplicaBytes)],
+  ['pipeline: restore after a crash, per replica', (p) => `${seconds(p.pipeline.restoreSeconds)} (${count(p.pipeline.restoreRecordsPerReplica)} records)`],
+  ['api: aggregates kept', (p) => count(p.api.aggregates)],
+  ['api: replicas', (p) => String(p.api.replicas)],
+  ['api: lmdb store per replica (disk)', (p) => `${bytes(p.api.storePerReplicaBytes)}${p.api.storeBytesMeasured ? '' : ' ²'}`],
+  ['api: the same in the heap per replica (ReadModel)', (p) => bytes(p.api.heapPerReplicaBytes)],
+  ['api: restore after a crash, per replica', (p) => seconds(p.api.restoreSeconds)],
+  ["merge: share of its one core (ceiling)", (p) => (p.merge.enabled ? `${Math.round(p.merge.share * 100)} % (${count(p.merge.ceilingEventsPerSecond)} ev/s)` : 'off')],
+];
+
+function topicRows(): [string, (p: CapacityPlan) => string][] {
+  const names = ['usage-events', 'usage-events-ordered', 'usage-aggregates', '<group>-unique-changelog', 'usage-events-global'];
+  return names.map((name) => [
+    `topic ${name}: write rate / kept`,
+    (p: CapacityPlan) => {
+      const t = p.topics.find((x) => x.topic === name);
+      return t === undefined ? '-' : `${rate(t.bytesPerSecond)} / ${bytes(t.storedBytes)}`;
+    },
+  ]);
+}
+
+export function columnLabel(p: CapacityPlan): string {
+  return `${count(p.workload.eventsPerSecond)} ev/s, ${count(p.workload.subjects)} subjects`;
+}
+
+/** The plans side by side as a Markdown table, then their warnings and notes. */
+export function formatPlans(plans: readonly CapacityPlan[], measuredAt: Record<string, string> = {}): string {
+  const header = `| | ${plans.map(columnLabel).join(' | ')} |`;
+  const rule = `|---|${plans.map(() => '---:').join('|')}|`;
+  const lines = [header, rule, ...ROWS.map(([label, cell]) => `| ${label} | ${plans.map(cell).join(' | ')} |`)];
+  const warnings = plans.flatMap((p) => p.warnings.map((w) => `- ${columnLabel(p)}: ${w}`));
+  if (warnings.length > 0) lines.push('', 'Warnings:', '', ...warnings);
+  if (plans.some((p) => !p.api.storeBytesMeasured)) lines.push('', '² lmdb bytes per aggregate not measured yet: the aggregates topic\'s bytes per record stand in.');
+  const when = [...new Set(Object.values(measuredAt).map((t) => t.slice(0, 10)))].sort();
+  if (when.length > 0) lines.push('', `Constants measured ${when.join(', ')} (bench/results/capacity-constants.json).`);
+  return lines.join('\n');
+}
