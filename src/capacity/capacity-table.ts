@@ -1,3 +1,4 @@
+import type { CapacityConstants } from './constants.js';
 import type { CapacityPlan } from './capacity-model.js';
 
 /** 1.2k, 3.4M, 5.6G: counts for people. */
@@ -83,4 +84,42 @@ export function formatPlans(plans: readonly CapacityPlan[], measuredAt: Record<s
   const when = [...new Set(Object.values(measuredAt).map((t) => t.slice(0, 10)))].sort();
   if (when.length > 0) lines.push('', `Constants measured ${when.join(', ')} (bench/results/capacity-constants.json).`);
   return lines.join('\n');
+}
+
+/** The measured constants as a Markdown table: figure, value, how it was measured. */
+export function formatConstants(c: CapacityConstants): string {
+  const st = c.stageMicrosPerEvent;
+  const zstd = (v: number | null): string => (v === null ? '-' : `${trim(v)} B`);
+  const rows: [string, string, string][] = [
+    ['pipeline CPU per event (bench meters: 10 aggregates)', `${trim(c.pipelineMicrosPerEvent)} µs`, 'process CPU of the real `pipeline` role through the broker / events (`process.cpuUsage`, includes the bench\'s reader)'],
+    ...Object.entries(st).map(([stage, v]): [string, string, string] => [`  step \`${stage}\``, `${trim(v)} µs`, 'CPU around the step in the in-process chain, per event']),
+    ['pipeline transaction (saturated batch)', `${trim(c.meanTransactionMs)} ms`, 'mean commit time of the pipeline\'s transactions in the same run'],
+    ['`usage-events` on disk', `${trim(c.diskBytes.input)} B/record`, 'kafka-log-dirs bytes / records (batch headers, markers included)'],
+    ['`usage-events-ordered` on disk', `${trim(c.diskBytes.ordered)} B/record (zstd ${zstd(c.diskBytesZstd.ordered)})`, 'as above; zstd: a copy into a topic with `compression.type=zstd`'],
+    ['`usage-aggregates` on disk', `${trim(c.diskBytes.aggregate)} B/record (zstd ${zstd(c.diskBytesZstd.aggregate)})`, 'as above'],
+    ['unique changelog on disk', `${trim(c.diskBytes.uniqueMember)} B/record (zstd ${zstd(c.diskBytesZstd.uniqueMember)})`, 'as above'],
+    ['`meta` changelog records per event', trim(c.metaRecordsPerEvent), 'committed records / events'],
+    ['heap per aggregate, pipeline store', `${c.heap.aggregateInStore} B`, 'heap after full GCs with and without the store / entries'],
+    ['heap per aggregate, api ReadModel', `${c.heap.aggregateInReadModel} B`, 'as above, decoded aggregates as the api role held them'],
+    ['heap per dedupe id', `${c.heap.dedupeId} B`, 'as above'],
+    ['heap per UNIQUE_COUNT member', `${c.heap.uniqueMember} B`, 'as above'],
+    ['heap per held (reordered) event', `${c.heap.heldEvent} B`, 'OrderStep holding every event of a run'],
+    ['heap per kept contribution (corrections)', `${c.heap.contribution} B`, 'the contributions store and its window index / entries'],
+    ['lmdb per aggregate (api store)', c.apiStoreBytesPerAggregate === null ? 'not measured' : `${c.apiStoreBytesPerAggregate} B`, 'used lmdb pages / entries, keys partition first (a proxy until `ReadStore` lands)'],
+    ['restore into memory', `${count(c.restoreRecordsPerSecond)} records/s`, 'one changelog partition, `restorePartitions`, start-up included'],
+    ['restore into lmdb (after a crash)', `${count(c.lmdbRestoreRecordsPerSecond)} records/s`, 'the same into the persistent store'],
+    ['merge CPU per event', `${trim(c.mergeMicrosPerEvent)} µs (ceiling ${count(1e6 / c.mergeMicrosPerEvent)} ev/s on one core)`, 'process CPU of the real `merge` role over a written ordered topic / events'],
+    ['merge rate through the broker', `${count(c.mergeEventsPerSecond)} ev/s`, 'the same run, first to last record visible on the global topic'],
+  ];
+  return ['| figure | value | how |', '|---|---:|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+/**
+ * Fills a document's generated blocks: `<!-- capacity: <flags> -->` … `<!-- /capacity -->`
+ * gets the table of those flags, `<!-- capacity-constants -->` … `<!-- /capacity-constants -->`
+ * the constants. `table` runs the model (the script's own path, so the doc shows what it prints).
+ */
+export function renderDocBlocks(text: string, constants: CapacityConstants, table: (argv: string[]) => string): string {
+  const withTables = text.replace(/(<!-- capacity: ([^>]*?) -->\n)[\s\S]*?(\n<!-- \/capacity -->)/g, (_m, open: string, flags: string, close: string) => `${open}${table(flags.trim().split(/\s+/))}${close}`);
+  return withTables.replace(/(<!-- capacity-constants -->\n)[\s\S]*?(\n<!-- \/capacity-constants -->)/g, (_m, open: string, close: string) => `${open}${formatConstants(constants)}${close}`);
 }
