@@ -15,10 +15,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Kafka, Message } from 'kafkajs';
-import { open as openLmdb } from 'lmdb';
 import { OrdoMetrics } from '../src/metrics/metrics.js';
 import { noopLogger } from '../src/observability/logger.js';
-import { aggregateCodec } from '../src/processors/aggregate.js';
+import { ReadStore } from '../src/api/read-store.js';
+import type { UsageAggregate } from '../src/usage/aggregation.js';
 import { createMergeWorker } from '../src/roles/merge.js';
 import { type AnchorSetup, prepareAnchors } from './anchors.js';
 import { measureContributions, measureHeld, measureStages } from './capacity-stages.js';
@@ -182,31 +182,51 @@ async function inspectPhase(kafka: Kafka, params: BenchParams, anchors: AnchorSe
   log(`  merge: ${merge.eventsPerSecond ?? '-'} ev/s, ${merge.processCpuMs} ms CPU for ${merge.records} events`);
 }
 
-/** lmdb bytes per aggregate: the pages an lmdb database of n aggregates uses, keys partition-first like the api store's. */
-function lmdbBytesPerAggregate(n: number, subjects: number): { method: string; aggregates: number; usedBytes: number; fileBytes: number; bytesPerAggregate: number } {
-  const dir = mkdtempSync(join(tmpdir(), 'ordo-capacity-lmdb-'));
+/**
+ * The api's store (src/api/read-store.ts): n bench aggregates applied into a ReadStore over
+ * 12 partitions in batches of 2,000 (as fetched batches are), then its data file per
+ * aggregate and the apply rate (records/s into lmdb, the CPU side of a replica's restore).
+ */
+async function apiStoreFigures(n: number, subjects: number): Promise<Record<string, unknown>> {
+  const dir = mkdtempSync(join(tmpdir(), 'ordo-capacity-store-'));
+  const partitions = 12;
   try {
-    const env = openLmdb({ path: dir, compression: false });
-    const db = env.openDB<Buffer, string>({ name: 'aggregates', encoding: 'binary' });
+    const store = ReadStore.open({ dir, topic: 'bench-aggregates', logger: noopLogger });
     const base = Date.UTC(2026, 8, 1);
-    for (let from = 0; from < n; from += 10_000) {
-      db.transactionSync(() => {
-        for (let i = from; i < Math.min(n, from + 10_000); i++) {
-          const { key, aggregate } = changelogAggregate(i, subjects, base);
-          void db.put(`${i % 12}\u0000${aggregate.meter}\u0000${aggregate.windowSize}\u0000${aggregate.windowStart}\u0000${aggregate.subject}\u0000${key}`, aggregateCodec.encode(aggregate));
-        }
-      });
+    const batches = new Map<number, { key: string; aggregate: UsageAggregate }[]>();
+    let applyMs = 0;
+    let offset = 0n;
+    const flush = async (partition: number): Promise<void> => {
+      const batch = batches.get(partition) ?? [];
+      batches.set(partition, []);
+      if (batch.length === 0) return;
+      offset += BigInt(batch.length);
+      // CPU time, not wall time (apply is one synchronous lmdb transaction): the rate one core gives.
+      const started = process.cpuUsage();
+      await store.apply(partition, batch, offset);
+      const used = process.cpuUsage(started);
+      applyMs += (used.user + used.system) / 1000;
+    };
+    for (let i = 0; i < n; i++) {
+      const record = changelogAggregate(i, subjects, base);
+      const partition = i % partitions;
+      const batch = batches.get(partition) ?? [];
+      batch.push(record);
+      batches.set(partition, batch);
+      if (batch.length >= 2_000) await flush(partition);
     }
-    const stats = db.getStats() as { pageSize: number; treeBranchPageCount: number; treeLeafPageCount: number; overflowPages: number; entryCount: number };
-    const used = stats.pageSize * (stats.treeBranchPageCount + stats.treeLeafPageCount + stats.overflowPages);
-    const file = spawnSync('du', ['-sb', dir], { encoding: 'utf8' }).stdout.split('\t')[0];
-    void env.close();
+    for (let p = 0; p < partitions; p++) await flush(p);
+    const held = store.size();
+    const fileBytes = store.diskBytes();
+    await store.close();
+    const blocks = Number(spawnSync('du', ['-sB1', join(dir, 'data.mdb')], { encoding: 'utf8' }).stdout.split('\t')[0]);
     return {
-      method: `PROXY until src/api/read-store.ts (branch store) lands: one lmdb database (lmdb-js, no compression) of ${n} bench aggregates (bench/restore.ts changelogAggregate, aggregateCodec bytes), keys [partition, meter, size, start, subject, aggregateKey] joined by NUL; used pages (branch + leaf + overflow) x page size / entries`,
-      aggregates: stats.entryCount,
-      usedBytes: used,
-      fileBytes: Number(file),
-      bytesPerAggregate: Math.round(used / stats.entryCount),
+      method: `src/api/read-store.ts ReadStore (merged from branch store): ${n} bench aggregates (bench/restore.ts changelogAggregate: HOUR/DAY windows, 4 meters) applied over ${partitions} partitions in batches of 2,000; bytesPerAggregate = diskBytes() (data.mdb size) / size(); applyRecordsPerSecond = records / process CPU time inside apply() (one core's rate; the machine is shared)`,
+      aggregates: held,
+      fileBytes,
+      allocatedBytes: blocks,
+      bytesPerAggregate: held > 0 ? Math.round(fileBytes / held) : null,
+      applyRecordsPerSecond: applyMs > 0 ? Math.round((n / applyMs) * 1000) : null,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -349,15 +369,19 @@ async function main(): Promise<number> {
     sections.cpu = await measureStages({ events: stageEvents, batch: 2_000, rounds: Math.max(rounds, 5), subjects: params.subjects, contextRatio: params.contextRatio });
   }
   if (selected.has('lmdb')) {
-    log('lmdb bytes per aggregate');
-    sections.apiStore = lmdbBytesPerAggregate(lmdbAggregates, params.subjects);
+    log('api store (ReadStore): bytes per aggregate and apply rate');
+    sections.apiStore = await apiStoreFigures(lmdbAggregates, params.subjects);
   }
   const before = previous.measuredAt;
   const measuredAt = { ...(typeof before === 'string' ? Object.fromEntries(PARTS.map((p) => [p, before])) : ((before ?? {}) as Record<string, string>)), ...Object.fromEntries([...selected].map((p) => [p, startedAt.toISOString()])) };
+  // Rates measured in wall time (restore, merge and pipeline events/s) follow the machine's load: keep it per part.
+  const load = machineInfo().loadAverage;
+  const loadAverage = { ...((previous.loadAverage ?? {}) as Record<string, unknown>), ...Object.fromEntries([...selected].map((p) => [p, load])) };
   const result = {
     ...previous,
     what: 'The measured constants of the capacity model (docs/scaling.md, scripts/capacity.ts). Regenerate: npm run bench:capacity (broker, registry and a JDK for kafka-log-dirs needed); CAPACITY_PARTS=broker,restore,memory,cpu,lmdb re-measures a subset.',
     measuredAt,
+    loadAverage,
     machine: machineInfo(),
     parameters: { events: params.events, partitions: params.partitions, subjects: params.subjects, contextRatio: params.contextRatio, rounds, stageEvents, heldEvents, lmdbAggregates, meters: BENCH_METERS.map((m) => `${m.slug} ${m.aggregation} ${m.windows.join('/')}`), aggregatesPerEvent: UPDATES_PER_EVENT },
     caveat: 'A shared 2-core machine running the broker, the registry and other jobs: CPU and rate figures are medians of the rounds and move by +-30 % between runs; bytes and records per event are stable.',

@@ -14,7 +14,7 @@ const FLAGS: Record<string, { help: string }> = {
   meters: { help: 'meters every event updates (4)' },
   windows: { help: 'window sizes each meter keeps (HOUR,DAY,MONTH)' },
   groups: { help: 'group-by values per subject and meter (1)' },
-  'unique-meters': { help: 'of the meters, UNIQUE_COUNT ones (0)' },
+  'unique-meters': { help: 'of the meters, UNIQUE_COUNT ones (1)' },
   'members-per-subject': { help: 'distinct members a subject has, for UNIQUE_COUNT (25)' },
   retention: { help: 'per window size once final, e.g. HOUR=35d,DAY=730d (absent: for ever)' },
   horizon: { help: 'how long the system has run, bounds "for ever" (365d)' },

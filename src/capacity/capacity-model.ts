@@ -52,7 +52,7 @@ export const WORKLOAD_DEFAULTS: Omit<Workload, 'eventsPerSecond' | 'subjects'> =
   meters: 4,
   windows: ['HOUR', 'DAY', 'MONTH'],
   groups: 1,
-  uniqueMeters: 0,
+  uniqueMeters: 1,
   membersPerSubject: 25,
   retention: {},
   horizonMs: 365 * DAY_MS,
@@ -258,11 +258,21 @@ export function plan(w: Workload, c: CapacityConstants): CapacityPlan {
       replicas: apiReplicas,
       storePerReplicaBytes: apiStore / apiReplicas,
       heapPerReplicaBytes: (keptAggregates * c.heap.aggregateInReadModel) / apiReplicas,
-      restoreSeconds: keptAggregates / apiReplicas / c.lmdbRestoreRecordsPerSecond,
+      restoreSeconds: keptAggregates / apiReplicas / apiRestoreRate(c),
     },
     merge: { enabled: w.merge, ceilingEventsPerSecond: mergeCeiling, measuredEventsPerSecond: c.mergeEventsPerSecond, share },
     warnings,
   };
+}
+
+/**
+ * Records/s an api replica rebuilds its store at: reading the topic (the measured restore
+ * rate into memory: fetch and decode) and then applying to the ReadStore, one after the
+ * other on one thread; without a ReadStore figure, the engine's lmdb restore rate.
+ */
+export function apiRestoreRate(c: CapacityConstants): number {
+  if (c.apiStoreApplyRecordsPerSecond === null) return c.lmdbRestoreRecordsPerSecond;
+  return 1 / (1 / c.restoreRecordsPerSecond + 1 / c.apiStoreApplyRecordsPerSecond);
 }
 
 function days(seconds: number): string {

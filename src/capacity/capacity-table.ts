@@ -30,6 +30,7 @@ export function seconds(v: number): string {
 }
 
 function trim(v: number): string {
+  if (v !== 0 && Math.abs(v) < 0.1) return String(Number(v.toPrecision(2)));
   const digits = Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2;
   return String(Number(v.toFixed(digits)));
 }
@@ -48,7 +49,7 @@ const ROWS: [string, (p: CapacityPlan) => string][] = [
   ['pipeline: CPU per event', (p) => `${trim(p.pipeline.microsPerEvent)} µs`],
   ['pipeline: cores busy / replicas', (p) => `${trim(p.pipeline.cores)} / ${p.pipeline.replicas}`],
   ['pipeline: open aggregates / dedupe ids / contributions', (p) => `${count(p.pipeline.openAggregates)} / ${count(p.pipeline.dedupeIds)} / ${count(p.pipeline.contributions)}`],
-  ['pipeline: state per replica (heap)', (p) => bytes(p.pipeline.memoryPerReplicaBytes)],
+  ['pipeline: state per replica (heap; on disk with ORDO_STATE_DIR)', (p) => bytes(p.pipeline.memoryPerReplicaBytes)],
   ['pipeline: restore after a crash, per replica', (p) => `${seconds(p.pipeline.restoreSeconds)} (${count(p.pipeline.restoreRecordsPerReplica)} records)`],
   ['api: aggregates kept', (p) => count(p.api.aggregates)],
   ['api: replicas', (p) => String(p.api.replicas)],
@@ -78,7 +79,10 @@ export function formatPlans(plans: readonly CapacityPlan[], measuredAt: Record<s
   const header = `| | ${plans.map(columnLabel).join(' | ')} |`;
   const rule = `|---|${plans.map(() => '---:').join('|')}|`;
   const lines = [header, rule, ...ROWS.map(([label, cell]) => `| ${label} | ${plans.map(cell).join(' | ')} |`)];
-  const warnings = plans.flatMap((p) => p.warnings.map((w) => `- ${columnLabel(p)}: ${w}`));
+  // A warning that holds for several columns is listed once, with the columns it holds for.
+  const columns = new Map<string, string[]>();
+  for (const p of plans) for (const w of p.warnings) columns.set(w, [...(columns.get(w) ?? []), columnLabel(p)]);
+  const warnings = [...columns].map(([w, labels]) => `- ${labels.length === plans.length && plans.length > 1 ? 'all columns' : labels.join('; ')}: ${w}`);
   if (warnings.length > 0) lines.push('', 'Warnings:', '', ...warnings);
   if (plans.some((p) => !p.api.storeBytesMeasured)) lines.push('', '² lmdb bytes per aggregate not measured yet: the aggregates topic\'s bytes per record stand in.');
   const when = [...new Set(Object.values(measuredAt).map((t) => t.slice(0, 10)))].sort();
@@ -105,7 +109,8 @@ export function formatConstants(c: CapacityConstants): string {
     ['heap per UNIQUE_COUNT member', `${c.heap.uniqueMember} B`, 'as above'],
     ['heap per held (reordered) event', `${c.heap.heldEvent} B`, 'OrderStep holding every event of a run'],
     ['heap per kept contribution (corrections)', `${c.heap.contribution} B`, 'the contributions store and its window index / entries'],
-    ['lmdb per aggregate (api store)', c.apiStoreBytesPerAggregate === null ? 'not measured' : `${c.apiStoreBytesPerAggregate} B`, 'used lmdb pages / entries, keys partition first (a proxy until `ReadStore` lands)'],
+    ['lmdb per aggregate (api store)', c.apiStoreBytesPerAggregate === null ? 'not measured' : `${c.apiStoreBytesPerAggregate} B`, '`ReadStore` data file / aggregates held'],
+    ['api store apply rate', c.apiStoreApplyRecordsPerSecond === null ? 'not measured' : `${count(c.apiStoreApplyRecordsPerSecond)} records/s`, 'time inside `ReadStore.apply`, batches of 2,000'],
     ['restore into memory', `${count(c.restoreRecordsPerSecond)} records/s`, 'one changelog partition, `restorePartitions`, start-up included'],
     ['restore into lmdb (after a crash)', `${count(c.lmdbRestoreRecordsPerSecond)} records/s`, 'the same into the persistent store'],
     ['merge CPU per event', `${trim(c.mergeMicrosPerEvent)} µs (ceiling ${count(1e6 / c.mergeMicrosPerEvent)} ev/s on one core)`, 'process CPU of the real `merge` role over a written ordered topic / events'],
@@ -120,6 +125,6 @@ export function formatConstants(c: CapacityConstants): string {
  * the constants. `table` runs the model (the script's own path, so the doc shows what it prints).
  */
 export function renderDocBlocks(text: string, constants: CapacityConstants, table: (argv: string[]) => string): string {
-  const withTables = text.replace(/(<!-- capacity: ([^>]*?) -->\n)[\s\S]*?(\n<!-- \/capacity -->)/g, (_m, open: string, flags: string, close: string) => `${open}${table(flags.trim().split(/\s+/))}${close}`);
-  return withTables.replace(/(<!-- capacity-constants -->\n)[\s\S]*?(\n<!-- \/capacity-constants -->)/g, (_m, open: string, close: string) => `${open}${formatConstants(constants)}${close}`);
+  const withTables = text.replace(/(<!-- capacity: ([^>]*?) -->)[\s\S]*?(<!-- \/capacity -->)/g, (_m, open: string, flags: string, close: string) => `${open}\n${table(flags.trim().split(/\s+/))}\n${close}`);
+  return withTables.replace(/(<!-- capacity-constants -->)[\s\S]*?(<!-- \/capacity-constants -->)/g, (_m, open: string, close: string) => `${open}\n${formatConstants(constants)}\n${close}`);
 }

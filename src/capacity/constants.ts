@@ -22,6 +22,8 @@ export interface CapacityConstants {
   heap: { aggregateInStore: number; aggregateInReadModel: number; dedupeId: number; uniqueMember: number; heldEvent: number; contribution: number };
   /** lmdb bytes per aggregate of the api's store (null: not measured yet). */
   apiStoreBytesPerAggregate: number | null;
+  /** Records/s the api's store applies (lmdb writes, no Kafka; null: not measured yet). */
+  apiStoreApplyRecordsPerSecond: number | null;
   /** Records/s one process restores from a changelog into memory, and into lmdb. */
   restoreRecordsPerSecond: number;
   lmdbRestoreRecordsPerSecond: number;
@@ -96,6 +98,7 @@ export function capacityConstants(json: unknown): CapacityConstants {
       contribution: positive(json, 'memory.bytesPerContribution'),
     },
     apiStoreBytesPerAggregate: optional(json, 'apiStore.bytesPerAggregate'),
+    apiStoreApplyRecordsPerSecond: optional(json, 'apiStore.applyRecordsPerSecond'),
     restoreRecordsPerSecond: positive(json, 'restore.recordsPerSecond'),
     lmdbRestoreRecordsPerSecond: positive(json, 'restore.lmdbRecordsPerSecond'),
     mergeMicrosPerEvent: positive(json, 'merge.processCpuMicrosPerEvent'),

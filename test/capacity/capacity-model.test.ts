@@ -14,6 +14,7 @@ const C: CapacityConstants = {
   metaRecordsPerEvent: 0.002,
   heap: { aggregateInStore: 400, aggregateInReadModel: 700, dedupeId: 100, uniqueMember: 130, heldEvent: 1_800, contribution: 500 },
   apiStoreBytesPerAggregate: 250,
+  apiStoreApplyRecordsPerSecond: 250_000,
   restoreRecordsPerSecond: 250_000,
   lmdbRestoreRecordsPerSecond: 200_000,
   mergeMicrosPerEvent: 50,
@@ -39,6 +40,8 @@ describe('capacity model', () => {
     expect(p.aggregateRecordsPerEvent).toBeCloseTo(distinct(100 / 30, 100 / 6) / (100 / 30), 9);
     expect(p.topics.find((t) => t.topic === 'usage-events')!.bytesPerSecond).toBe(30_000);
     expect(p.topics.find((t) => t.topic === 'usage-events-global')).toBeUndefined();
+    // api restore: 1,000 aggregates over 2 replicas, read at 250k/s then applied at 250k/s: 125k/s.
+    expect(p.api.restoreSeconds).toBeCloseTo(500 / 125_000, 9);
   });
 
   it('has the Poisson shares at their limits', () => {
