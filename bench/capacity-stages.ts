@@ -24,6 +24,7 @@ import type { UsageAggregate } from '../src/usage/aggregation.js';
 import { MeterCatalog } from '../src/usage/meters.js';
 import { benchEvent } from './events.js';
 import { BENCH_METERS } from './meters.js';
+import { settledHeap } from './memory.js';
 import { median } from './stats.js';
 
 export const STAGES = ['decode', 'stamp', 'corrections', 'measure', 'dedupe', 'aggregate', 'encode', 'order', 'commit'] as const;
@@ -171,13 +172,7 @@ export interface HeldMemory {
 
 /** Heap per event held by the reorder buffer: a chain whose window never releases, `n` events in, full GCs around. Needs global.gc. */
 export async function measureHeld(n: number, subjects: number): Promise<HeldMemory> {
-  const gc = globalThis.gc;
-  if (gc === undefined) throw new Error('measureHeld needs global.gc (node --expose-gc)');
-  const heap = (): number => {
-    gc();
-    gc();
-    return process.memoryUsage().heapUsed;
-  };
+  const heap = settledHeap;
   let records: SourceRecord[] | undefined = sourceRecords(n, subjects, Date.now(), 0);
   const chain = new Chain(365 * DAY_MS);
   // Everything but the held events is there before the first reading: warm the chain with
@@ -211,13 +206,7 @@ export interface ContributionMemory {
 
 /** Heap per kept contribution (corrections on: one per accepted event within the lateness), with the correction step's window index. Needs global.gc. */
 export async function measureContributions(n: number, subjects: number): Promise<ContributionMemory> {
-  const gc = globalThis.gc;
-  if (gc === undefined) throw new Error('measureContributions needs global.gc (node --expose-gc)');
-  const heap = (): number => {
-    gc();
-    gc();
-    return process.memoryUsage().heapUsed;
-  };
+  const heap = settledHeap;
   const before = heap();
   const chain = new Chain(0);
   let records: SourceRecord[] | undefined = sourceRecords(n, subjects, Date.now(), 0);
