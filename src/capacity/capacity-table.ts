@@ -102,6 +102,7 @@ export function formatConstants(c: CapacityConstants): string {
     ['`usage-events-ordered` on disk', `${trim(c.diskBytes.ordered)} B/record (zstd ${zstd(c.diskBytesZstd.ordered)})`, 'as above; zstd: a copy into a topic with `compression.type=zstd`'],
     ['`usage-aggregates` on disk', `${trim(c.diskBytes.aggregate)} B/record (zstd ${zstd(c.diskBytesZstd.aggregate)})`, 'as above'],
     ['unique changelog on disk', `${trim(c.diskBytes.uniqueMember)} B/record (zstd ${zstd(c.diskBytesZstd.uniqueMember)})`, 'as above'],
+    ['records per event: ordered / aggregates / unique changelog', `${trim(c.benchRecordsPerEvent.ordered)} / ${trim(c.benchRecordsPerEvent.aggregates)} / ${trim(c.benchRecordsPerEvent.uniqueChangelog)}`, 'committed records / events in the bench (1,000 subjects: a batch sees each subject several times; 25 users per subject, each event a new one half the time)'],
     ['`meta` changelog records per event', trim(c.metaRecordsPerEvent), 'committed records / events'],
     ['heap per aggregate, pipeline store', `${c.heap.aggregateInStore} B`, 'heap after full GCs with and without the store / entries'],
     ['heap per aggregate, api ReadModel', `${c.heap.aggregateInReadModel} B`, 'as above, decoded aggregates as the api role held them'],

@@ -18,6 +18,8 @@ export interface CapacityConstants {
   diskBytesZstd: { ordered: number | null; aggregate: number | null; uniqueMember: number | null };
   /** `meta` changelog records per event (a few per batch). */
   metaRecordsPerEvent: number;
+  /** Records per event the bench's pipeline wrote (1,000 subjects, 3 partitions): shown, not used (the model computes its own). */
+  benchRecordsPerEvent: { ordered: number; aggregates: number; uniqueChangelog: number };
   /** Heap bytes per entry. */
   heap: { aggregateInStore: number; aggregateInReadModel: number; dedupeId: number; uniqueMember: number; heldEvent: number; contribution: number };
   /** lmdb bytes per aggregate of the api's store (null: not measured yet). */
@@ -89,6 +91,7 @@ export function capacityConstants(json: unknown): CapacityConstants {
       uniqueMember: optional(json, 'diskBytesPerRecord.compressed.zstd.uniqueChangelog'),
     },
     metaRecordsPerEvent: num(json, 'recordsPerEvent.metaChangelog'),
+    benchRecordsPerEvent: { ordered: num(json, 'recordsPerEvent.ordered'), aggregates: num(json, 'recordsPerEvent.aggregates'), uniqueChangelog: num(json, 'recordsPerEvent.uniqueChangelog') },
     heap: {
       aggregateInStore: positive(json, 'memory.bytesPerAggregateInStore'),
       aggregateInReadModel: positive(json, 'memory.bytesPerAggregateInReadModel'),

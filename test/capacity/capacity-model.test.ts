@@ -12,6 +12,7 @@ const C: CapacityConstants = {
   diskBytes: { input: 300, ordered: 350, aggregate: 180, uniqueMember: 90 },
   diskBytesZstd: { ordered: 30, aggregate: 20, uniqueMember: 5 },
   metaRecordsPerEvent: 0.002,
+  benchRecordsPerEvent: { ordered: 1, aggregates: 1.9, uniqueChangelog: 1 },
   heap: { aggregateInStore: 400, aggregateInReadModel: 700, dedupeId: 100, uniqueMember: 130, heldEvent: 1_800, contribution: 500 },
   apiStoreBytesPerAggregate: 250,
   apiStoreApplyRecordsPerSecond: 250_000,
