@@ -31,6 +31,7 @@ const FLAGS: Record<string, { help: string }> = {
   utilization: { help: 'share of a core a pipeline replica is planned at (0.6)' },
   'api-store-per-replica': { help: 'lmdb bytes one api replica may hold (64GiB)' },
   'min-api-replicas': { help: 'api replicas at least (2)' },
+  'pipeline-memory-per-replica': { help: 'heap a pipeline replica\'s state may take before a warning (16GiB)' },
   constants: { help: 'path of the constants file (bench/results/capacity-constants.json)' },
 };
 
@@ -144,6 +145,7 @@ export function parseCapacityArgs(argv: readonly string[]): CapacityArgs {
     utilization: get('utilization', share, base.utilization),
     apiStorePerReplicaBytes: get('api-store-per-replica', parseBytes, base.apiStorePerReplicaBytes),
     minApiReplicas: get('min-api-replicas', parseCount, base.minApiReplicas),
+    pipelineMemoryPerReplicaBytes: get('pipeline-memory-per-replica', parseBytes, base.pipelineMemoryPerReplicaBytes),
   };
   if (workload.uniqueMeters > workload.meters) throw new CapacityArgsError(`--unique-meters (${workload.uniqueMeters}) cannot be more than --meters (${workload.meters})`);
   if (workload.horizonMs <= 0) throw new CapacityArgsError('--horizon must be more than 0');

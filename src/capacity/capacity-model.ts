@@ -42,6 +42,8 @@ export interface Workload {
   utilization: number;
   /** lmdb bytes an api replica may hold. */
   apiStorePerReplicaBytes: number;
+  /** Heap a pipeline replica's state may take before the model warns. */
+  pipelineMemoryPerReplicaBytes: number;
   minApiReplicas: number;
 }
 
@@ -68,6 +70,7 @@ export const WORKLOAD_DEFAULTS: Omit<Workload, 'eventsPerSecond' | 'subjects'> =
   maxBatchRecords: 2_000,
   utilization: 0.6,
   apiStorePerReplicaBytes: 64 * 2 ** 30,
+  pipelineMemoryPerReplicaBytes: 16 * 2 ** 30,
   minApiReplicas: 2,
 };
 
@@ -221,6 +224,10 @@ export function plan(w: Workload, c: CapacityConstants): CapacityPlan {
   const contributions = R * reachS;
   const memory = openAggregates * c.heap.aggregateInStore + dedupeIds * c.heap.dedupeId + openMembers * c.heap.uniqueMember + heldEvents * c.heap.heldEvent + contributions * c.heap.contribution;
   const restoreRecords = (openAggregates + openMembers + R * replayS) / pipelineActive;
+  if (memory / pipelineActive > w.pipelineMemoryPerReplicaBytes) {
+    const biggest = [['contributions (corrections)', contributions * c.heap.contribution], ['dedupe ids', dedupeIds * c.heap.dedupeId], ['open aggregates', openAggregates * c.heap.aggregateInStore]].sort((a, b) => (b[1] as number) - (a[1] as number))[0]![0];
+    warnings.push(`a pipeline replica's state is ${gib(memory / pipelineActive)} GiB of heap, over ${gib(w.pipelineMemoryPerReplicaBytes)} GiB, most of it ${biggest}: run it with ORDO_STATE_DIR (lmdb on disk), or shorten the lateness or dedupe window, or turn corrections off`);
+  }
 
   const mergeCeiling = 1e6 / c.mergeMicrosPerEvent;
   const share = w.merge ? R / mergeCeiling : 0;
@@ -273,6 +280,10 @@ export function plan(w: Workload, c: CapacityConstants): CapacityPlan {
 export function apiRestoreRate(c: CapacityConstants): number {
   if (c.apiStoreApplyRecordsPerSecond === null) return c.lmdbRestoreRecordsPerSecond;
   return 1 / (1 / c.restoreRecordsPerSecond + 1 / c.apiStoreApplyRecordsPerSecond);
+}
+
+function gib(bytes: number): string {
+  return (bytes / 2 ** 30).toFixed(bytes >= 10 * 2 ** 30 ? 0 : 1);
 }
 
 function days(seconds: number): string {

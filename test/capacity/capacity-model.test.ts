@@ -68,6 +68,14 @@ describe('capacity model', () => {
     expect(plan(workload({ eventsPerSecond: 100_000, subjects: 1_000_000, merge: false }), C).warnings.join('\n')).not.toMatch(/merge/);
   });
 
+  it("warns when a pipeline replica's state outgrows its heap, naming the biggest part", () => {
+    // 1,000 ev/s with corrections: 1,000 x (35 d + half a month) contributions x 500 B = about 2 TiB.
+    const p = plan(workload({ eventsPerSecond: 1_000, subjects: 10_000 }), C);
+    expect(p.warnings.join('\n')).toMatch(/a pipeline replica's state is \d+ GiB of heap, over 16 GiB, most of it contributions \(corrections\)/);
+    const q = plan(workload({ eventsPerSecond: 1_000, subjects: 10_000, corrections: false, dedupeWindowMs: 3_600_000, allowedLatenessMs: 86_400_000 }), C);
+    expect(q.warnings.join('\n')).not.toMatch(/state is/);
+  });
+
   it('uses the aggregates topic bytes for the api store when lmdb is not measured, and says so', () => {
     const p = plan(workload({ eventsPerSecond: 1_000, subjects: 10_000 }), { ...C, apiStoreBytesPerAggregate: null });
     expect(p.api.storeBytesMeasured).toBe(false);
