@@ -67,6 +67,7 @@ const VALUE_TYPE = avro.Type.forSchema({
     { name: 'value', type: 'string' },
     /** null: SUM's sum is its value; every other aggregation but AVG has none. */
     { name: 'sum', type: ['null', 'string'] },
+    /** Event times as ms after the window start: a few bytes, not six. */
     { name: 'firstEventTime', type: 'long' },
     { name: 'lastEventTime', type: 'long' },
     /** LATEST only. */
@@ -204,7 +205,15 @@ export class ReadStore implements AggregateSource {
         rejected += 1;
         continue;
       }
-      writes.push({ key: stored.key, aggregate, value: aggregate === null ? undefined : encodeValue(aggregate, stored.long) });
+      let value: Buffer | undefined;
+      try {
+        value = aggregate === null ? undefined : encodeValue(aggregate, stored.long);
+      } catch {
+        // Only values the topic's own schema cannot carry either (event times beyond 2^53 ms).
+        rejected += 1;
+        continue;
+      }
+      writes.push({ key: stored.key, aggregate, value });
     }
     if (rejected > 0) {
       this.rejected += rejected;
@@ -270,9 +279,9 @@ export class ReadStore implements AggregateSource {
       const head = windowPrefix(partition, meter, size, start);
       if (head === undefined) return;
       if (subjects === undefined) {
-        yield* this.read(head);
+        yield* this.read(head, start);
       } else {
-        for (const subject of subjects) yield* this.read(Buffer.concat([head, subjectPart(subject)]));
+        for (const subject of subjects) yield* this.read(Buffer.concat([head, subjectPart(subject)]), start);
       }
     }
   }
@@ -284,11 +293,11 @@ export class ReadStore implements AggregateSource {
     await this.env.close();
   }
 
-  private *read(prefix: Buffer): Iterable<QueriedAggregate> {
-    for (const { key, value } of this.aggregates.getRange({ start: prefix, end: prefixEnd(prefix) })) yield this.decode(key, value);
+  private *read(prefix: Buffer, start: number): Iterable<QueriedAggregate> {
+    for (const { key, value } of this.aggregates.getRange({ start: prefix, end: prefixEnd(prefix) })) yield this.decode(key, value, start);
   }
 
-  private decode(key: Buffer, bytes: Buffer): QueriedAggregate {
+  private decode(key: Buffer, bytes: Buffer, windowStart: number): QueriedAggregate {
     const v = VALUE_TYPE.decode(bytes, 0).value as StoredValue;
     // The subject starts after partition, meter, size and start.
     const at = 4 + 1 + key[4]! + 1 + 8;
@@ -310,8 +319,8 @@ export class ReadStore implements AggregateSource {
       value: v.aggregation === 'COUNT' && v.value === '' ? String(v.count) : v.value,
       sum: v.sum ?? (v.aggregation === 'SUM' ? v.value : null),
       count: v.count,
-      firstEventTime: v.firstEventTime,
-      lastEventTime: v.lastEventTime,
+      firstEventTime: windowStart + v.firstEventTime,
+      lastEventTime: windowStart + v.lastEventTime,
       lastServiceTime: latest === null ? ZERO_TIME : latest.time.toString('hex'),
       lastServiceNode: latest === null ? '' : latest.node,
     };
@@ -444,8 +453,8 @@ function encodeValue(a: UsageAggregate, long: StoredValue['long']): Buffer {
     count: a.count,
     value: a.aggregation === 'COUNT' && a.value === String(a.count) ? '' : a.value,
     sum: a.aggregation === 'SUM' && (a.sum === null || a.sum === a.value) ? null : a.sum,
-    firstEventTime: a.firstEventTime,
-    lastEventTime: a.lastEventTime,
+    firstEventTime: a.firstEventTime - a.windowStart,
+    lastEventTime: a.lastEventTime - a.windowStart,
     latest: a.aggregation === 'LATEST' ? { time: Buffer.from(a.lastServiceTime, 'hex'), node: a.lastServiceNode } : null,
     long,
   };
