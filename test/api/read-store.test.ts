@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fc from 'fast-check';
 import { open } from 'lmdb';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { MemorySource } from '../../src/api/memory-source.js';
 import type { QueriedAggregate } from '../../src/api/query-parts.js';
 import { ReadStore } from '../../src/api/read-store.js';
@@ -15,6 +15,11 @@ import { tempDirs } from '../support/temp-dirs.js';
 import { ALL_METERS, anyEvents, anyPlacement, anyQuery, deliveries, expectMergedEqualsOracle, oracleOf, partitionOf, splits, writeAggregates } from '../support/unit/usage-parts.js';
 
 const newDir = tempDirs('ordo-read-store-');
+/** Writer processes: killed after each test, whatever its outcome (a failed test must not leave one running). */
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
 const HOUR = 3_600_000;
 const START = Date.UTC(2026, 0, 1);
 
@@ -202,10 +207,14 @@ describe('ReadStore checkpoints', () => {
         cwd: ROOT,
         stdio: ['ignore', 'pipe', 'inherit'],
       });
+      children.push(child);
       // Killed some time after its third round, mid-batch more often than not.
       let rounds = 0;
       child.stdout.setEncoding('utf8').on('data', (chunk: string) => (rounds += chunk.split('\n').length - 1));
-      while (rounds < 3) await new Promise((resolve) => setTimeout(resolve, 5));
+      while (rounds < 3) {
+        if (child.exitCode !== null) throw new Error(`the writer exited (${child.exitCode}) before applying anything`);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
       await new Promise((resolve) => setTimeout(resolve, delayMs));
       child.kill('SIGKILL');
       await once(child, 'exit');
