@@ -87,6 +87,9 @@ export class NodeTable {
   }
 }
 
+/** A heartbeat's info: a JSON value, or a function giving the current one at each heartbeat. */
+export type NodeInfo = unknown;
+
 export interface NodeRegistryOptions {
   kafka: Kafka;
   /** The compacted nodes topic (created by the role). */
@@ -102,7 +105,7 @@ export interface NodeRegistryOptions {
   /** This node's address, written in its heartbeats (informational). */
   url?: string;
   /** The info of the first heartbeat (see setInfo). */
-  info?: unknown;
+  info?: NodeInfo;
   /** The number of live nodes (this one included), after every heartbeat: the role sets metrics.deliverLiveNodes. */
   onLiveNodes?(n: number): void;
   /** Bounds the retries of transient failures (and reports them to /healthz); default: 2 minutes. */
@@ -222,15 +225,16 @@ export class NodeRegistry {
   /** The info of the other live nodes' last heartbeats (this node's own: ownInfo), by node id. */
   liveInfo(): Map<string, unknown> {
     const out = new Map<string, unknown>();
-    for (const node of this.liveNodes()) out.set(node, node === this.options.nodeId ? this.ownInfo : this.table.info(node));
+    for (const node of this.liveNodes()) out.set(node, node === this.options.nodeId ? this.infoNow() : this.table.info(node));
     return out;
   }
 
   /**
-   * The info of this node's next heartbeats; written at once (a changed assignment must not
-   * wait for the next tick). A write already under way is followed by one more at once.
+   * The info of this node's next heartbeats (a function: asked at each one); written at once
+   * (a changed assignment must not wait for the next tick). A write already under way is
+   * followed by one more at once.
    */
-  setInfo(info: unknown): void {
+  setInfo(info: NodeInfo): void {
     this.ownInfo = info;
     if (!this.started || this.stopped) return;
     if (this.beating) this.again = true;
@@ -239,7 +243,12 @@ export class NodeRegistry {
 
   private heartbeat(): NodeHeartbeat {
     const o = this.options;
-    return { node: o.nodeId, at: this.now(), ...(o.url !== undefined ? { url: o.url } : {}), ...(this.ownInfo !== undefined ? { info: this.ownInfo } : {}) };
+    const info = this.infoNow();
+    return { node: o.nodeId, at: this.now(), ...(o.url !== undefined ? { url: o.url } : {}), ...(info !== undefined ? { info } : {}) };
+  }
+
+  private infoNow(): unknown {
+    return typeof this.ownInfo === 'function' ? (this.ownInfo as () => unknown)() : this.ownInfo;
   }
 
   private async beat(): Promise<void> {

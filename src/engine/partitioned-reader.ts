@@ -106,6 +106,9 @@ export class PartitionedReader {
   private readonly restoreTargets = new Map<number, bigint>();
   private partitionCount = 0;
   private deleteRetentionMs: number | undefined;
+  private markPositioned: () => void = () => undefined;
+  /** Resolves once a first assignment is positioned (or the reader stops). */
+  private readonly firstPositioned = new Promise<void>((resolve) => (this.markPositioned = resolve));
 
   constructor(private readonly options: PartitionedReaderOptions) {
     this.liveness = options.liveness ?? new Liveness(120_000);
@@ -237,8 +240,12 @@ export class PartitionedReader {
     return out;
   }
 
-  /** Resolves once every owned partition is applied up to the end offsets known now, or after `timeoutMs` (false). */
+  /**
+   * Resolves once this replica has its first assignment positioned and every owned partition
+   * is applied up to the end offsets known then (false: stopped, or `timeoutMs` passed).
+   */
   async caughtUp(timeoutMs?: number): Promise<boolean> {
+    await this.firstPositioned;
     const refreshed = await retrying(() => this.refreshEnds(), { what: 'end offset refresh', meta: { topic: this.options.topic }, log: this.options.logger, liveness: this.liveness, abandoned: () => this.stopped });
     if (!refreshed.ok) {
       if (refreshed.why === 'abandoned') return false;
@@ -272,6 +279,7 @@ export class PartitionedReader {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.markPositioned();
     if (this.timer) clearInterval(this.timer);
     this.refreshFailures.close();
     await this.consumer?.disconnect().catch(() => undefined);
@@ -311,6 +319,7 @@ export class PartitionedReader {
         for (const p of assigned) this.positioned.add(p);
         if (assigned.length > 0) consumer.resume([{ topic: o.topic, partitions: assigned }]);
         for (const p of assigned) this.checkRestored(p);
+        this.markPositioned();
       },
       { what: 'positioning assigned partitions', meta: { topic: o.topic }, log: o.logger, liveness: this.liveness, abandoned: () => this.stopped || generation !== this.generation },
     );
