@@ -236,7 +236,17 @@ async function answerPartitioned(
   const result = await partitioned.answer({ ...request, ...(targets !== undefined ? { targets, waitMs } : {}) });
   if (result.unreached.length > 0) {
     throw new QueryError('not-yet-consistent', `not consistent with the given tokens within ${how.consistency?.waitMs ?? 0} ms: the pipeline committed the positions, but the replicas holding partitions ${result.unreached.map((u) => u.partition).join(', ')} have not read the aggregates they wrote yet; retry later`, 503, {
-      details: { freshness: result.freshness, awaiting: result.unreached.map((u) => ({ ...u, waitingFor: 'read-model' })) },
+      details: {
+        freshness: result.freshness,
+        awaiting: result.unreached.map((u) => ({
+          partition: u.partition,
+          offset: highestOffsetOf(how.positions, u.partition),
+          waitingFor: 'read-model',
+          committedOffset: null,
+          aggregatesOffset: u.offset,
+          appliedOffset: u.appliedOffset,
+        })),
+      },
       headers: { 'retry-after': '1' },
     });
   }
@@ -249,6 +259,12 @@ async function answerPartitioned(
   }
   const body: UsageResponse = { ...result.answer, freshness: result.freshness, ...how.tokens, servedBy: result.servedBy, partial: result.partial, missingPartitions: result.missingPartitions };
   send(res, 200, body);
+}
+
+function highestOffsetOf(positions: readonly InputPosition[], partition: number): string {
+  let highest: bigint | undefined;
+  for (const p of positions) if (p.partition === partition && (highest === undefined || BigInt(p.offset) > highest)) highest = BigInt(p.offset);
+  return highest === undefined ? '' : highest.toString();
 }
 
 /** The subjects a caller may read of those asked (a subject-scoped token narrows; deleted subjects answer 410 or are left out). */

@@ -389,5 +389,5 @@ function checkCrossFieldRules(config: OrdoConfig): void {
 }
 
 function envNameOfTopic(key: string): string {
-  return `ORDO_${key.toUpperCase()}_TOPIC`;
+  return `ORDO_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}_TOPIC`;
 }
