@@ -223,7 +223,8 @@ export class PartitionedReader {
       out.set(p, { next: checkpoint.nextOffset, end: this.read.endOf(p), restoring: !this.consistent.has(p) || (this.owned.has(p) && !this.positioned.has(p)) });
     }
     for (const p of this.owned) {
-      if (!out.has(p)) out.set(p, { next: this.read.appliedOf(p), end: this.read.endOf(p), restoring: true });
+      // Nothing stored yet (an empty partition has no checkpoint): consistent once read to its end.
+      if (!out.has(p)) out.set(p, { next: this.read.appliedOf(p), end: this.read.endOf(p), restoring: !this.consistent.has(p) || !this.positioned.has(p) });
     }
     return out;
   }

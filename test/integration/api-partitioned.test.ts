@@ -39,7 +39,7 @@ const QUERIES = [
   `api-spend/usage?${range}`,
   `api-calls/usage?${range}&groupBy=region&windowSize=DAY`,
   `api-spend/usage?${range}&windowSize=HOUR&groupBy=subject`,
-  `api-spend/usage?${range}&windowSize=DAY&windowTimeZone=America/New_York`,
+  `api-spend/usage?from=2026-10-01T00:00:00-04:00&to=2026-10-04T00:00:00-04:00&windowSize=DAY&windowTimeZone=America/New_York`,
   `active-users/usage?from=${new Date(BASE).toISOString()}&to=${new Date(BASE + DAY).toISOString()}&groupBy=subject`,
 ];
 const env = {
@@ -180,7 +180,9 @@ async function settled(node: string, nodes: string[], timeoutMs = 60_000): Promi
       [...seen.keys()].sort().join() === [...nodes].sort().join() &&
       owners.length === PARTITIONS &&
       new Set(owners.map((o) => o.p)).size === PARTITIONS &&
-      owners.every((o) => !o.restoring);
+      owners.every((o) => !o.restoring) &&
+      // Balanced: a replica that heartbeats before it joined the group owns nothing yet.
+      nodes.every((n) => (seen.get(n)?.owned.length ?? 0) >= Math.floor(PARTITIONS / nodes.length));
     if (ok) return;
     if (Date.now() > deadline) throw new Error(`not settled on ${nodes.join(', ')}: ${JSON.stringify([...seen])}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
