@@ -9,6 +9,9 @@ import { RepeatedFailures, retrying } from './retry.js';
 import { stickyAssigner } from './sticky-assigner.js';
 import { batchRecords } from './topic-reader.js';
 
+/** The fetch long-poll, and kafkajs' sleep while every partition is paused. */
+const PAUSED_FETCH_SLEEP_MS = 250;
+
 /** What the reader needs of the local store: its checkpoints and a way to forget a partition. */
 export interface CheckpointedStore {
   /** Next offset to read per partition held, and when it was last applied (ms, wall clock). */
@@ -140,6 +143,9 @@ export class PartitionedReader {
       sessionTimeout: o.sessionTimeoutMs,
       heartbeatInterval: o.heartbeatIntervalMs,
       rebalanceTimeout: o.rebalanceTimeoutMs ?? o.sessionTimeoutMs,
+      // kafkajs sleeps this long when every assigned partition is paused (as they are while
+      // positioned) and does not wake on resume: keep it short, or reading starts seconds late.
+      maxWaitTimeInMs: PAUSED_FETCH_SLEEP_MS,
       partitionAssigners: [stickyAssigner(() => ({ node: o.nodeId, held: new Map([...o.store.held()].map(([p, c]) => [p, c.nextOffset])) }))],
       retry: { restartOnFailure: (error) => Promise.resolve(classify(error) === 'retry') },
     });
