@@ -83,6 +83,7 @@ export class PartitionedReadSide implements LocalReadSide {
   readonly nodeId: string;
   private misplaced = 0;
   private readonly temporaryDir: string | undefined;
+  private releaseTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
 
   constructor(private readonly options: PartitionedReadSideOptions) {
@@ -133,6 +134,19 @@ export class PartitionedReadSide implements LocalReadSide {
     }
     await this.registry.start();
     await this.reader.start();
+    this.releaseTimer = setInterval(() => void this.releaseServed(), this.options.config.apiReads.nodeHeartbeatMs * 2);
+    this.releaseTimer.unref();
+  }
+
+  /** Drops the partitions held but not owned whose owner has a consistent copy (they were kept to answer while it restored). */
+  private async releaseServed(): Promise<void> {
+    const nodes = this.nodes();
+    const owned = new Set(this.reader.ownedPartitions());
+    for (const p of this.reader.heldPartitions().keys()) {
+      if (owned.has(p)) continue;
+      const served = [...nodes].some(([node, info]) => node !== this.nodeId && info.owned.includes(p) && info.held[String(p)]?.restoring === false);
+      if (served) await this.reader.release(p).catch((error: unknown) => this.log.warn('releasing a partition failed; tried again later', { partition: p, error }));
+    }
   }
 
   /** Resolves once the first assignment is positioned and read to the end offsets known then. */
@@ -192,6 +206,7 @@ export class PartitionedReadSide implements LocalReadSide {
   }
 
   async stop(options: { leave?: boolean } = {}): Promise<void> {
+    if (this.releaseTimer) clearInterval(this.releaseTimer);
     await this.reader.stop();
     await this.registry.stop(options);
     await this.store.close().catch(() => undefined);

@@ -109,6 +109,8 @@ export class PartitionedReader {
   private readonly restoreTargets = new Map<number, bigint>();
   private partitionCount = 0;
   private deleteRetentionMs: number | undefined;
+  /** Partitions being dropped because another replica holds them now (release). */
+  private readonly dropping = new Map<number, Promise<void>>();
   private markPositioned: () => void = () => undefined;
   /** Resolves once a first assignment is positioned (or the reader stops). */
   private readonly firstPositioned = new Promise<void>((resolve) => (this.markPositioned = resolve));
@@ -284,6 +286,22 @@ export class PartitionedReader {
     return this.read.reached(target);
   }
 
+  /**
+   * Forgets a partition this replica holds but does not own (its owner has a consistent copy
+   * now): false when it is owned again. The store is a cache; holding every partition that
+   * ever passed through would make each replica hold the whole topic in the end.
+   */
+  async release(partition: number): Promise<boolean> {
+    if (this.owned.has(partition) || this.dropping.has(partition) || this.stopped) return false;
+    const dropped = this.options.store.drop(partition).finally(() => this.dropping.delete(partition));
+    this.dropping.set(partition, dropped);
+    this.consistent.delete(partition);
+    await dropped;
+    this.options.logger.info('partition released: its owner holds it now', { topic: this.options.topic, partition });
+    this.options.onChange?.();
+    return true;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     this.markPositioned();
@@ -300,6 +318,8 @@ export class PartitionedReader {
     const done = await retrying(
       async () => {
         if (generation !== this.generation || this.stopped) return;
+        // A release under way finishes first: its checkpoint must not be resumed half dropped.
+        await Promise.all(assigned.map((p) => this.dropping.get(p) ?? Promise.resolve()));
         const logs = await this.admin!.fetchTopicOffsets(o.topic);
         await this.refreshRetention();
         const checkpoints = o.store.held();

@@ -279,5 +279,11 @@ describe('partitioned read side: three api replicas, routing and fan-out through
     await settled('api-d', ['api-a', 'api-b', 'api-d']);
     for (const node of ['api-a', 'api-b', 'api-d']) await expectOracle(node);
     expect(inProcess.get('api-d')!.readSide.reader.ownedPartitions()).toHaveLength(2);
+    // The partitions that moved to api-d are released by their previous holders once it holds them.
+    for (const node of ['api-a', 'api-b']) {
+      const reader = inProcess.get(node)!.readSide.reader;
+      await expect.poll(() => [...reader.heldPartitions().keys()].sort((x, y) => x - y), { timeout: 15_000 }).toEqual(reader.ownedPartitions());
+    }
+    for (const node of ['api-a', 'api-b', 'api-d']) await expectOracle(node);
   });
 });
