@@ -252,13 +252,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 function isDecimal(value: unknown): value is string {
-  if (typeof value !== 'string') return false;
-  try {
-    Decimal.parse(value);
-    return true;
-  } catch {
-    return false;
-  }
+  return typeof value === 'string' && Decimal.isValid(value);
 }
 
 function describe(value: unknown): string {

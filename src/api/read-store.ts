@@ -27,7 +27,7 @@ import type { AggregateSource, QueriedAggregate } from './query-parts.js';
  * query reads: no meter, subject, groups or window (in the key), no window end (derived),
  * no corrections count, the order key only for LATEST (the only aggregation whose value
  * follows it), COUNT's value and SUM's sum only when they differ from what they always are.
- * Measured with the bench's aggregates (1,000,000 of them): see AGGREGATE_DISK_BYTES.
+ * Measured with the bench's aggregates (10^6 of them): see AGGREGATE_DISK_BYTES.
  *
  * Database `meta`: `layout` (the format and the topic it holds) and `p:<partition>` the
  * checkpoint {next offset, applied at, aggregates held}, written in the same lmdb transaction
@@ -37,12 +37,15 @@ import type { AggregateSource, QueriedAggregate } from './query-parts.js';
  */
 
 /**
- * Bytes on disk per aggregate with the bench's shape (4 meters, HOUR/DAY/MONTH windows,
- * ~10-character subjects and node ids, one region group on one meter), measured once over
- * 10^6 aggregates spread over 12 partitions (scripts in the issue 15 report): data.mdb size /
- * aggregates, B-tree overhead and page fill included.
+ * Bytes on disk per aggregate with the bench's shape (bench/read-store-footprint.ts: the
+ * query workload's month of the four bench meters, 439 subjects, 1,002,237 aggregates over
+ * 12 partitions, applied in batches of 2,000): data.mdb / aggregates = 142 bytes, B-tree
+ * pages at their usual fill and freed pages included; the entries themselves are a 43-byte
+ * key and an 18-byte value (the topic's key alone is 70 bytes). The JS heap with the store
+ * open and every aggregate read once grew by 0.8 MB in all (0.8 bytes per aggregate: lmdb's
+ * buffers and caches, not aggregates), against 779 bytes per aggregate in ReadModel.
  */
-export const AGGREGATE_DISK_BYTES = 0; // filled in by the measurement below
+export const AGGREGATE_DISK_BYTES = 142;
 
 const LAYOUT_VERSION = 1;
 /** Longest subject or group JSON kept in the key as is (UTF-8 bytes); longer ones are hashed. */
@@ -67,6 +70,7 @@ const VALUE_TYPE = avro.Type.forSchema({
     { name: 'value', type: 'string' },
     /** null: SUM's sum is its value; every other aggregation but AVG has none. */
     { name: 'sum', type: ['null', 'string'] },
+    /** Event times as ms after the window start: a few bytes, not six. */
     { name: 'firstEventTime', type: 'long' },
     { name: 'lastEventTime', type: 'long' },
     /** LATEST only. */
@@ -204,7 +208,15 @@ export class ReadStore implements AggregateSource {
         rejected += 1;
         continue;
       }
-      writes.push({ key: stored.key, aggregate, value: aggregate === null ? undefined : encodeValue(aggregate, stored.long) });
+      let value: Buffer | undefined;
+      try {
+        value = aggregate === null ? undefined : encodeValue(aggregate, stored.long);
+      } catch {
+        // Only values the topic's own schema cannot carry either (event times beyond 2^53 ms).
+        rejected += 1;
+        continue;
+      }
+      writes.push({ key: stored.key, aggregate, value });
     }
     if (rejected > 0) {
       this.rejected += rejected;
@@ -270,9 +282,9 @@ export class ReadStore implements AggregateSource {
       const head = windowPrefix(partition, meter, size, start);
       if (head === undefined) return;
       if (subjects === undefined) {
-        yield* this.read(head);
+        yield* this.read(head, start);
       } else {
-        for (const subject of subjects) yield* this.read(Buffer.concat([head, subjectPart(subject)]));
+        for (const subject of subjects) yield* this.read(Buffer.concat([head, subjectPart(subject)]), start);
       }
     }
   }
@@ -284,11 +296,11 @@ export class ReadStore implements AggregateSource {
     await this.env.close();
   }
 
-  private *read(prefix: Buffer): Iterable<QueriedAggregate> {
-    for (const { key, value } of this.aggregates.getRange({ start: prefix, end: prefixEnd(prefix) })) yield this.decode(key, value);
+  private *read(prefix: Buffer, start: number): Iterable<QueriedAggregate> {
+    for (const { key, value } of this.aggregates.getRange({ start: prefix, end: prefixEnd(prefix) })) yield this.decode(key, value, start);
   }
 
-  private decode(key: Buffer, bytes: Buffer): QueriedAggregate {
+  private decode(key: Buffer, bytes: Buffer, windowStart: number): QueriedAggregate {
     const v = VALUE_TYPE.decode(bytes, 0).value as StoredValue;
     // The subject starts after partition, meter, size and start.
     const at = 4 + 1 + key[4]! + 1 + 8;
@@ -310,8 +322,8 @@ export class ReadStore implements AggregateSource {
       value: v.aggregation === 'COUNT' && v.value === '' ? String(v.count) : v.value,
       sum: v.sum ?? (v.aggregation === 'SUM' ? v.value : null),
       count: v.count,
-      firstEventTime: v.firstEventTime,
-      lastEventTime: v.lastEventTime,
+      firstEventTime: windowStart + v.firstEventTime,
+      lastEventTime: windowStart + v.lastEventTime,
       lastServiceTime: latest === null ? ZERO_TIME : latest.time.toString('hex'),
       lastServiceNode: latest === null ? '' : latest.node,
     };
@@ -444,8 +456,8 @@ function encodeValue(a: UsageAggregate, long: StoredValue['long']): Buffer {
     count: a.count,
     value: a.aggregation === 'COUNT' && a.value === String(a.count) ? '' : a.value,
     sum: a.aggregation === 'SUM' && (a.sum === null || a.sum === a.value) ? null : a.sum,
-    firstEventTime: a.firstEventTime,
-    lastEventTime: a.lastEventTime,
+    firstEventTime: a.firstEventTime - a.windowStart,
+    lastEventTime: a.lastEventTime - a.windowStart,
     latest: a.aggregation === 'LATEST' ? { time: Buffer.from(a.lastServiceTime, 'hex'), node: a.lastServiceNode } : null,
     long,
   };
