@@ -9,6 +9,8 @@ import { RepeatedFailures, retrying } from './retry.js';
 import { stickyAssigner } from './sticky-assigner.js';
 import { batchRecords } from './topic-reader.js';
 
+/** Kafka's default delete.retention.ms (1 day). */
+const DEFAULT_DELETE_RETENTION_MS = 86_400_000;
 /** The fetch long-poll, and kafkajs' sleep while every partition is paused. */
 const PAUSED_FETCH_SLEEP_MS = 250;
 
@@ -109,6 +111,7 @@ export class PartitionedReader {
   private readonly restoreTargets = new Map<number, bigint>();
   private partitionCount = 0;
   private deleteRetentionMs: number | undefined;
+  private retentionAssumed = false;
   /** Partitions being dropped because another replica holds them now (release). */
   private readonly dropping = new Map<number, Promise<void>>();
   private markPositioned: () => void = () => undefined;
@@ -377,13 +380,26 @@ export class PartitionedReader {
     for (const p of this.owned) this.checkRestored(p);
   }
 
-  /** The topic's delete.retention.ms (how long a tombstone stays after compaction): the age past which a checkpoint is not trusted. */
+  /**
+   * The topic's delete.retention.ms (how long a tombstone stays after compaction): the age past
+   * which a checkpoint is not trusted. Without DescribeConfigs on the topic (it is not in the
+   * minimal ACL set) Kafka's default is assumed, said once in the log.
+   */
   private async refreshRetention(): Promise<void> {
     if (!this.admin) return;
-    const described = await this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2 /* TOPIC */, name: this.options.topic, configNames: ['delete.retention.ms'] }] });
-    const value = described.resources[0]?.configEntries.find((e) => e.configName === 'delete.retention.ms')?.configValue;
-    const ms = value === undefined ? NaN : Number(value);
-    this.deleteRetentionMs = Number.isFinite(ms) ? ms : undefined;
+    let value: string | undefined;
+    try {
+      const described = await this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2 /* TOPIC */, name: this.options.topic, configNames: ['delete.retention.ms'] }] });
+      value = described.resources[0]?.configEntries.find((e) => e.configName === 'delete.retention.ms')?.configValue;
+    } catch (error) {
+      if (classify(error) === 'retry') throw error;
+      if (!this.retentionAssumed) {
+        this.retentionAssumed = true;
+        this.options.logger.warn(`cannot read delete.retention.ms of ${this.options.topic}; assuming Kafka's default (${DEFAULT_DELETE_RETENTION_MS} ms) for the checkpoint age rule. Grant DescribeConfigs on the topic, or keep its delete.retention.ms at least that`, { error });
+      }
+    }
+    const ms = value === undefined ? DEFAULT_DELETE_RETENTION_MS : Number(value);
+    this.deleteRetentionMs = Number.isFinite(ms) ? ms : DEFAULT_DELETE_RETENTION_MS;
   }
 
   private fail(error: unknown): void {
