@@ -1,12 +1,12 @@
-import type { Admin, Consumer, Kafka } from 'kafkajs';
+import type { Consumer, Kafka } from 'kafkajs';
 import type { SourceRecord } from '../model/records.js';
 import type { Logger } from '../observability/logger.js';
-import { waitForTopic } from '../kafka/topics.js';
-import { classify, fatalMessage } from './error-policy.js';
-import { Liveness } from './liveness.js';
-import { ReadProgress, type ReaderProgress } from './read-progress.js';
-import { RepeatedFailures, retrying } from './retry.js';
+import { classify } from './error-policy.js';
+import type { Liveness } from './liveness.js';
+import type { ReaderProgress } from './read-progress.js';
+import { retrying } from './retry.js';
 import { stickyAssigner } from './sticky-assigner.js';
+import { TopicFollower } from './topic-follower.js';
 import { batchRecords } from './topic-reader.js';
 
 /** Kafka's default delete.retention.ms (1 day). */
@@ -91,15 +91,7 @@ export interface PartitionedReaderOptions {
  * store's checkpoint (startOf), then resumed; a batch is applied with its next offset in one
  * store transaction, so the store and its checkpoint never disagree.
  */
-export class PartitionedReader {
-  private consumer: Consumer | undefined;
-  private admin: Admin | undefined;
-  private readonly read = new ReadProgress();
-  private readonly liveness: Liveness;
-  private readonly refreshFailures: RepeatedFailures;
-  private timer: NodeJS.Timeout | undefined;
-  private stopped = false;
-  private failure: Error | undefined;
+export class PartitionedReader extends TopicFollower {
   private generation = 0;
   /** Assigned now. */
   private owned = new Set<number>();
@@ -119,32 +111,19 @@ export class PartitionedReader {
   private readonly firstPositioned = new Promise<void>((resolve) => (this.markPositioned = resolve));
 
   constructor(private readonly options: PartitionedReaderOptions) {
-    this.liveness = options.liveness ?? new Liveness(120_000);
-    this.refreshFailures = new RepeatedFailures({ what: 'end offset refresh', meta: { topic: options.topic }, log: options.logger, liveness: this.liveness });
+    super(options, () => options.groupId);
   }
 
   /** Resolves once the topic exists and the consumer runs (its first assignment may come later). */
   async start(): Promise<void> {
     const o = this.options;
-    const admin = (this.admin = o.kafka.admin());
-    const ready = await retrying(
-      async () => {
-        await admin.connect();
-        await waitForTopic(admin, o.topic, { stopped: () => this.stopped, logger: o.logger });
-        await this.refreshEnds();
-        await this.refreshRetention();
-      },
-      { what: 'partitioned reader start', meta: { topic: o.topic }, log: o.logger, liveness: this.liveness, abandoned: () => this.stopped },
-    );
-    if (!ready.ok) {
-      if (ready.why === 'abandoned') return;
-      throw ready.error;
-    }
-    if (this.stopped) return;
-    const consumer = o.kafka.consumer({
+    const ready = await this.connect('partitioned reader start', async () => {
+      await this.refreshEnds();
+      await this.refreshRetention();
+    });
+    if (!ready) return;
+    const consumer = this.createConsumer({
       groupId: o.groupId,
-      readUncommitted: false,
-      allowAutoTopicCreation: false,
       sessionTimeout: o.sessionTimeoutMs,
       heartbeatInterval: o.heartbeatIntervalMs,
       rebalanceTimeout: o.rebalanceTimeoutMs ?? o.sessionTimeoutMs,
@@ -152,11 +131,6 @@ export class PartitionedReader {
       // positioned) and does not wake on resume: keep it short, or reading starts seconds late.
       maxWaitTimeInMs: PAUSED_FETCH_SLEEP_MS,
       partitionAssigners: [stickyAssigner(() => ({ node: o.nodeId, held: new Map([...o.store.held()].map(([p, c]) => [p, c.nextOffset])) }))],
-      retry: { restartOnFailure: (error) => Promise.resolve(classify(error) === 'retry') },
-    });
-    this.consumer = consumer;
-    consumer.on(consumer.events.CRASH, (event) => {
-      if (!event.payload.restart && !this.stopped) this.fail(event.payload.error);
     });
     // Synchronous up to the pause: kafkajs fetches right after this event, and must not fetch
     // an assigned partition before it is positioned.
@@ -205,16 +179,7 @@ export class PartitionedReader {
         this.checkRestored(batch.partition);
       },
     });
-    this.timer = setInterval(() => {
-      this.refreshEnds().then(
-        () => this.refreshFailures.succeeded(),
-        (error: unknown) => {
-          const next = this.refreshFailures.failed(error);
-          if (!next.ok && !this.stopped) this.fail(next.error);
-        },
-      );
-    }, o.refreshMs ?? 2_000);
-    this.timer.unref();
+    this.followEnds();
   }
 
   /** The partitions of the topic (0 until known). */
@@ -258,11 +223,7 @@ export class PartitionedReader {
    */
   async caughtUp(timeoutMs?: number): Promise<boolean> {
     await this.firstPositioned;
-    const refreshed = await retrying(() => this.refreshEnds(), { what: 'end offset refresh', meta: { topic: this.options.topic }, log: this.options.logger, liveness: this.liveness, abandoned: () => this.stopped });
-    if (!refreshed.ok) {
-      if (refreshed.why === 'abandoned') return false;
-      throw refreshed.error;
-    }
+    if (!(await this.endsRefreshed())) return false;
     return this.waitApplied(this.read.endsNow(this.owned), timeoutMs);
   }
 
@@ -305,14 +266,9 @@ export class PartitionedReader {
     return true;
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
+  override async stop(): Promise<void> {
     this.markPositioned();
-    if (this.timer) clearInterval(this.timer);
-    this.refreshFailures.close();
-    await this.consumer?.disconnect().catch(() => undefined);
-    await this.admin?.disconnect().catch(() => undefined);
-    this.read.wake();
+    await super.stop();
   }
 
   /** Positions the assigned partitions from the store's checkpoints (startOf), then resumes them; a newer assignment takes over. */
@@ -370,7 +326,7 @@ export class PartitionedReader {
     this.options.onChange?.();
   }
 
-  private async refreshEnds(): Promise<void> {
+  protected async refreshEnds(): Promise<void> {
     if (!this.admin) return;
     const offsets = await this.admin.fetchTopicOffsets(this.options.topic);
     this.partitionCount = offsets.length;
@@ -400,14 +356,5 @@ export class PartitionedReader {
     }
     const ms = value === undefined ? DEFAULT_DELETE_RETENTION_MS : Number(value);
     this.deleteRetentionMs = Number.isFinite(ms) ? ms : DEFAULT_DELETE_RETENTION_MS;
-  }
-
-  private fail(error: unknown): void {
-    if (this.failure !== undefined) return;
-    this.failure = error instanceof Error ? error : new Error(String(error));
-    const o = this.options;
-    o.logger.error(`reader stopped: ${fatalMessage(error, `reading ${o.topic} as group ${o.groupId}`)}`, { topic: o.topic, error });
-    o.onFailure?.(error);
-    this.read.wake();
   }
 }

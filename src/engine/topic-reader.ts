@@ -1,12 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import type { Admin, Batch, Consumer, Kafka } from 'kafkajs';
+import type { Batch, Kafka } from 'kafkajs';
 import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../model/records.js';
-import { waitForTopic } from '../kafka/topics.js';
-import { classify, fatalMessage } from './error-policy.js';
-import { Liveness } from './liveness.js';
-import { ReadProgress, type ReaderProgress } from './read-progress.js';
-import { RepeatedFailures, retrying } from './retry.js';
+import type { Liveness } from './liveness.js';
+import type { ReaderProgress } from './read-progress.js';
+import { TopicFollower } from './topic-follower.js';
 
 export type { PartitionProgress, ReaderProgress } from './read-progress.js';
 
@@ -50,15 +48,7 @@ export interface TopicReaderOptions {
  * reader can tell fresh answers from stale ones. A batch of only transaction markers still
  * moves the applied offset, so a caught-up reader reports no lag.
  */
-export class TopicReader {
-  private consumer: Consumer | undefined;
-  private admin: Admin | undefined;
-  private readonly read = new ReadProgress();
-  private timer: NodeJS.Timeout | undefined;
-  private stopped = false;
-  private readonly liveness: Liveness;
-  private readonly refreshFailures: RepeatedFailures;
-  private failure: Error | undefined;
+export class TopicReader extends TopicFollower {
   /** The consumer's group join completed at least once (a caught-up empty topic does not need it; a new record does). */
   private joined = false;
 
@@ -66,9 +56,9 @@ export class TopicReader {
   readonly groupId: string;
 
   constructor(private readonly options: TopicReaderOptions) {
-    this.groupId = `${options.groupId}-${randomBytes(4).toString('hex')}`.slice(0, 255);
-    this.liveness = options.liveness ?? new Liveness(120_000);
-    this.refreshFailures = new RepeatedFailures({ what: 'end offset refresh', meta: { topic: options.topic }, log: options.logger, liveness: this.liveness });
+    const groupId = `${options.groupId}-${randomBytes(4).toString('hex')}`.slice(0, 255);
+    super(options, () => groupId);
+    this.groupId = groupId;
   }
 
   /**
@@ -78,32 +68,8 @@ export class TopicReader {
    */
   async start(): Promise<void> {
     const o = this.options;
-    const admin = (this.admin = o.kafka.admin());
-    const ready = await retrying(
-      async () => {
-        await admin.connect();
-        await waitForTopic(admin, o.topic, { stopped: () => this.stopped, logger: o.logger });
-        await this.refreshEnds();
-      },
-      { what: 'topic reader start', meta: { topic: o.topic }, log: o.logger, liveness: this.liveness, abandoned: () => this.stopped },
-    );
-    if (!ready.ok) {
-      if (ready.why === 'abandoned') return;
-      throw ready.error;
-    }
-    if (this.stopped) return;
-    // kafkajs restarts a crashed consumer by default, whatever the error: only the shared
-    // policy's `retry` kind is restarted; anything else (a missing ACL) stops the reader.
-    const consumer = o.kafka.consumer({
-      groupId: this.groupId,
-      readUncommitted: false,
-      allowAutoTopicCreation: false,
-      retry: { restartOnFailure: (error) => Promise.resolve(classify(error) === 'retry') },
-    });
-    this.consumer = consumer;
-    consumer.on(consumer.events.CRASH, (event) => {
-      if (!event.payload.restart && !this.stopped) this.fail(event.payload.error);
-    });
+    if (!(await this.connect('topic reader start', () => this.refreshEnds()))) return;
+    const consumer = this.createConsumer({ groupId: this.groupId });
     consumer.on(consumer.events.GROUP_JOIN, () => {
       this.joined = true;
     });
@@ -121,26 +87,12 @@ export class TopicReader {
         if (records.length > 0) await o.apply(records);
       },
     });
-    this.timer = setInterval(() => {
-      this.refreshEnds().then(
-        () => this.refreshFailures.succeeded(),
-        // Only a gauge goes stale meanwhile: keep following; /healthz fails if it lasts.
-        (error: unknown) => {
-          const next = this.refreshFailures.failed(error);
-          if (!next.ok && !this.stopped) this.fail(next.error);
-        },
-      );
-    }, o.refreshMs ?? 2_000);
-    this.timer.unref();
+    this.followEnds();
   }
 
   /** Resolves once every partition is applied up to the end offsets known at the time of the call. */
   async caughtUp(): Promise<void> {
-    const refreshed = await retrying(() => this.refreshEnds(), { what: 'end offset refresh', meta: { topic: this.options.topic }, log: this.options.logger, liveness: this.liveness, abandoned: () => this.stopped });
-    if (!refreshed.ok) {
-      if (refreshed.why === 'abandoned') return;
-      throw refreshed.error;
-    }
+    if (!(await this.endsRefreshed())) return;
     await this.read.waitFor(this.read.endsNow(), {
       stopped: () => this.stopped,
       failure: () => this.failure,
@@ -153,29 +105,10 @@ export class TopicReader {
     return this.read.progress();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    this.refreshFailures.close();
-    await this.consumer?.disconnect().catch(() => undefined);
-    await this.admin?.disconnect().catch(() => undefined);
-    this.read.wake();
-  }
-
-  private async refreshEnds(): Promise<void> {
+  protected async refreshEnds(): Promise<void> {
     if (!this.admin) return;
     const offsets = await this.admin.fetchTopicOffsets(this.options.topic);
     // An empty (or fully compacted-away) prefix: nothing to apply below the log start.
     for (const { partition, high, low } of offsets) this.read.observeLog(partition, BigInt(low), BigInt(high));
-  }
-
-  /** The reader stops for good: said once, with what to fix, to the log and to `onFailure`. */
-  private fail(error: unknown): void {
-    if (this.failure !== undefined) return;
-    this.failure = error instanceof Error ? error : new Error(String(error));
-    const o = this.options;
-    o.logger.error(`reader stopped: ${fatalMessage(error, `reading ${o.topic} as group ${this.groupId}`)}`, { topic: o.topic, error });
-    o.onFailure?.(error);
-    this.read.wake();
   }
 }

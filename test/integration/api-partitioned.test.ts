@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { freePort } from '../support/local-http.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,16 +103,6 @@ async function feed(): Promise<void> {
   await producer.send({ topic: `${prefix}-aggregates`, acks: -1, messages });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function replicaEnv(node: string): Promise<Record<string, string>> {
   const port = await freePort();
