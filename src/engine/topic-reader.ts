@@ -1,26 +1,24 @@
 import { randomBytes } from 'node:crypto';
-import type { Admin, Consumer, Kafka } from 'kafkajs';
+import type { Batch, Kafka } from 'kafkajs';
 import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../model/records.js';
-import { waitForTopic } from '../kafka/topics.js';
-import { classify, fatalMessage } from './error-policy.js';
-import { Liveness } from './liveness.js';
-import { RepeatedFailures, retrying } from './retry.js';
+import type { Liveness } from './liveness.js';
+import type { ReaderProgress } from './read-progress.js';
+import { TopicFollower } from './topic-follower.js';
 
-export interface PartitionProgress {
-  partition: number;
-  /** Next offset after what was applied (control records included), as a string. */
-  appliedOffset: string;
-  /** Log end offset (high watermark) last seen from the broker, or null if not known yet. */
-  endOffset: string | null;
-}
+export type { PartitionProgress, ReaderProgress } from './read-progress.js';
 
-export interface ReaderProgress {
-  /** Every partition applied up to the end offset last seen. */
-  caughtUp: boolean;
-  /** Records between what was applied and the end offsets (counts transaction markers too). */
-  lagRecords: number | null;
-  partitions: PartitionProgress[];
+/** A fetched batch's records as the processors see them. */
+export function batchRecords(batch: Batch): SourceRecord[] {
+  return batch.messages.map((m) => ({
+    topic: batch.topic,
+    partition: batch.partition,
+    offset: m.offset,
+    key: m.key,
+    value: m.value,
+    headers: m.headers ?? {},
+    timestamp: Number(m.timestamp),
+  }));
 }
 
 export interface TopicReaderOptions {
@@ -44,26 +42,13 @@ export interface TopicReaderOptions {
   onFailure?: (error: unknown) => void;
 }
 
-/** How long a catch-up waits before it says so (and again every as long). */
-const SLOW_CATCH_UP_MS = 10_000;
-
 /**
  * Reads a whole topic (read_committed) from the beginning into a caller's table and keeps
  * following it, tracking per partition how far it has applied against the log end, so a
  * reader can tell fresh answers from stale ones. A batch of only transaction markers still
  * moves the applied offset, so a caught-up reader reports no lag.
  */
-export class TopicReader {
-  private consumer: Consumer | undefined;
-  private admin: Admin | undefined;
-  private readonly applied = new Map<number, bigint>();
-  private readonly ends = new Map<number, bigint>();
-  private timer: NodeJS.Timeout | undefined;
-  private readonly caughtUpWaiters: (() => void)[] = [];
-  private stopped = false;
-  private readonly liveness: Liveness;
-  private readonly refreshFailures: RepeatedFailures;
-  private failure: Error | undefined;
+export class TopicReader extends TopicFollower {
   /** The consumer's group join completed at least once (a caught-up empty topic does not need it; a new record does). */
   private joined = false;
 
@@ -71,9 +56,9 @@ export class TopicReader {
   readonly groupId: string;
 
   constructor(private readonly options: TopicReaderOptions) {
-    this.groupId = `${options.groupId}-${randomBytes(4).toString('hex')}`.slice(0, 255);
-    this.liveness = options.liveness ?? new Liveness(120_000);
-    this.refreshFailures = new RepeatedFailures({ what: 'end offset refresh', meta: { topic: options.topic }, log: options.logger, liveness: this.liveness });
+    const groupId = `${options.groupId}-${randomBytes(4).toString('hex')}`.slice(0, 255);
+    super(options, () => groupId);
+    this.groupId = groupId;
   }
 
   /**
@@ -83,38 +68,14 @@ export class TopicReader {
    */
   async start(): Promise<void> {
     const o = this.options;
-    const admin = (this.admin = o.kafka.admin());
-    const ready = await retrying(
-      async () => {
-        await admin.connect();
-        await waitForTopic(admin, o.topic, { stopped: () => this.stopped, logger: o.logger });
-        await this.refreshEnds();
-      },
-      { what: 'topic reader start', meta: { topic: o.topic }, log: o.logger, liveness: this.liveness, abandoned: () => this.stopped },
-    );
-    if (!ready.ok) {
-      if (ready.why === 'abandoned') return;
-      throw ready.error;
-    }
-    if (this.stopped) return;
-    // kafkajs restarts a crashed consumer by default, whatever the error: only the shared
-    // policy's `retry` kind is restarted; anything else (a missing ACL) stops the reader.
-    const consumer = o.kafka.consumer({
-      groupId: this.groupId,
-      readUncommitted: false,
-      allowAutoTopicCreation: false,
-      retry: { restartOnFailure: (error) => Promise.resolve(classify(error) === 'retry') },
-    });
-    this.consumer = consumer;
-    consumer.on(consumer.events.CRASH, (event) => {
-      if (!event.payload.restart && !this.stopped) this.fail(event.payload.error);
-    });
+    if (!(await this.connect('topic reader start', () => this.refreshEnds()))) return;
+    const consumer = this.createConsumer({ groupId: this.groupId });
     consumer.on(consumer.events.GROUP_JOIN, () => {
       this.joined = true;
     });
     consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
       const { partition, lastOffset, highWatermark } = event.payload;
-      this.advance(partition, BigInt(lastOffset) + 1n, BigInt(highWatermark));
+      this.read.advance(partition, BigInt(lastOffset) + 1n, BigInt(highWatermark));
     });
     await consumer.connect();
     await consumer.subscribe({ topics: [o.topic], fromBeginning: true });
@@ -122,112 +83,32 @@ export class TopicReader {
       autoCommit: false,
       eachBatchAutoResolve: true,
       eachBatch: async ({ batch }) => {
-        const records: SourceRecord[] = batch.messages.map((m) => ({
-          topic: batch.topic,
-          partition: batch.partition,
-          offset: m.offset,
-          key: m.key,
-          value: m.value,
-          headers: m.headers ?? {},
-          timestamp: Number(m.timestamp),
-        }));
+        const records = batchRecords(batch);
         if (records.length > 0) await o.apply(records);
       },
     });
-    this.timer = setInterval(() => {
-      this.refreshEnds().then(
-        () => this.refreshFailures.succeeded(),
-        // Only a gauge goes stale meanwhile: keep following; /healthz fails if it lasts.
-        (error: unknown) => {
-          const next = this.refreshFailures.failed(error);
-          if (!next.ok && !this.stopped) this.fail(next.error);
-        },
-      );
-    }, o.refreshMs ?? 2_000);
-    this.timer.unref();
+    this.followEnds();
   }
 
   /** Resolves once every partition is applied up to the end offsets known at the time of the call. */
   async caughtUp(): Promise<void> {
-    const refreshed = await retrying(() => this.refreshEnds(), { what: 'end offset refresh', meta: { topic: this.options.topic }, log: this.options.logger, liveness: this.liveness, abandoned: () => this.stopped });
-    if (!refreshed.ok) {
-      if (refreshed.why === 'abandoned') return;
-      throw refreshed.error;
-    }
-    const target = new Map(this.ends);
-    const reached = (): boolean => [...target].every(([p, end]) => (this.applied.get(p) ?? 0n) >= end);
-    // A wait is silent otherwise: say every SLOW_CATCH_UP_MS how far it got, so a stalled
-    // reader (a group join that does not complete, a fetch that does not return) is visible.
-    const started = Date.now();
-    const slow = setInterval(() => {
-      this.options.logger.warn('still reading the topic to its end', {
-        topic: this.options.topic,
-        group: this.groupId,
-        seconds: Math.round((Date.now() - started) / 1000),
-        joined: this.joined,
-        partitions: this.progress().partitions,
-      });
-    }, SLOW_CATCH_UP_MS);
-    try {
-      while (!reached() && !this.stopped && this.failure === undefined) await new Promise<void>((resolve) => this.caughtUpWaiters.push(resolve));
-    } finally {
-      clearInterval(slow);
-    }
-    if (this.failure !== undefined) throw this.failure;
+    if (!(await this.endsRefreshed())) return;
+    await this.read.waitFor(this.read.endsNow(), {
+      stopped: () => this.stopped,
+      failure: () => this.failure,
+      logger: this.options.logger,
+      meta: () => ({ topic: this.options.topic, group: this.groupId, joined: this.joined }),
+    });
   }
 
   progress(): ReaderProgress {
-    const partitions: PartitionProgress[] = [];
-    let lag = 0n;
-    let caughtUp = this.ends.size > 0;
-    for (const [partition, end] of [...this.ends].sort((a, b) => a[0] - b[0])) {
-      const applied = this.applied.get(partition) ?? 0n;
-      partitions.push({ partition, appliedOffset: applied.toString(), endOffset: end.toString() });
-      if (applied < end) {
-        lag += end - applied;
-        caughtUp = false;
-      }
-    }
-    return { caughtUp, lagRecords: this.ends.size > 0 ? Number(lag) : null, partitions };
+    return this.read.progress();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    this.refreshFailures.close();
-    await this.consumer?.disconnect().catch(() => undefined);
-    await this.admin?.disconnect().catch(() => undefined);
-    for (const wake of this.caughtUpWaiters.splice(0)) wake();
-  }
-
-  private async refreshEnds(): Promise<void> {
+  protected async refreshEnds(): Promise<void> {
     if (!this.admin) return;
     const offsets = await this.admin.fetchTopicOffsets(this.options.topic);
-    for (const { partition, high, low } of offsets) {
-      this.advance(partition, undefined, BigInt(high));
-      // An empty (or fully compacted-away) prefix: nothing to apply below the log start.
-      if ((this.applied.get(partition) ?? 0n) < BigInt(low)) this.applied.set(partition, BigInt(low));
-    }
-    this.wake();
-  }
-
-  private advance(partition: number, applied: bigint | undefined, end: bigint): void {
-    if (applied !== undefined && applied > (this.applied.get(partition) ?? 0n)) this.applied.set(partition, applied);
-    if (end > (this.ends.get(partition) ?? -1n)) this.ends.set(partition, end);
-    this.wake();
-  }
-
-  /** The reader stops for good: said once, with what to fix, to the log and to `onFailure`. */
-  private fail(error: unknown): void {
-    if (this.failure !== undefined) return;
-    this.failure = error instanceof Error ? error : new Error(String(error));
-    const o = this.options;
-    o.logger.error(`reader stopped: ${fatalMessage(error, `reading ${o.topic} as group ${this.groupId}`)}`, { topic: o.topic, error });
-    o.onFailure?.(error);
-    this.wake();
-  }
-
-  private wake(): void {
-    for (const wake of this.caughtUpWaiters.splice(0)) wake();
+    // An empty (or fully compacted-away) prefix: nothing to apply below the log start.
+    for (const { partition, high, low } of offsets) this.read.observeLog(partition, BigInt(low), BigInt(high));
   }
 }

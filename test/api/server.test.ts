@@ -7,6 +7,7 @@ import { receiptRoutes } from '../../src/receipts/routes.js';
 import { replayRoutes } from '../../src/replay/replay-routes.js';
 import { deletionRoutes } from '../../src/deletion/deletion-api.js';
 import { USAGE_PARAMETERS } from '../../src/api/query-params.js';
+import { usagePartsRoutes } from '../../src/api/fan-out.js';
 import { ReadModel } from '../../src/api/read-model.js';
 import { noAuthentication } from '../../src/auth/authenticator.js';
 import { API_ROUTES, type ApiServer, type Freshness, type MeterView, type UsageResponse, startApiServer } from '../../src/api/server.js';
@@ -281,7 +282,7 @@ describe('docs/openapi.yaml', () => {
 
   it('is OpenAPI 3.1 and describes exactly the routes the servers serve: GET on the usage API, POST on the ingest, the deliver routes with theirs', () => {
     // The api role's routes beyond usage (receipts, replay, deletion), as the role builds them.
-    const extra = [...receiptRoutes({} as never), ...replayRoutes({} as never), ...deletionRoutes({} as never)];
+    const extra = [...receiptRoutes({} as never), ...replayRoutes({} as never), ...deletionRoutes({} as never), ...usagePartsRoutes({} as never)];
     const extraPaths = [...new Set(extra.map((r) => r.path))];
     expect(spec.openapi).toMatch(/^3\.1\./);
     expect(Object.keys(spec.paths).sort()).toEqual([...API_ROUTES, ...extraPaths, ...INGEST_ROUTES, ...CORRECTION_ROUTES, ...Object.keys(DELIVER_ROUTES)].sort());

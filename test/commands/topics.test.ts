@@ -1,3 +1,4 @@
+import { apiNodesTopicSpec } from '../../src/api/partitioned-read-side.js';
 import { describe, expect, it } from 'vitest';
 import { formatPlan, topicPlan } from '../../src/commands/topics.js';
 import { loadConfig } from '../../src/config/config.js';
@@ -23,6 +24,7 @@ describe('ordo topics', () => {
       deletionsTopicSpec(config),
       replaysTopicSpec(config),
       duplicatesTopicSpec(config, 12),
+      apiNodesTopicSpec(config),
     ];
     expect(new Set(plan.map((t) => t.topic))).toEqual(new Set(engine.map((t) => t.topic)));
     expect(plan).toHaveLength(new Set(plan.map((t) => t.topic)).size);

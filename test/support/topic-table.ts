@@ -8,7 +8,7 @@ const INPUT = 1009;
 /** The variable that names each topic: ORDO_<KEY>_TOPIC for config.topics, else the group. */
 export function topicVariable(config: OrdoConfig, topic: string): string {
   const key = Object.entries(config.topics).find(([, name]) => name === topic)?.[0];
-  if (key !== undefined) return `ORDO_${key.toUpperCase()}_TOPIC`;
+  if (key !== undefined) return `ORDO_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}_TOPIC`;
   if (topic.startsWith(`${config.groupId}-`)) return 'ORDO_GROUP_ID';
   throw new Error(`no variable names topic ${topic}`);
 }

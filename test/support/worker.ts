@@ -40,6 +40,7 @@ export function childEnv(prefix: string, nodeId: string, overrides: Record<strin
     ORDO_DELETIONS_TOPIC: `${prefix}-deletions`,
     ORDO_REPLAYS_TOPIC: `${prefix}-replays`,
     ORDO_DUPLICATES_TOPIC: `${prefix}-duplicates`,
+    ORDO_API_NODES_TOPIC: `${prefix}-api-nodes`,
     ORDO_NODE_ID: nodeId,
     ORDO_SESSION_TIMEOUT_MS: '10000',
     ORDO_HEARTBEAT_INTERVAL_MS: '1000',
