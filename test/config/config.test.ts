@@ -77,6 +77,7 @@ describe('loadConfig defaults', () => {
       trails: { key: { kind: 'traceparent' }, terminalTypes: [], stallMs: 300_000 },
       deletion: { separator: '/', policy: 'dead-letter', sweepBatch: 1_000 },
       corrections: { enabled: true },
+      retention: { windows: {}, sweepBatch: 1_000 },
     } satisfies Omit<OrdoConfig, 'nodeId'>);
     // The node id defaults to the host name (a pod name on Kubernetes).
     expect(nodeId).toBe(hostname().slice(0, 128) || 'ordo');
@@ -172,6 +173,8 @@ describe('loadConfig parses every variable', () => {
       ORDO_DELETED_SUBJECT_POLICY: 'new-epoch',
       ORDO_DELETION_SWEEP_BATCH: '50',
       ORDO_CORRECTIONS: 'false',
+      ORDO_WINDOW_RETENTION: 'MINUTE=2d, hour=35d,DAY=730d,MONTH=forever',
+      ORDO_RETENTION_SWEEP_BATCH: '200',
     });
     expect(config).toEqual({
       brokers: ['kafka-0.kafka:9092', 'kafka-1.kafka:9093', '10.0.0.7:19092'],
@@ -229,6 +232,7 @@ describe('loadConfig parses every variable', () => {
       trails: { key: { kind: 'header', name: 'x-task-id' }, terminalTypes: ['job.done', 'job.failed'], stallMs: 60_000 },
       deletion: { separator: '::', policy: 'new-epoch', sweepBatch: 50 },
       corrections: { enabled: false },
+      retention: { windows: { MINUTE: 2 * 86_400_000, HOUR: 35 * 86_400_000, DAY: 730 * 86_400_000, MONTH: null }, sweepBatch: 200 },
     } satisfies OrdoConfig);
   });
 
@@ -275,6 +279,14 @@ describe('loadConfig parses every variable', () => {
 
 describe('loadConfig rejects invalid values, naming the variable', () => {
   it.each([
+    ['ORDO_WINDOW_RETENTION', 'MINUTE=2'],
+    ['ORDO_WINDOW_RETENTION', 'MINUTE=0d'],
+    ['ORDO_WINDOW_RETENTION', 'WEEK=7d'],
+    ['ORDO_WINDOW_RETENTION', 'HOUR=1d,HOUR=2d'],
+    ['ORDO_WINDOW_RETENTION', 'DAY'],
+    ['ORDO_WINDOW_RETENTION', 'DAY=1.5d'],
+    ['ORDO_WINDOW_RETENTION', 'DAY=99999999d'],
+    ['ORDO_RETENTION_SWEEP_BATCH', '0'],
     ['ORDO_MAX_SKEW_MS', 'abc'],
     ['ORDO_MAX_SKEW_MS', '1.5'],
     ['ORDO_MAX_SKEW_MS', '1e3'],
