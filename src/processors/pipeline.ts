@@ -302,7 +302,10 @@ export class PipelineProcessor implements TaskProcessor {
     // An aggregate's record timestamp is its batch's latest stamp, so that every record of a window lies
     // before its end + the allowed lateness + one batch's spread (the retention sweep reads by it).
     const stampedAt = millisOf(this.clock.last);
-    for (const output of CorrectionStep.mergeOutputs(aggregated.outputs, corrected.outputs)) outputs.push({ ...output, timestamp: stampedAt });
+    for (const output of CorrectionStep.mergeOutputs(aggregated.outputs, corrected.outputs)) {
+      output.timestamp = stampedAt; // records made for this batch
+      outputs.push(output);
+    }
     for (const late of aggregated.late) outputs.push(toLateRecord(late, lateTopic, node));
     for (const late of corrected.late) outputs.push(toLateRecord(late, lateTopic, node));
     for (const late of ordered.late) outputs.push(toLateRecord(late, lateTopic, node));
