@@ -43,15 +43,19 @@ export function foldSettings(params: BenchParams): { dedupeWindowMs: number; all
   return { dedupeWindowMs: config.dedupeWindowMs, allowedLatenessMs: config.allowedLatenessMs, maxFutureMs: config.maxFutureMs };
 }
 
+/** Heap used after two full GCs; needs global.gc (node --expose-gc). */
+export function settledHeap(): number {
+  const gc = globalThis.gc;
+  if (gc === undefined) throw new Error('heap figures need global.gc (node --expose-gc)');
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed;
+}
+
 /** Measures in this process; needs global.gc (node --expose-gc). */
 export async function measureMemory(params: BenchParams, method: string): Promise<MemoryResult> {
-  const gc = globalThis.gc;
-  if (gc === undefined) throw new Error('measureMemory needs global.gc (node --expose-gc)');
-  const heap = (): number => {
-    gc();
-    gc();
-    return process.memoryUsage().heapUsed;
-  };
+  const heap = settledHeap;
+  heap(); // fails at once without global.gc, before the fold
   const w = queryWorkload(params.querySubjects);
   // Only `state` holds the stores, and nothing holds the fold itself (not even an awaited
   // value left in this async frame), so each store is freed when it is deleted here.

@@ -35,6 +35,8 @@ export interface ThroughputResult {
   measuredEventsPerSecond?: number | null;
   /** Records written per topic during the phase (counted after the system stopped); absent in warm-up passes. */
   writes?: WritesResult;
+  /** CPU time of this whole process (processor, reader, client threads) from processor start to all N outputs visible, ms. */
+  processCpuMs?: number | null;
   details: Record<string, unknown>;
 }
 
@@ -112,7 +114,7 @@ export async function runThroughput(
   system: SystemName,
   prefix: string,
   messages: Message[],
-  options: { countWrites?: boolean; selfDrivenRecords?: number } = {},
+  options: { countWrites?: boolean; selfDrivenRecords?: number; inspect?: (kafka: Kafka, result: ThroughputResult) => Promise<void> } = {},
 ): Promise<ThroughputResult> {
   const selfDriven = system === 'kafka-producer-perf' ? { records: options.selfDrivenRecords ?? messages.length, recordBytes: meanRecordBytes(messages) } : undefined;
   const n = selfDriven?.records ?? messages.length;
@@ -128,6 +130,8 @@ export async function runThroughput(
       result.complete = false;
       result.error = result.writes.error;
     }
+    // Still before the phase's topics are deleted (bench/capacity.ts measures them here).
+    if (result.complete) await options.inspect?.(kafka, result);
   };
   try {
     await withPhase(ctx, system, prefix, async (kafka, processor, readerGroup) => {
@@ -145,8 +149,11 @@ export async function runThroughput(
       try {
         await w.start();
         const t0 = nowMs();
+        const cpu0 = process.cpuUsage();
         await processor.start();
         const done = await waitUntil(() => w.count >= n, ctx.params.drainTimeoutMs - (nowMs() - t0), { everyMs: 5, abort: () => processor.failure() });
+        const cpu = process.cpuUsage(cpu0);
+        result.processCpuMs = done ? round2((cpu.user + cpu.system) / 1000) : null;
         result.outputs = w.count;
         if (w.firstAt !== undefined && w.lastAt !== undefined) {
           result.startupMs = round2(w.firstAt - t0);
