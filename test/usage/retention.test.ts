@@ -1,5 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { MemorySource } from '../../src/api/memory-source.js';
+import { planQuery } from '../../src/api/query-plan.js';
+import { collectParts, mergeParts } from '../../src/api/query-parts.js';
 import { ReadModel } from '../../src/api/read-model.js';
 import { QueryError } from '../../src/errors.js';
 import { type AggregateCoordinates, type UsageAggregate, addMeasurement, aggregateKey } from '../../src/usage/aggregation.js';
@@ -297,6 +300,57 @@ describe('queries across the retention boundary', () => {
           }
           expect(read).toBe(pieces.length);
           expect(sum).toBe(events.filter((e) => e.time >= start && e.time < end).reduce((total, e) => total + e.units, 0));
+        },
+      ),
+      { numRuns: 150 },
+    );
+  }, 120_000);
+});
+
+/**
+ * The same through the api's query core (planQuery with the policy as queries apply it, then
+ * collectParts and mergeParts): every window of an answer equals the raw events' sum in it.
+ */
+describe('planQuery with retention', () => {
+  const meter: Meter = { slug: 'spend', description: undefined, eventTypes: ['api.request'], aggregation: 'SUM', valueProperty: { kind: 'value' }, groupBy: {}, windows: ['MINUTE', 'HOUR', 'DAY', 'MONTH'] };
+  const catalog = new MeterCatalog([meter]);
+  const SPAN = 75 * DAY;
+
+  it('answers every window exactly from unexpired aggregates, or refuses with resolution-expired', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ at: fc.integer({ min: 0, max: SPAN - 1 }), units: fc.integer({ min: 1, max: 1_000 }) }), { minLength: 1, maxLength: 120 }),
+        policyArb(),
+        fc.integer({ min: 0, max: 3 * DAY }),
+        fc.integer({ min: 0, max: 120 * DAY }),
+        fc.integer({ min: -QUERY_MARGIN_MS, max: DAY }),
+        fc.constantFrom<WindowSize | undefined>(undefined, 'HOUR', 'DAY'),
+        fc.tuple(fc.integer({ min: 0, max: SPAN / MINUTE }), fc.integer({ min: 1, max: SPAN / MINUTE })),
+        (raw, policy, lateness, pipelineAfter, queryLead, windowSize, [a, length]) => {
+          const events = raw.map((e) => ({ time: T0 + e.at, units: e.units }));
+          const pipelineNow = T0 + pipelineAfter;
+          const source = new MemorySource();
+          for (const [key, aggregate] of fold(meter, events)) {
+            if (!isExpired(aggregate.windowSize, aggregate.windowEnd, policy, pipelineNow, lateness)) source.apply(key, aggregate);
+          }
+          const unit = windowSize === undefined ? MINUTE : UNIT[windowSize];
+          const from = windowStart(T0 + a * MINUTE, windowSize ?? 'MINUTE');
+          const to = Math.min(T0 + SPAN, from + Math.max(1, Math.floor((length * MINUTE) / unit)) * unit);
+          if (to <= from) return;
+          const q = { meter: 'spend', subjects: undefined, from, to, windowSize, timeZone: 'UTC', groupBy: [], filter: {} };
+          const plan = attempt(() => planQuery(catalog, q, { retention: queryRetention(policy, lateness), now: pipelineNow + queryLead }));
+          if (plan instanceof Error) {
+            expect((plan as QueryError).kind).toBe('resolution-expired');
+            return;
+          }
+          const answer = mergeParts(plan, [collectParts(plan, source)]);
+          const got = new Map(answer.data.map((row) => [row.windowStart, Number(row.value)]));
+          const want = new Map<string, number>();
+          for (const { window } of plan.windows) {
+            const sum = events.filter((e) => e.time >= window.start && e.time < window.end).reduce((total, e) => total + e.units, 0);
+            if (sum > 0) want.set(new Date(window.start).toISOString(), sum);
+          }
+          expect(got).toEqual(want);
         },
       ),
       { numRuns: 150 },
