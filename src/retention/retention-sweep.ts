@@ -2,7 +2,7 @@ import type { KeyValueStore } from '../model/store.js';
 import type { OutputRecord } from '../model/records.js';
 import type { AggregateRangeReader } from '../deletion/aggregate-scan.js';
 import { type DeletionsView, aggregateSubject } from '../deletion/sweep.js';
-import { type RetentionPolicy, expiresAt, retentionOf } from '../usage/retention.js';
+import { type RetentionPolicy, isExpired, retentionOf } from '../usage/retention.js';
 import { WINDOW_SIZES, type WindowSize, windowEnd } from '../usage/windows.js';
 
 /**
@@ -20,14 +20,15 @@ import { WINDOW_SIZES, type WindowSize, windowEnd } from '../usage/windows.js';
  * (an event is accepted at most maxFuture before its time and at most the lateness after its
  * window; `spread` covers one batch's stamps and the send time of records older than this
  * rule). A *round* of one window size S reads the records in the timestamp range where the
- * keys expiring in (progress, U] must have their last record, keeps those of size S that are
- * live (last record not a tombstone), sorted by (expiry, key), and tombstones them as they come
- * due. U is at most the read's own horizon + retention(S): every window expiring by then was
- * final when the read began, so no key can join the list later.
+ * windows ending in (progress, limit] have theirs, keeps the keys of size S that are live (last
+ * record not a tombstone), sorted by (window end, key), and tombstones them as they expire. The
+ * limit expires at most retention(S) after the read's horizon: every window up to it was final
+ * when the read began, so no key can join the list later.
  *
  * Exactly once, across crashes: the progress is one meta entry per size, `retention:<SIZE>` =
- * the last (expiry, key) handled, committed in the transaction of its tombstones. A restarted
- * task reads again from there; a key at or below the progress is never tombstoned again.
+ * the last (window end, key) handled, committed in the transaction of its tombstones. A
+ * restarted task reads again from there; a key at or below the progress is never tombstoned
+ * again (and a changed retention or lateness only changes when the next keys come due).
  * Never early: a key is tombstoned at the task's hybrid time >= its expiry; the same
  * transaction records that time as the partition's clock high-water mark, so no later event
  * (stamped above it, on any worker) can still count in the window: it would be too late.
@@ -62,9 +63,13 @@ export const MIN_ROUND_GAP_MS = 1_000;
 const DEFAULT_MAX_KEYS = 100_000;
 const LONGEST: Record<WindowSize, number> = { MINUTE: 60_000, HOUR: 3_600_000, DAY: 86_400_000, MONTH: 31 * 86_400_000 };
 
-/** A key's place in the sweep order. */
+/**
+ * A key's place in the sweep order: its window's end, then the key. (Within a size, windows expire
+ * in the order they end; the progress is kept in window ends, not expiry times, so a changed
+ * retention or lateness never skips a key: it only moves when the next ones come due.)
+ */
 interface Mark {
-  x: number;
+  end: number;
   key: string;
 }
 
@@ -97,7 +102,7 @@ export function progressKey(size: WindowSize): string {
   return `retention:${size}`;
 }
 
-const compare = (a: Mark, b: Mark): number => (a.x !== b.x ? a.x - b.x : a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+const compare = (a: Mark, b: Mark): number => (a.end !== b.end ? a.end - b.end : a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 const TOP = '\uffff';
 
 export class RetentionSweeper {
@@ -128,15 +133,17 @@ export class RetentionSweeper {
       const state = this.state.get(size)!;
       const progress = this.progressOf(meta, size);
       const round = state.round;
+      // The window end whose windows expire now.
+      const dueEnd = times.now - this.settings.allowedLatenessMs - retentionOf(size, this.settings.policy)!;
       if (round === undefined) {
-        if (progress === undefined || progress.x <= times.now) this.startRound(size, state, partition, progress, times.horizon);
+        if (progress === undefined || progress.end < dueEnd) this.startRound(size, state, partition, progress, times.horizon);
         continue;
       }
       let count = 0;
       let last: Mark | undefined;
       for (let i = firstAfter(round.due, progress); i < round.due.length && budget > 0; i++) {
         const due = round.due[i]!;
-        if (due.x > times.now) break;
+        if (!isExpired(size, due.end, this.settings.policy, times.now, this.settings.allowedLatenessMs)) break;
         if (!this.leftToDeletion(due)) {
           result.outputs.push({ topic: this.settings.aggregatesTopic, key: due.key, value: null, headers: { [RETENTION_HEADER]: 'expired' }, timestamp: times.now });
           count += 1;
@@ -145,13 +152,13 @@ export class RetentionSweeper {
         last = due;
       }
       const after = last ?? progress;
-      if (firstAfter(round.due, after) === round.due.length && round.limit.x <= times.now) {
+      if (firstAfter(round.due, after) === round.due.length && round.limit.end <= dueEnd) {
         // Every key up to the limit handled: the round is over, and the progress moves to its limit.
         meta.put(progressKey(size), JSON.stringify(round.limit));
         state.round = undefined;
         result.changed = true;
       } else if (last !== undefined) {
-        meta.put(progressKey(size), JSON.stringify({ x: last.x, key: last.key }));
+        meta.put(progressKey(size), JSON.stringify({ end: last.end, key: last.key }));
         result.changed = true;
       }
       if (count > 0) {
@@ -167,12 +174,12 @@ export class RetentionSweeper {
     const text = meta.get(progressKey(size));
     if (text === undefined) return undefined;
     const mark = JSON.parse(text) as Mark;
-    return { x: Number(mark.x), key: String(mark.key) };
+    return { end: Number(mark.end), key: String(mark.key) };
   }
 
   /**
-   * Reads, in the background, the keys of `size` expiring in (progress, limit]; the round is
-   * ready with a later step. One read per task at a time.
+   * Reads, in the background, the keys of `size` in (progress, limit] (window ends); the round
+   * is ready with a later step. One read per task at a time.
    */
   private startRound(size: WindowSize, state: SizeState, partition: number, progress: Mark | undefined, horizon: number): void {
     const read = this.settings.read;
@@ -180,9 +187,9 @@ export class RetentionSweeper {
     const { policy, allowedLatenessMs: lateness, maxFutureMs, maxSkewMs } = this.settings;
     const retention = retentionOf(size, policy)!;
     const spread = maxSkewMs + SPREAD_MS;
-    // How far past the horizon this round reaches: at most the retention (those windows are final now), at most the read's own span.
+    // How far past the horizon this round reaches in expiry time: at most the retention (those windows are final now), at most the read's own span.
     const ahead = Math.max(0, Math.min(retention, lateness + LONGEST[size] + maxFutureMs + 2 * spread));
-    let limit: Mark = { x: horizon + ahead, key: TOP };
+    let limit: Mark = { end: horizon + ahead - lateness - retention, key: TOP };
     if (progress !== undefined && compare(limit, progress) <= 0) return;
     state.nextReadAt = horizon + MIN_ROUND_GAP_MS;
     if (read === undefined) {
@@ -190,8 +197,9 @@ export class RetentionSweeper {
       state.round = { due: [], limit };
       return;
     }
-    const fromMs = progress === undefined ? 0 : Math.max(0, progress.x - lateness - retention - LONGEST[size] - maxFutureMs - spread);
-    const toMs = limit.x - retention + spread;
+    // Every record of a window ending in (progress, limit] was written in [end - length - max future, end + lateness + spread).
+    const fromMs = progress === undefined ? 0 : Math.max(0, progress.end - LONGEST[size] - maxFutureMs - spread);
+    const toMs = limit.end + lateness + spread;
     const cap = this.settings.maxKeysPerRound ?? DEFAULT_MAX_KEYS;
     const found = new Map<string, Due>();
     const tighten = (): void => {
@@ -199,15 +207,15 @@ export class RetentionSweeper {
       found.clear();
       for (const d of kept) found.set(d.key, d);
       const lastKept = kept[kept.length - 1];
-      if (lastKept !== undefined) limit = { x: lastKept.x, key: lastKept.key };
+      if (lastKept !== undefined) limit = { end: lastKept.end, key: lastKept.key };
     };
     this.reading = true;
     // One read at a time per task: the size that read last goes to the back of the line, so none starves.
     this.sizes.push(...this.sizes.splice(this.sizes.indexOf(size), 1));
     read(partition, { fromMs, toMs }, (key, value, timestamp) => {
-      const place = placeOf(key, size, policy, lateness);
-      if (place === undefined) return;
-      const mark = { x: place, key };
+      const end = windowEndOf(key, size);
+      if (end === undefined) return;
+      const mark = { end, key };
       if ((progress !== undefined && compare(mark, progress) <= 0) || compare(mark, limit) > 0) return;
       if (value === null) found.delete(key);
       else found.set(key, { ...mark, ts: timestamp });
@@ -235,8 +243,8 @@ export class RetentionSweeper {
   }
 }
 
-/** The expiry of an aggregate key of `size` (`[meter, subject, groupBy, size, start]` as JSON); undefined for another size or a key that is not one. */
-export function placeOf(key: string, size: WindowSize, policy: RetentionPolicy, lateness: number): number | undefined {
+/** The window end of an aggregate key of `size` (`[meter, subject, groupBy, size, start]` as JSON); undefined for another size or a key that is not one. */
+export function windowEndOf(key: string, size: WindowSize): number | undefined {
   // Cheap test first: most keys of the topic are of other sizes.
   if (!key.includes(`,"${size}","`)) return undefined;
   let parts: unknown;
@@ -248,7 +256,7 @@ export function placeOf(key: string, size: WindowSize, policy: RetentionPolicy, 
   if (!Array.isArray(parts) || parts.length !== 5 || parts[3] !== size || typeof parts[4] !== 'string') return undefined;
   const start = Date.parse(parts[4]);
   if (Number.isNaN(start)) return undefined;
-  return expiresAt(size, windowEnd(start, size), policy, lateness);
+  return windowEnd(start, size);
 }
 
 /** Index of the first entry above `mark` (binary search), 0 without a mark. */
