@@ -1,3 +1,4 @@
+import type { RetentionPolicy } from '../usage/retention.js';
 import { QueryError } from '../errors.js';
 import type { PartitionProgress } from '../engine/read-progress.js';
 import { type Logger, noopLogger } from '../observability/logger.js';
@@ -27,11 +28,15 @@ export interface UsagePartsRequest {
   /** Read-your-writes: partition -> the aggregates offset to reach (decimal). */
   positions?: Record<string, string>;
   waitMs?: number;
+  /** The coordinator's clock (ms): every holder judges retention by it, so all plan alike. */
+  now?: number;
 }
 
 export interface FanOutOptions {
   side: LocalReadSide;
   meters: MeterCatalog;
+  /** Retention as queries apply it (usage/retention.ts queryRetention); default: every window kept. */
+  retention?: RetentionPolicy;
   /** A peer not answering within this (plus the read-your-writes wait) is missing. */
   timeoutMs: number;
   logger?: Logger;
@@ -57,7 +62,8 @@ export class FanOut implements PartitionedUsage {
 
   async answer(request: PartitionedRequest): Promise<PartitionedResult> {
     const { side, meters } = this.options;
-    const plan = planQuery(meters, request.query);
+    const now = Date.now();
+    const plan = planQuery(meters, request.query, { retention: this.options.retention, now });
     const nodes = side.nodes();
     const count = Math.max(side.partitions(), ...[...nodes.values()].map((n) => n.partitions));
     if (count === 0) throw new QueryError('partitions-unavailable', 'the aggregates topic is not read yet (no replica knows its partitions); retry later', 503, { headers: { 'retry-after': '1' } });
@@ -75,7 +81,7 @@ export class FanOut implements PartitionedUsage {
       const shares = await Promise.all(
         routing.routes.map(async (route) => ({
           route,
-          share: route.node === side.nodeId ? await side.serve(plan, route.partitions, request.targets, request.waitMs) : await this.ask(route.node, route.url, request, route.partitions),
+          share: route.node === side.nodeId ? await side.serve(plan, route.partitions, request.targets, request.waitMs) : await this.ask(route.node, route.url, request, route.partitions, now),
         })),
       );
       pending = [];
@@ -118,11 +124,12 @@ export class FanOut implements PartitionedUsage {
   }
 
   /** A peer's share, or undefined when it failed (logged): its partitions go to the next holder. */
-  private async ask(node: string, url: string, request: PartitionedRequest, partitions: number[]): Promise<LocalShare | undefined> {
+  private async ask(node: string, url: string, request: PartitionedRequest, partitions: number[], now: number): Promise<LocalShare | undefined> {
     const body: UsagePartsRequest = {
       meter: request.query.meter,
       query: request.rawQuery,
       partitions,
+      now,
       ...(request.targets !== undefined ? { positions: Object.fromEntries([...request.targets].filter(([p]) => partitions.includes(p)).map(([p, o]) => [String(p), o.toString()])), waitMs: request.waitMs ?? 0 } : {}),
     };
     const deadline = this.options.timeoutMs + (request.waitMs ?? 0);
@@ -192,7 +199,7 @@ export function decodeShare(json: unknown): LocalShare {
  * route (the caller's Authorization header, forwarded as is) with scope `read`; the query is
  * parsed, scoped to the caller and planned here again, never trusted from the peer.
  */
-export function usagePartsRoutes(options: { side: LocalReadSide; meters: MeterCatalog; deleted?: DeletedLookup }): ApiRoute[] {
+export function usagePartsRoutes(options: { side: LocalReadSide; meters: MeterCatalog; deleted?: DeletedLookup; retention?: RetentionPolicy }): ApiRoute[] {
   return [
     {
       method: 'POST',
@@ -201,7 +208,7 @@ export function usagePartsRoutes(options: { side: LocalReadSide; meters: MeterCa
       async handle(_params, request, res) {
         const body = parseRequest(await request.json(), options.side.partitions());
         const asked = parseUsageQuery(body.meter, new URLSearchParams(body.query), options.meters);
-        const plan: QueryPlan = planQuery(options.meters, { ...asked, ...scopedSubjects(request.principal, asked.subjects, options.deleted) });
+        const plan: QueryPlan = planQuery(options.meters, { ...asked, ...scopedSubjects(request.principal, asked.subjects, options.deleted) }, { retention: options.retention, now: body.now ?? Date.now() });
         const positions = body.positions === undefined ? undefined : new Map(Object.entries(body.positions).map(([p, o]) => [Number(p), BigInt(o)]));
         const share = await options.side.serve(plan, body.partitions, positions, Math.min(body.waitMs ?? 0, MAX_PEER_WAIT_MS));
         res.writeHead(200, { 'content-type': 'application/json' });
@@ -214,7 +221,7 @@ export function usagePartsRoutes(options: { side: LocalReadSide; meters: MeterCa
 function parseRequest(json: unknown, partitions: number): UsagePartsRequest {
   const bad = (message: string): QueryError => new QueryError('bad-body', `${USAGE_PARTS_PATH}: ${message}`);
   if (!isRecord(json)) throw bad('the body must be a JSON object {meter, query, partitions, positions?, waitMs?}');
-  const { meter, query, partitions: asked, positions, waitMs } = json;
+  const { meter, query, partitions: asked, positions, waitMs, now } = json;
   if (typeof meter !== 'string' || meter === '') throw bad('meter: a meter slug');
   if (typeof query !== 'string') throw bad('query: the usage query string');
   if (!Array.isArray(asked) || asked.length === 0 || !asked.every((p) => Number.isSafeInteger(p) && (p as number) >= 0)) throw bad('partitions: a non-empty list of partition numbers');
@@ -225,5 +232,13 @@ function parseRequest(json: unknown, partitions: number): UsagePartsRequest {
     throw bad('positions: an object of partition -> offset (decimal strings)');
   }
   if (waitMs !== undefined && (typeof waitMs !== 'number' || !Number.isSafeInteger(waitMs) || waitMs < 0)) throw bad('waitMs: whole milliseconds ≥ 0');
-  return { meter, query, partitions: asked as number[], ...(positions !== undefined ? { positions: positions as Record<string, string> } : {}), ...(waitMs !== undefined ? { waitMs } : {}) };
+  if (now !== undefined && (typeof now !== 'number' || !Number.isSafeInteger(now) || now < 0)) throw bad('now: ms since the epoch');
+  return {
+    meter,
+    query,
+    partitions: asked as number[],
+    ...(positions !== undefined ? { positions: positions as Record<string, string> } : {}),
+    ...(waitMs !== undefined ? { waitMs } : {}),
+    ...(now !== undefined ? { now } : {}),
+  };
 }

@@ -1,3 +1,4 @@
+import type { RetentionPolicy } from '../usage/retention.js';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AuthError } from '../auth/auth-error.js';
 import type { Authenticator } from '../auth/authenticator.js';
@@ -97,6 +98,8 @@ export interface ApiServerOptions {
   readModel?: ReadModel;
   /** The partitioned read side: each replica holds some partitions, queries fan out (src/api/fan-out.ts). */
   partitioned?: PartitionedUsage;
+  /** Retention as queries apply it (usage/retention.ts queryRetention): refusals (resolution-expired) answer before any wait. */
+  retention?: RetentionPolicy;
   freshness: () => Freshness;
   /** Without it, a query with consistentWith answers 400. */
   consistency?: ConsistencyOptions;
@@ -199,7 +202,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: ApiSer
   const query = { ...asked, ...scopedSubjects(principal, asked.subjects, options.deleted) };
   const tokens = wanted !== undefined && wanted.tokens.length > 0 ? { consistentWith: wanted.tokens } : {};
   if (options.partitioned !== undefined) {
-    await answerPartitioned(res, options.partitioned, { query, rawQuery, authorization: req.headers.authorization }, { consistency, positions: wanted?.positions ?? [], requireComplete, tokens, meters: options.meters });
+    await answerPartitioned(res, options.partitioned, { query, rawQuery, authorization: req.headers.authorization }, { consistency, positions: wanted?.positions ?? [], requireComplete, tokens, meters: options.meters, retention: options.retention });
     return;
   }
   if (options.readModel === undefined) throw new Error('the usage API has neither a read model nor a partitioned read side');
@@ -222,10 +225,10 @@ async function answerPartitioned(
   res: ServerResponse,
   partitioned: PartitionedUsage,
   request: Omit<PartitionedRequest, 'targets' | 'waitMs'>,
-  how: { consistency: ConsistencyOptions | undefined; positions: readonly InputPosition[]; requireComplete: boolean; tokens: { consistentWith?: string[] }; meters: MeterCatalog },
+  how: { consistency: ConsistencyOptions | undefined; positions: readonly InputPosition[]; requireComplete: boolean; tokens: { consistentWith?: string[] }; meters: MeterCatalog; retention?: RetentionPolicy },
 ): Promise<void> {
   // Refused queries answer at once, before any wait or hop.
-  planQuery(how.meters, request.query);
+  planQuery(how.meters, request.query, { retention: how.retention });
   let targets: ReadonlyMap<number, bigint> | undefined;
   let waitMs: number | undefined;
   if (how.positions.length > 0 && how.consistency !== undefined) {

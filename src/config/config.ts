@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { ConfigError } from '../errors.js';
 import { LATE_POLICIES, type LatePolicy } from '../model/reasons.js';
+import { type RetentionPolicy, parseRetention } from '../usage/retention.js';
 import { type ApiAuthConfig, loadApiAuthConfig, loadBindHost } from './api-auth.js';
 import { EnvReader } from './env.js';
 import { loadSecurityConfig, type SecurityConfig } from './security.js';
@@ -118,8 +119,18 @@ export interface OrdoConfig {
   deletion: DeletionConfig;
   /** Corrections (void/amend of past events): the pipeline keeps what it needs to undo an accepted event within the allowed lateness. */
   corrections: { enabled: boolean };
+  /** Retention of old windows (src/usage/retention.ts): the pipeline tombstones expired aggregates; queries read coarser windows or answer resolution-expired. */
+  retention: RetentionConfig;
   // --- the partitioned read side (issue 15: src/api/partitioned-read-side.ts) ---
   apiReads: ApiReadsConfig;
+}
+
+/** How long each window size is kept once final, and the sweep's bound per transaction. */
+export interface RetentionConfig {
+  /** Per window size, ms after the window is final (windowEnd + allowed lateness); absent: kept for ever. */
+  windows: RetentionPolicy;
+  /** Aggregates a pipeline task tombstones per transaction at most. */
+  sweepBatch: number;
 }
 
 /** The api replicas' shares of the aggregates topic: local stores, membership, fan-out. */
@@ -335,6 +346,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       fanoutTimeoutMs: read.int('ORDO_API_FANOUT_TIMEOUT_MS', 5_000, 100, 300_000),
       sessionTimeoutMs: read.int('ORDO_API_SESSION_TIMEOUT_MS', 10_000, 6_000, 300_000),
     },
+    retention: {
+      windows: windowRetention(read.string('ORDO_WINDOW_RETENTION', '')),
+      sweepBatch: read.int('ORDO_RETENTION_SWEEP_BATCH', 1_000, 1, 100_000),
+    },
   };
   config.apiReads.advertisedUrl = loadAdvertisedUrl(read, config);
   checkCrossFieldRules(config);
@@ -356,6 +371,14 @@ function loadAdvertisedUrl(read: EnvReader, config: Pick<OrdoConfig, 'apiHost' |
 }
 
 const TRAIL_KEY = /^(?:traceparent|header:[A-Za-z0-9._-]{1,128}|dimension:[A-Za-z0-9._-]{1,128})$/;
+
+function windowRetention(text: string): RetentionPolicy {
+  try {
+    return parseRetention(text);
+  } catch (error) {
+    throw new ConfigError('ORDO_WINDOW_RETENTION', `${(error as Error).message}; expected e.g. MINUTE=2d,HOUR=35d,DAY=730d (sizes left out are kept for ever)`);
+  }
+}
 
 function parseTrailKey(text: string): TrailKey {
   if (!TRAIL_KEY.test(text)) throw new ConfigError('ORDO_TRAIL_KEY', `"${text}" is not traceparent, header:<name> or dimension:<name>`);

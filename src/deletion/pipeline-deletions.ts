@@ -5,10 +5,12 @@ import type { Logger } from '../observability/logger.js';
 import { aggregateScanner } from './aggregate-scan.js';
 import { ensureDeletionsTopic } from './deletion-api.js';
 import { pipelineDeletionsGroupId, startDeletionFollower } from './deletion-follower.js';
-import { DeletionSweeper } from './sweep.js';
+import { type DeletionsView, DeletionSweeper } from './sweep.js';
 
 /** The pipeline role's part in deletions: the followed set, and a sweeper per task. */
 export interface PipelineDeletions {
+  /** The deletions in force, as followed (the retention sweep leaves their subjects to the deletion sweep). */
+  readonly view: DeletionsView;
   /** A new task's sweeper (its policy for deleted subjects' events and its lazy sweep). */
   sweeper(node: string): DeletionSweeper;
   stop(): Promise<void>;
@@ -44,6 +46,7 @@ export async function startPipelineDeletions(
   }, 5_000);
   timer.unref();
   return {
+    view: follower,
     sweeper: (node) =>
       new DeletionSweeper({
         deletions: follower,

@@ -72,6 +72,7 @@ export class OrdoMetrics {
   readonly deletionsPending: Gauge;
   readonly deletionTombstones: Counter;
   readonly deletionSeconds: Histogram;
+  readonly retentionTombstones: Counter<'size'>;
   readonly clockSkew: Histogram;
   readonly clockSkewRejected: Counter;
   readonly transactionSeconds: Histogram<'outcome'>;
@@ -246,5 +247,6 @@ export class OrdoMetrics {
     this.rebalances.inc({ kind: 'assignment' }, 0);
     this.lifecycleState = new Gauge({ name: 'ordo_lifecycle_state', help: '1 for the worker\'s current lifecycle state, 0 for the others.', labelNames: ['state'], registers });
     for (const state of LIFECYCLE_STATES) this.lifecycleState.set({ state }, state === 'starting' ? 1 : 0);
+    this.retentionTombstones = new Counter({ name: 'ordo_retention_tombstones_total', help: 'Aggregates of expired windows tombstoned by the pipeline (ORDO_WINDOW_RETENTION), by window size.', labelNames: ['size'], registers });
   }
 }

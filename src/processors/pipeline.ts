@@ -19,6 +19,7 @@ import type { SourceRecord } from '../model/records.js';
 import { type StampStats, StampStep, withStamp } from './stamp.js';
 import { usageEventType } from '../schema/usage-event.js';
 import type { DeletionSweeper, SweepResult } from '../deletion/sweep.js';
+import type { RetentionSweeper } from '../retention/retention-sweep.js';
 import { CONTRIBUTIONS_STORE, type Contribution, contributionCodec } from '../corrections/contributions.js';
 import { CorrectionStep } from '../corrections/correction-step.js';
 import { headerText } from '../corrections/correction.js';
@@ -49,6 +50,8 @@ export interface PipelineWiring {
   duplicatesTopic?: string;
   /** Subject deletions (src/deletion/sweep.ts): the policy for their events and the lazy sweep; one per task. */
   sweeper?: DeletionSweeper;
+  /** Retention of old windows (src/retention/retention-sweep.ts): tombstones expired aggregates; one per task. */
+  retentionSweeper?: RetentionSweeper;
 }
 
 /** The chain's settings that come straight from the config (documented in src/config/config.ts). */
@@ -261,6 +264,8 @@ export class PipelineProcessor implements TaskProcessor {
   process(records: readonly SourceRecord[], context: TaskContext): ProcessResult {
     const { dlqTopic, lateTopic } = this.settings;
     const node = this.clock.node;
+    // Every event of this batch is stamped above this; every earlier one is committed.
+    const horizon = millisOf(this.clock.last);
     const decoded = this.decode.run(records);
     const classified = this.corrections.classify(decoded.items);
     const stats: StampStats = { skewsMs: [], rejectedForSkew: 0 };
@@ -294,7 +299,13 @@ export class PipelineProcessor implements TaskProcessor {
     }));
     const ordered = this.order.run(items, this.orderStores(context));
     const outputs = ordered.emitted; // nothing reads `ordered.emitted` after this: no copy on the hot path
-    outputs.push(...CorrectionStep.mergeOutputs(aggregated.outputs, corrected.outputs));
+    // An aggregate's record timestamp is its batch's latest stamp, so that every record of a window lies
+    // before its end + the allowed lateness + one batch's spread (the retention sweep reads by it).
+    const stampedAt = millisOf(this.clock.last);
+    for (const output of CorrectionStep.mergeOutputs(aggregated.outputs, corrected.outputs)) {
+      output.timestamp = stampedAt; // records made for this batch
+      outputs.push(output);
+    }
     for (const late of aggregated.late) outputs.push(toLateRecord(late, lateTopic, node));
     for (const late of corrected.late) outputs.push(toLateRecord(late, lateTopic, node));
     for (const late of ordered.late) outputs.push(toLateRecord(late, lateTopic, node));
@@ -303,7 +314,9 @@ export class PipelineProcessor implements TaskProcessor {
     if (duplicatesTopic !== undefined && deduped.dropped.length > 0) outputs.push(toDuplicatesRecord(deduped.dropped, duplicatesTopic, context.partition));
     const swept = this.sweep(context);
     if (swept) outputs.push(...swept.outputs);
-    if (stamped.items.length > 0) context.meta.put(META_CLOCK_HWM, formatServiceTime(this.clock.last));
+    const expired = this.expire(context, horizon);
+    if (expired) outputs.push(...expired.outputs);
+    if (stamped.items.length > 0 || (expired?.tombstoned ?? 0) > 0) context.meta.put(META_CLOCK_HWM, formatServiceTime(this.clock.last));
     return {
       outputs,
       report: {
@@ -329,11 +342,14 @@ export class PipelineProcessor implements TaskProcessor {
    * partition. Nothing to commit: undefined (no transaction).
    */
   punctuate(context: TaskContext): ProcessResult | undefined {
+    const horizon = millisOf(this.clock.last);
     const now = this.clock.physical.now();
     const ordered = this.order.run([], this.orderStores(context), now);
     const outputs = [...ordered.emitted];
     const swept = this.sweep(context);
     if (swept) outputs.push(...swept.outputs);
+    const expired = this.expire(context, horizon);
+    if (expired) outputs.push(...expired.outputs);
     const { watermarksTopic, watermarkIntervalMs } = this.settings;
     if (watermarkIntervalMs > 0 && now - this.watermarkPublishedAt >= watermarkIntervalMs && Number.isFinite(this.order.frontier)) {
       outputs.push({ topic: watermarksTopic, key: String(context.partition), value: String(this.order.frontier), headers: {} });
@@ -341,8 +357,8 @@ export class PipelineProcessor implements TaskProcessor {
     }
     const waited = this.corrections.expireIdle(now, { pending: pendingStore(context.meta), dedupe: context.store<number>(DEDUPE_STORE) });
     for (const d of waited.dead) outputs.push(toDeadLetterRecord(d, this.settings.dlqTopic, this.clock.node));
-    if (outputs.length === 0 && swept === undefined) return undefined;
-    if (ordered.emitted.length > 0) context.meta.put(META_CLOCK_HWM, formatServiceTime(this.clock.last));
+    if (outputs.length === 0 && swept === undefined && expired === undefined) return undefined;
+    if (ordered.emitted.length > 0 || (expired?.tombstoned ?? 0) > 0) context.meta.put(META_CLOCK_HWM, formatServiceTime(this.clock.last));
     return {
       outputs,
       report: {
@@ -365,6 +381,17 @@ export class PipelineProcessor implements TaskProcessor {
       { meta: context.meta, aggregates: context.store<UsageAggregate>(AGGREGATES_STORE), unique: context.store<number>(UNIQUE_STORE), sequences: context.store<string>(SEQUENCE_STORE) },
       { evict: (drop, limit) => this.order.evict(drop, limit, buffer) },
     );
+  }
+
+  /**
+   * One bounded step of the retention sweep, in this batch's (or tick's) transaction. A tombstone is
+   * judged by a fresh stamp of the clock (a local event: at least the wall clock), which the caller then
+   * records as the partition's high-water mark: no later event can still count in a tombstoned window.
+   */
+  private expire(context: TaskContext, horizon: number): ReturnType<RetentionSweeper['step']> {
+    const retention = this.settings.retentionSweeper;
+    if (retention === undefined || !retention.active) return undefined;
+    return retention.step(context.partition, context.meta, { horizon, now: millisOf(this.clock.now()) });
   }
 
   private orderStores(context: TaskContext): Parameters<OrderStep['run']>[1] {

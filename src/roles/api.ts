@@ -1,3 +1,4 @@
+import { queryRetention } from '../usage/retention.js';
 import { createAuthenticator } from '../auth/authenticator.js';
 import { isLoopbackHost } from '../config/api-auth.js';
 import type { OrdoConfig } from '../config/config.js';
@@ -126,7 +127,9 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     onApplied: (size) => deps.metrics.readModelAggregates.set(size),
     onFailure: (error) => void failed(error),
   });
-  const fanOut = new FanOut({ side: readSide, meters, timeoutMs: config.apiReads.fanoutTimeoutMs, logger: deps.logger.child({ component: 'fan-out' }) });
+  // Windows stay readable until a margin before the pipeline may tombstone them (usage/retention.ts).
+  const retention = queryRetention(config.retention.windows, config.allowedLatenessMs);
+  const fanOut = new FanOut({ side: readSide, meters, retention, timeoutMs: config.apiReads.fanoutTimeoutMs, logger: deps.logger.child({ component: 'fan-out' }) });
   const consistency = consistencyWaiter(config, kafka, readSide, deps.logger);
   const receipts = new ReceiptsService({
     kafka,
@@ -171,6 +174,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     onRefused: (error) => deps.metrics.apiRequestsRefused.inc({ kind: error.kind }),
     meters,
     partitioned: fanOut,
+    retention,
     deleted: deletion.deleted,
     freshness: () => readSide.reader.progress(),
     consistency: {
@@ -187,7 +191,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       },
     },
     logger: deps.logger,
-    routes: [...receiptRoutes(receipts, { deleted: deletion.deleted }), ...replay.routes, ...deletion.routes, ...usagePartsRoutes({ side: readSide, meters, deleted: deletion.deleted })],
+    routes: [...receiptRoutes(receipts, { deleted: deletion.deleted }), ...replay.routes, ...deletion.routes, ...usagePartsRoutes({ side: readSide, meters, deleted: deletion.deleted, retention })],
   });
   lifecycle.transition('restoring');
   const state = (): ApiState => lifecycle.state as ApiState;

@@ -19,6 +19,7 @@ import { duplicatesTopicSpec } from '../accountability/topics.js';
 import { ensureTopics, partitionCount } from '../kafka/topics.js';
 import { usageEventSchema } from '../schema/usage-event.js';
 import { startPipelineDeletions } from '../deletion/pipeline-deletions.js';
+import { pipelineRetention } from '../retention/pipeline-retention.js';
 
 /** Wires the `pipeline` role: registers the output schema, then runs the worker. */
 export async function createPipelineWorker(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics; kafka?: Kafka }): Promise<Worker> {
@@ -44,6 +45,7 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
     await ledger.stop();
     throw error;
   });
+  const retention = pipelineRetention(config, kafka, { ...deps, deletions: deletions.view });
   const worker = new Worker({
     ...config,
     kafka,
@@ -65,6 +67,7 @@ export async function createPipelineWorker(config: OrdoConfig, deps: { logger: L
         watermarksTopic: config.topics.watermarks,
         duplicatesTopic: config.topics.duplicates,
         sweeper: deletions.sweeper(clock.node),
+        retentionSweeper: retention?.(),
       }),
     logger: deps.logger,
     metrics: deps.metrics,

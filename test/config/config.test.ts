@@ -78,6 +78,7 @@ describe('loadConfig defaults', () => {
       deletion: { separator: '/', policy: 'dead-letter', sweepBatch: 1_000 },
       corrections: { enabled: true },
       apiReads: { storeDir: undefined, advertisedUrl: `http://${hostname() || '127.0.0.1'}:8080`, nodeHeartbeatMs: 2_000, nodeTtlMs: 10_000, fanoutTimeoutMs: 5_000, sessionTimeoutMs: 10_000 },
+      retention: { windows: {}, sweepBatch: 1_000 },
     } satisfies Omit<OrdoConfig, 'nodeId'>);
     // The node id defaults to the host name (a pod name on Kubernetes).
     expect(nodeId).toBe(hostname().slice(0, 128) || 'ordo');
@@ -180,6 +181,8 @@ describe('loadConfig parses every variable', () => {
       ORDO_API_NODE_TTL_MS: '3000',
       ORDO_API_FANOUT_TIMEOUT_MS: '1500',
       ORDO_API_SESSION_TIMEOUT_MS: '8000',
+      ORDO_WINDOW_RETENTION: 'MINUTE=2d, hour=35d,DAY=730d,MONTH=forever',
+      ORDO_RETENTION_SWEEP_BATCH: '200',
     });
     expect(config).toEqual({
       brokers: ['kafka-0.kafka:9092', 'kafka-1.kafka:9093', '10.0.0.7:19092'],
@@ -238,6 +241,7 @@ describe('loadConfig parses every variable', () => {
       deletion: { separator: '::', policy: 'new-epoch', sweepBatch: 50 },
       corrections: { enabled: false },
       apiReads: { storeDir: '/var/lib/ordo/api-store', advertisedUrl: 'http://ordo-api-0.ordo-api:18080', nodeHeartbeatMs: 500, nodeTtlMs: 3_000, fanoutTimeoutMs: 1_500, sessionTimeoutMs: 8_000 },
+      retention: { windows: { MINUTE: 2 * 86_400_000, HOUR: 35 * 86_400_000, DAY: 730 * 86_400_000, MONTH: null }, sweepBatch: 200 },
     } satisfies OrdoConfig);
   });
 
@@ -284,6 +288,14 @@ describe('loadConfig parses every variable', () => {
 
 describe('loadConfig rejects invalid values, naming the variable', () => {
   it.each([
+    ['ORDO_WINDOW_RETENTION', 'MINUTE=2'],
+    ['ORDO_WINDOW_RETENTION', 'MINUTE=0d'],
+    ['ORDO_WINDOW_RETENTION', 'WEEK=7d'],
+    ['ORDO_WINDOW_RETENTION', 'HOUR=1d,HOUR=2d'],
+    ['ORDO_WINDOW_RETENTION', 'DAY'],
+    ['ORDO_WINDOW_RETENTION', 'DAY=1.5d'],
+    ['ORDO_WINDOW_RETENTION', 'DAY=99999999d'],
+    ['ORDO_RETENTION_SWEEP_BATCH', '0'],
     ['ORDO_MAX_SKEW_MS', 'abc'],
     ['ORDO_MAX_SKEW_MS', '1.5'],
     ['ORDO_MAX_SKEW_MS', '1e3'],
