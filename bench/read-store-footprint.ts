@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { planQuery } from '../src/api/query-plan.js';
 import { collectParts, mergeParts } from '../src/api/query-parts.js';
+import { ReadModel } from '../src/api/read-model.js';
 import { ReadStore } from '../src/api/read-store.js';
 import { partitionOf } from '../src/kafka/partition-of.js';
 import { noopLogger } from '../src/observability/logger.js';
@@ -51,6 +52,7 @@ async function write(dir: string, aggregates: number, partitions: number): Promi
   const applyMs = performance.now() - started;
   const held = store.size();
   const diskBytes = store.diskBytes();
+  const compared = compareSingleSubject(fold.aggregates.entries(), store, partitions);
   await store.close();
   return {
     subjects: w.subjects,
@@ -60,7 +62,34 @@ async function write(dir: string, aggregates: number, partitions: number): Promi
     diskBytesPerAggregate: Math.round(diskBytes / held),
     kafkaKeyBytesPerAggregate: Math.round(keyBytes / held),
     applyAggregatesPerSecond: Math.round(held / (applyMs / 1000)),
+    ...compared,
   };
+}
+
+/**
+ * A single subject's month by day (api-spend, as a dashboard asks), answered by today's
+ * in-memory ReadModel and by the store reading the subject's partition only (what a routed
+ * query costs locally): mean ms over 500 queries each, same process, same moment.
+ */
+function compareSingleSubject(entries: Iterable<[string, UsageAggregate]>, store: ReadStore, partitions: number): Record<string, number> {
+  const meters = new MeterCatalog(BENCH_METERS);
+  const model = new ReadModel(meters);
+  for (const [key, aggregate] of entries) model.apply(key, aggregate);
+  const w = queryWorkload(1);
+  const q = { meter: 'api-spend', subjects: ['cust-7'], from: w.from, to: w.to, windowSize: 'DAY' as const, timeZone: 'UTC', groupBy: [], filter: {} };
+  const partition = new Set([partitionOf('cust-7', partitions)]);
+  const time = (run: () => unknown): number => {
+    for (let i = 0; i < 50; i += 1) run();
+    const started = performance.now();
+    for (let i = 0; i < 500; i += 1) run();
+    return Number(((performance.now() - started) / 500).toFixed(4));
+  };
+  const memoryMs = time(() => model.query(q));
+  const storeMs = time(() => {
+    const plan = planQuery(meters, q);
+    return mergeParts(plan, [collectParts(plan, store, partition)]);
+  });
+  return { singleSubjectReadModelMs: memoryMs, singleSubjectStoreMs: storeMs };
 }
 
 async function read(dir: string): Promise<Record<string, number>> {

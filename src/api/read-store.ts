@@ -42,8 +42,9 @@ import type { AggregateSource, QueriedAggregate } from './query-parts.js';
  * 12 partitions, applied in batches of 2,000): data.mdb / aggregates = 142 bytes, B-tree
  * pages at their usual fill and freed pages included; the entries themselves are a 43-byte
  * key and an 18-byte value (the topic's key alone is 70 bytes). The JS heap with the store
- * open and every aggregate read once grew by 0.8 MB in all (0.8 bytes per aggregate: lmdb's
- * buffers and caches, not aggregates), against 779 bytes per aggregate in ReadModel.
+ * open and every aggregate read once grew by 0.8-1.0 MB in all over two runs (about one byte
+ * per aggregate: lmdb's buffers and caches, the same with 5 * 10^4 aggregates, so not the
+ * aggregates), against 779 bytes per aggregate in ReadModel.
  */
 export const AGGREGATE_DISK_BYTES = 142;
 
