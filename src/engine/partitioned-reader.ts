@@ -338,8 +338,8 @@ export class PartitionedReader extends TopicFollower {
 
   /**
    * The topic's delete.retention.ms (how long a tombstone stays after compaction): the age past
-   * which a checkpoint is not trusted. Without DescribeConfigs on the topic (it is not in the
-   * minimal ACL set) Kafka's default is assumed, said once in the log.
+   * which a checkpoint is not trusted. The api's ACL set grants DescribeConfigs on the topic;
+   * without it Kafka's default is assumed, said once in the log.
    */
   private async refreshRetention(): Promise<void> {
     if (!this.admin) return;

@@ -18,7 +18,7 @@ import { pipelineDeletionsGroupId } from '../deletion/deletion-follower.js';
  * IdempotentWrite on the cluster: since Kafka 3.0 (KIP-679) Write on the transactional id is
  * enough for a transactional producer.
  */
-export type AclOperation = 'Read' | 'Write' | 'Create' | 'Delete' | 'Describe';
+export type AclOperation = 'Read' | 'Write' | 'Create' | 'Delete' | 'Describe' | 'DescribeConfigs';
 
 export interface RoleAcl {
   resource: 'Topic' | 'Group' | 'TransactionalId';
@@ -118,6 +118,8 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     // replica (offsets never committed), and the replicas' heartbeats.
     acls.push({ resource: 'Group', pattern: 'literal', name: apiReadsGroupId(config), operation: 'Read', why: "the replicas' shared group over the aggregates topic: each holds its partitions (offsets never committed)" });
     topic(t.apiNodes, ['Read', 'Write'], 'the api replicas: addresses and partitions, for routing queries');
+    // A store checkpoint older than the topic's delete.retention.ms may have missed a tombstone: the reader reads it.
+    topic(t.aggregates, ['DescribeConfigs'], "delete.retention.ms: a store checkpoint older than it is not trusted (a tombstone may be gone)");
     created([t.apiNodes]);
   }
   return acls;

@@ -29,7 +29,7 @@ let stack: SecuredStack;
 const prefixes: string[] = [];
 
 const RESOURCE = { Topic: AclResourceTypes.TOPIC, Group: AclResourceTypes.GROUP, TransactionalId: AclResourceTypes.TRANSACTIONAL_ID };
-const OPERATION = { Read: AclOperationTypes.READ, Write: AclOperationTypes.WRITE, Create: AclOperationTypes.CREATE, Delete: AclOperationTypes.DELETE, Describe: AclOperationTypes.DESCRIBE };
+const OPERATION = { Read: AclOperationTypes.READ, Write: AclOperationTypes.WRITE, Create: AclOperationTypes.CREATE, Delete: AclOperationTypes.DELETE, Describe: AclOperationTypes.DESCRIBE, DescribeConfigs: AclOperationTypes.DESCRIBE_CONFIGS };
 
 function entry(acl: RoleAcl): AclEntry {
   return {
@@ -234,7 +234,7 @@ const REMOVALS: { role: AclRole; pick: (a: RoleAcl, c: OrdoConfig) => boolean; l
   { role: 'merge', label: 'Read on the ordered topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.ordered },
   { role: 'merge', label: 'Write on the global topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.global && a.operation === 'Write' },
   { role: 'merge', label: 'Write on the transactional id', pick: (a) => a.resource === 'TransactionalId' },
-  { role: 'api', label: 'Read on the aggregates topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.aggregates },
+  { role: 'api', label: 'Read on the aggregates topic', pick: (a, c) => a.resource === 'Topic' && a.name === c.topics.aggregates && a.operation === 'Read' },
   { role: 'ingest', label: 'Write on the transactional ids', pick: (a) => a.resource === 'TransactionalId' },
   { role: 'api', label: 'Read on the consumer group', pick: (a, c) => a.resource === 'Group' && a.name === `${apiGroupId(c)}-` },
   { role: 'api', label: 'Write on the replay transactional id', pick: (a) => a.resource === 'TransactionalId' },
