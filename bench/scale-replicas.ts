@@ -60,8 +60,8 @@ export class ChildRole {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  lastLines(n = 15): string {
-    return this.tail.slice(-n).join('\n');
+  lastLines(n = 8): string {
+    return this.tail.slice(-n).map((line) => (line.length > 400 ? `${line.slice(0, 400)}…` : line)).join('\n');
   }
 
   /** The first stdout line, parsed as JSON (the baseline's ready line). */
