@@ -10,6 +10,7 @@ import { pipelineTopics } from '../roles/pipeline.js';
 import { ingestTopicSpecs } from '../roles/ingest.js';
 import { deliverTopicSpecs } from '../roles/deliver.js';
 import { deletionsTopicSpec, duplicatesTopicSpec, replaysTopicSpec } from '../accountability/topics.js';
+import { apiNodesTopicSpec } from '../api/partitioned-read-side.js';
 
 export interface PlannedTopic extends TopicSpec {
   /** The roles that create, write or read it. */
@@ -49,6 +50,7 @@ export function topicPlan(config: OrdoConfig, partitions: number): PlannedTopic[
     duplicatesTopicSpec(config, partitions),
     deletionsTopicSpec(config),
     replaysTopicSpec(config),
+    apiNodesTopicSpec(config),
   ]);
   add('deliver', [deletionsTopicSpec(config)]);
   return [...byTopic.values()];

@@ -45,6 +45,8 @@ export interface TopicNames {
   replays: string;
   /** Duplicates the pipeline dropped: at most one record per transaction, for receipts (short retention). */
   duplicates: string;
+  /** The `api` role's live replicas: heartbeats with their address and partitions (compacted; src/api/router.ts). */
+  apiNodes: string;
 }
 
 /**
@@ -116,6 +118,24 @@ export interface OrdoConfig {
   deletion: DeletionConfig;
   /** Corrections (void/amend of past events): the pipeline keeps what it needs to undo an accepted event within the allowed lateness. */
   corrections: { enabled: boolean };
+  // --- the partitioned read side (issue 15: src/api/partitioned-read-side.ts) ---
+  apiReads: ApiReadsConfig;
+}
+
+/** The api replicas' shares of the aggregates topic: local stores, membership, fan-out. */
+export interface ApiReadsConfig {
+  /** Where the replica's store of its partitions lives (lmdb); undefined: `<ORDO_STATE_DIR>/api-<node>`, or a fresh temporary directory without a state dir. */
+  storeDir: string | undefined;
+  /** How the other replicas reach this one (written in its heartbeats). */
+  advertisedUrl: string;
+  /** How often a replica writes its heartbeat to the api nodes topic. */
+  nodeHeartbeatMs: number;
+  /** A replica without a heartbeat for this long is not routed to. */
+  nodeTtlMs: number;
+  /** A peer that does not answer its share of a query within this is missing (its partitions answer partial). */
+  fanoutTimeoutMs: number;
+  /** The shared read group's session timeout: how long a killed replica's partitions wait before they move. */
+  sessionTimeoutMs: number;
 }
 
 /** The api role's index of what happened to each event (src/receipts/). */
@@ -225,6 +245,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     deletions: read.string('ORDO_DELETIONS_TOPIC', 'ordo-deletions', TOPIC, 'a valid Kafka topic name'),
     replays: read.string('ORDO_REPLAYS_TOPIC', 'ordo-dlq-replays', TOPIC, 'a valid Kafka topic name'),
     duplicates: read.string('ORDO_DUPLICATES_TOPIC', 'usage-events-duplicates', TOPIC, 'a valid Kafka topic name'),
+    apiNodes: read.string('ORDO_API_NODES_TOPIC', 'ordo-api-nodes', TOPIC, 'a valid Kafka topic name'),
   };
   const config: OrdoConfig = {
     brokers,
@@ -306,9 +327,32 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       sweepBatch: read.int('ORDO_DELETION_SWEEP_BATCH', 1_000, 1, 100_000),
     },
     corrections: { enabled: read.bool('ORDO_CORRECTIONS', true) },
+    apiReads: {
+      storeDir: read.string('ORDO_API_STORE_DIR', '') || undefined,
+      advertisedUrl: '',
+      nodeHeartbeatMs: read.int('ORDO_API_NODE_HEARTBEAT_MS', 2_000, 100, HOUR_MS),
+      nodeTtlMs: read.int('ORDO_API_NODE_TTL_MS', 10_000, 1_000, HOUR_MS),
+      fanoutTimeoutMs: read.int('ORDO_API_FANOUT_TIMEOUT_MS', 5_000, 100, 300_000),
+      sessionTimeoutMs: read.int('ORDO_API_SESSION_TIMEOUT_MS', 10_000, 6_000, 300_000),
+    },
   };
+  config.apiReads.advertisedUrl = loadAdvertisedUrl(read, config);
   checkCrossFieldRules(config);
   return config;
+}
+
+/** ORDO_API_ADVERTISED_URL, by default http://<ORDO_API_HOST, or the host name for a wildcard>:<ORDO_API_PORT>. */
+function loadAdvertisedUrl(read: EnvReader, config: Pick<OrdoConfig, 'apiHost' | 'apiPort'>): string {
+  const wildcard = config.apiHost === '0.0.0.0' || config.apiHost === '::';
+  const host = wildcard ? hostname() || '127.0.0.1' : config.apiHost.includes(':') ? `[${config.apiHost}]` : config.apiHost;
+  const url = read.string('ORDO_API_ADVERTISED_URL', `http://${host}:${config.apiPort}`);
+  try {
+    const parsed = new URL(url);
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error('protocol');
+  } catch {
+    throw new ConfigError('ORDO_API_ADVERTISED_URL', `"${url}" is not an http(s) URL`);
+  }
+  return url.replace(/\/+$/, '');
 }
 
 const TRAIL_KEY = /^(?:traceparent|header:[A-Za-z0-9._-]{1,128}|dimension:[A-Za-z0-9._-]{1,128})$/;
@@ -326,6 +370,9 @@ function checkCrossFieldRules(config: OrdoConfig): void {
   }
   if (config.deliver.nodeHeartbeatMs * 2 > config.deliver.nodeTtlMs) {
     throw new ConfigError('ORDO_DELIVER_NODE_HEARTBEAT_MS', `${config.deliver.nodeHeartbeatMs} ms must be at most half of ORDO_DELIVER_NODE_TTL_MS (${config.deliver.nodeTtlMs} ms), or a live node would look gone`);
+  }
+  if (config.apiReads.nodeHeartbeatMs * 2 > config.apiReads.nodeTtlMs) {
+    throw new ConfigError('ORDO_API_NODE_HEARTBEAT_MS', `${config.apiReads.nodeHeartbeatMs} ms must be at most half of ORDO_API_NODE_TTL_MS (${config.apiReads.nodeTtlMs} ms), or a live replica would look gone`);
   }
   if (config.heartbeatIntervalMs * 3 > config.sessionTimeoutMs) {
     throw new ConfigError(

@@ -15,10 +15,18 @@ export interface NodeHeartbeat {
   url?: string;
   /** Written by a clean stop: the node is gone now, its sessions may be taken over at once. */
   leaving?: boolean;
+  /** What the role says about the node (opaque JSON here; the api role's partitions: src/api/router.ts). */
+  info?: unknown;
 }
 
 export function encodeHeartbeat(h: NodeHeartbeat): string {
-  return JSON.stringify({ node: h.node, at: h.at, ...(h.url !== undefined ? { url: h.url } : {}), ...(h.leaving === true ? { leaving: true } : {}) });
+  return JSON.stringify({
+    node: h.node,
+    at: h.at,
+    ...(h.url !== undefined ? { url: h.url } : {}),
+    ...(h.leaving === true ? { leaving: true } : {}),
+    ...(h.info !== undefined ? { info: h.info } : {}),
+  });
 }
 
 /** The heartbeat in a record of the nodes topic; throws an Error saying what is wrong with it. */
@@ -30,12 +38,12 @@ export function decodeHeartbeat(key: string, value: Buffer | string): NodeHeartb
     throw new Error('the value is not JSON');
   }
   if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new Error('the value is not a JSON object');
-  const { node, at, url, leaving } = o as Record<string, unknown>;
+  const { node, at, url, leaving, info } = o as Record<string, unknown>;
   if (node !== key) throw new Error(`node ${JSON.stringify(node)} is not the record's key ${JSON.stringify(key)}`);
   if (typeof at !== 'number' || !Number.isSafeInteger(at) || at < 0) throw new Error(`at ${JSON.stringify(at)} is not a time in ms`);
   if (url !== undefined && typeof url !== 'string') throw new Error('url is not a string');
   if (leaving !== undefined && typeof leaving !== 'boolean') throw new Error('leaving is not a boolean');
-  return { node: key, at, ...(url !== undefined ? { url } : {}), ...(leaving === true ? { leaving } : {}) };
+  return { node: key, at, ...(url !== undefined ? { url } : {}), ...(leaving === true ? { leaving } : {}), ...(info !== undefined ? { info } : {}) };
 }
 
 /**
@@ -45,7 +53,7 @@ export function decodeHeartbeat(key: string, value: Buffer | string): NodeHeartb
  * older by its skew, which the heartbeat interval's margin under the TTL absorbs.
  */
 export class NodeTable {
-  private readonly nodes = new Map<string, { seenAt: number; leaving: boolean; url: string | undefined }>();
+  private readonly nodes = new Map<string, { seenAt: number; leaving: boolean; url: string | undefined; info: unknown }>();
 
   constructor(private readonly ttlMs: number) {}
 
@@ -55,7 +63,12 @@ export class NodeTable {
       this.nodes.delete(heartbeat.node);
       return;
     }
-    this.nodes.set(heartbeat.node, { seenAt: Math.min(heartbeat.at, now), leaving: heartbeat.leaving === true, url: heartbeat.url });
+    this.nodes.set(heartbeat.node, { seenAt: Math.min(heartbeat.at, now), leaving: heartbeat.leaving === true, url: heartbeat.url, info: heartbeat.info });
+  }
+
+  /** The info of the node's last heartbeat (undefined: none, or never seen). */
+  info(node: string): unknown {
+    return this.nodes.get(node)?.info;
   }
 
   isLive(node: string, now: number): boolean {
@@ -74,6 +87,9 @@ export class NodeTable {
   }
 }
 
+/** A heartbeat's info: a JSON value, or a function giving the current one at each heartbeat. */
+export type NodeInfo = unknown;
+
 export interface NodeRegistryOptions {
   kafka: Kafka;
   /** The compacted nodes topic (created by the role). */
@@ -88,6 +104,8 @@ export interface NodeRegistryOptions {
   logger: Logger;
   /** This node's address, written in its heartbeats (informational). */
   url?: string;
+  /** The info of the first heartbeat (see setInfo). */
+  info?: NodeInfo;
   /** The number of live nodes (this one included), after every heartbeat: the role sets metrics.deliverLiveNodes. */
   onLiveNodes?(n: number): void;
   /** Bounds the retries of transient failures (and reports them to /healthz); default: 2 minutes. */
@@ -121,8 +139,12 @@ export class NodeRegistry {
   private stopped = false;
   private failed = false;
   private beating = false;
+  private ownInfo: unknown;
+  /** setInfo during a write: one more write follows it. */
+  private again = false;
 
   constructor(private readonly options: NodeRegistryOptions) {
+    this.ownInfo = options.info;
     this.table = new NodeTable(options.ttlMs);
     this.liveness = options.liveness ?? new Liveness(120_000);
     this.heartbeatFailures = new RepeatedFailures({ what: 'node heartbeat', meta: { topic: options.topic }, log: options.logger, liveness: this.liveness });
@@ -148,7 +170,7 @@ export class NodeRegistry {
       // Not idempotent: kafkajs then retries a send for ever; a heartbeat is retried by the next tick instead.
       this.producer = o.kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
       await this.producer.connect();
-      await this.write({ node: o.nodeId, at: this.now(), ...(o.url !== undefined ? { url: o.url } : {}) });
+      await this.write(this.heartbeat());
     } catch (error) {
       await this.stop({ leave: false });
       throw error;
@@ -200,13 +222,41 @@ export class NodeRegistry {
     return [...live].sort();
   }
 
-  private async beat(): Promise<void> {
+  /** The info of the other live nodes' last heartbeats (this node's own: ownInfo), by node id. */
+  liveInfo(): Map<string, unknown> {
+    const out = new Map<string, unknown>();
+    for (const node of this.liveNodes()) out.set(node, node === this.options.nodeId ? this.infoNow() : this.table.info(node));
+    return out;
+  }
+
+  /**
+   * The info of this node's next heartbeats (a function: asked at each one); written at once
+   * (a changed assignment must not wait for the next tick). A write already under way is
+   * followed by one more at once.
+   */
+  setInfo(info: NodeInfo): void {
+    this.ownInfo = info;
+    if (!this.started || this.stopped) return;
+    if (this.beating) this.again = true;
+    else void this.beat();
+  }
+
+  private heartbeat(): NodeHeartbeat {
     const o = this.options;
+    const info = this.infoNow();
+    return { node: o.nodeId, at: this.now(), ...(o.url !== undefined ? { url: o.url } : {}), ...(info !== undefined ? { info } : {}) };
+  }
+
+  private infoNow(): unknown {
+    return typeof this.ownInfo === 'function' ? (this.ownInfo as () => unknown)() : this.ownInfo;
+  }
+
+  private async beat(): Promise<void> {
     // A heartbeat still being sent (the broker is slow or away) is not joined by another.
     if (this.beating) return;
     this.beating = true;
     try {
-      await this.write({ node: o.nodeId, at: this.now(), ...(o.url !== undefined ? { url: o.url } : {}) });
+      await this.write(this.heartbeat());
       this.heartbeatFailures.succeeded();
     } catch (error) {
       if (this.stopped) return;
@@ -218,6 +268,10 @@ export class NodeRegistry {
       this.beating = false;
     }
     this.report();
+    if (this.again && !this.stopped) {
+      this.again = false;
+      void this.beat();
+    }
   }
 
   private async write(heartbeat: NodeHeartbeat): Promise<void> {

@@ -1,26 +1,26 @@
 import { randomBytes } from 'node:crypto';
-import type { Admin, Consumer, Kafka } from 'kafkajs';
+import type { Admin, Batch, Consumer, Kafka } from 'kafkajs';
 import type { Logger } from '../observability/logger.js';
 import type { SourceRecord } from '../model/records.js';
 import { waitForTopic } from '../kafka/topics.js';
 import { classify, fatalMessage } from './error-policy.js';
 import { Liveness } from './liveness.js';
+import { ReadProgress, type ReaderProgress } from './read-progress.js';
 import { RepeatedFailures, retrying } from './retry.js';
 
-export interface PartitionProgress {
-  partition: number;
-  /** Next offset after what was applied (control records included), as a string. */
-  appliedOffset: string;
-  /** Log end offset (high watermark) last seen from the broker, or null if not known yet. */
-  endOffset: string | null;
-}
+export type { PartitionProgress, ReaderProgress } from './read-progress.js';
 
-export interface ReaderProgress {
-  /** Every partition applied up to the end offset last seen. */
-  caughtUp: boolean;
-  /** Records between what was applied and the end offsets (counts transaction markers too). */
-  lagRecords: number | null;
-  partitions: PartitionProgress[];
+/** A fetched batch's records as the processors see them. */
+export function batchRecords(batch: Batch): SourceRecord[] {
+  return batch.messages.map((m) => ({
+    topic: batch.topic,
+    partition: batch.partition,
+    offset: m.offset,
+    key: m.key,
+    value: m.value,
+    headers: m.headers ?? {},
+    timestamp: Number(m.timestamp),
+  }));
 }
 
 export interface TopicReaderOptions {
@@ -44,9 +44,6 @@ export interface TopicReaderOptions {
   onFailure?: (error: unknown) => void;
 }
 
-/** How long a catch-up waits before it says so (and again every as long). */
-const SLOW_CATCH_UP_MS = 10_000;
-
 /**
  * Reads a whole topic (read_committed) from the beginning into a caller's table and keeps
  * following it, tracking per partition how far it has applied against the log end, so a
@@ -56,10 +53,8 @@ const SLOW_CATCH_UP_MS = 10_000;
 export class TopicReader {
   private consumer: Consumer | undefined;
   private admin: Admin | undefined;
-  private readonly applied = new Map<number, bigint>();
-  private readonly ends = new Map<number, bigint>();
+  private readonly read = new ReadProgress();
   private timer: NodeJS.Timeout | undefined;
-  private readonly caughtUpWaiters: (() => void)[] = [];
   private stopped = false;
   private readonly liveness: Liveness;
   private readonly refreshFailures: RepeatedFailures;
@@ -114,7 +109,7 @@ export class TopicReader {
     });
     consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
       const { partition, lastOffset, highWatermark } = event.payload;
-      this.advance(partition, BigInt(lastOffset) + 1n, BigInt(highWatermark));
+      this.read.advance(partition, BigInt(lastOffset) + 1n, BigInt(highWatermark));
     });
     await consumer.connect();
     await consumer.subscribe({ topics: [o.topic], fromBeginning: true });
@@ -122,15 +117,7 @@ export class TopicReader {
       autoCommit: false,
       eachBatchAutoResolve: true,
       eachBatch: async ({ batch }) => {
-        const records: SourceRecord[] = batch.messages.map((m) => ({
-          topic: batch.topic,
-          partition: batch.partition,
-          offset: m.offset,
-          key: m.key,
-          value: m.value,
-          headers: m.headers ?? {},
-          timestamp: Number(m.timestamp),
-        }));
+        const records = batchRecords(batch);
         if (records.length > 0) await o.apply(records);
       },
     });
@@ -154,41 +141,16 @@ export class TopicReader {
       if (refreshed.why === 'abandoned') return;
       throw refreshed.error;
     }
-    const target = new Map(this.ends);
-    const reached = (): boolean => [...target].every(([p, end]) => (this.applied.get(p) ?? 0n) >= end);
-    // A wait is silent otherwise: say every SLOW_CATCH_UP_MS how far it got, so a stalled
-    // reader (a group join that does not complete, a fetch that does not return) is visible.
-    const started = Date.now();
-    const slow = setInterval(() => {
-      this.options.logger.warn('still reading the topic to its end', {
-        topic: this.options.topic,
-        group: this.groupId,
-        seconds: Math.round((Date.now() - started) / 1000),
-        joined: this.joined,
-        partitions: this.progress().partitions,
-      });
-    }, SLOW_CATCH_UP_MS);
-    try {
-      while (!reached() && !this.stopped && this.failure === undefined) await new Promise<void>((resolve) => this.caughtUpWaiters.push(resolve));
-    } finally {
-      clearInterval(slow);
-    }
-    if (this.failure !== undefined) throw this.failure;
+    await this.read.waitFor(this.read.endsNow(), {
+      stopped: () => this.stopped,
+      failure: () => this.failure,
+      logger: this.options.logger,
+      meta: () => ({ topic: this.options.topic, group: this.groupId, joined: this.joined }),
+    });
   }
 
   progress(): ReaderProgress {
-    const partitions: PartitionProgress[] = [];
-    let lag = 0n;
-    let caughtUp = this.ends.size > 0;
-    for (const [partition, end] of [...this.ends].sort((a, b) => a[0] - b[0])) {
-      const applied = this.applied.get(partition) ?? 0n;
-      partitions.push({ partition, appliedOffset: applied.toString(), endOffset: end.toString() });
-      if (applied < end) {
-        lag += end - applied;
-        caughtUp = false;
-      }
-    }
-    return { caughtUp, lagRecords: this.ends.size > 0 ? Number(lag) : null, partitions };
+    return this.read.progress();
   }
 
   async stop(): Promise<void> {
@@ -197,24 +159,14 @@ export class TopicReader {
     this.refreshFailures.close();
     await this.consumer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
-    for (const wake of this.caughtUpWaiters.splice(0)) wake();
+    this.read.wake();
   }
 
   private async refreshEnds(): Promise<void> {
     if (!this.admin) return;
     const offsets = await this.admin.fetchTopicOffsets(this.options.topic);
-    for (const { partition, high, low } of offsets) {
-      this.advance(partition, undefined, BigInt(high));
-      // An empty (or fully compacted-away) prefix: nothing to apply below the log start.
-      if ((this.applied.get(partition) ?? 0n) < BigInt(low)) this.applied.set(partition, BigInt(low));
-    }
-    this.wake();
-  }
-
-  private advance(partition: number, applied: bigint | undefined, end: bigint): void {
-    if (applied !== undefined && applied > (this.applied.get(partition) ?? 0n)) this.applied.set(partition, applied);
-    if (end > (this.ends.get(partition) ?? -1n)) this.ends.set(partition, end);
-    this.wake();
+    // An empty (or fully compacted-away) prefix: nothing to apply below the log start.
+    for (const { partition, high, low } of offsets) this.read.observeLog(partition, BigInt(low), BigInt(high));
   }
 
   /** The reader stops for good: said once, with what to fix, to the log and to `onFailure`. */
@@ -224,10 +176,6 @@ export class TopicReader {
     const o = this.options;
     o.logger.error(`reader stopped: ${fatalMessage(error, `reading ${o.topic} as group ${this.groupId}`)}`, { topic: o.topic, error });
     o.onFailure?.(error);
-    this.wake();
-  }
-
-  private wake(): void {
-    for (const wake of this.caughtUpWaiters.splice(0)) wake();
+    this.read.wake();
   }
 }

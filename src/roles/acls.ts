@@ -4,7 +4,7 @@ import { mergeTransactionalId } from '../engine/merge-worker.js';
 import { META_STORE, changelogTopic, transactionalIdPrefix } from '../engine/task.js';
 import { HELD_STORE, MERGE_META_STORE } from '../processors/merge.js';
 import { pipelineTopics } from './pipeline.js';
-import { apiGroupId, apiLedgerConfig, replayTransactionalId } from './api.js';
+import { apiGroupId, apiLedgerConfig, apiReadsGroupId, replayTransactionalId } from './api.js';
 import { mergeGroupId } from './merge.js';
 import { ingestLedgerConfig, ingestTransactionalIdPrefix } from './ingest.js';
 import { deliverGroupPrefix, deliverLedgerConfig } from './deliver.js';
@@ -114,6 +114,11 @@ export function roleAcls(role: AclRole, config: Pick<OrdoConfig, 'groupId' | 'no
     topic(t.deletions, ['Read', 'Write'], 'DELETE /v1/subjects writes a deletion; deleted subjects answer 410');
     created([t.replays, t.deletions]);
     acls.push({ resource: 'TransactionalId', pattern: 'literal', name: replayTransactionalId(config), operation: 'Write', why: 'dead-letter replay: the transactional producer of this replica' });
+    // The partitioned read side (src/api/partitioned-read-side.ts): one group shared by every
+    // replica (offsets never committed), and the replicas' heartbeats.
+    acls.push({ resource: 'Group', pattern: 'literal', name: apiReadsGroupId(config), operation: 'Read', why: "the replicas' shared group over the aggregates topic: each holds its partitions (offsets never committed)" });
+    topic(t.apiNodes, ['Read', 'Write'], 'the api replicas: addresses and partitions, for routing queries');
+    created([t.apiNodes]);
   }
   return acls;
 }

@@ -36,6 +36,11 @@ export function apiGroupId(config: Pick<OrdoConfig, 'groupId' | 'nodeId'>): stri
   return `${config.groupId}-api-${config.nodeId}`.slice(0, 249);
 }
 
+/** The group every api replica shares over the aggregates topic (src/engine/partitioned-reader.ts). */
+export function apiReadsGroupId(config: Pick<OrdoConfig, 'groupId'>): string {
+  return `${config.groupId}-api-reads`;
+}
+
 /** The transactional id of this replica's dead-letter replays (src/replay): `<group>-api-<node>-replay`. */
 export function replayTransactionalId(config: Pick<OrdoConfig, 'groupId' | 'nodeId'>): string {
   return `${config.groupId}-api-${config.nodeId}-replay`;

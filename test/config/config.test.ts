@@ -27,7 +27,7 @@ describe('loadConfig defaults', () => {
       clientId: 'ordo',
       registryUrl: 'http://127.0.0.1:8081/apis/ccompat/v7',
       groupId: 'ordo-pipeline',
-      topics: { input: 'usage-events', ordered: 'usage-events-ordered', dlq: 'usage-events-dlq', late: 'usage-events-late', aggregates: 'usage-aggregates', watermarks: 'usage-events-watermarks', global: 'usage-events-global', schemas: 'ordo-schemas', sessions: 'ordo-deliver-sessions', nodes: 'ordo-deliver-nodes', forward: 'ordo-deliver-forward', replies: 'ordo-deliver-replies', deletions: 'ordo-deletions', replays: 'ordo-dlq-replays', duplicates: 'usage-events-duplicates' },
+      topics: { input: 'usage-events', ordered: 'usage-events-ordered', dlq: 'usage-events-dlq', late: 'usage-events-late', aggregates: 'usage-aggregates', watermarks: 'usage-events-watermarks', global: 'usage-events-global', schemas: 'ordo-schemas', sessions: 'ordo-deliver-sessions', nodes: 'ordo-deliver-nodes', forward: 'ordo-deliver-forward', replies: 'ordo-deliver-replies', deletions: 'ordo-deletions', replays: 'ordo-dlq-replays', duplicates: 'usage-events-duplicates', apiNodes: 'ordo-api-nodes' },
       topicPartitions: 6,
       replicationFactor: 1,
       createTopics: true,
@@ -77,6 +77,7 @@ describe('loadConfig defaults', () => {
       trails: { key: { kind: 'traceparent' }, terminalTypes: [], stallMs: 300_000 },
       deletion: { separator: '/', policy: 'dead-letter', sweepBatch: 1_000 },
       corrections: { enabled: true },
+      apiReads: { storeDir: undefined, advertisedUrl: `http://${hostname() || '127.0.0.1'}:8080`, nodeHeartbeatMs: 2_000, nodeTtlMs: 10_000, fanoutTimeoutMs: 5_000, sessionTimeoutMs: 10_000 },
     } satisfies Omit<OrdoConfig, 'nodeId'>);
     // The node id defaults to the host name (a pod name on Kubernetes).
     expect(nodeId).toBe(hostname().slice(0, 128) || 'ordo');
@@ -172,11 +173,18 @@ describe('loadConfig parses every variable', () => {
       ORDO_DELETED_SUBJECT_POLICY: 'new-epoch',
       ORDO_DELETION_SWEEP_BATCH: '50',
       ORDO_CORRECTIONS: 'false',
+      ORDO_API_NODES_TOPIC: 'api-nodes.v1',
+      ORDO_API_STORE_DIR: '/var/lib/ordo/api-store',
+      ORDO_API_ADVERTISED_URL: 'http://ordo-api-0.ordo-api:18080/',
+      ORDO_API_NODE_HEARTBEAT_MS: '500',
+      ORDO_API_NODE_TTL_MS: '3000',
+      ORDO_API_FANOUT_TIMEOUT_MS: '1500',
+      ORDO_API_SESSION_TIMEOUT_MS: '8000',
     });
     expect(config).toEqual({
       brokers: ['kafka-0.kafka:9092', 'kafka-1.kafka:9093', '10.0.0.7:19092'],
       registryUrl: 'https://registry.internal:8443/apis/ccompat/v7',
-      topics: { input: 'in.events', ordered: 'out_ordered', dlq: 'dead-letters', late: 'late.v2', aggregates: 'aggregates.v1', watermarks: 'wm.v1', global: 'global.v1', schemas: 'schema-ids.v1', sessions: 'sessions.v1', nodes: 'nodes.v1', forward: 'forward.v1', replies: 'replies.v1', deletions: 'deletions.v1', replays: 'replays.v1', duplicates: 'duplicates.v1' },
+      topics: { input: 'in.events', ordered: 'out_ordered', dlq: 'dead-letters', late: 'late.v2', aggregates: 'aggregates.v1', watermarks: 'wm.v1', global: 'global.v1', schemas: 'schema-ids.v1', sessions: 'sessions.v1', nodes: 'nodes.v1', forward: 'forward.v1', replies: 'replies.v1', deletions: 'deletions.v1', replays: 'replays.v1', duplicates: 'duplicates.v1', apiNodes: 'api-nodes.v1' },
       clientId: 'ordo-client:1@a',
       groupId: 'billing.pipeline',
       nodeId: 'ordo-pipeline-7f9c:0',
@@ -229,6 +237,7 @@ describe('loadConfig parses every variable', () => {
       trails: { key: { kind: 'header', name: 'x-task-id' }, terminalTypes: ['job.done', 'job.failed'], stallMs: 60_000 },
       deletion: { separator: '::', policy: 'new-epoch', sweepBatch: 50 },
       corrections: { enabled: false },
+      apiReads: { storeDir: '/var/lib/ordo/api-store', advertisedUrl: 'http://ordo-api-0.ordo-api:18080', nodeHeartbeatMs: 500, nodeTtlMs: 3_000, fanoutTimeoutMs: 1_500, sessionTimeoutMs: 8_000 },
     } satisfies OrdoConfig);
   });
 

@@ -60,10 +60,23 @@ describe('NodeTable', () => {
   });
 });
 
+describe('heartbeat info', () => {
+  it('the table keeps the info of each node\'s last heartbeat; a heartbeat without info clears it', () => {
+    const t = new NodeTable(TTL);
+    t.observe({ node: 'a', at: 1, info: { owned: [1, 2] } }, 1);
+    expect(t.info('a')).toEqual({ owned: [1, 2] });
+    t.observe({ node: 'a', at: 2, info: { owned: [3] } }, 2);
+    expect(t.info('a')).toEqual({ owned: [3] });
+    t.observe({ node: 'a', at: 3 }, 3);
+    expect(t.info('a')).toBeUndefined();
+    expect(t.info('never')).toBeUndefined();
+  });
+});
+
 describe('heartbeat records', () => {
   it('round-trip', () => {
     const heartbeat: fc.Arbitrary<NodeHeartbeat> = fc.record(
-      { node: fc.string({ minLength: 1 }), at: fc.integer({ min: 0, max: 2 ** 45 }), url: fc.webUrl(), leaving: fc.constant(true) },
+      { node: fc.string({ minLength: 1 }), at: fc.integer({ min: 0, max: 2 ** 45 }), url: fc.webUrl(), leaving: fc.constant(true), info: fc.jsonValue().filter((v) => v !== null) },
       { requiredKeys: ['node', 'at'] },
     );
     fc.assert(

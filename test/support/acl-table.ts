@@ -6,7 +6,7 @@ const NAMES = {
   groupId: '<G>',
   nodeId: '<node>',
   allowedLatenessMs: 1,
-  topics: { input: '<input>', ordered: '<ordered>', dlq: '<dlq>', late: '<late>', aggregates: '<aggregates>', watermarks: '<watermarks>', global: '<global>', schemas: '<schemas>', sessions: '<sessions>', nodes: '<nodes>', forward: '<forward>', replies: '<replies>', deletions: '<deletions>', replays: '<replays>', duplicates: '<duplicates>' },
+  topics: { input: '<input>', ordered: '<ordered>', dlq: '<dlq>', late: '<late>', aggregates: '<aggregates>', watermarks: '<watermarks>', global: '<global>', schemas: '<schemas>', sessions: '<sessions>', nodes: '<nodes>', forward: '<forward>', replies: '<replies>', deletions: '<deletions>', replays: '<replays>', duplicates: '<duplicates>', apiNodes: '<api-nodes>' },
 };
 
 /** The ACL table of docs/operations.md#acls as the code gives it: one row per role and resource. */
