@@ -259,10 +259,10 @@ async function main(): Promise<number> {
   process.once('SIGTERM', interrupted);
 
   let nextPort = 21_000 + Math.floor(Math.random() * 20_000);
-  const replicaEnv = (node: string, apiPort: number, metricsPort: number, storeDir: string, aggregatesTopic: string): Record<string, string> => ({
+  const replicaEnv = (node: string, apiPort: number, metricsPort: number, storeDir: string, aggregatesTopic: string, group: string): Record<string, string> => ({
     KAFKA_BROKERS: args.brokers.join(','),
     SCHEMA_REGISTRY_URL: args.registryUrl,
-    ORDO_GROUP_ID: `${run}-g`,
+    ORDO_GROUP_ID: group,
     ORDO_INPUT_TOPIC: `${run}-in`,
     ORDO_ORDERED_TOPIC: `${run}-ordered`,
     ORDO_DLQ_TOPIC: `${run}-dlq`,
@@ -273,7 +273,7 @@ async function main(): Promise<number> {
     ORDO_SCHEMAS_TOPIC: `${run}-schemas`,
     ORDO_SESSIONS_TOPIC: `${run}-sessions`,
     ORDO_NODES_TOPIC: `${run}-nodes`,
-    ORDO_API_NODES_TOPIC: `${run}-api-nodes`,
+    ORDO_API_NODES_TOPIC: `${group}-api-nodes`,
     ORDO_FORWARD_TOPIC: `${run}-forward`,
     ORDO_REPLIES_TOPIC: `${run}-replies`,
     ORDO_DELETIONS_TOPIC: `${run}-deletions`,
@@ -291,12 +291,13 @@ async function main(): Promise<number> {
     ORDO_SHUTDOWN_GRACE_MS: '20000',
     ORDO_LOG_LEVEL: 'info',
   });
-  const startReplica = (node: string, options: { storeDir?: string; topic?: string; ports?: { api: number; metrics: number } } = {}): Replica => {
+  /** The idle replica reads another topic: it gets a group (and node registry) of its own. */
+  const startReplica = (node: string, options: { storeDir?: string; topic?: string; group?: string; ports?: { api: number; metrics: number } } = {}): Replica => {
     const apiPort = options.ports?.api ?? nextPort++;
     const metricsPort = options.ports?.metrics ?? nextPort++;
     const storeDir = options.storeDir ?? join(scratch, `store-${node}`);
     mkdirSync(storeDir, { recursive: true });
-    const role = new ChildRole(node, ['--import', 'tsx', 'src/cli.ts', 'api'], replicaEnv(node, apiPort, metricsPort, storeDir, options.topic ?? topic));
+    const role = new ChildRole(node, ['--import', 'tsx', 'src/cli.ts', 'api'], replicaEnv(node, apiPort, metricsPort, storeDir, options.topic ?? topic, options.group ?? `${run}-g`));
     return { node, role, apiPort, metricsPort, storeDir };
   };
   const memoryOf = async (r: Replica): Promise<MemoryFigures> => ({
@@ -393,7 +394,7 @@ async function main(): Promise<number> {
       log('scale: idle replica (empty topic)');
       const emptyTopic = `${run}-empty-aggregates`;
       await createTopics(kafka, [emptyTopic], args.partitions, [{ name: 'cleanup.policy', value: 'compact' }]);
-      const idle = startReplica('idle', { topic: emptyTopic });
+      const idle = startReplica('idle', { topic: emptyTopic, group: `${run}-idle-g` });
       try {
         await waitServing(idle, 120_000);
         await sleep(3_000); // let start-up garbage settle into the figures less
@@ -514,7 +515,7 @@ async function main(): Promise<number> {
     writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
     log(`scale: ${file}`);
     process.stdout.write(`${JSON.stringify({ ratios: result.ratios, complete: result.complete, error: result.error ?? null })}\n`);
-    const cleaned = await cleanUp(kafka, run, [`${run}-g-api-reads`]);
+    const cleaned = await cleanUp(kafka, run, [`${run}-g-api-reads`, `${run}-idle-g-api-reads`]);
     if (cleaned.error) log(`scale: clean-up: ${cleaned.error}`);
     await deleteSubject(args.registryUrl, `${topic}-value`);
     rmSync(scratch, { recursive: true, force: true });
