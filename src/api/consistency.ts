@@ -42,7 +42,8 @@ export interface AwaitedPosition {
  * does not fix; the log says why.
  */
 export type ConsistencyOutcome =
-  | { consistent: true }
+  /** `targets` (pipelineOnly waits): per aggregates partition, the offset a reader must reach. */
+  | { consistent: true; targets?: Map<number, bigint> }
   | { consistent: false; awaiting: AwaitedPosition[] }
   | { consistent: false; unknownPartitions: number[] }
   | { consistent: false; unavailable: true };
@@ -63,6 +64,8 @@ export interface ConsistencyWaiterOptions {
 
 interface Pending {
   positions: Map<number, { offset: bigint; target: bigint | undefined; committed: bigint | undefined }>;
+  /** Resolve once the targets are known: the readers of the partitions wait themselves (the partitioned read side). */
+  pipelineOnly: boolean;
   resolve(outcome: ConsistencyOutcome): void;
   timer: NodeJS.Timeout;
 }
@@ -98,14 +101,19 @@ export class ConsistencyWaiter {
     return this.pending.size;
   }
 
-  /** Resolves once every position is reached, or after `timeoutMs` with what is still awaited. */
-  wait(positions: readonly InputPosition[], timeoutMs: number): Promise<ConsistencyOutcome> {
+  /**
+   * Resolves once every position is reached, or after `timeoutMs` with what is still awaited.
+   * `pipelineOnly`: once the pipeline has committed past every position, with the aggregates
+   * offsets to reach (`targets`); the replicas holding those partitions wait for them.
+   */
+  wait(positions: readonly InputPosition[], timeoutMs: number, options: { pipelineOnly?: boolean } = {}): Promise<ConsistencyOutcome> {
     return new Promise((resolve) => {
       const byPartition = new Map<number, { offset: bigint; target: bigint | undefined; committed: bigint | undefined }>();
       // Positions of one topic (the input's): the highest offset per partition covers the rest.
       for (const p of highestPerPartition(positions)) byPartition.set(p.partition, { offset: BigInt(p.offset), target: undefined, committed: undefined });
       const entry: Pending = {
         positions: byPartition,
+        pipelineOnly: options.pipelineOnly === true,
         resolve: (outcome) => {
           clearTimeout(entry.timer);
           this.pending.delete(entry);
@@ -114,7 +122,7 @@ export class ConsistencyWaiter {
         timer: setTimeout(() => entry.resolve({ consistent: false, awaiting: this.awaited(entry) }), timeoutMs),
       };
       this.pending.add(entry);
-      if (byPartition.size === 0) entry.resolve({ consistent: true });
+      if (byPartition.size === 0) entry.resolve({ consistent: true, ...(entry.pipelineOnly ? { targets: new Map() } : {}) });
       else this.run();
     });
   }
@@ -189,6 +197,10 @@ export class ConsistencyWaiter {
     }
     const applied = this.options.sources.applied();
     for (const entry of this.pending) {
+      if (entry.pipelineOnly) {
+        if ([...entry.positions.values()].every((p) => p.target !== undefined)) entry.resolve({ consistent: true, targets: new Map([...entry.positions].map(([partition, p]) => [partition, p.target!])) });
+        continue;
+      }
       const done = [...entry.positions].every(([partition, p]) => p.target !== undefined && (applied.get(partition) ?? 0n) >= p.target);
       if (done) entry.resolve({ consistent: true });
     }
@@ -199,7 +211,7 @@ export class ConsistencyWaiter {
     const out: AwaitedPosition[] = [];
     for (const [partition, p] of [...entry.positions].sort((a, b) => a[0] - b[0])) {
       const reached = applied.get(partition) ?? 0n;
-      if (p.target !== undefined && reached >= p.target) continue;
+      if (p.target !== undefined && (entry.pipelineOnly || reached >= p.target)) continue;
       out.push({
         partition,
         offset: p.offset.toString(),

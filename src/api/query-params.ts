@@ -6,10 +6,10 @@ import { ConsistencyTokenError, type InputPosition, decodeConsistencyToken } fro
 import { RFC3339_EXAMPLE, parseRfc3339 } from '../model/rfc3339.js';
 
 /** The parameters of GET /v1/meters/{slug}/usage, as listed in error messages. */
-export const USAGE_PARAMETERS = ['subject', 'from', 'to', 'windowSize', 'windowTimeZone', 'groupBy', 'filter[<group>]', 'consistentWith'] as const;
+export const USAGE_PARAMETERS = ['subject', 'from', 'to', 'windowSize', 'windowTimeZone', 'groupBy', 'filter[<group>]', 'consistentWith', 'requireComplete'] as const;
 const CONSISTENT_WITH = 'consistentWith';
 
-const SINGLE = new Set(['from', 'to', 'windowSize', 'windowTimeZone']);
+const SINGLE = new Set(['from', 'to', 'windowSize', 'windowTimeZone', 'requireComplete']);
 const FILTER = /^filter\[(.+)\]$/s;
 const QUOTE_LIMIT = 64;
 /** More tokens than this in one query is not a client's need (one per partition suffices). */
@@ -71,6 +71,19 @@ export function parseUsageQuery(slug: string, params: URLSearchParams, meters: M
     // fromEntries defines own properties, so even a "__proto__" group stays an ordinary key.
     filter: Object.fromEntries(filter),
   };
+}
+
+/**
+ * `requireComplete=true`: a partitioned read side answers 503 partitions-unavailable rather
+ * than a partial answer when some partition has no live holder. Default false.
+ */
+export function parseRequireComplete(params: URLSearchParams): boolean {
+  const values = params.getAll('requireComplete');
+  if (values.length > 1) throw bad('requireComplete: given more than once; give it once');
+  const value = values[0];
+  if (value === undefined || value === 'false') return false;
+  if (value === 'true') return true;
+  throw bad(`requireComplete: ${quote(value)} is not true or false`);
 }
 
 /** The consistency tokens of a usage query (consistentWith, repeatable), deduplicated, in the order given. */

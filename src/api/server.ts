@@ -10,7 +10,9 @@ import { type Logger, noopLogger } from '../observability/logger.js';
 import type { Aggregation, Meter, MeterCatalog } from '../usage/meters.js';
 import type { WindowSize } from '../usage/windows.js';
 import type { ConsistencyOutcome } from './consistency.js';
-import { parseConsistentWith, parseUsageQuery } from './query-params.js';
+import { parseConsistentWith, parseRequireComplete, parseUsageQuery } from './query-params.js';
+import { type UsageQuery, planQuery } from './query-plan.js';
+import type { Principal } from '../auth/principal.js';
 import type { InputPosition } from '../model/consistency-token.js';
 import { type ReadModel, type UsageAnswer, unknownMeter } from './read-model.js';
 import { type ApiRoute, matchRoute, readJsonBody } from './routes.js';
@@ -32,8 +34,49 @@ export interface MeterView {
   windows: WindowSize[];
 }
 
+/** A replica that served some partitions of an answer (the partitioned read side). */
+export interface ServedBy {
+  node: string;
+  partitions: number[];
+  /** Records of those partitions it had not applied when it answered. */
+  lagRecords: number;
+}
+
+/** What a partitioned read side adds to an answer: who served, and which partitions nobody could. */
+export interface PartitionedFields {
+  servedBy: ServedBy[];
+  /** Some partition the query needs had no live holder: the answer leaves its aggregates out. */
+  partial: boolean;
+  missingPartitions: number[];
+}
+
 /** `consistentWith`: the tokens the answer is consistent with, when the query gave any. */
-export type UsageResponse = UsageAnswer & { freshness: Freshness; consistentWith?: string[] };
+export type UsageResponse = UsageAnswer & { freshness: Freshness; consistentWith?: string[] } & Partial<PartitionedFields>;
+
+/** One usage query as a partitioned read side gets it (src/api/fan-out.ts): already parsed and scoped to the caller. */
+export interface PartitionedRequest {
+  query: UsageQuery;
+  /** The query string as received: peers parse and scope it themselves. */
+  rawQuery: string;
+  /** Forwarded as is: each peer authenticates the caller itself. */
+  authorization: string | undefined;
+  /** Read-your-writes: per aggregates partition, the offset its holder must have applied. */
+  targets?: ReadonlyMap<number, bigint>;
+  /** How long holders may wait for `targets`. */
+  waitMs?: number;
+}
+
+export interface PartitionedResult extends PartitionedFields {
+  answer: UsageAnswer;
+  freshness: Freshness;
+  /** Partitions served below the read-your-writes target when the wait ended. */
+  unreached: { partition: number; offset: string; appliedOffset: string }[];
+}
+
+/** Answers usage queries across the replicas holding the partitions (src/api/fan-out.ts). */
+export interface PartitionedUsage {
+  answer(request: PartitionedRequest): Promise<PartitionedResult>;
+}
 
 /** Read-your-writes (api/consistency.ts): waits for the tokens of `consistentWith`. */
 export interface ConsistencyOptions {
@@ -50,7 +93,10 @@ export interface ApiServerOptions {
   /** Default 0.0.0.0. */
   host?: string;
   meters: MeterCatalog;
-  readModel: ReadModel;
+  /** One replica holding every aggregate in memory; or `partitioned`. */
+  readModel?: ReadModel;
+  /** The partitioned read side: each replica holds some partitions, queries fan out (src/api/fan-out.ts). */
+  partitioned?: PartitionedUsage;
   freshness: () => Freshness;
   /** Without it, a query with consistentWith answers 400. */
   consistency?: ConsistencyOptions;
@@ -143,21 +189,72 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: ApiSer
     send(res, 200, meterView(meter));
     return;
   }
-  const params = new URLSearchParams(mark === -1 ? '' : target.slice(mark + 1));
+  const rawQuery = mark === -1 ? '' : target.slice(mark + 1);
+  const params = new URLSearchParams(rawQuery);
   const asked = parseUsageQuery(route.slug, params, options.meters);
+  const requireComplete = parseRequireComplete(params);
   const consistency = options.consistency;
   if (params.has('consistentWith') && consistency === undefined) throw new QueryError('bad-parameter', 'consistentWith: this server does not follow a pipeline');
   const wanted = consistency === undefined ? undefined : parseConsistentWith(params, consistency.inputTopic);
-  // A subject-scoped token: other subjects answer 403, no subject means its own (never all).
-  const { subjects, allows } = withoutDeletedSubjects(narrowSubjects(principal, asked.subjects), asked.subjects, options.deleted);
+  const query = { ...asked, ...scopedSubjects(principal, asked.subjects, options.deleted) };
+  const tokens = wanted !== undefined && wanted.tokens.length > 0 ? { consistentWith: wanted.tokens } : {};
+  if (options.partitioned !== undefined) {
+    await answerPartitioned(res, options.partitioned, { query, rawQuery, authorization: req.headers.authorization }, { consistency, positions: wanted?.positions ?? [], requireComplete, tokens, meters: options.meters });
+    return;
+  }
+  if (options.readModel === undefined) throw new Error('the usage API has neither a read model nor a partitioned read side');
   if (wanted !== undefined && wanted.positions.length > 0) {
     // Asked once before the wait too, so that a query the read model refuses answers at once.
-    options.readModel.query({ ...asked, subjects, allowsSubject: allows });
+    options.readModel.query(query);
     await awaitConsistency(consistency!, wanted.positions, options.freshness);
   }
-  const answer = options.readModel.query({ ...asked, subjects, allowsSubject: allows });
-  const body: UsageResponse = { ...answer, freshness: options.freshness(), ...(wanted !== undefined && wanted.tokens.length > 0 ? { consistentWith: wanted.tokens } : {}) };
+  const answer = options.readModel.query(query);
+  const body: UsageResponse = { ...answer, freshness: options.freshness(), ...tokens };
   send(res, 200, body);
+}
+
+/**
+ * A usage query on the partitioned read side: read-your-writes first waits for the pipeline
+ * only (the holders of the partitions wait for the aggregates themselves); missing
+ * partitions make the answer partial, or 503 partitions-unavailable with requireComplete.
+ */
+async function answerPartitioned(
+  res: ServerResponse,
+  partitioned: PartitionedUsage,
+  request: Omit<PartitionedRequest, 'targets' | 'waitMs'>,
+  how: { consistency: ConsistencyOptions | undefined; positions: readonly InputPosition[]; requireComplete: boolean; tokens: { consistentWith?: string[] }; meters: MeterCatalog },
+): Promise<void> {
+  // Refused queries answer at once, before any wait or hop.
+  planQuery(how.meters, request.query);
+  let targets: ReadonlyMap<number, bigint> | undefined;
+  let waitMs: number | undefined;
+  if (how.positions.length > 0 && how.consistency !== undefined) {
+    const started = Date.now();
+    targets = await awaitConsistency(how.consistency, how.positions, () => ({ caughtUp: false, lagRecords: null, partitions: [] }));
+    waitMs = Math.max(0, how.consistency.waitMs - (Date.now() - started));
+  }
+  const result = await partitioned.answer({ ...request, ...(targets !== undefined ? { targets, waitMs } : {}) });
+  if (result.unreached.length > 0) {
+    throw new QueryError('not-yet-consistent', `not consistent with the given tokens within ${how.consistency?.waitMs ?? 0} ms: the pipeline committed the positions, but the replicas holding partitions ${result.unreached.map((u) => u.partition).join(', ')} have not read the aggregates they wrote yet; retry later`, 503, {
+      details: { freshness: result.freshness, awaiting: result.unreached.map((u) => ({ ...u, waitingFor: 'read-model' })) },
+      headers: { 'retry-after': '1' },
+    });
+  }
+  if (result.servedBy.length > 0) res.setHeader('ordo-served-by', result.servedBy.map((s) => s.node).join(','));
+  if (how.requireComplete && result.missingPartitions.length > 0) {
+    throw new QueryError('partitions-unavailable', `partitions ${result.missingPartitions.join(', ')} of the aggregates topic have no live replica holding them (requireComplete=true); retry later, or ask without requireComplete for a partial answer`, 503, {
+      details: { missingPartitions: result.missingPartitions, servedBy: result.servedBy },
+      headers: { 'retry-after': '1' },
+    });
+  }
+  const body: UsageResponse = { ...result.answer, freshness: result.freshness, ...how.tokens, servedBy: result.servedBy, partial: result.partial, missingPartitions: result.missingPartitions };
+  send(res, 200, body);
+}
+
+/** The subjects a caller may read of those asked (a subject-scoped token narrows; deleted subjects answer 410 or are left out). */
+export function scopedSubjects(principal: Principal, asked: readonly string[] | undefined, deleted: DeletedLookup | undefined): { subjects: string[] | undefined; allowsSubject: ((subject: string) => boolean) | undefined } {
+  const { subjects, allows } = withoutDeletedSubjects(narrowSubjects(principal, asked), asked, deleted);
+  return { subjects, allowsSubject: allows };
 }
 
 /** A subject asked by name that is deleted answers 410; the others (a token's list, all subjects) leave deleted ones out. */
@@ -173,11 +270,12 @@ function withoutDeletedSubjects(
 
 /**
  * Waits for the positions; past the bound 503 not-yet-consistent (Retry-After 1) with the
- * read model's freshness and the positions still awaited.
+ * read model's freshness and the positions still awaited. Returns the aggregates targets
+ * when the wait was for the pipeline only.
  */
-async function awaitConsistency(consistency: ConsistencyOptions, positions: readonly InputPosition[], freshness: () => Freshness): Promise<void> {
+async function awaitConsistency(consistency: ConsistencyOptions, positions: readonly InputPosition[], freshness: () => Freshness): Promise<ReadonlyMap<number, bigint> | undefined> {
   const outcome = await consistency.wait(positions, consistency.waitMs);
-  if (outcome.consistent) return;
+  if (outcome.consistent) return outcome.targets;
   if ('unavailable' in outcome) {
     throw new QueryError('consistency-unavailable', "consistentWith: this server cannot read the pipeline's committed positions (the server log says why); ask without consistentWith, or later", 503, {
       headers: { 'retry-after': '5' },

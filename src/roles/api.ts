@@ -5,16 +5,14 @@ import { classify, fatalMessage } from '../engine/error-policy.js';
 import { Lifecycle, exportLifecycle } from '../engine/lifecycle.js';
 import { Liveness, type StuckReport } from '../engine/liveness.js';
 import { startSchemaLedger } from '../engine/schema-ledger.js';
-import { TopicReader } from '../engine/topic-reader.js';
-import { SchemaConflictError } from '../errors.js';
 import { createKafka } from '../kafka/client.js';
 import type { Kafka } from 'kafkajs';
 import type { OrdoMetrics } from '../metrics/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { schemaIdsOf } from '../processors/decode.js';
-import type { SourceRecord } from '../model/records.js';
-import { ReadModel } from '../api/read-model.js';
 import { startApiServer } from '../api/server.js';
+import { FanOut, usagePartsRoutes } from '../api/fan-out.js';
+import { PartitionedReadSide } from '../api/partitioned-read-side.js';
 import { type CommittedPosition, ConsistencyWaiter } from '../api/consistency.js';
 import { ResolverCache } from '../schema/resolvers.js';
 import { SchemaCatalog } from '../schema/schema-catalog.js';
@@ -51,10 +49,11 @@ export type ApiState = 'restoring' | 'running' | 'draining' | 'stopped' | 'faile
 export interface ApiRole {
   /** HTTP port the query API listens on. */
   readonly port: number;
-  readonly readModel: ReadModel;
+  /** This replica's share of the aggregates topic (its store, reader and node registry). */
+  readonly readSide: PartitionedReadSide;
   /** The receipts and trails index (src/receipts/). */
   readonly receipts: ReceiptsService;
-  /** restoring until the read model has caught up with the topic as it was at start. */
+  /** restoring until this replica has read its partitions to the end they had when assigned. */
   state(): ApiState;
   /** Not failed and nothing stuck: what /healthz answers. */
   live(): boolean;
@@ -62,15 +61,17 @@ export interface ApiRole {
   stuck(): StuckReport | undefined;
   /** Resolves with the final state. */
   readonly done: Promise<'stopped' | 'failed'>;
-  /** Resolves when the read model has applied the topic up to its current end. */
+  /** Resolves when this replica has its partitions and has applied them up to their current end. */
   caughtUp(): Promise<void>;
   stop(): Promise<void>;
 }
 
 /**
- * The `api` role: follows the compacted aggregates topic into an in-memory read model and
- * answers usage queries over HTTP from it. It never reads raw events; any replica answers
- * the same once caught up, and each answer says how far behind it is.
+ * The `api` role: the replicas share the compacted aggregates topic (each holds its
+ * partitions in a local store) and answer usage queries over HTTP by routing each partition
+ * to the replica holding it (src/api/partitioned-read-side.ts, fan-out.ts). It never reads
+ * raw events; any replica answers the same, and each answer says who served it and how far
+ * behind they were.
  */
 export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics }): Promise<ApiRole> {
   if (config.apiAuth.mode === 'none' && !isLoopbackHost(config.apiHost)) {
@@ -81,7 +82,6 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   const meters = new MeterCatalog(config.metersFile === undefined ? [] : loadMetersFile(config.metersFile));
   // Like the meters file, a missing or invalid tokens file stops the start (exit 78) before anything connects.
   const auth = createAuthenticator(config.apiAuth, { logger: deps.logger.child({ component: 'api-auth' }) });
-  const readModel = new ReadModel(meters);
   const resolvers = new ResolverCache(usageAggregateType);
   const log = deps.logger.child({ topic: config.topics.aggregates });
   const kafka = createKafka({ brokers: config.brokers, clientId: config.clientId, logger: deps.logger, security: config.security.kafka });
@@ -93,40 +93,6 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     await ledger.stop();
     throw error;
   });
-  let conflict: SchemaConflictError | undefined;
-
-  const apply = async (records: SourceRecord[]): Promise<void> => {
-    if (conflict) return;
-    try {
-      await catalog.prefetch(schemaIdsOf(records));
-    } catch (error) {
-      if (!(error instanceof SchemaConflictError)) throw error;
-      conflict = error; // misreading every aggregate is worse than answering nothing: the role fails
-      void failed(error);
-      return;
-    }
-    for (const record of records) {
-      if (record.key === null) continue;
-      if (record.value === null) {
-        readModel.remove(record.key.toString('utf8')); // a subject deletion's sweep (src/deletion/)
-        continue;
-      }
-      try {
-        const { schemaId, body } = unframe(record.value);
-        const writer = catalog.writerType(schemaId);
-        if (!writer) throw new Error(`schema id ${schemaId} is not in the registry`);
-        const resolver = resolvers.resolverFor(writer);
-        if (resolver instanceof Error) throw resolver;
-        const aggregate = usageAggregateType.fromBuffer(body, resolver) as UsageAggregate;
-        readModel.apply(record.key.toString('utf8'), aggregate);
-      } catch (error) {
-        // Not ours to dead-letter (the topic is the pipeline's output): skip it loudly.
-        deps.metrics.readModelSkipped.inc();
-        log.warn('aggregate record skipped', { partition: record.partition, offset: record.offset, error });
-      }
-    }
-    deps.metrics.readModelAggregates.set(readModel.size);
-  };
 
   // The same state machine and ordo_lifecycle_state gauge as the workers.
   const lifecycle = new Lifecycle();
@@ -134,16 +100,34 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
   const liveness = new Liveness(config.stuckAfterMs);
   liveness.watchDrain(lifecycle, config.shutdownGraceMs);
   let failed: (error: unknown) => Promise<void> = () => Promise.resolve();
-  const reader = new TopicReader({
+  const readSide = new PartitionedReadSide({
     kafka,
-    topic: config.topics.aggregates,
-    groupId: apiGroupId(config),
-    apply,
-    logger: log,
+    config,
+    groupId: apiReadsGroupId(config),
+    ownGroupPrefix: apiGroupId(config),
+    logger: deps.logger,
     liveness,
+    prefetch: async (records) => {
+      // Misreading every aggregate is worse than answering nothing: a conflict fails the role.
+      await catalog.prefetch(schemaIdsOf(records));
+    },
+    decode: (record) => {
+      const { schemaId, body } = unframe(record.value);
+      const writer = catalog.writerType(schemaId);
+      if (!writer) throw new Error(`schema id ${schemaId} is not in the registry`);
+      const resolver = resolvers.resolverFor(writer);
+      if (resolver instanceof Error) throw resolver;
+      return usageAggregateType.fromBuffer(body, resolver) as UsageAggregate;
+    },
+    onSkipped: (record, error) => {
+      deps.metrics.readModelSkipped.inc();
+      log.warn('aggregate record skipped', { partition: record.partition, offset: record.offset, error });
+    },
+    onApplied: (size) => deps.metrics.readModelAggregates.set(size),
     onFailure: (error) => void failed(error),
   });
-  const consistency = consistencyWaiter(config, kafka, reader, deps.logger);
+  const fanOut = new FanOut({ side: readSide, meters, timeoutMs: config.apiReads.fanoutTimeoutMs, logger: deps.logger.child({ component: 'fan-out' }) });
+  const consistency = consistencyWaiter(config, kafka, readSide, deps.logger);
   const receipts = new ReceiptsService({
     kafka,
     config,
@@ -186,15 +170,16 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     auth,
     onRefused: (error) => deps.metrics.apiRequestsRefused.inc({ kind: error.kind }),
     meters,
-    readModel,
+    partitioned: fanOut,
     deleted: deletion.deleted,
-    freshness: () => reader.progress(),
+    freshness: () => readSide.reader.progress(),
     consistency: {
       inputTopic: config.topics.input,
       waitMs: config.apiConsistencyWaitMs,
       wait: async (positions, timeoutMs) => {
         const started = process.hrtime.bigint();
-        const outcome = await consistency.waiter.wait(positions, timeoutMs);
+        // The pipeline's commits only: the replicas holding the partitions wait for the aggregates.
+        const outcome = await consistency.waiter.wait(positions, timeoutMs, { pipelineOnly: true });
         if ('awaiting' in outcome || outcome.consistent) {
           deps.metrics.apiConsistencyWait.observe({ outcome: outcome.consistent ? 'consistent' : 'timeout' }, Number(process.hrtime.bigint() - started) / 1e9);
         }
@@ -202,7 +187,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       },
     },
     logger: deps.logger,
-    routes: [...receiptRoutes(receipts, { deleted: deletion.deleted }), ...replay.routes, ...deletion.routes],
+    routes: [...receiptRoutes(receipts, { deleted: deletion.deleted }), ...replay.routes, ...deletion.routes, ...usagePartsRoutes({ side: readSide, meters, deleted: deletion.deleted })],
   });
   lifecycle.transition('restoring');
   const state = (): ApiState => lifecycle.state as ApiState;
@@ -220,35 +205,35 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
       await server.close().catch(() => undefined);
       auth.close();
       await consistency.stop();
-      await reader.stop();
+      await readSide.stop();
       await receipts.stop();
       await replay.stop();
       await deletion.stop();
       await ledger.stop();
       finish('failed');
     })());
-  const started = reader.start();
+  const started = readSide.start();
   replay.follow();
   started
-    .then(() => reader.caughtUp())
+    .then(() => readSide.caughtUp())
     .then(() => replay.caughtUp())
     .then(() => {
       if (state() !== 'restoring') return;
       lifecycle.transition('running');
-      log.info('read model caught up', { aggregates: readModel.size });
+      log.info('partitions read to their end', { partitions: readSide.reader.ownedPartitions(), aggregates: readSide.store.size() });
     }, failed);
-  const lagTimer = setInterval(() => deps.metrics.readModelLag.set(reader.progress().lagRecords ?? 0), 1_000);
+  const lagTimer = setInterval(() => deps.metrics.readModelLag.set(readSide.reader.progress().lagRecords ?? 0), 1_000);
   lagTimer.unref();
   let stopping: Promise<void> | undefined;
   return {
     port: server.port,
-    readModel,
+    readSide,
     receipts,
     state,
     live: () => state() !== 'failed' && liveness.stuck() === undefined,
     stuck: () => liveness.stuck(),
     done,
-    caughtUp: () => started.then(() => reader.caughtUp()).then(() => replay.caughtUp()),
+    caughtUp: () => started.then(() => readSide.caughtUp()).then(() => replay.caughtUp()),
     stop() {
       stopping ??= (async () => {
         if (state() !== 'failed') lifecycle.transition('draining');
@@ -261,7 +246,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
           auth.close();
           await consistency.stop();
         }
-        await reader.stop();
+        await readSide.stop();
         await receipts.stop();
         await replay.stop();
         await deletion.stop();
@@ -279,7 +264,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
  * committed input positions (OffsetFetch, only while a query waits) and this replica's read
  * model progress. The admin client connects on the first wait.
  */
-function consistencyWaiter(config: OrdoConfig, kafka: Kafka, reader: TopicReader, logger: Logger): { waiter: ConsistencyWaiter; stop(): Promise<void> } {
+function consistencyWaiter(config: OrdoConfig, kafka: Kafka, readSide: PartitionedReadSide, logger: Logger): { waiter: ConsistencyWaiter; stop(): Promise<void> } {
   const admin = kafka.admin();
   let connected: Promise<void> | undefined;
   const connect = (): Promise<void> => (connected ??= admin.connect().catch((error: unknown) => {
@@ -298,7 +283,7 @@ function consistencyWaiter(config: OrdoConfig, kafka: Kafka, reader: TopicReader
         for (const p of topic?.partitions ?? []) positions.set(p.partition, { offset: BigInt(p.offset), metadata: p.metadata });
         return positions;
       },
-      applied: () => new Map(reader.progress().partitions.map((p) => [p.partition, BigInt(p.appliedOffset)])),
+      applied: () => readSide.applied(),
       async endOffsets() {
         await connect();
         return new Map((await admin.fetchTopicOffsets(config.topics.aggregates)).map((o) => [o.partition, BigInt(o.high)]));

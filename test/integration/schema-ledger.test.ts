@@ -113,6 +113,6 @@ describe('schema id ledger', () => {
     await produce(producer, config.topics.aggregates, [{ key: '["m","s",{},"DAY","2026-11-30T00:00:00.000Z"]', value: frame(aggregateId, Buffer.from([0])) }]);
     const api = await startApiRole({ ...config, apiPort: 0 }, { logger: noopLogger, metrics: new OrdoMetrics() });
     expect(await api.done).toBe('failed');
-    expect(api.readModel.size).toBe(0);
+    expect(api.readSide.store.size()).toBe(0);
   });
 });
