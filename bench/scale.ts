@@ -39,6 +39,7 @@ const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 const WARMUP_REQUESTS = 100;
 const REQUEST_TIMEOUT_MS = 30_000;
 const SAMPLE_SUBJECTS = 200;
+const MEMORY_SAMPLES = 5;
 const DAY_MS = 86_400_000;
 
 interface Args {
@@ -225,7 +226,7 @@ async function main(): Promise<number> {
       local: 'single-subject queries sent to the replica that owns the subject (servedBy names it)',
       routed: 'single-subject queries sent to a replica that does not own the subject (it forwards to the owner)',
       fanOut: 'GET api-spend usage of all subjects over the month (one MONTH window per subject, summed), sent to each replica in turn',
-      memory: 'RSS from /proc/<pid>/status (RssAnon: own memory; RssFile: mapped store pages in the page cache); heap: ordo_nodejs_heap_size_used_bytes (no forced GC); store: ORDO_API_STORE_DIR files (apparent size and allocated blocks)',
+      memory: `RSS from /proc/<pid>/status (RssAnon: own memory; RssFile: mapped files: the node binary and the store's pages in the page cache); heap: ordo_nodejs_heap_size_used_bytes (no forced GC); each the lowest of ${MEMORY_SAMPLES} samples 1 s apart; store: ORDO_API_STORE_DIR files (apparent size and allocated blocks)`,
       restore: 'SIGTERM (clean) or SIGKILL (crash) of the single replica, then a new process on the same store directory: time from its spawn to the first complete (partial !== true) all-subject answer equal to the oracle',
     },
     generate: null,
@@ -246,10 +247,13 @@ async function main(): Promise<number> {
       todayHeapBytesPerAggregate: null,
     },
   };
+  let pastDeadline = false;
+  // Killing the children fails whatever waits on them, so the run still writes its results and cleans up.
   const deadline = setTimeout(() => {
     log(`scale: deadline of ${args.deadlineS} s reached; stopping`);
+    pastDeadline = true;
     killAllChildren();
-    void cleanUp(kafka, run).finally(() => process.exit(2));
+    setTimeout(() => process.exit(2), 120_000).unref();
   }, args.deadlineS * 1000);
   const interrupted = (): void => {
     killAllChildren();
@@ -300,12 +304,26 @@ async function main(): Promise<number> {
     const role = new ChildRole(node, ['--import', 'tsx', 'src/cli.ts', 'api'], replicaEnv(node, apiPort, metricsPort, storeDir, options.topic ?? topic, options.group ?? `${run}-g`));
     return { node, role, apiPort, metricsPort, storeDir };
   };
-  const memoryOf = async (r: Replica): Promise<MemoryFigures> => ({
-    node: r.node,
-    ...procMemory(r.role.pid),
-    heapUsedBytes: await scrapeGauge(r.metricsPort, 'ordo_nodejs_heap_size_used_bytes'),
-    storeBytes: diskBytes(r.storeDir),
-  });
+  /** The lowest of MEMORY_SAMPLES samples a second apart, field by field: garbage not yet collected counts less. */
+  const memoryOf = async (r: Replica): Promise<MemoryFigures> => {
+    const samples: ProcessMemory[] = [];
+    for (let i = 0; i < MEMORY_SAMPLES; i++) {
+      if (i > 0) await sleep(1_000);
+      samples.push({ ...procMemory(r.role.pid), heapUsedBytes: await scrapeGauge(r.metricsPort, 'ordo_nodejs_heap_size_used_bytes') });
+    }
+    const lowest = (f: (m: ProcessMemory) => number | null): number | null => {
+      const xs = samples.map(f).filter((x): x is number => x !== null);
+      return xs.length === 0 ? null : Math.min(...xs);
+    };
+    return {
+      node: r.node,
+      rssBytes: lowest((m) => m.rssBytes),
+      rssAnonBytes: lowest((m) => m.rssAnonBytes),
+      rssFileBytes: lowest((m) => m.rssFileBytes),
+      heapUsedBytes: lowest((m) => m.heapUsedBytes),
+      storeBytes: diskBytes(r.storeDir),
+    };
+  };
 
   let expectedAll: Answer | undefined;
   let expectedTotal: string | undefined;
@@ -503,7 +521,7 @@ async function main(): Promise<number> {
     if (result.wrongAnswers > 0) result.error = `${result.wrongAnswers} answers differed from the oracle`;
     exitCode = result.complete ? 0 : 1;
   } catch (error) {
-    result.error = (error as Error).message;
+    result.error = `${pastDeadline ? `deadline of ${args.deadlineS} s reached: ` : ''}${(error as Error).message}`;
     log(`scale: failed: ${result.error}`);
     computeRatios(result);
   } finally {
@@ -521,7 +539,7 @@ async function main(): Promise<number> {
     rmSync(scratch, { recursive: true, force: true });
     removeBenchMetersFile();
   }
-  return exitCode;
+  return pastDeadline ? 2 : exitCode;
 }
 
 function computeRatios(r: ScaleResult): void {
