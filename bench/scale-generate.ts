@@ -69,7 +69,21 @@ export function spendTotal(s: number): Decimal {
   return total;
 }
 
-/** The 79 aggregates of subject s, in key order of no importance. */
+/**
+ * The exact api-spend total over the month of the first `aggregates` aggregates: each
+ * subject's MONTH window, counted when it was written (the last subject may be cut off).
+ */
+export function expectedSpendTotal(aggregates: number): string {
+  let total = Decimal.ZERO;
+  const whole = Math.floor(aggregates / AGGREGATES_PER_SUBJECT);
+  for (let s = 0; s < whole; s++) total = total.add(spendTotal(s));
+  const rest = aggregates - whole * AGGREGATES_PER_SUBJECT;
+  const month = subjectAggregates(whole).slice(0, rest).find((a) => a.aggregate.meter === 'api-spend' && a.aggregate.windowSize === 'MONTH');
+  if (month !== undefined) total = total.add(Decimal.parse(month.aggregate.value));
+  return total.toString();
+}
+
+/** The 79 aggregates of subject s, always in the same order (the generator cuts the last subject off in it). */
 export function subjectAggregates(s: number): { key: string; subject: string; aggregate: UsageAggregate }[] {
   const subject = subjectName(s);
   const region = REGIONS[s % REGIONS.length]!;

@@ -26,11 +26,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SchemaCatalog } from '../src/schema/schema-catalog.js';
 import { usageAggregateSchema } from '../src/usage/aggregation.js';
-import { Decimal } from '../src/usage/decimal.js';
 import { benchKafka, benchSecurity, cleanUp, createTopics, sleep, uniqueName, withTimeout } from './kafka.js';
 import { benchMetersFile, removeBenchMetersFile } from './meters.js';
 import { deleteSubject } from './events.js';
-import { type GenerateResult, AGGREGATES_PER_SUBJECT, SCALE_DAY, SCALE_MONTH, generateAggregates, spendTotal, subjectName } from './scale-generate.js';
+import { type GenerateResult, AGGREGATES_PER_SUBJECT, SCALE_DAY, SCALE_MONTH, expectedSpendTotal, generateAggregates, subjectName } from './scale-generate.js';
 import { ChildRole, type ProcessMemory, diskBytes, killAllChildren, procMemory, scrapeGauge } from './scale-replicas.js';
 import type { ScaleBaselineReady } from './scale-baseline.js';
 import { type LatencySummary, ratio, round2, summarise } from './stats.js';
@@ -51,6 +50,12 @@ interface Args {
   baseline: boolean;
   restore: boolean;
   deadlineS: number;
+  /** Phases run (baseline, idle, one, many). */
+  phases: Set<string>;
+  /** An aggregates topic this bench generated before (the same --aggregates): no generation, and it is left in place. */
+  topic: string | undefined;
+  /** The one replica starts on this store (e.g. one an interrupted run left): its first start is then a restart. */
+  storeDir: string | undefined;
   brokers: string[];
   registryUrl: string;
 }
@@ -67,6 +72,9 @@ function parseCli(argv: string[]): Args {
       baseline: { type: 'string', default: 'auto' },
       restore: { type: 'string', default: 'on' },
       'deadline-s': { type: 'string', default: '5400' },
+      phases: { type: 'string', default: 'baseline,idle,one,many' },
+      topic: { type: 'string' },
+      'store-dir': { type: 'string' },
     },
     strict: true,
   });
@@ -92,9 +100,20 @@ function parseCli(argv: string[]): Args {
     baseline: onOff('baseline', values.baseline, aggregates <= 3_000_000),
     restore: onOff('restore', values.restore, true),
     deadlineS: count('deadline-s', values['deadline-s'], 60),
+    phases: phasesOf(values.phases),
+    topic: values.topic,
+    storeDir: values['store-dir'],
     brokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(','),
     registryUrl: process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:8081/apis/ccompat/v7',
   };
+}
+
+const PHASES = ['baseline', 'idle', 'one', 'many'] as const;
+
+function phasesOf(text: string): Set<string> {
+  const phases = new Set(text.split(',').map((p) => p.trim()));
+  for (const p of phases) if (!(PHASES as readonly string[]).includes(p)) throw new Error(`--phases: ${JSON.stringify(p)} is not one of ${PHASES.join(', ')}`);
+  return phases;
 }
 
 /** The part of a usage answer the partitioned api adds (contract of issue 15); absent on today's api. */
@@ -175,7 +194,7 @@ export interface ScaleResult {
   complete: boolean;
   error?: string;
   machine: { cpus: number; model: string | undefined; memoryBytes: number; freeMemoryBytesAtStart: number; loadAverageAtStart: number[]; node: string };
-  params: Omit<Args, 'brokers' | 'registryUrl'>;
+  params: Omit<Args, 'brokers' | 'registryUrl' | 'phases'> & { phases: string[] };
   definitions: Record<string, string>;
   generate: GenerateResult | null;
   /** The api answers carry servedBy/partial (the partitioned read side of issue 15), or not (today's api). */
@@ -208,7 +227,7 @@ async function main(): Promise<number> {
   const args = parseCli(process.argv.slice(2));
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
   const run = uniqueName('bench-scale');
-  const topic = `${run}-aggregates`;
+  const topic = args.topic ?? `${run}-aggregates`;
   const kafka = benchKafka(args.brokers, 'bench-scale');
   const scratch = mkdtempSync(join(tmpdir(), 'ordo-bench-scale-'));
   const metersFile = benchMetersFile();
@@ -219,7 +238,7 @@ async function main(): Promise<number> {
     finishedAt: null,
     complete: false,
     machine: { cpus: cpus().length, model: cpus()[0]?.model, memoryBytes: totalmem(), freeMemoryBytesAtStart: freemem(), loadAverageAtStart: loadavg(), node: process.version },
-    params: { aggregates: args.aggregates, replicas: args.replicas, partitions: args.partitions, requests: args.requests, fanoutRequests: args.fanoutRequests, baseline: args.baseline, restore: args.restore, deadlineS: args.deadlineS },
+    params: { ...args, brokers: undefined, registryUrl: undefined, phases: [...args.phases] } as ScaleResult['params'],
     definitions: {
       input: `N aggregates of the bench meters written straight into a fresh ${args.partitions}-partition compacted topic as the pipeline writes them (${AGGREGATES_PER_SUBJECT} per subject: one active day of HOUR, DAY, MONTH windows), idempotent producer, acks=all, no compression`,
       single: 'GET api-spend usage of one subject, HOUR windows over its active day (24 rows); subjects cycle through a sample',
@@ -354,9 +373,7 @@ async function main(): Promise<number> {
   // Today's api reads ~20k aggregates/s on a busy 2-core machine, three at once a third of that each.
   const startTimeoutMs = Math.max(180_000, args.aggregates / 5);
 
-  let exitCode = 1;
-  try {
-    // ---- input
+  const generate = async (): Promise<void> => {
     log(`scale: ${args.aggregates.toLocaleString('en-US')} aggregates into ${topic} (${args.partitions} partitions)`);
     await createTopics(kafka, [topic], args.partitions, [{ name: 'cleanup.policy', value: 'compact' }]);
     const schemaId = await withTimeout(new SchemaCatalog({ url: args.registryUrl, security: benchSecurity().registry }).register(`${topic}-value`, usageAggregateSchema), 30_000, 'registering UsageAggregate');
@@ -369,15 +386,19 @@ async function main(): Promise<number> {
     }
     const g = result.generate;
     log(`  ${g.aggregates.toLocaleString('en-US')} aggregates of ${g.subjects.toLocaleString('en-US')} subjects in ${(g.ms / 1000).toFixed(1)} s (${g.aggregatesPerSecond.toLocaleString('en-US')}/s, ${(g.bytes / 1e6).toFixed(0)} MB)`);
-    // Only whole subjects count in the oracle's total (a cut-off last subject may lack its MONTH window).
+  };
+
+  let exitCode = 1;
+  try {
+    // ---- input
+    if (args.topic !== undefined) log(`scale: reusing ${topic} (${args.aggregates.toLocaleString('en-US')} aggregates)`);
+    else await generate();
+    expectedTotal = expectedSpendTotal(args.aggregates);
     const whole = Math.floor(args.aggregates / AGGREGATES_PER_SUBJECT);
-    let total = Decimal.ZERO;
-    for (let s = 0; s < whole; s++) total = total.add(spendTotal(s));
-    expectedTotal = whole === g.subjects ? total.toString() : undefined;
     for (let i = 0; i < SAMPLE_SUBJECTS; i++) sample.push(subjectName(Math.floor((i * whole) / SAMPLE_SUBJECTS)));
 
     // ---- baseline: today's in-memory replica
-    if (args.baseline) {
+    if (args.baseline && args.phases.has('baseline')) {
       log('scale: baseline (today\'s in-memory replica)');
       const baseline = new ChildRole('baseline', ['--expose-gc', `--max-old-space-size=${Math.ceil((args.aggregates * 1_200) / 1_048_576) + 512}`, '--import', 'tsx', 'bench/scale-baseline.ts'], {
         KAFKA_BROKERS: args.brokers.join(','),
@@ -408,7 +429,7 @@ async function main(): Promise<number> {
     }
 
     // ---- idle: the fixed cost of a replica
-    {
+    if (args.phases.has('idle')) {
       log('scale: idle replica (empty topic)');
       const emptyTopic = `${run}-empty-aggregates`;
       await createTopics(kafka, [emptyTopic], args.partitions, [{ name: 'cleanup.policy', value: 'compact' }]);
@@ -424,9 +445,9 @@ async function main(): Promise<number> {
     }
 
     // ---- one replica
-    {
+    if (args.phases.has('one')) {
       log('scale: one replica');
-      let one = startReplica('r0');
+      let one = startReplica('r0', { storeDir: args.storeDir });
       const spawned = performance.now();
       const first = await untilComplete(one, spawned, startTimeoutMs);
       log(`  complete answer ${first.ms} ms after spawn (full restore from the topic)`);
@@ -462,7 +483,7 @@ async function main(): Promise<number> {
     }
 
     // ---- many replicas
-    {
+    if (args.phases.has('many')) {
       log(`scale: ${args.replicas} replicas`);
       const replicas = Array.from({ length: args.replicas }, (_, i) => startReplica(`m${i}`));
       const spawned = performance.now();
@@ -535,7 +556,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${JSON.stringify({ ratios: result.ratios, complete: result.complete, error: result.error ?? null })}\n`);
     const cleaned = await cleanUp(kafka, run, [`${run}-g-api-reads`, `${run}-idle-g-api-reads`]);
     if (cleaned.error) log(`scale: clean-up: ${cleaned.error}`);
-    await deleteSubject(args.registryUrl, `${topic}-value`);
+    if (args.topic === undefined) await deleteSubject(args.registryUrl, `${topic}-value`);
     rmSync(scratch, { recursive: true, force: true });
     removeBenchMetersFile();
   }
