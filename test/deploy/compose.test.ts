@@ -362,6 +362,18 @@ describe('docker-compose.yml', () => {
     expect(count).toBeGreaterThan(0);
   });
 
+  it('gives ordo-api a writable store at ORDO_API_STORE_DIR that no other container shares', () => {
+    const api = service('ordo-api');
+    const dir = environment(api).ORDO_API_STORE_DIR;
+    expect(dir).toBeDefined();
+    const mounts = (api.volumes ?? []).filter((v) => (typeof v === 'string' ? v.split(':')[1] : v.target) === dir);
+    expect(mounts).toHaveLength(1);
+    const mount = mounts[0]!;
+    // An anonymous volume: one per container (also under --scale), kept across its restarts; a
+    // named volume or a bind mount would be shared by replicas, which must never open one store.
+    expect(typeof mount === 'object' && mount.type === 'volume' && mount.source === undefined && mount.read_only !== true, JSON.stringify(mount)).toBe(true);
+  });
+
   it('pins every image (no latest)', () => {
     const floating = ['latest', 'stable', 'edge', 'nightly', 'main', 'lts', 'current'];
     for (const [name, svc] of Object.entries(services)) {

@@ -50,6 +50,9 @@ const DEFAULTS: Record<string, string> = {
   ORDO_INPUT_TOPIC: 'usage-events',
 };
 
+/** What the downward API gives a pod's env for these fields (a sample pod). */
+const FIELD_SAMPLES: Record<string, string> = { 'metadata.name': 'ordo-role-5d8c7b9f4-x2x7q', 'status.podIP': '10.244.1.17' };
+
 interface KubeObject {
   apiVersion: string;
   kind: string;
@@ -109,7 +112,12 @@ class Build {
       }
       for (const [key, value] of Object.entries(configMap.data ?? {})) env.set(`${source.prefix ?? ''}${key}`, value);
     }
-    for (const entry of container.env ?? []) env.set(entry.name, entry.value);
+    for (const entry of container.env ?? []) {
+      const field = entry.valueFrom?.fieldRef?.fieldPath;
+      const value = entry.value ?? (field === undefined ? undefined : FIELD_SAMPLES[field]);
+      // As the kubelet does: $(NAME) expands to a variable defined before this one, else stays as written.
+      env.set(entry.name, value?.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (text, ref: string) => env.get(ref) ?? text));
+    }
     return env;
   }
 
@@ -408,6 +416,26 @@ describe.each(Object.keys(BUILDS) as BuildName[])('k8s %s', (name) => {
     // emptyDir: one per pod (a shared directory would let two workers open one task's state).
     const volume = pipeline.spec?.template.spec?.volumes?.find((v) => v.name === mount?.name);
     expect(volume?.emptyDir).toBeDefined();
+  });
+
+  it('gives the api a writable emptyDir at ORDO_API_STORE_DIR and advertises its pod IP on its http port', () => {
+    const b = build(name);
+    const api = b.deployment('api');
+    const container = containers(api)[0]!;
+    const env = b.env(container);
+    const dir = env.get('ORDO_API_STORE_DIR');
+    expect(dir).toBeDefined();
+    const mount = container.volumeMounts?.find((m) => m.mountPath === dir);
+    expect(mount?.readOnly ?? false).toBe(false);
+    // One per pod: two replicas must never open one store; a cache of the topic needs no PVC.
+    const volume = api.spec?.template.spec?.volumes?.find((v) => v.name === mount?.name);
+    expect(volume?.emptyDir).toBeDefined();
+    // Other replicas forward queries there: the pod's own IP (defined before it is referenced), the port the api listens on.
+    const advertised = new URL(env.get('ORDO_API_ADVERTISED_URL') ?? '');
+    expect(advertised.hostname).toBe(FIELD_SAMPLES['status.podIP']);
+    const apiPort = b.config('api').apiPort;
+    expect(Number(advertised.port)).toBe(apiPort);
+    expect(resolvePort(container, 'http')).toBe(apiPort);
   });
 
   it('mounts the meters file ORDO_METERS_FILE names, from the ConfigMap that mirrors docs/meters.example.yaml', () => {
