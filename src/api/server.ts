@@ -253,6 +253,14 @@ async function answerPartitioned(
       headers: { 'retry-after': '1' },
     });
   }
+  // A partition the tokens' aggregates went to, that nobody live holds: the answer cannot include them.
+  const unheld = targets === undefined ? [] : result.missingPartitions.filter((p) => targets.has(p));
+  if (unheld.length > 0) {
+    throw new QueryError('not-yet-consistent', `not consistent with the given tokens: partitions ${unheld.join(', ')} of the aggregates topic, where their aggregates are, have no live replica holding them; retry later`, 503, {
+      details: { missingPartitions: result.missingPartitions, servedBy: result.servedBy },
+      headers: { 'retry-after': '1' },
+    });
+  }
   if (result.servedBy.length > 0) res.setHeader('ordo-served-by', result.servedBy.map((s) => s.node).join(','));
   if (how.requireComplete && result.missingPartitions.length > 0) {
     throw new QueryError('partitions-unavailable', `partitions ${result.missingPartitions.join(', ')} of the aggregates topic have no live replica holding them (requireComplete=true); retry later, or ask without requireComplete for a partial answer`, 503, {

@@ -74,7 +74,10 @@ export interface ApiRole {
  * raw events; any replica answers the same, and each answer says who served it and how far
  * behind they were.
  */
-export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics }): Promise<ApiRole> {
+export async function startApiRole(given: OrdoConfig, deps: { logger: Logger; metrics: OrdoMetrics }): Promise<ApiRole> {
+  // Its own copy of the read side's settings: the advertised address may take the bound port below.
+  const apiReads = { ...given.apiReads };
+  const config: OrdoConfig = { ...given, apiReads };
   if (config.apiAuth.mode === 'none' && !isLoopbackHost(config.apiHost)) {
     deps.logger.warn('the usage API answers anyone who can reach it: ORDO_API_AUTH=none on a non-loopback address; set ORDO_API_AUTH=token or jwt, or ORDO_API_HOST=127.0.0.1', {
       host: config.apiHost,
@@ -193,6 +196,12 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     logger: deps.logger,
     routes: [...receiptRoutes(receipts, { deleted: deletion.deleted }), ...replay.routes, ...deletion.routes, ...usagePartsRoutes({ side: readSide, meters, deleted: deletion.deleted, retention })],
   });
+  // An ephemeral port (ORDO_API_PORT=0) is advertised as the one bound, so the other replicas reach this one.
+  const advertised = new URL(apiReads.advertisedUrl);
+  if (advertised.port === '0') {
+    advertised.port = String(server.port);
+    apiReads.advertisedUrl = advertised.toString().replace(/\/+$/, '');
+  }
   lifecycle.transition('restoring');
   const state = (): ApiState => lifecycle.state as ApiState;
   let finish: (final: 'stopped' | 'failed') => void = () => undefined;
@@ -224,7 +233,7 @@ export async function startApiRole(config: OrdoConfig, deps: { logger: Logger; m
     .then(() => {
       if (state() !== 'restoring') return;
       lifecycle.transition('running');
-      log.info('partitions read to their end', { partitions: readSide.reader.ownedPartitions(), aggregates: readSide.store.size() });
+      log.info('read model caught up', { partitions: readSide.reader.ownedPartitions(), aggregates: readSide.store.size() });
     }, failed);
   const lagTimer = setInterval(() => deps.metrics.readModelLag.set(readSide.reader.progress().lagRecords ?? 0), 1_000);
   lagTimer.unref();

@@ -92,7 +92,8 @@ describe('dead-letter replay', () => {
     await createTopics(kafka, [config.topics.input], 2);
     encode = await usageEventEncoder(config.topics.input);
     ({ worker } = await startPipeline(config));
-    api = await startApiRole({ ...config, apiPort: 0, apiHost: '127.0.0.1' }, { logger: noopLogger, metrics: apiMetrics });
+    // An ephemeral port each: a replica advertises the one it bound (the two share the read side's partitions).
+    api = await startApiRole({ ...config, apiPort: 0, apiHost: '127.0.0.1', apiReads: { ...config.apiReads, advertisedUrl: 'http://127.0.0.1:0' } }, { logger: noopLogger, metrics: apiMetrics });
     await api.caughtUp();
     aheadMs = Date.now() + 3_000;
     const ahead = formatServiceTime(makeServiceTime(aheadMs, 0));
@@ -163,7 +164,7 @@ describe('dead-letter replay', () => {
 
   it('another replica knows it from the replays topic (409 there too); two replicas racing on one letter count it once', async () => {
     const letter = letterOf('bad-1');
-    const other = await startApiRole({ ...config, nodeId: 'ordo-test-2', apiPort: 0, apiHost: '127.0.0.1' }, { logger: noopLogger, metrics: new OrdoMetrics() });
+    const other = await startApiRole({ ...config, nodeId: 'ordo-test-2', apiPort: 0, apiHost: '127.0.0.1', apiReads: { ...config.apiReads, advertisedUrl: 'http://127.0.0.1:0' } }, { logger: noopLogger, metrics: new OrdoMetrics() });
     try {
       await other.caughtUp();
       const answer = await call(other, 'POST', `/v1/dead-letters/${letter.partition}/${letter.offset}/replay`);
