@@ -82,6 +82,8 @@ export class PartitionedReadSide implements LocalReadSide {
   readonly registry: NodeRegistry;
   readonly nodeId: string;
   private misplaced = 0;
+  /** Heartbeat info object -> its checked form (entries leave with the heartbeat they belong to). */
+  private readonly decodedInfo = new WeakMap<object, ApiNodeInfo | undefined>();
   private readonly temporaryDir: string | undefined;
   private releaseTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
@@ -168,14 +170,20 @@ export class PartitionedReadSide implements LocalReadSide {
   }
 
   nodes(): Map<string, ApiNodeInfo> {
-    const out = new Map<string, ApiNodeInfo>();
+    // This replica as it is now (also before its first heartbeat went out, or after its registry failed).
+    const out = new Map<string, ApiNodeInfo>([[this.nodeId, this.info()]]);
     for (const [node, raw] of this.registry.liveInfo()) {
-      const info = node === this.nodeId ? this.info() : decodeApiNodeInfo(raw);
+      const info = this.decoded(raw);
       if (info !== undefined) out.set(node, info);
     }
-    // Before its first heartbeat went out (or after its registry failed) this replica still serves itself.
-    if (!out.has(this.nodeId)) out.set(this.nodeId, this.info());
     return out;
+  }
+
+  /** A peer's heartbeat info, checked once per heartbeat rather than once per query. */
+  private decoded(raw: unknown): ApiNodeInfo | undefined {
+    if (typeof raw !== 'object' || raw === null) return undefined;
+    if (!this.decodedInfo.has(raw)) this.decodedInfo.set(raw, decodeApiNodeInfo(raw));
+    return this.decodedInfo.get(raw);
   }
 
   async serve(plan: QueryPlan, partitions: readonly number[], positions?: ReadonlyMap<number, bigint>, waitMs = 0): Promise<LocalShare> {

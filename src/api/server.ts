@@ -227,11 +227,11 @@ async function answerPartitioned(
   request: Omit<PartitionedRequest, 'targets' | 'waitMs'>,
   how: { consistency: ConsistencyOptions | undefined; positions: readonly InputPosition[]; requireComplete: boolean; tokens: { consistentWith?: string[] }; meters: MeterCatalog; retention?: RetentionPolicy },
 ): Promise<void> {
-  // Refused queries answer at once, before any wait or hop.
-  planQuery(how.meters, request.query, { retention: how.retention });
   let targets: ReadonlyMap<number, bigint> | undefined;
   let waitMs: number | undefined;
   if (how.positions.length > 0 && how.consistency !== undefined) {
+    // Planned once before the wait too, so that a refused query answers at once (the fan-out plans before any hop).
+    planQuery(how.meters, request.query, { retention: how.retention });
     const started = Date.now();
     targets = await awaitConsistency(how.consistency, how.positions, () => ({ caughtUp: false, lagRecords: null, partitions: [] }));
     waitMs = Math.max(0, how.consistency.waitMs - (Date.now() - started));

@@ -87,9 +87,6 @@ export class NodeTable {
   }
 }
 
-/** A heartbeat's info: a JSON value, or a function giving the current one at each heartbeat. */
-export type NodeInfo = unknown;
-
 export interface NodeRegistryOptions {
   kafka: Kafka;
   /** The compacted nodes topic (created by the role). */
@@ -104,8 +101,8 @@ export interface NodeRegistryOptions {
   logger: Logger;
   /** This node's address, written in its heartbeats (informational). */
   url?: string;
-  /** The info of the first heartbeat (see setInfo). */
-  info?: NodeInfo;
+  /** The info of the first heartbeat: a JSON value, or a function giving the current one at each heartbeat (see setInfo). */
+  info?: unknown;
   /** The number of live nodes (this one included), after every heartbeat: the role sets metrics.deliverLiveNodes. */
   onLiveNodes?(n: number): void;
   /** Bounds the retries of transient failures (and reports them to /healthz); default: 2 minutes. */
@@ -222,10 +219,10 @@ export class NodeRegistry {
     return [...live].sort();
   }
 
-  /** The info of the other live nodes' last heartbeats (this node's own: ownInfo), by node id. */
+  /** The info of the other live nodes' last heartbeats, by node id (this node's own is the caller's). */
   liveInfo(): Map<string, unknown> {
     const out = new Map<string, unknown>();
-    for (const node of this.liveNodes()) out.set(node, node === this.options.nodeId ? this.infoNow() : this.table.info(node));
+    for (const node of this.table.liveNodes(this.now())) if (node !== this.options.nodeId) out.set(node, this.table.info(node));
     return out;
   }
 
@@ -234,7 +231,7 @@ export class NodeRegistry {
    * (a changed assignment must not wait for the next tick). A write already under way is
    * followed by one more at once.
    */
-  setInfo(info: NodeInfo): void {
+  setInfo(info: unknown): void {
     this.ownInfo = info;
     if (!this.started || this.stopped) return;
     if (this.beating) this.again = true;
